@@ -1,0 +1,501 @@
+"""The careCycle hook: authentication, retries, client-side rate limiting and pagination for the careCycle v2 API."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import requests
+import tenacity
+
+from airflow_provider_carecycle import __version__
+from airflow_provider_carecycle._compat import BaseHook, mask_secret
+from airflow_provider_carecycle.exceptions import (
+    CareCycleAPIError,
+    CareCycleAuthError,
+    CareCycleNotFoundError,
+    CareCycleRateLimitError,
+    CareCycleServerError,
+    CareCycleValidationError,
+)
+from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
+from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+
+DEFAULT_BASE_URL = "https://api.carecycle.ai"
+API_KEY_PREFIX = "cc_"
+MAX_PER_PAGE = 100
+MAX_LEADS_PER_REQUEST = 200
+DEFAULT_RETRY_AFTER_S = 60.0
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed", "archived", "inactive", "cancelled", "testing")
+CAMPAIGN_SORT_FIELDS = ("createdAt", "updatedAt", "name", "status", "startDate")
+CALL_SORT_FIELDS = ("createdAt", "disposition", "duration")
+_UUID = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+    r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
+)
+
+#: Connection extras the hook reads, with their types (Airflow's forms may store them as strings).
+EXTRA_FIELDS: dict[str, type] = {"timeout": float, "max_retries": int, "requests_per_minute": int}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Page:
+    """One page of a careCycle list: its items and the envelope's counters."""
+
+    items: list[dict[str, Any]]
+    number: int
+    items_total: int | None
+
+
+@dataclass
+class RequestStats:
+    """What a hook has sent so far, for operators' summaries."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    waited_s: float = 0.0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"Invalid {name} {value!r}. Valid values: {', '.join(choices)}.")
+    return value
+
+
+def _require_uuid(name: str, value: str) -> str:
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise ValueError(f"{name} must be a careCycle UUID, got {value!r}.")
+    return value
+
+
+def _per_page(per_page: int) -> int:
+    if not 1 <= int(per_page) <= MAX_PER_PAGE:
+        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}.")
+    return int(per_page)
+
+
+class CareCycleHook(BaseHook):
+    """Talks to the careCycle v2 API.
+
+    The API key comes from the connection's password (it must start with ``cc_``); the base URL from its host
+    (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
+    Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
+    API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
+    raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once.
+
+    :param carecycle_conn_id: the Airflow connection to use.
+    :param timeout: seconds to wait for each answer (connection extra ``timeout``; default 30).
+    :param max_retries: retries after the first attempt (connection extra ``max_retries``; default 5).
+    :param requests_per_minute: client-side rate limit (connection extra ``requests_per_minute``; default 60).
+    :param retry_backoff: first backoff in seconds for 5xx and connection errors, doubling up to 30 s.
+    :param rate_limit_window: the rate limit's window in seconds (60 for careCycle; shorter for emulator tests).
+    """
+
+    conn_name_attr = "carecycle_conn_id"
+    default_conn_name = "carecycle_default"
+    conn_type = "carecycle"
+    hook_name = "careCycle"
+
+    def __init__(
+        self,
+        carecycle_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        requests_per_minute: int | None = None,
+        retry_backoff: float = 1.0,
+        rate_limit_window: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.carecycle_conn_id = carecycle_conn_id
+        self._overrides = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "requests_per_minute": requests_per_minute,
+        }
+        self.retry_backoff = retry_backoff
+        self.rate_limit_window = rate_limit_window
+        self.stats = RequestStats()
+
+    # -- connection form (Airflow 2.x - 3.1; 3.2+ reads the same from get_provider_info) -----------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form: labels, placeholders and hidden fields (snake_case twin of provider info)."""
+        return {
+            "hidden_fields": ["schema", "login", "port"],
+            "relabeling": {"host": "Base URL", "password": "API key"},
+            "placeholders": {
+                "host": DEFAULT_BASE_URL,
+                "password": "cc_...",
+                "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60}',
+            },
+        }
+
+    # -- settings ------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.carecycle_conn_id)
+        api_key = (conn.password or "").strip()
+        if not api_key.startswith(API_KEY_PREFIX):
+            problem = (
+                "has no API key in its password field"
+                if not api_key
+                else "has an API key that does not start with 'cc_'"
+            )
+            raise CareCycleAuthError(
+                f"Airflow connection {self.carecycle_conn_id!r} {problem}. Put the careCycle API key "
+                "(from the careCycle Developer Dashboard, it starts with 'cc_') in the connection's password."
+            )
+        mask_secret(api_key)
+        extras = conn.extra_dejson or {}
+
+        def extra(name: str, default: Any) -> Any:
+            if self._overrides.get(name) is not None:
+                return self._overrides[name]
+            value = extras.get(name, extras.get(f"extra__carecycle__{name}"))
+            if value in (None, ""):
+                return default
+            try:
+                return EXTRA_FIELDS[name](value) if name in EXTRA_FIELDS else value
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Airflow connection {self.carecycle_conn_id!r}: extra {name!r} must be a number, got {value!r}."
+                ) from None
+
+        host = (conn.host or "").strip().rstrip("/")
+        if host and "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+            if conn.port:
+                host = f"{host}:{conn.port}"
+        settings = {
+            "api_key": api_key,
+            "base_url": host or DEFAULT_BASE_URL,
+            "timeout": extra("timeout", 30.0),
+            "max_retries": extra("max_retries", 5),
+            "requests_per_minute": extra("requests_per_minute", 60),
+            "proxies": extra("proxies", None),
+            "verify": extra("verify", True),
+        }
+        if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
+            raise ValueError(
+                f"Airflow connection {self.carecycle_conn_id!r}: timeout must be > 0, max_retries >= 0 and "
+                "requests_per_minute >= 1."
+            )
+        return settings
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, from the connection."""
+        return self._settings["base_url"]
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """The limiter shared by every hook of this process using the same base URL and key."""
+        settings = self._settings
+        return shared_limiter(
+            settings["base_url"], settings["api_key"], settings["requests_per_minute"], self.rate_limit_window
+        )
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session``, with the key, JSON and User-Agent headers set."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        settings = self._settings
+        session = requests.Session()
+        session.headers.update(
+            {
+                "x-api-key": settings["api_key"],
+                "Accept": "application/json",
+                "User-Agent": f"airflow-provider-carecycle/{__version__} "
+                f"python-requests/{requests.__version__} python/{platform.python_version()}",
+            }
+        )
+        if settings["proxies"]:
+            session.proxies.update(settings["proxies"])
+        session.verify = settings["verify"]
+        return session
+
+    # -- requests ------------------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        max_retries: int | None = None,
+    ) -> Any:
+        """Send one API request with rate limiting and retries; return the decoded JSON body.
+
+        :param method: the HTTP method.
+        :param path: the path under the base URL, e.g. ``/v2/customers``.
+        :param params: query parameters.
+        :param json: a JSON body.
+        :param max_retries: retries for this request only (default: the connection's setting).
+        :raises CareCycleAPIError: (a subclass of) when the API answers an error, or retries are exhausted.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(
+                (self._settings["max_retries"] if max_retries is None else max_retries) + 1
+            ),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, CareCycleAPIError) and e.retryable),
+            before_sleep=self._log_retry,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._send, method, path, params, json)
+
+    def _sleep(self, seconds: float) -> None:
+        self.stats.waited_s += seconds
+        tenacity.nap.sleep(seconds)
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
+        self.stats.waited_s += self.limiter.acquire()
+        self.stats.requests += 1
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._session.request(method, url, params=params, json=json, timeout=self._settings["timeout"])
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise CareCycleServerError(
+                f"careCycle API {method} {path}: no answer ({type(err).__name__}) from {self.base_url}."
+            ) from None
+        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
+        if response.status_code < 400:
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise CareCycleServerError(
+                    f"careCycle API {method} {path}: answer {response.status_code} is not JSON."
+                ) from None
+        error = self._error_from(method, path, response)
+        if isinstance(error, CareCycleRateLimitError):
+            self.stats.rate_limited += 1
+            self.limiter.pause(error.retry_after or DEFAULT_RETRY_AFTER_S)
+        raise error
+
+    @staticmethod
+    def _error_from(method: str, path: str, response: requests.Response) -> CareCycleAPIError:
+        """Build the exception for an error answer from its status and ``{message, code, ...}`` body."""
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        code = body.get("code")
+        api_message = body.get("message") or response.reason or ""
+        where = f"careCycle API {method} {path}"
+        kwargs: dict[str, Any] = {"status": status, "code": code}
+        if status in (401, 403):
+            return CareCycleAuthError(
+                f"{where} was refused ({status} {code or ''}: {api_message}). Check the API key in the Airflow "
+                "connection: it must be a valid, unexpired careCycle key with permission for this endpoint.",
+                **kwargs,
+            )
+        if status == 404:
+            return CareCycleNotFoundError(f"{where}: not found ({api_message}).", **kwargs)
+        if status == 429:
+            retry_after = body.get("retryAfter")
+            if retry_after is None:
+                retry_after = response.headers.get("Retry-After")
+            try:
+                seconds = float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S
+            except ValueError:
+                seconds = DEFAULT_RETRY_AFTER_S
+            return CareCycleRateLimitError(
+                f"{where}: rate limit exceeded; retry after {seconds:g} s.", retry_after=seconds, **kwargs
+            )
+        if status in RETRYABLE_STATUSES:
+            return CareCycleServerError(f"{where}: server error {status} ({code or api_message}).", **kwargs)
+        if 400 <= status < 500:
+            error = CareCycleValidationError(
+                f"{where}: request rejected ({status} {code or ''}: {api_message}).",
+                errors=body.get("errors") if isinstance(body.get("errors"), list) else None,
+                failed_records=body.get("failedRecords") if isinstance(body.get("failedRecords"), list) else None,
+                **kwargs,
+            )
+            if error.errors:
+                error.message = f"{error.message} Field errors: {'; '.join(error.field_errors()[:10])}"
+                error.args = (error.message,)
+            return error
+        return CareCycleAPIError(f"{where}: unexpected answer {status} ({code or api_message}).", **kwargs)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, CareCycleRateLimitError):
+            return error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_S
+        return self._backoff(state)
+
+    @cached_property
+    def _backoff(self) -> tenacity.wait.wait_base:
+        """Exponential backoff with jitter: about ``retry_backoff`` x 1, 2, 4, ... seconds, at most 30 s."""
+        return tenacity.wait_exponential(multiplier=self.retry_backoff, max=30.0) + tenacity.wait_random(
+            0, self.retry_backoff
+        )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        self.stats.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.log.info(
+            "%s Waiting %.1f s before attempt %d.", getattr(error, "message", error), wait, state.attempt_number + 1
+        )
+
+    # -- pagination ----------------------------------------------------------------------------------------------
+
+    def paginate(
+        self, path: str, params: Mapping[str, Any] | None = None, per_page: int = MAX_PER_PAGE
+    ) -> Iterator[Page]:
+        """Yield the pages of a ``page``/``perPage`` list lazily, one request per page.
+
+        Stops when ``nextPage`` is null, absent, 0 or does not advance, on an empty page, or once ``itemsTotal``
+        items have been seen, so it can never loop forever.
+
+        :param path: the list's path.
+        :param params: query parameters other than ``page``/``perPage``.
+        :param per_page: page size, 1-100.
+        """
+        per_page = _per_page(per_page)
+        page, seen = 1, 0
+        while True:
+            body = self.request("GET", path, params={**(params or {}), "page": page, "perPage": per_page}) or {}
+            items = body.get("items") or []
+            total = body.get("itemsTotal")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            yield Page(items=items, number=page, items_total=total)
+            seen += len(items)
+            next_page = body.get("nextPage")
+            if (
+                not items
+                or not isinstance(next_page, int)
+                or next_page <= page
+                or (total is not None and seen >= total)
+            ):
+                return
+            page = next_page
+
+    def _iter_items(self, path: str, params: Mapping[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
+        for page in self.paginate(path, params, per_page):
+            yield from page.items
+
+    # -- public API ----------------------------------------------------------------------------------------------
+
+    def iter_customers(
+        self, *, per_page: int = MAX_PER_PAGE, extra_params: Mapping[str, Any] | None = None, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every customer matching the filters, page after page.
+
+        :param per_page: page size, 1-100.
+        :param extra_params: raw query parameters passed through unchanged.
+        :param filters: snake_case customer filters (see ``customer_filters.CUSTOMER_FILTERS``), e.g.
+            ``statuses=["Lead"], states=["FL", "TX"], start_date=date(2026, 1, 1)``.
+        """
+        params = build_customer_params(filters, extra_params)
+        return self._iter_items("/v2/customers", params, per_page)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        """One customer with full details (policies, prescriptions, providers, dependents, custom fields).
+
+        :param customer_id: the customer's UUID.
+        """
+        return self.request("GET", f"/v2/customers/{_require_uuid('customer_id', customer_id)}")
+
+    def iter_customer_calls(
+        self,
+        customer_id: str,
+        sort_by: str = "createdAt",
+        sort_direction: str = "desc",
+        *,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield one customer's calls.
+
+        :param customer_id: the customer's UUID.
+        :param sort_by: ``createdAt``, ``disposition`` or ``duration``.
+        :param sort_direction: ``asc`` or ``desc``.
+        :param per_page: page size, 1-100.
+        """
+        params = {
+            "sortBy": _choice("sort_by", sort_by, CALL_SORT_FIELDS),
+            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
+        }
+        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}/calls"
+        return self._iter_items(path, params, per_page)
+
+    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Upload 1-200 lead records in one request; return the API's answer as is.
+
+        :param records: lead records in careCycle's field names.
+        """
+        if not 1 <= len(records) <= MAX_LEADS_PER_REQUEST:
+            raise ValueError(
+                f"upload_leads takes 1 to {MAX_LEADS_PER_REQUEST} records per request, got {len(records)}."
+            )
+        return self.request("POST", "/v2/leads/upload", json={"records": records})
+
+    def iter_campaigns(
+        self,
+        status: str | None = None,
+        search: str | None = None,
+        sort_by: str = "createdAt",
+        sort_direction: str = "desc",
+        *,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield campaigns, each with its ``customerStats``.
+
+        :param status: one campaign status (``active``, ``paused``, ...), or ``None`` for all.
+        :param search: text matched against name and description.
+        :param sort_by: ``createdAt``, ``updatedAt``, ``name``, ``status`` or ``startDate``.
+        :param sort_direction: ``asc`` or ``desc``.
+        :param per_page: page size, 1-100.
+        """
+        params: dict[str, Any] = {
+            "sortBy": _choice("sort_by", sort_by, CAMPAIGN_SORT_FIELDS),
+            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
+        }
+        if status is not None:
+            params["status"] = _choice("status", status, CAMPAIGN_STATUSES)
+        if search:
+            params["search"] = search
+        return self._iter_items("/v2/campaigns", params, per_page)
+
+    def get_campaign(self, campaign_id: str) -> dict[str, Any]:
+        """One campaign (unwrapped from ``{"campaign": ...}``).
+
+        :param campaign_id: the campaign's UUID.
+        """
+        body = self.request("GET", f"/v2/campaigns/{_require_uuid('campaign_id', campaign_id)}")
+        return body.get("campaign", body) if isinstance(body, dict) else body
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key and URL with the cheapest call (one customer); return ``(ok, message)``."""
+        try:
+            body = self.request("GET", "/v2/customers", params={"page": 1, "perPage": 1}, max_retries=0)
+        except (CareCycleAPIError, ValueError) as err:
+            return False, str(err)
+        if not isinstance(body, dict) or "items" not in body:
+            return False, f"{self.base_url} answered, but not with a careCycle customer list."
+        return (
+            True,
+            f"Connected to careCycle at {self.base_url} ({body.get('itemsTotal', '?')} customers visible).",
+        )
