@@ -1,0 +1,51 @@
+"""careCycle lead validation and normalisation (pure Python: no Airflow, no network).
+
+>>> from airflow_provider_carecycle.leads import LeadValidator
+>>> v = LeadValidator(field_mapping={"phoneNumber": "phone", "postalCode": "address.zip"})
+>>> v.validate({"phone": "(212) 555-0142", "address": {"zip": "10001-1234"}}).lead
+{'phoneNumber': '+12125550142', 'postalCode': '10001'}
+"""
+
+from __future__ import annotations
+
+from airflow_provider_carecycle.leads.fields import (
+    AT_LEAST_ONE_OF,
+    LEAD_FIELDS,
+    LEAD_FIELDS_BY_NAME,
+    MAX_CUSTOM_FIELDS,
+    MAX_RECORDS_PER_UPLOAD,
+    AtLeastOneOf,
+    FieldKind,
+    FieldSpec,
+)
+from airflow_provider_carecycle.leads.validation import (
+    REJECTION_CODES,
+    LeadFieldError,
+    LeadValidator,
+    Rejection,
+    RejectionCode,
+    ValidationResult,
+    normalize_date_of_birth,
+    normalize_field,
+    normalize_phone,
+)
+
+__all__ = [
+    "AT_LEAST_ONE_OF",
+    "LEAD_FIELDS",
+    "LEAD_FIELDS_BY_NAME",
+    "MAX_CUSTOM_FIELDS",
+    "MAX_RECORDS_PER_UPLOAD",
+    "REJECTION_CODES",
+    "AtLeastOneOf",
+    "FieldKind",
+    "FieldSpec",
+    "LeadFieldError",
+    "LeadValidator",
+    "Rejection",
+    "RejectionCode",
+    "ValidationResult",
+    "normalize_date_of_birth",
+    "normalize_field",
+    "normalize_phone",
+]

@@ -1,0 +1,745 @@
+"""Validate and normalise careCycle lead records before ``POST /v2/leads/upload``.
+
+Pure Python (no Airflow, no network). The rules come from the declarative table in
+:mod:`airflow_provider_carecycle.leads.fields`; this module holds one normaliser per :class:`FieldKind`.
+
+Leads carry PHI. No message produced here (rejection reasons, :class:`LeadFieldError` texts) ever contains a
+field's value: they name the field and say what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache, lru_cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from airflow_provider_carecycle.leads.fields import (
+    AT_LEAST_ONE_OF,
+    CUSTOM_FIELD_KEY_MAX_LENGTH,
+    DATE_OF_BIRTH_MIN_YEAR,
+    LEAD_FIELDS,
+    LEAD_FIELDS_BY_NAME,
+    MAX_CUSTOM_FIELDS,
+    TIMEZONE_ABBREVIATIONS,
+    FieldKind,
+    FieldSpec,
+)
+
+
+class RejectionCode:
+    """The ``code`` values of a :class:`Rejection`."""
+
+    REQUIRED = "required"
+    INVALID_FORMAT = "invalid_format"
+    INVALID_TYPE = "invalid_type"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    NOT_ALLOWED_VALUE = "not_allowed_value"
+    OUT_OF_RANGE = "out_of_range"
+    UNKNOWN_FIELD = "unknown_field"
+
+
+REJECTION_CODES: tuple[str, ...] = tuple(
+    value for name, value in vars(RejectionCode).items() if not name.startswith("_")
+)
+"""Every code a :class:`Rejection` can carry."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One problem found in a lead record.
+
+    :param field: the careCycle field (``"customFields[2].fieldKey"`` for an item, ``"postalCode|timezone"``
+        for a cross-field rule, the source key for ``unknown_field``), or ``None`` for the record as a whole.
+    :param reason: a self-contained, PHI-free message such as ``"dateOfBirth: date is in the future"``.
+    :param code: a machine-readable code, one of :data:`REJECTION_CODES`.
+    """
+
+    field: str | None
+    reason: str
+    code: str
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The outcome of :meth:`LeadValidator.validate`.
+
+    :param lead: the normalised careCycle record, or ``None`` when there is any rejection.
+    :param rejections: every problem found in the record (empty when the record is valid).
+    """
+
+    lead: dict[str, Any] | None
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the record is valid and :attr:`lead` is ready to upload."""
+        return self.lead is not None and not self.rejections
+
+
+class LeadFieldError(ValueError):
+    """A value broke a lead field rule. The message names the field and the problem, never the value.
+
+    :param field: the field (or item path) at fault.
+    :param code: one of :data:`REJECTION_CODES`.
+    :param detail: what is wrong, without the value.
+    """
+
+    def __init__(self, field: str | None, code: str, detail: str) -> None:
+        self.field = field
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{field}: {detail}" if field else detail)
+
+    def to_rejection(self) -> Rejection:
+        """:return: this error as a :class:`Rejection`."""
+        return Rejection(field=self.field, reason=str(self), code=self.code)
+
+
+class _LeadFieldErrors(ValueError):
+    """Several problems in one field (``customFields`` items)."""
+
+    def __init__(self, errors: list[LeadFieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(error) for error in errors))
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _is_absent(value: Any) -> bool:
+    """None, blank text and NaN (a missing cell in pandas) count as absent: the API treats them as null."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, float) and math.isnan(value)
+
+
+_TYPE_NAMES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    Decimal: "a decimal",
+    str: "text",
+    list: "a list",
+    tuple: "a tuple",
+    dict: "a mapping",
+    date: "a date",
+    datetime: "a datetime",
+}
+
+
+def _type_name(value: Any) -> str:
+    """A human name for the value's type (never the value itself)."""
+    return _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+
+
+def _integral(value: Any) -> int | None:
+    """``value`` as an int when it is an int or a whole, finite float/Decimal (never a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return None
+
+
+def _format_bound(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+# ----------------------------------------------------------------------------------------------- phone
+
+_PHONE_CHARS = re.compile(r"^\+?[\d\s().\-]+$")
+
+
+def _phone(value: Any, name: str = "phoneNumber") -> str:
+    if _is_absent(value):
+        raise LeadFieldError(name, RejectionCode.REQUIRED, "required but missing or empty")
+    if isinstance(value, str):
+        text = value.strip()
+    elif (number := _integral(value)) is not None:
+        if number < 0:
+            raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "a phone number cannot be negative")
+        text = str(number)
+    else:
+        raise LeadFieldError(name, RejectionCode.INVALID_TYPE, f"expected text or digits, got {_type_name(value)}")
+    if not _PHONE_CHARS.match(text):
+        raise LeadFieldError(
+            name,
+            RejectionCode.INVALID_FORMAT,
+            "may contain only digits, spaces, dots, dashes, parentheses and a leading +",
+        )
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("+") and not digits.startswith("1"):
+        raise LeadFieldError(
+            name, RejectionCode.INVALID_FORMAT, "country code is not +1: only US/NANP numbers are accepted"
+        )
+    if len(digits) == 11 and digits.startswith("1"):
+        national = digits[1:]
+    elif len(digits) == 10 and not text.startswith("+"):
+        national = digits
+    else:
+        raise LeadFieldError(
+            name,
+            RejectionCode.INVALID_FORMAT,
+            f"expected a 10-digit US/NANP number (optionally with 1 or +1 in front), found {len(digits)} digits",
+        )
+    if national[0] in "01":
+        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "area code cannot start with 0 or 1")
+    if national[3] in "01":
+        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "exchange code cannot start with 0 or 1")
+    return "+1" + national
+
+
+def normalize_phone(value: Any) -> str:
+    """Normalise a US/NANP phone number to careCycle's canonical ``+1XXXXXXXXXX``.
+
+    Accepts ``+1XXXXXXXXXX``, ``XXXXXXXXXX``, ``(XXX) XXX-XXXX`` and variants with spaces, dots, dashes,
+    parentheses, a leading ``1`` or ``+1``, and non-negative ints.
+
+    :param value: the phone number.
+    :return: ``"+1"`` followed by the 10-digit national number.
+    :raises LeadFieldError: (a ``ValueError``) with a message that never contains the value.
+    """
+    return _phone(value)
+
+
+# -------------------------------------------------------------------------------------------- date of birth
+
+_US_DATE = re.compile(r"^(\d{1,2})([-/])(\d{1,2})\2(\d{4})$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}.*)?$")
+
+
+def _parse_date_text(text: str, name: str) -> date:
+    if match := _US_DATE.match(text):
+        month, day, year = int(match[1]), int(match[3]), int(match[4])
+    elif match := _ISO_DATE.match(text):
+        year, month, day = int(match[1]), int(match[2]), int(match[3])
+    else:
+        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "expected MM-DD-YYYY, MM/DD/YYYY or YYYY-MM-DD")
+    if not 1 <= month <= 12:
+        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "not a real date (month is not 01-12)")
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise LeadFieldError(
+            name, RejectionCode.INVALID_FORMAT, "not a real date (no such day in that month)"
+        ) from None
+
+
+def _date_of_birth(value: Any, name: str = "dateOfBirth", today: date | None = None) -> str:
+    if _is_absent(value):
+        raise LeadFieldError(name, RejectionCode.REQUIRED, "required but missing or empty")
+    if isinstance(value, datetime):
+        born = value.date()
+    elif isinstance(value, date):
+        born = value
+    elif isinstance(value, str):
+        born = _parse_date_text(value.strip(), name)
+    else:
+        raise LeadFieldError(name, RejectionCode.INVALID_TYPE, f"expected a date or text, got {_type_name(value)}")
+    if born.year < DATE_OF_BIRTH_MIN_YEAR:
+        raise LeadFieldError(name, RejectionCode.OUT_OF_RANGE, f"date is before {DATE_OF_BIRTH_MIN_YEAR}")
+    if born > (today or date.today()):
+        raise LeadFieldError(name, RejectionCode.OUT_OF_RANGE, "date is in the future")
+    return f"{born.month:02d}-{born.day:02d}-{born.year:04d}"
+
+
+def normalize_date_of_birth(value: Any, *, today: date | None = None) -> str:
+    """Normalise a date of birth to careCycle's ``MM-DD-YYYY``.
+
+    Accepts ``MM-DD-YYYY``, ``MM/DD/YYYY`` (one-digit month/day too), ISO ``YYYY-MM-DD`` or the date part of an
+    ISO datetime, and ``datetime.date``/``datetime.datetime``. Impossible dates, dates before 1900 and dates
+    in the future are rejected.
+
+    :param value: the date of birth.
+    :param today: the reference date for "in the future" (default: the local date today).
+    :return: the date as ``MM-DD-YYYY``.
+    :raises LeadFieldError: (a ``ValueError``) with a message that never contains the value.
+    """
+    return _date_of_birth(value, today=today)
+
+
+# --------------------------------------------------------------------------------------- field normalisers
+
+
+def _text(value: Any, spec: FieldSpec) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if spec.accepts_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
+
+
+def _string(value: Any, spec: FieldSpec) -> str:
+    text = _text(value, spec)
+    if spec.max_length is not None and len(text) > spec.max_length:
+        raise LeadFieldError(
+            spec.name,
+            RejectionCode.TOO_LONG,
+            f"longer than {spec.max_length} characters (has {len(text)})",
+        )
+    return text
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+
+def _email(value: Any, spec: FieldSpec) -> str:
+    text = _string(value, spec)
+    if not _EMAIL.match(text):
+        raise LeadFieldError(
+            spec.name,
+            RejectionCode.INVALID_FORMAT,
+            "not an email address (needs one @ and a dot in the domain)",
+        )
+    return text
+
+
+def _enum_key(text: str) -> str:
+    return re.sub(r"[\s_\-]+", "", text).casefold()
+
+
+@cache
+def _enum_lookup(spec: FieldSpec) -> dict[str, str]:
+    lookup = {_enum_key(choice): choice for choice in spec.choices}
+    lookup.update({_enum_key(alias): canonical for alias, canonical in spec.aliases})
+    return lookup
+
+
+def _enum(value: Any, spec: FieldSpec) -> str:
+    if not isinstance(value, str):
+        raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
+    canonical = _enum_lookup(spec).get(_enum_key(value))
+    if canonical is None:
+        raise LeadFieldError(
+            spec.name,
+            RejectionCode.NOT_ALLOWED_VALUE,
+            f"not an allowed value; expected one of: {', '.join(spec.choices)}",
+        )
+    return canonical
+
+
+def _check_range(number: float, spec: FieldSpec) -> None:
+    low, high = spec.minimum, spec.maximum
+    if (low is None or number >= low) and (high is None or number <= high):
+        return
+    if high is None:
+        detail = "must not be negative" if low == 0 else f"must be at least {_format_bound(low or 0)}"
+    elif low is None:
+        detail = f"must be at most {_format_bound(high)}"
+    else:
+        detail = f"outside the allowed range {_format_bound(low)}..{_format_bound(high)}"
+    raise LeadFieldError(spec.name, RejectionCode.OUT_OF_RANGE, detail)
+
+
+_NUMBER_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_INT_TEXT = re.compile(r"^[+-]?(\d+|\d{1,3}(,\d{3})+)(\.0*)?$")
+
+
+def _int32(value: Any, spec: FieldSpec) -> int:
+    number = _integral(value)
+    if number is None and isinstance(value, str) and _INT_TEXT.match(value.strip()):
+        number = int(value.strip().replace(",", "").split(".")[0])
+    if number is None:
+        raise LeadFieldError(
+            spec.name, RejectionCode.INVALID_TYPE, f"expected a whole number, got {_describe_number(value)}"
+        )
+    _check_range(number, spec)
+    return number
+
+
+def _describe_number(value: Any) -> str:
+    if isinstance(value, (float, Decimal)) and not math.isfinite(value):
+        return "a non-finite number"
+    if isinstance(value, (float, Decimal)) or (isinstance(value, str) and _NUMBER_TEXT.match(value.strip())):
+        return "a fractional number"
+    return "text that is not a number" if isinstance(value, str) else _type_name(value)
+
+
+def _number(value: Any, spec: FieldSpec) -> int | float:
+    number: int | float | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, (float, Decimal)) and math.isfinite(value):
+        number = float(value)
+    elif isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
+        number = float(value.strip())
+    if number is None:
+        detail = f"expected a number, got {_describe_number(value)}"
+        raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, detail)
+    _check_range(number, spec)
+    return int(number) if isinstance(number, float) and number.is_integer() else number
+
+
+_TRUE_TEXT = frozenset({"true", "yes", "y", "1"})
+_FALSE_TEXT = frozenset({"false", "no", "n", "0"})
+
+
+def _bool(value: Any, spec: FieldSpec) -> bool:
+    if isinstance(value, bool):
+        return value
+    if _integral(value) in (0, 1) and not isinstance(value, str):
+        return bool(value)
+    if isinstance(value, str) and value.strip().casefold() in _TRUE_TEXT | _FALSE_TEXT:
+        return value.strip().casefold() in _TRUE_TEXT
+    raise LeadFieldError(
+        spec.name,
+        RejectionCode.INVALID_TYPE,
+        f"expected a boolean (true/false, yes/no, y/n or 1/0), got {_describe_bool(value)}",
+    )
+
+
+def _describe_bool(value: Any) -> str:
+    if isinstance(value, str):
+        return "other text"
+    return "another number" if isinstance(value, (int, float, Decimal)) else _type_name(value)
+
+
+_ZIP5 = re.compile(r"^\d{5}$")
+_ZIP9 = re.compile(r"^(\d{5})-?\d{4}$")
+
+
+def _postal(value: Any, spec: FieldSpec) -> str:
+    if isinstance(value, str):
+        text = value.strip()
+        if _ZIP5.match(text):
+            return text
+        if match := _ZIP9.match(text):
+            return match[1]
+        raise LeadFieldError(
+            spec.name,
+            RejectionCode.INVALID_FORMAT,
+            "expected a 5-digit ZIP code or ZIP+4 (text is not zero-padded: give all 5 digits)",
+        )
+    number = _integral(value)
+    if number is None:
+        raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
+    if 100 <= number <= 99_999:  # an int lost its leading zeros (e.g. a 4-digit New England ZIP)
+        return f"{number:05d}"
+    if 10_000_000 <= number <= 999_999_999:  # ZIP+4 as an int
+        return f"{number:09d}"[:5]
+    raise LeadFieldError(spec.name, RejectionCode.INVALID_FORMAT, "number is not a 5-digit ZIP code or ZIP+4")
+
+
+_TIMEZONE_PATTERN = re.compile(r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)+$")
+
+
+@lru_cache(maxsize=1)
+def _iana_timezones() -> dict[str, str]:
+    """Lower-cased IANA name -> canonical name; empty when the machine has no tz database."""
+    try:
+        names = available_timezones()
+    except Exception:  # pragma: no cover - a broken tz install; fall back to the pattern
+        names = set()
+    return {name.casefold(): name for name in names}
+
+
+def _timezone(value: Any, spec: FieldSpec) -> str:
+    if not isinstance(value, str):
+        raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
+    text = value.strip()
+    if text.upper() in TIMEZONE_ABBREVIATIONS:
+        return text.upper()
+    known = _iana_timezones()
+    if known and text.casefold() in known:
+        return known[text.casefold()]
+    if not known and _TIMEZONE_PATTERN.match(text):
+        return text
+    raise LeadFieldError(
+        spec.name,
+        RejectionCode.NOT_ALLOWED_VALUE,
+        f"not an IANA time zone (e.g. America/New_York) or one of {', '.join(TIMEZONE_ABBREVIATIONS)}",
+    )
+
+
+def _date_field(value: Any, spec: FieldSpec) -> str:
+    return _date_of_birth(value, spec.name)
+
+
+def _phone_field(value: Any, spec: FieldSpec) -> str:
+    return _phone(value, spec.name)
+
+
+# ------------------------------------------------------------------------------------------ custom fields
+
+_CUSTOM_ITEM_KEYS = frozenset({"fieldKey", "key", "value"})
+
+
+def _custom_value(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (float, Decimal)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value]
+    raise LeadFieldError(
+        where,
+        RejectionCode.INVALID_TYPE,
+        f"expected text, a number, a boolean, a list of text or null, got {_describe_custom(value)}",
+    )
+
+
+def _describe_custom(value: Any) -> str:
+    return "a list with non-text items" if isinstance(value, (list, tuple)) else _type_name(value)
+
+
+def _custom_key(item: Mapping[Any, Any], where: str) -> str:
+    if set(item) - _CUSTOM_ITEM_KEYS or ("fieldKey" in item and "key" in item):
+        raise LeadFieldError(where, RejectionCode.INVALID_FORMAT, "only fieldKey and value are allowed")
+    key = item.get("fieldKey", item.get("key"))
+    name = f"{where}.fieldKey"
+    if not isinstance(key, str):
+        code = RejectionCode.REQUIRED if key is None else RejectionCode.INVALID_TYPE
+        detail = "required but missing" if key is None else f"expected text, got {_type_name(key)}"
+        raise LeadFieldError(name, code, detail)
+    key = key.strip()
+    if not key:
+        raise LeadFieldError(name, RejectionCode.REQUIRED, "required but empty")
+    if len(key) > CUSTOM_FIELD_KEY_MAX_LENGTH:
+        raise LeadFieldError(
+            name, RejectionCode.TOO_LONG, f"longer than {CUSTOM_FIELD_KEY_MAX_LENGTH} characters (has {len(key)})"
+        )
+    return key
+
+
+def _custom_item(item: Any, index: int, seen: dict[str, int]) -> dict[str, Any]:
+    where = f"customFields[{index}]"
+    if not isinstance(item, Mapping):
+        raise LeadFieldError(
+            where, RejectionCode.INVALID_TYPE, f"expected an object with fieldKey and value, got {_type_name(item)}"
+        )
+    key = _custom_key(item, where)
+    if key in seen:
+        raise LeadFieldError(
+            f"{where}.fieldKey", RejectionCode.INVALID_FORMAT, f"duplicate fieldKey (also at index {seen[key]})"
+        )
+    seen[key] = index
+    return {"fieldKey": key, "value": _custom_value(item.get("value"), f"{where}.value")}
+
+
+def _custom_fields(value: Any, spec: FieldSpec) -> list[dict[str, Any]]:
+    if isinstance(value, Mapping):
+        items: list[Any] = [{"fieldKey": key, "value": item} for key, item in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise LeadFieldError(
+            spec.name,
+            RejectionCode.INVALID_TYPE,
+            f"expected a list of {{fieldKey, value}} objects or a {{key: value}} mapping, got {_type_name(value)}",
+        )
+    errors: list[LeadFieldError] = []
+    if len(items) > MAX_CUSTOM_FIELDS:
+        errors.append(
+            LeadFieldError(
+                spec.name, RejectionCode.TOO_MANY, f"{len(items)} entries, at most {MAX_CUSTOM_FIELDS} allowed"
+            )
+        )
+    result: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            result.append(_custom_item(item, index, seen))
+        except LeadFieldError as error:
+            errors.append(error)
+    if errors:
+        raise _LeadFieldErrors(errors)
+    return result
+
+
+Normalizer = Callable[[Any, FieldSpec], Any]
+
+_NORMALIZERS: dict[FieldKind, Normalizer] = {
+    FieldKind.STRING: _string,
+    FieldKind.EMAIL: _email,
+    FieldKind.ENUM: _enum,
+    FieldKind.INT32: _int32,
+    FieldKind.NUMBER: _number,
+    FieldKind.BOOL: _bool,
+    FieldKind.DATE: _date_field,
+    FieldKind.PHONE: _phone_field,
+    FieldKind.POSTAL: _postal,
+    FieldKind.TIMEZONE: _timezone,
+    FieldKind.CUSTOM_FIELDS: _custom_fields,
+}
+
+
+def normalize_field(name: str, value: Any) -> Any:
+    """Normalise one present value of careCycle lead field ``name``.
+
+    :param name: the careCycle field name (see :data:`~airflow_provider_carecycle.leads.fields.LEAD_FIELDS`).
+    :param value: the raw value; must not be absent (None/blank).
+    :return: the value in the form sent to careCycle.
+    :raises KeyError: when ``name`` is not a careCycle lead field.
+    :raises ValueError: (a :class:`LeadFieldError` for one problem) with a PHI-free message.
+    """
+    spec = LEAD_FIELDS_BY_NAME[name]
+    return _NORMALIZERS[spec.kind](value, spec)
+
+
+# ---------------------------------------------------------------------------------------------- validator
+
+
+def _lookup(record: Mapping[Any, Any], path: str) -> Any:
+    """The value at ``path``: a literal key first, else a dotted walk through nested mappings; None if missing."""
+    if path in record:
+        return record[path]
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return None
+        current = current[part]
+    return current
+
+
+def _check_names(names: Mapping[str, Any], argument: str) -> None:
+    unknown = sorted(str(name) for name in names if name not in LEAD_FIELDS_BY_NAME)
+    if unknown:
+        raise ValueError(f"{argument}: not careCycle lead fields: {', '.join(unknown)}")
+
+
+class LeadValidator:
+    """Map, validate and normalise source records into careCycle lead records.
+
+    :param field_mapping: careCycle field -> source key or dotted path into nested mappings (``"address.zip"``).
+        A literal key equal to the whole path wins over the dotted walk. Unmapped careCycle fields are taken
+        from source keys with the same name (identity mapping), unless that key is the source of a mapping.
+        When a careCycle field is mapped, a same-named source key is ignored (the mapping wins).
+    :param defaults: careCycle field -> value used when the mapped record lacks the field or it is absent
+        (None, blank text, NaN). Defaults are validated once, here.
+    :param drop_unknown_fields: silently drop top-level source keys that are neither mapped nor careCycle
+        fields, instead of rejecting the record with ``unknown_field``.
+    :raises ValueError: when ``field_mapping`` or ``defaults`` name unknown careCycle fields, a mapping path is
+        empty, or a default breaks its field's rule.
+    """
+
+    def __init__(
+        self,
+        field_mapping: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        drop_unknown_fields: bool = False,
+    ) -> None:
+        self.field_mapping: dict[str, str] = dict(field_mapping or {})
+        self.defaults: dict[str, Any] = dict(defaults or {})
+        self.drop_unknown_fields = drop_unknown_fields
+        _check_names(self.field_mapping, "field_mapping")
+        _check_names(self.defaults, "defaults")
+        for target, path in self.field_mapping.items():
+            if not isinstance(path, str) or not path or "" in path.split("."):
+                raise ValueError(f"field_mapping[{target!r}]: the source path must be a non-empty dotted key")
+        self._sources = frozenset(self.field_mapping.values()) | {
+            path.split(".", 1)[0] for path in self.field_mapping.values()
+        }
+        for name, value in self.defaults.items():
+            if not _is_absent(value):
+                self._normalize_one(LEAD_FIELDS_BY_NAME[name], value, raise_errors=True)
+
+    def validate(self, record: Mapping[str, Any]) -> ValidationResult:
+        """Validate one source record and build the careCycle lead.
+
+        :param record: the source record (e.g. a CSV row or a CRM customer as a dict).
+        :return: the normalised lead, or ``lead=None`` with every rejection found.
+        """
+        if not isinstance(record, Mapping):
+            rejection = Rejection(
+                None, f"record: expected a mapping, got {_type_name(record)}", RejectionCode.INVALID_TYPE
+            )
+            return ValidationResult(lead=None, rejections=[rejection])
+        rejections = [] if self.drop_unknown_fields else self._unknown_fields(record)
+        lead, field_rejections = self._normalize(self._extract(record))
+        rejections.extend(field_rejections)
+        return ValidationResult(lead=None if rejections else lead, rejections=rejections)
+
+    def identity(self, lead: Mapping[str, Any]) -> str:
+        """The dedupe key of a lead: ``"ext:<externalId>"`` when it has one, else ``"phone:<+1XXXXXXXXXX>"``.
+
+        The key contains identifiers (PHI): use it for deduplication, do not log it.
+
+        :param lead: a lead (normalised or not) with an ``externalId`` or a ``phoneNumber``.
+        :return: the dedupe key.
+        :raises ValueError: when the lead has neither, or its phone number is invalid.
+        """
+        external_id = lead.get("externalId")
+        if not _is_absent(external_id):
+            return f"ext:{str(external_id).strip()}"
+        phone = lead.get("phoneNumber")
+        if _is_absent(phone):
+            raise ValueError("lead has neither externalId nor phoneNumber: no identity")
+        return f"phone:{normalize_phone(phone)}"
+
+    def _unknown_fields(self, record: Mapping[Any, Any]) -> list[Rejection]:
+        return [
+            Rejection(
+                field=str(key),
+                reason=f"{key}: not a careCycle lead field and not mapped "
+                "(map it in field_mapping or set drop_unknown_fields=True)",
+                code=RejectionCode.UNKNOWN_FIELD,
+            )
+            for key in record
+            if key not in LEAD_FIELDS_BY_NAME and key not in self._sources
+        ]
+
+    def _extract(self, record: Mapping[Any, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for spec in LEAD_FIELDS:
+            name = spec.name
+            if name in self.field_mapping:
+                value = _lookup(record, self.field_mapping[name])
+            elif name not in self._sources:
+                value = record.get(name)
+            else:
+                value = None
+            if _is_absent(value):
+                value = self.defaults.get(name)
+            if not _is_absent(value):
+                values[name] = value
+        return values
+
+    def _normalize(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Rejection]]:
+        lead: dict[str, Any] = {}
+        rejections: list[Rejection] = []
+        for spec in LEAD_FIELDS:
+            if spec.name not in values:
+                if spec.required:
+                    detail = "required but missing or empty"
+                    rejections.append(LeadFieldError(spec.name, RejectionCode.REQUIRED, detail).to_rejection())
+                continue
+            normalized, errors = self._normalize_one(spec, values[spec.name])
+            rejections.extend(error.to_rejection() for error in errors)
+            if not errors and normalized != []:
+                lead[spec.name] = normalized
+        for group in AT_LEAST_ONE_OF:
+            if not any(name in values for name in group.fields):
+                error = LeadFieldError(group.label, RejectionCode.REQUIRED, group.reason)
+                rejections.append(error.to_rejection())
+        return lead, rejections
+
+    @staticmethod
+    def _normalize_one(spec: FieldSpec, value: Any, raise_errors: bool = False) -> tuple[Any, list[LeadFieldError]]:
+        try:
+            return _NORMALIZERS[spec.kind](value, spec), []
+        except LeadFieldError as error:
+            errors = [error]
+        except _LeadFieldErrors as many:
+            errors = many.errors
+        if raise_errors:
+            raise ValueError("defaults: " + "; ".join(str(error) for error in errors))
+        return None, errors
