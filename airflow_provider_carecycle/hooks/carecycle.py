@@ -6,7 +6,7 @@ import logging
 import platform
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -23,6 +23,7 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleServerError,
     CareCycleValidationError,
 )
+from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 
@@ -53,17 +54,6 @@ class Page:
     items: list[dict[str, Any]]
     number: int
     items_total: int | None
-
-
-@dataclass
-class RequestStats:
-    """What a hook has sent so far, for operators' summaries."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    waited_s: float = 0.0
-    by_status: dict[int, int] = field(default_factory=dict)
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -249,47 +239,41 @@ class CareCycleHook(BaseHook):
         :param max_retries: retries for this request only (default: the connection's setting).
         :raises CareCycleAPIError: (a subclass of) when the API answers an error, or retries are exhausted.
         """
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(
-                (self._settings["max_retries"] if max_retries is None else max_retries) + 1
-            ),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, CareCycleAPIError) and e.retryable),
-            before_sleep=self._log_retry,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(self._send, method, path, params, json)
+        response = self._sender.send(method, path, params=params, json=json, max_retries=max_retries)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CareCycleServerError(
+                f"careCycle API {method} {path}: answer {response.status_code} is not JSON."
+            ) from None
 
-    def _sleep(self, seconds: float) -> None:
-        self.stats.waited_s += seconds
+    @cached_property
+    def _sender(self) -> HttpSender:
+        settings = self._settings
+        return HttpSender(
+            self._session,
+            settings["base_url"],
+            self.limiter,
+            timeout=settings["timeout"],
+            max_retries=settings["max_retries"],
+            error_for=self._error_from,
+            no_answer=self._no_answer,
+            backoff=self.retry_backoff,
+            log=self.log,
+            stats=self.stats,
+            sleep=lambda seconds: self._sleep(seconds),
+        )
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
         tenacity.nap.sleep(seconds)
 
-    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> Any:
-        self.stats.waited_s += self.limiter.acquire()
-        self.stats.requests += 1
-        url = f"{self.base_url}{path}"
-        try:
-            response = self._session.request(method, url, params=params, json=json, timeout=self._settings["timeout"])
-        except (requests.ConnectionError, requests.Timeout) as err:
-            raise CareCycleServerError(
-                f"careCycle API {method} {path}: no answer ({type(err).__name__}) from {self.base_url}."
-            ) from None
-        self.stats.by_status[response.status_code] = self.stats.by_status.get(response.status_code, 0) + 1
-        if response.status_code < 400:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                raise CareCycleServerError(
-                    f"careCycle API {method} {path}: answer {response.status_code} is not JSON."
-                ) from None
-        error = self._error_from(method, path, response)
-        if isinstance(error, CareCycleRateLimitError):
-            self.stats.rate_limited += 1
-            self.limiter.pause(error.retry_after or DEFAULT_RETRY_AFTER_S)
-        raise error
+    def _no_answer(self, method: str, path: str, error: Exception) -> CareCycleServerError:
+        return CareCycleServerError(
+            f"careCycle API {method} {path}: no answer ({type(error).__name__}) from {self.base_url}."
+        )
 
     @staticmethod
     def _error_from(method: str, path: str, response: requests.Response) -> CareCycleAPIError:
@@ -338,27 +322,6 @@ class CareCycleHook(BaseHook):
                 error.args = (error.message,)
             return error
         return CareCycleAPIError(f"{where}: unexpected answer {status} ({code or api_message}).", **kwargs)
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, CareCycleRateLimitError):
-            return error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_S
-        return self._backoff(state)
-
-    @cached_property
-    def _backoff(self) -> tenacity.wait.wait_base:
-        """Exponential backoff with jitter: about ``retry_backoff`` x 1, 2, 4, ... seconds, at most 30 s."""
-        return tenacity.wait_exponential(multiplier=self.retry_backoff, max=30.0) + tenacity.wait_random(
-            0, self.retry_backoff
-        )
-
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        self.stats.retries += 1
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        self.log.info(
-            "%s Waiting %.1f s before attempt %d.", getattr(error, "message", error), wait, state.attempt_number + 1
-        )
 
     # -- pagination ----------------------------------------------------------------------------------------------
 

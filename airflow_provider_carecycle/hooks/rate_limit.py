@@ -14,8 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Extra seconds added to the window, so requests that left ``window`` apart do not arrive closer than that.
+#: Extra seconds added to the window (at most 1 % of it), so requests that left ``window`` apart do not arrive
+#: closer than that at the server.
 WINDOW_GUARD_S = 0.5
+WINDOW_GUARD_RATIO = 0.01
 
 
 class RateLimiter:
@@ -41,6 +43,7 @@ class RateLimiter:
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
         self.window_s = window_s
+        self._span = window_s + min(WINDOW_GUARD_S, WINDOW_GUARD_RATIO * window_s)
         self.set_rate(requests_per_window)
 
     def set_rate(self, requests_per_window: int) -> None:
@@ -56,11 +59,11 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and now - self._sent[0] >= self.window_s + WINDOW_GUARD_S:
+                while self._sent and self._sent[0] + self._span <= now:
                     self._sent.popleft()
                 delay = self._paused_until - now
                 if len(self._sent) >= self.limit:
-                    delay = max(delay, self._sent[0] + self.window_s + WINDOW_GUARD_S - now)
+                    delay = max(delay, self._sent[0] + self._span - now)
                 if delay <= 0:
                     self._sent.append(now)
                     return waited
