@@ -1,0 +1,250 @@
+"""Lead upload: validate, normalise, deduplicate and upload leads to careCycle, accounting for every record.
+
+:class:`CareCycleUploadLeadsOperator` reads a list of records (or an XComArg) or a streamed file on object storage;
+``SqlToCareCycleLeadsOperator`` (in :mod:`airflow_provider_carecycle.transfers.sql`) reads a SQL query. Both run the
+same engine (:class:`~airflow_provider_carecycle.leads.upload.LeadUploader`) with the same options, defined once
+here in :class:`CareCycleLeadUploadBaseOperator`.
+
+.. seealso:: ``docs/operators/upload-leads.md``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from airflow_provider_carecycle._compat import AirflowFailException, Context
+from airflow_provider_carecycle.leads.fields import LEAD_FIELDS_BY_NAME
+from airflow_provider_carecycle.leads.upload import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_IN_FLIGHT,
+    LeadUploader,
+    UploadSummary,
+    check_upload_options,
+)
+from airflow_provider_carecycle.leads.validation import LeadValidator
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.storage import FORMATS, iter_records
+
+
+def check_lead_field_names(argument: str, value: Any) -> None:
+    """``field_mapping``/``defaults`` keys must be careCycle lead fields (their values may be templated)."""
+    if value is None or hasattr(value, "resolve"):
+        return
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{argument} must be a mapping of careCycle lead field -> value, got {type(value).__name__}.")
+    unknown = sorted(str(k) for k in value if k not in LEAD_FIELDS_BY_NAME)
+    if unknown:
+        raise ValueError(
+            f"{argument}: not careCycle lead fields: {', '.join(unknown)}. "
+            f"Valid fields: {', '.join(LEAD_FIELDS_BY_NAME)}."
+        )
+
+
+def rejection_failure_message(summary: UploadSummary, max_rejected_ratio: float) -> str | None:
+    """The failure message when too many records were rejected, else ``None`` (PHI-free: counts and reasons).
+
+    :param summary: the finished upload's summary.
+    :param max_rejected_ratio: the largest accepted ``rejected / total``.
+    """
+    if not summary.total or summary.rejected / summary.total <= max_rejected_ratio:
+        return None
+    reasons = "; ".join(f"{reason} (x{count})" for reason, count in summary.top_reasons())
+    where = (
+        f"See {summary.rejected_path} for every rejected record and its reason."
+        if summary.rejected_path
+        else "Set rejected_path to keep the rejected records and their reasons."
+    )
+    return (
+        f"{summary.rejected} of {summary.total} lead records were rejected "
+        f"({summary.rejected / summary.total:.2%}), above max_rejected_ratio={max_rejected_ratio:.2%}. "
+        f"Every valid lead was uploaded ({summary.uploaded}). Top reasons: {reasons}. {where}"
+    )
+
+
+class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
+    """Options and run logic shared by the lead upload operators; subclasses say where records come from.
+
+    :param field_mapping: careCycle field -> source key or dotted path into nested dicts (``"address.zip"``).
+    :param defaults: careCycle field -> value used when a record lacks the field (e.g. ``sourceId``, ``timezone``).
+    :param drop_unknown_fields: drop source keys that are neither mapped nor careCycle fields instead of
+        rejecting the record.
+    :param rejected_path: JSON Lines file (object storage URI) receiving every rejected record with its stage
+        (``validation``/``api``), field, reason and source row number. Written even when empty.
+    :param max_rejected_ratio: the task fails (after uploading every valid lead and writing the rejected file)
+        when ``rejected / total`` exceeds this, 0.0-1.0. Default 0.0: any rejection fails the task.
+    :param batch_size: records per request, 1-200.
+    :param max_in_flight: concurrent requests, 1-32; the hook's limiter still caps the request rate.
+    :param checkpoint_path: object storage URI of a small JSON checkpoint; a retried task with the same input
+        skips the batches the API already acknowledged. Template it per run (``.../{{ ds }}.json``).
+    :param dry_run: validate, normalise and write the rejected file, but send nothing.
+    :param progress_every_s: least seconds between two progress lines.
+    """
+
+    template_fields: tuple[str, ...] = ("field_mapping", "defaults", "rejected_path", "checkpoint_path")
+    template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
+
+    def __init__(
+        self,
+        *,
+        field_mapping: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        drop_unknown_fields: bool = False,
+        rejected_path: str | None = None,
+        max_rejected_ratio: float = 0.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        checkpoint_path: str | None = None,
+        dry_run: bool = False,
+        progress_every_s: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_lead_field_names("field_mapping", field_mapping)
+        check_lead_field_names("defaults", defaults)
+        check_upload_options(batch_size, max_in_flight)
+        if isinstance(max_rejected_ratio, bool) or not isinstance(max_rejected_ratio, (int, float)):
+            raise ValueError(f"max_rejected_ratio must be a number from 0.0 to 1.0, got {max_rejected_ratio!r}.")
+        if not 0.0 <= max_rejected_ratio <= 1.0:
+            raise ValueError(f"max_rejected_ratio must be from 0.0 to 1.0, got {max_rejected_ratio!r}.")
+        if progress_every_s <= 0:
+            raise ValueError(f"progress_every_s must be positive, got {progress_every_s!r}.")
+        self.field_mapping = field_mapping
+        self.defaults = defaults
+        self.drop_unknown_fields = drop_unknown_fields
+        self.rejected_path = rejected_path
+        self.max_rejected_ratio = float(max_rejected_ratio)
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.checkpoint_path = checkpoint_path
+        self.dry_run = dry_run
+        self.progress_every_s = progress_every_s
+
+    def iter_source(self, context: Context) -> Iterable[Any]:
+        """The source records, as a stream. Subclasses implement it."""
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        uploader = LeadUploader(
+            None if self.dry_run else self.hook,
+            validator,
+            batch_size=self.batch_size,
+            max_in_flight=self.max_in_flight,
+            rejected_path=self.rejected_path or None,
+            checkpoint_path=self.checkpoint_path or None,
+            dry_run=self.dry_run,
+            logger=self.log,
+            progress_every_s=self.progress_every_s,
+        )
+        summary = uploader.run(self.iter_source(context))
+        self._log_summary(summary)
+        message = rejection_failure_message(summary, self.max_rejected_ratio)
+        if message:
+            raise AirflowFailException(message)
+        return summary.as_dict()
+
+    def _log_summary(self, summary: UploadSummary) -> None:
+        self.log.info(
+            "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d batches (%d skipped) in %.1f s.",
+            " (dry run)" if summary.dry_run else "",
+            summary.total,
+            summary.uploaded,
+            summary.rejected,
+            summary.duplicates,
+            summary.batches,
+            summary.skipped_batches,
+            summary.elapsed_s,
+        )
+        for reason, count in summary.top_reasons():
+            self.log.info("Rejected x%d: %s", count, reason)
+        if summary.rejected and summary.rejected_path:
+            self.log.info("Rejected records with their reasons: %s", summary.rejected_path)
+        hook = self.__dict__.get("hook")
+        if hook is not None:
+            stats = hook.stats
+            self.log.info(
+                "API: %d requests, %d retries, %d rate limited, %.1f s waited.",
+                stats.requests,
+                stats.retries,
+                stats.rate_limited,
+                stats.waited_s,
+            )
+
+
+class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
+    """Upload leads to careCycle from records or a file, so every record is either uploaded once or rejected.
+
+    Records are validated and normalised before any request (phone to ``+1XXXXXXXXXX``, dates of birth to
+    ``MM-DD-YYYY``, enums to their canonical spelling, ...), merged by ``externalId`` (else phone; the last
+    record wins), uploaded in batches at the API's rate limit, and every rejected record is written to
+    ``rejected_path`` with its reason. Returns a small summary dict (``total``, ``valid``, ``uploaded``,
+    ``rejected``, ``duplicates``, ``batches``, ``skipped_batches``, ``rejected_path``, ``elapsed_s``,
+    ``dry_run``, ``top_reasons``: the five most frequent reasons with counts); record contents never reach XCom
+    or the logs.
+
+    .. seealso:: ``docs/operators/upload-leads.md``
+
+    :param records: a list of source records (dicts), or an XComArg resolving to one.
+    :param source_path: an ``ObjectStoragePath``-style URI (``s3://``, ``gs://``, ``file://``, ...) of a
+        ``.jsonl``, ``.json`` or ``.csv`` file, optionally ``.gz``; read as a stream.
+    :param source_format: ``jsonl``, ``json`` or ``csv`` when the name does not tell.
+    :param kwargs: the shared options of :class:`CareCycleLeadUploadBaseOperator` (``field_mapping``,
+        ``defaults``, ``rejected_path``, ``max_rejected_ratio``, ``batch_size``, ``max_in_flight``,
+        ``checkpoint_path``, ``dry_run``, ...) and of :class:`CareCycleBaseOperator`.
+    """
+
+    template_fields: tuple[str, ...] = (
+        "records",
+        "source_path",
+        "source_format",
+        *CareCycleLeadUploadBaseOperator.template_fields,
+    )
+
+    def __init__(
+        self,
+        *,
+        records: list[Mapping[str, Any]] | Any = None,
+        source_path: str | None = None,
+        source_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (records is None) == (source_path is None):
+            raise ValueError("Pass exactly one of records (a list of dicts or an XComArg) and source_path.")
+        if records is not None and not hasattr(records, "resolve") and not isinstance(records, (list, tuple)):
+            raise ValueError(f"records must be a list of dicts or an XComArg, got {type(records).__name__}.")
+        if source_format is not None and source_format not in FORMATS:
+            raise ValueError(f"source_format must be one of {', '.join(FORMATS)}, got {source_format!r}.")
+        self.records = records
+        self.source_path = source_path
+        self.source_format = source_format
+        self._resolved_records: Iterable[Any] | None = None
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render as usual, but keep the records out of Airflow's rendered-fields store (they hold PHI).
+
+        A literal list is not run through Jinja (its strings are data, not templates); an XComArg is resolved.
+        Afterwards ``records`` shows only a count in the UI.
+        """
+        literal = self.records if isinstance(self.records, (list, tuple)) else self._resolved_records
+        if literal is not None:
+            self.records = None
+        super().render_template_fields(context, jinja_env)
+        resolved = literal if literal is not None else self.records
+        if resolved is None:
+            return
+        if isinstance(resolved, (str, bytes, Mapping)) or not isinstance(resolved, Iterable):
+            raise ValueError(f"records must resolve to a list of dicts, got {type(resolved).__name__}.")
+        self._resolved_records = resolved
+        count = len(resolved) if hasattr(resolved, "__len__") else "?"
+        self.records = f"<{count} records, not shown: they may hold patient data>"
+
+    def iter_source(self, context: Context) -> Iterator[Any]:
+        if self.source_path:
+            yield from iter_records(self.source_path, format=self.source_format)
+            return
+        records = self._resolved_records if self._resolved_records is not None else self.records
+        if hasattr(records, "resolve"):
+            raise ValueError("records is an XComArg that was not resolved; run the task through Airflow.")
+        yield from records or ()

@@ -1,0 +1,188 @@
+"""The lead upload engine's edge cases that the emulator cannot produce, with a small in-process stub API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
+from airflow_provider_carecycle.leads import LeadValidator
+from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.leads.upload import LeadUploader, UploadSummary, check_upload_options
+
+
+class StubHook:
+    """Answers uploads like careCycle: 400 for ``city="BAD"`` records, a per-record error for ``city="NOSOURCE"``.
+
+    :param names_offenders: answer 400 with ``failedRecords``/paths (True) or with a bare 400 (False).
+    :param fail_after: answer every request after this many with a 503 that retries could not get past.
+    """
+
+    def __init__(self, *, names_offenders: bool = True, fail_after: int | None = None) -> None:
+        self.names_offenders = names_offenders
+        self.fail_after = fail_after
+        self.sent: list[list[str]] = []
+        self.accepted: list[str] = []
+        self.lock = threading.Lock()
+
+    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        with self.lock:
+            if self.fail_after is not None and len(self.sent) >= self.fail_after:
+                raise CareCycleServerError("careCycle API POST /v2/leads/upload: retries exhausted.", status=503)
+            self.sent.append([r.get("externalId") for r in records])
+            bad = [i for i, r in enumerate(records) if r.get("city") == "BAD"]
+            if bad:
+                named = self.names_offenders
+                raise CareCycleValidationError(
+                    "careCycle API POST /v2/leads/upload: request rejected (400 VALIDATION_ERROR).",
+                    status=400,
+                    code="VALIDATION_ERROR",
+                    errors=[{"path": ["records", i, "city"], "message": "Invalid city"} for i in bad] if named else [],
+                    failed_records=[{"index": i} for i in bad] if named else [],
+                )
+            failed = [r for r in records if r.get("city") == "NOSOURCE"]
+            self.accepted.extend(r.get("externalId") for r in records if r.get("city") != "NOSOURCE")
+            return {
+                "succeeded": len(records) - len(failed),
+                "failed": len(failed),
+                "errors": [{"externalId": r.get("externalId"), "error": "Source not found"} for r in failed],
+            }
+
+
+def lead(i: int, city: str = "Albany", with_id: bool = True) -> dict[str, Any]:
+    record = {"phoneNumber": f"212555{i:04d}", "postalCode": "10001", "city": city}
+    if with_id:
+        record["externalId"] = f"e{i}"
+    return record
+
+
+def run(hook: Any, records: list[dict[str, Any]], tmp_path: Path, **kwargs: Any) -> UploadSummary:
+    kwargs.setdefault("rejected_path", str(tmp_path / "rejected.jsonl"))
+    return LeadUploader(hook, LeadValidator(), **kwargs).run(records)
+
+
+def rejected(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("batch_size", "max_in_flight"), [(0, 1), (201, 1), (True, 1), (10, 0), (10, 33), (10, 1.5)])
+def test_upload_options_are_checked(batch_size, max_in_flight):
+    with pytest.raises(ValueError, match="must be an integer"):
+        check_upload_options(batch_size, max_in_flight)
+
+
+def test_bisection_isolates_offenders_when_the_api_names_none(tmp_path):
+    hook = StubHook(names_offenders=False)
+    records = [lead(i, city="BAD" if i in (5, 11) else "Albany") for i in range(16)]
+
+    summary = run(hook, records, tmp_path, batch_size=16, max_in_flight=1)
+
+    assert (summary.uploaded, summary.rejected, summary.total) == (14, 2, 16)
+    assert sorted(hook.accepted) == sorted(f"e{i}" for i in range(16) if i not in (5, 11))
+    assert sorted(r["row"] for r in rejected(tmp_path)) == [6, 12]
+    assert all(r["stage"] == "api" and r["code"] == "api_validation_error" for r in rejected(tmp_path))
+    assert len(hook.sent) < 16  # bisection, not one request per record
+
+
+def test_named_offenders_are_removed_in_one_step(tmp_path):
+    hook = StubHook(names_offenders=True)
+    records = [lead(i, city="BAD" if i in (2, 7) else "Albany") for i in range(10)]
+
+    summary = run(hook, records, tmp_path, batch_size=10)
+
+    assert (summary.uploaded, summary.rejected) == (8, 2)
+    assert [len(s) for s in hook.sent] == [10, 8]
+    reasons = {r["row"]: r["reason"] for r in rejected(tmp_path)}
+    assert reasons == {3: "API: city: Invalid city", 8: "API: city: Invalid city"}
+
+
+def test_per_record_errors_without_external_id_are_matched_when_unambiguous(tmp_path):
+    hook = StubHook()
+    records = [lead(1), lead(2, city="NOSOURCE", with_id=False)]
+
+    summary = run(hook, records, tmp_path)
+
+    assert (summary.uploaded, summary.rejected) == (1, 1)
+    (entry,) = rejected(tmp_path)
+    assert (entry["row"], entry["reason"]) == (2, "API: Source not found")
+
+
+def test_unattributable_errors_are_still_counted(tmp_path):
+    hook = StubHook()
+    records = [lead(1, city="NOSOURCE", with_id=False), lead(2, city="NOSOURCE", with_id=False)]
+
+    summary = run(hook, records, tmp_path)
+
+    assert (summary.uploaded, summary.rejected) == (0, 2)
+    assert [e["row"] for e in rejected(tmp_path)] == [None, None]
+
+
+def test_a_failure_stops_the_run_after_in_flight_batches_are_checkpointed(tmp_path):
+    hook = StubHook(fail_after=3)
+    checkpoint = str(tmp_path / "cp.json")
+    records = [lead(i) for i in range(60)]
+
+    with pytest.raises(CareCycleServerError):
+        run(hook, records, tmp_path, batch_size=10, max_in_flight=2, checkpoint_path=checkpoint)
+    assert len(json.loads(Path(checkpoint).read_text())["done"]) == 3
+    assert not (tmp_path / "rejected.jsonl").exists()  # never a half-written rejected file
+
+    retry = StubHook()
+    summary = run(retry, records, tmp_path, batch_size=10, max_in_flight=2, checkpoint_path=checkpoint)
+
+    assert (summary.uploaded, summary.skipped_batches, len(retry.sent)) == (60, 3, 3)
+    assert sorted(hook.accepted + retry.accepted) == sorted(f"e{i}" for i in range(60))
+
+
+def test_a_partly_settled_batch_resends_only_its_unsettled_records(tmp_path):
+    records = [lead(i, city="NOSOURCE" if i == 1 else "Albany") for i in range(4)]
+    checkpoint = str(tmp_path / "cp.json")
+    first = StubHook()
+    run(first, records, tmp_path, batch_size=4, checkpoint_path=checkpoint)
+    state = json.loads(Path(checkpoint).read_text())
+    # rewrite the checkpoint as if the run had died after settling positions 0 and 1 only
+    state["done"], state["partial"] = [], {"0": [0, 1]}
+    Path(checkpoint).write_text(json.dumps(state))
+
+    retry = StubHook()
+    summary = run(retry, records, tmp_path, batch_size=4, checkpoint_path=checkpoint)
+
+    assert retry.sent == [["e2", "e3"]]
+    assert (summary.uploaded, summary.rejected, summary.skipped_batches) == (3, 1, 0)
+    assert [e["row"] for e in rejected(tmp_path)] == [2]
+
+
+def test_checkpoint_for_other_input_is_ignored(tmp_path):
+    uri = str(tmp_path / "cp.json")
+    UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).record(0, range(10), [], batch_len=10)
+    assert UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).is_done(0)
+    assert not UploadCheckpoint(uri, fingerprint="b", batch_size=10, batches=2).is_done(0)
+    assert not UploadCheckpoint(uri, fingerprint="a", batch_size=20, batches=1).is_done(0)
+    Path(uri).write_text("{not json")
+    assert not UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).resumed
+
+
+def test_summary_accounts_for_every_record(tmp_path):
+    hook = StubHook()
+    records = [lead(1), lead(1), {"phoneNumber": "bad"}, lead(2, city="NOSOURCE"), lead(3)]
+    summary = run(hook, records, tmp_path)
+    assert summary.total == summary.uploaded + summary.rejected + summary.duplicates == 5
+    assert set(summary.as_dict()) == {
+        "total",
+        "valid",
+        "uploaded",
+        "rejected",
+        "duplicates",
+        "batches",
+        "skipped_batches",
+        "rejected_path",
+        "elapsed_s",
+        "dry_run",
+        "top_reasons",
+    }
+    assert summary.as_dict()["top_reasons"] == [[reason, count] for reason, count in summary.top_reasons()]
+    assert len(summary.as_dict()["top_reasons"]) == summary.rejected
