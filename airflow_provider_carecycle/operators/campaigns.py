@@ -1,0 +1,146 @@
+"""Campaign status snapshots: one row per campaign with its ``customerStats`` figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_carecycle._compat import AirflowFailException, Context
+from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
+from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
+from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.storage import FORMATS, RecordWriter
+
+#: the leading columns of a snapshot row; the flattened ``customerStats`` follow
+ROW_KEY_COLUMNS = ("snapshot_at", "id", "name", "status")
+#: the columns of a snapshot row for the documented ``statusCounts`` keys
+SNAPSHOT_COLUMNS = (
+    *ROW_KEY_COLUMNS,
+    *FIGURES,
+    *(f"{STATUS_COLUMN_PREFIX}{key}" for key in STATUS_COUNT_KEYS),
+)
+#: the figures shown in the logged table
+_TABLE_FIGURES = ("total", "totalCalls", "todayCalls", "status_completed", "status_pending", "status_failed")
+
+
+def _as_list(name: str, value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    values = list(value)
+    if not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}.")
+    return values
+
+
+def _is_template(values: Sequence[str]) -> bool:
+    return any("{{" in v or "{%" in v for v in values)
+
+
+def format_table(summaries: Iterable[Mapping[str, Any]]) -> str:
+    """A fixed-width text table of campaign summaries (id, name, status and the main figures).
+
+    :param summaries: campaign summaries (:func:`~airflow_provider_carecycle.campaign_stats.campaign_summary`).
+    """
+    header = ("id", "name", "status", *_TABLE_FIGURES)
+    rows = [header, *(tuple(str(s.get(c, "")) for c in header) for s in summaries)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
+    """Write one row per campaign with its status and every ``customerStats`` figure, to JSON Lines or CSV.
+
+    Campaigns are chosen by id (``campaign_ids``, one ``GET /v2/campaigns/{id}`` each) or by ``statuses`` and/or
+    ``search`` (the campaign list; all campaigns when neither is given). Each row holds ``snapshot_at`` (UTC, the
+    same for every row of a run), ``id``, ``name``, ``status``, ``total``, ``totalCalls``, ``todayCalls`` and
+    ``status_<key>`` for every ``statusCounts`` key. With ``append=True`` the rows are added to the file's existing
+    rows, so a dated ``output_path`` (e.g. ``.../{{ ds }}.jsonl``) collects a time series.
+
+    Returns ``{campaign_id: {name, status, total, totalCalls, todayCalls, status_<key>...}}`` (counts only, small
+    enough for XCom) and logs the same as a table.
+
+    :param output_path: where to write (templated); an ``ObjectStoragePath`` URI or local path ending ``.jsonl``,
+        ``.csv`` (optionally ``.gz``), or with ``format`` set.
+    :param campaign_ids: the campaigns to snapshot, by UUID (templated).
+    :param statuses: campaign statuses to list (templated), e.g. ``["active", "paused"]``.
+    :param search: text matched against campaign names and descriptions (templated).
+    :param format: ``jsonl`` or ``csv`` (default: from ``output_path``'s suffix).
+    :param append: add to the rows already in ``output_path`` instead of replacing the file.
+    :param carecycle_conn_id: the careCycle Airflow connection.
+    :param hook_params: extra keyword arguments for the hook.
+    """
+
+    template_fields = ("output_path", "campaign_ids", "statuses", "search", "carecycle_conn_id")
+
+    def __init__(
+        self,
+        *,
+        output_path: str,
+        campaign_ids: str | Sequence[str] | None = None,
+        statuses: str | Sequence[str] | None = None,
+        search: str | None = None,
+        format: str | None = None,
+        append: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(output_path, str) or not output_path.strip():
+            raise ValueError(f"output_path must be a non-empty path or URI, got {output_path!r}.")
+        ids, status_list = _as_list("campaign_ids", campaign_ids), _as_list("statuses", statuses)
+        if ids and (status_list or search):
+            raise ValueError("Pass either campaign_ids, or statuses and/or search, not both.")
+        bad = [s for s in status_list if s not in CAMPAIGN_STATUSES]
+        if bad and not _is_template(status_list):
+            raise ValueError(f"Unknown campaign statuses {bad}. Valid statuses: {', '.join(CAMPAIGN_STATUSES)}.")
+        if format is not None and format not in FORMATS:
+            raise ValueError(f"Unknown format {format!r}. Valid formats: {', '.join(FORMATS)}.")
+        self.output_path = output_path
+        self.campaign_ids = campaign_ids
+        self.statuses = statuses
+        self.search = search
+        self.format = format
+        self.append = append
+
+    def _fetch_by_id(self, campaign_ids: list[str]) -> Iterator[dict[str, Any]]:
+        for campaign_id in campaign_ids:
+            try:
+                yield self.hook.get_campaign(campaign_id)
+            except CareCycleNotFoundError:
+                raise AirflowFailException(f"careCycle campaign {campaign_id} was not found (404).") from None
+
+    def _fetch_listed(self, statuses: list[str]) -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        for status in statuses or [None]:
+            for campaign in self.hook.iter_campaigns(status=status, search=self.search or None, sort_direction="asc"):
+                if campaign.get("id") not in seen:
+                    seen.add(campaign.get("id"))
+                    yield campaign
+
+    def _campaigns(self) -> Iterator[dict[str, Any]]:
+        """The chosen campaigns, fetched lazily."""
+        ids = _as_list("campaign_ids", self.campaign_ids)
+        if ids:
+            return self._fetch_by_id(ids)
+        return self._fetch_listed(_as_list("statuses", self.statuses))
+
+    def execute(self, context: Context) -> dict[str, dict[str, Any]]:
+        snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        summaries = [campaign_summary(c) for c in self._campaigns()]
+        rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
+        extra_columns = [k for r in rows for k in r if k not in SNAPSHOT_COLUMNS]
+        fieldnames = [*SNAPSHOT_COLUMNS, *dict.fromkeys(extra_columns)]
+        with RecordWriter(self.output_path, format=self.format, fieldnames=fieldnames, append=self.append) as out:
+            out.write_all(rows)
+        self.log.info(
+            "careCycle campaign snapshot at %s: %d campaigns, %d rows now in %s.\n%s",
+            snapshot_at,
+            len(rows),
+            out.count,
+            self.output_path,
+            format_table(summaries),
+        )
+        return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in summaries}

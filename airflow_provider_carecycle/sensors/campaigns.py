@@ -1,0 +1,153 @@
+"""A sensor that waits for a careCycle campaign's ``customerStats`` to reach a threshold."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_carecycle._compat import (
+    AirflowException,
+    AirflowFailException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    default_deferrable,
+)
+from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
+from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
+from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
+
+
+class CareCycleCampaignStatsSensor(BaseSensorOperator):
+    """Wait until a campaign's ``customerStats`` meet every condition of ``threshold``.
+
+    Each poke is one ``GET /v2/campaigns/{id}``. With ``deferrable=True`` the sensor pokes once, then hands the
+    waiting to :class:`~airflow_provider_carecycle.triggers.campaigns.CareCycleCampaignStatsTrigger` and frees its
+    worker slot. On success the campaign's id, name, status and flattened figures are the task's XCom value.
+
+    .. code-block:: python
+
+        CareCycleCampaignStatsSensor(
+            task_id="wait_for_first_calls",
+            campaign_id="{{ params.campaign_id }}",
+            threshold={"completed_ratio": 0.8},  # or {"completed": 500}, {"pending": ("<=", 0)}
+            deferrable=True,
+            poke_interval=300,
+            timeout=6 * 3600,
+        )
+
+    :param campaign_id: the campaign's UUID (templated).
+    :param threshold: conditions that must all hold: keys ``total``, ``totalCalls``, ``todayCalls``, any
+        ``statusCounts`` key (``completed``, ``pending``, ...) or ``<status>_ratio`` (that status over ``total``);
+        a bare number means ``>=``, a pair ``(op, value)`` takes ``>=``, ``>``, ``<=``, ``<`` or ``==``.
+    :param fail_on_terminal: fail at once when the campaign is in one of ``terminal_statuses`` without meeting the
+        threshold, instead of waiting for the timeout.
+    :param terminal_statuses: campaign statuses after which the figures stop moving.
+    :param deferrable: wait in the triggerer instead of a worker (default ``[operators] default_deferrable``).
+    :param carecycle_conn_id: the careCycle Airflow connection (templated).
+    :param hook_params: extra keyword arguments for :class:`CareCycleHook`.
+    """
+
+    template_fields = ("campaign_id", "carecycle_conn_id")
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        threshold: Mapping[str, Any],
+        fail_on_terminal: bool = True,
+        terminal_statuses: Iterable[str] = TERMINAL_STATUSES,
+        deferrable: bool | None = None,
+        carecycle_conn_id: str = CareCycleHook.default_conn_name,
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(campaign_id, str) or not campaign_id.strip():
+            raise ValueError(f"campaign_id must be a campaign UUID (or a template), got {campaign_id!r}.")
+        self.campaign_id = campaign_id
+        self.conditions = parse_threshold(threshold)
+        self.threshold = threshold_to_json(self.conditions)
+        self.terminal_statuses = tuple(terminal_statuses)
+        unknown = [s for s in self.terminal_statuses if s not in CAMPAIGN_STATUSES]
+        if unknown:
+            raise ValueError(
+                f"Unknown terminal_statuses {unknown}. Valid campaign statuses: {', '.join(CAMPAIGN_STATUSES)}."
+            )
+        self.fail_on_terminal = fail_on_terminal
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.carecycle_conn_id = carecycle_conn_id
+        self.hook_params = dict(hook_params or {})
+
+    @cached_property
+    def hook(self) -> CareCycleHook:
+        """The careCycle hook, built on first use (at run time, never at DAG parse time)."""
+        return CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Fetch the campaign once and check the threshold.
+
+        :raises AirflowFailException: when the campaign does not exist, or ended without meeting the threshold
+            (with ``fail_on_terminal``).
+        """
+        try:
+            campaign = self.hook.get_campaign(self.campaign_id)
+        except CareCycleNotFoundError:
+            raise AirflowFailException(f"careCycle campaign {self.campaign_id} was not found (404).") from None
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        result = evaluate(campaign, self.conditions, self.terminal_statuses)
+        self.log.info("careCycle campaign %s: %s.", self.campaign_id, result.describe())
+        if result.met:
+            return PokeReturnValue(is_done=True, xcom_value=result.summary)
+        if self.fail_on_terminal and result.terminal:
+            raise AirflowFailException(
+                f"careCycle campaign {self.campaign_id} ended without meeting the threshold: {result.describe()}."
+            )
+        return PokeReturnValue(is_done=False)
+
+    def execute(self, context: Context) -> Any:
+        """Poke (and reschedule) as any sensor, or poke once and defer to the trigger."""
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=self._trigger(),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def _trigger(self) -> CareCycleCampaignStatsTrigger:
+        """The trigger, polling no faster than one request per rate-limit slot."""
+        min_interval = self.hook.rate_limit_window / self.hook.limiter.limit
+        return CareCycleCampaignStatsTrigger(
+            campaign_id=self.campaign_id,
+            threshold=self.threshold,
+            end_time=time.time() + self.timeout,
+            carecycle_conn_id=self.carecycle_conn_id,
+            hook_params=self.hook_params,
+            poll_interval=max(float(self.poke_interval), min_interval),
+            fail_on_terminal=self.fail_on_terminal,
+            terminal_statuses=self.terminal_statuses,
+        )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: return the final stats, or fail with the trigger's message.
+
+        :param event: the trigger's event payload.
+        """
+        status = event.get("status")
+        if status == "success":
+            stats = event["stats"]
+            self.log.info("careCycle campaign %s met the threshold (status=%s).", self.campaign_id, stats["status"])
+            return stats
+        message = event.get("message") or f"careCycle campaign {self.campaign_id}: unexpected event {status!r}."
+        if status == "error" and event.get("retryable"):
+            raise AirflowException(message)
+        raise AirflowFailException(message)

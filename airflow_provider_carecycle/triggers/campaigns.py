@@ -1,0 +1,158 @@
+"""The trigger that waits for a campaign's ``customerStats`` on behalf of the deferrable stats sensor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow_provider_carecycle._compat import BaseTrigger, TriggerEvent
+from airflow_provider_carecycle.campaign_stats import (
+    TERMINAL_STATUSES,
+    Evaluation,
+    evaluate,
+    parse_threshold,
+    threshold_to_json,
+)
+from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleNotFoundError
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+
+#: the API's documented limit, used when ``hook_params`` does not say otherwise
+DEFAULT_REQUESTS_PER_MINUTE = 60
+
+
+def min_poll_interval(hook_params: Mapping[str, Any]) -> float:
+    """The shortest poll interval that stays within the rate limit at one request per poll.
+
+    :param hook_params: the hook's keyword arguments (``requests_per_minute``, ``rate_limit_window``).
+    """
+    per_window = hook_params.get("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE
+    return float(hook_params.get("rate_limit_window", 60.0)) / float(per_window)
+
+
+class CareCycleCampaignStatsTrigger(BaseTrigger):
+    """Poll one campaign's ``customerStats`` until a threshold holds, the campaign ends, or ``end_time`` passes.
+
+    Each poll is one ``GET /v2/campaigns/{id}``, run in a worker thread (the hook, its connection lookup and the
+    HTTP call never touch the triggerer's event loop). Events: ``{"status": "success", "stats": ...}``,
+    ``{"status": "terminal", "stats": ..., "message": ...}``, ``{"status": "timeout", "stats": ..., "message": ...}``
+    and ``{"status": "error", "message": ..., "retryable": bool}``. ``stats`` is the campaign's id, name, status
+    and flattened figures.
+
+    :param campaign_id: the campaign's UUID.
+    :param threshold: the conditions, as accepted by :func:`~airflow_provider_carecycle.campaign_stats.parse_threshold`.
+    :param carecycle_conn_id: the careCycle Airflow connection.
+    :param hook_params: extra keyword arguments for :class:`CareCycleHook`.
+    :param poll_interval: seconds between polls; raised to the rate limit's minimum (see :func:`min_poll_interval`).
+    :param end_time: the epoch second after which the trigger reports a timeout.
+    :param fail_on_terminal: report ``terminal`` as soon as the campaign is in a terminal status without meeting
+        the threshold.
+    :param terminal_statuses: the campaign statuses treated as terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        campaign_id: str,
+        threshold: Mapping[str, Any],
+        end_time: float,
+        carecycle_conn_id: str = CareCycleHook.default_conn_name,
+        hook_params: Mapping[str, Any] | None = None,
+        poll_interval: float = 60.0,
+        fail_on_terminal: bool = True,
+        terminal_statuses: tuple[str, ...] | list[str] = TERMINAL_STATUSES,
+    ) -> None:
+        super().__init__()
+        self.campaign_id = campaign_id
+        self.conditions = parse_threshold(threshold)
+        self.end_time = float(end_time)
+        self.carecycle_conn_id = carecycle_conn_id
+        self.hook_params = dict(hook_params or {})
+        self.poll_interval = max(float(poll_interval), min_poll_interval(self.hook_params))
+        self.fail_on_terminal = bool(fail_on_terminal)
+        self.terminal_statuses = tuple(terminal_statuses)
+        self._hook: CareCycleHook | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The classpath and JSON-friendly keyword arguments."""
+        return (
+            "airflow_provider_carecycle.triggers.campaigns.CareCycleCampaignStatsTrigger",
+            {
+                "campaign_id": self.campaign_id,
+                "threshold": threshold_to_json(self.conditions),
+                "end_time": self.end_time,
+                "carecycle_conn_id": self.carecycle_conn_id,
+                "hook_params": self.hook_params,
+                "poll_interval": self.poll_interval,
+                "fail_on_terminal": self.fail_on_terminal,
+                "terminal_statuses": list(self.terminal_statuses),
+            },
+        )
+
+    def _poll(self) -> Evaluation:
+        """One request for the campaign, and the threshold checked on it. Runs in a worker thread."""
+        if self._hook is None:
+            self._hook = CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+        campaign = self._hook.get_campaign(self.campaign_id)
+        return evaluate(campaign, self.conditions, self.terminal_statuses)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until there is something to report, then yield one event."""
+        while True:
+            try:
+                result = await asyncio.to_thread(self._poll)
+            except CareCycleNotFoundError:
+                yield TriggerEvent(error_event(f"careCycle campaign {self.campaign_id} was not found (404).", False))
+                return
+            except Exception as err:
+                retryable = isinstance(err, CareCycleAPIError) and err.retryable
+                yield TriggerEvent(
+                    error_event(f"Polling careCycle campaign {self.campaign_id} failed: {err}", retryable)
+                )
+                return
+            event = self._event_for(result)
+            if event is not None:
+                yield TriggerEvent(event)
+                return
+            delay = self._next_delay()
+            self.log.info("careCycle campaign %s: %s. Next poll in %.3g s.", self.campaign_id, result.describe(), delay)
+            await asyncio.sleep(delay)
+
+    def _next_delay(self) -> float:
+        """Seconds until the next poll.
+
+        The poll interval, shortened so the wait ends at ``end_time``, but never below the rate limit's minimum (so
+        the last poll may come up to that minimum after ``end_time``).
+        """
+        remaining = self.end_time - time.time()
+        return min(self.poll_interval, max(remaining, min_poll_interval(self.hook_params)))
+
+    def _event_for(self, result: Evaluation) -> dict[str, Any] | None:
+        """The event a poll's result calls for, or ``None`` to keep waiting."""
+        if result.met:
+            return {"status": "success", "stats": result.summary}
+        if self.fail_on_terminal and result.terminal:
+            return {
+                "status": "terminal",
+                "stats": result.summary,
+                "message": f"careCycle campaign {self.campaign_id} ended without meeting the threshold: "
+                f"{result.describe()}.",
+            }
+        if time.time() >= self.end_time:
+            return {
+                "status": "timeout",
+                "stats": result.summary,
+                "message": f"careCycle campaign {self.campaign_id}: threshold not met before the sensor's "
+                f"timeout: {result.describe()}.",
+            }
+        return None
+
+
+def error_event(message: str, retryable: bool) -> dict[str, Any]:
+    """An ``error`` event payload.
+
+    :param message: what went wrong (no record contents).
+    :param retryable: whether a task retry may succeed.
+    """
+    return {"status": "error", "message": message, "retryable": retryable}

@@ -1,0 +1,214 @@
+"""The campaign stats trigger, run under asyncio against the careCycle emulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger, min_poll_interval
+
+UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
+FAST = {"requests_per_minute": 6000}  # the emulator fixture allows 6000 a minute
+
+
+def first_campaign(emu):
+    return emu.list_campaigns()[0]
+
+
+def make_trigger(campaign_id, threshold, *, end_in=30.0, **kwargs):
+    kwargs.setdefault("hook_params", FAST)
+    kwargs.setdefault("poll_interval", 0.02)
+    return CareCycleCampaignStatsTrigger(
+        campaign_id=campaign_id, threshold=threshold, end_time=time.time() + end_in, **kwargs
+    )
+
+
+def counting_polls(trigger):
+    """Count the trigger's polls (each one is supposed to be exactly one request)."""
+    polls = []
+    poll = trigger._poll
+
+    def counted():
+        polls.append(1)
+        return poll()
+
+    trigger._poll = counted
+    return polls
+
+
+async def first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+    return None
+
+
+def campaign_gets(emu, campaign_id):
+    return [r for r in emu.request_log() if r["method"] == "GET" and r["path"] == f"/v2/campaigns/{campaign_id}"]
+
+
+# -- serialisation ------------------------------------------------------------------------------------------------
+
+
+def test_serialize_round_trips_through_json():
+    trigger = make_trigger(
+        "1369e7fe-6ed5-49b5-8b46-243bf8918958",
+        {"completed_ratio": 0.8, "pending": ("<=", 0)},
+        carecycle_conn_id="cc_prod",
+        terminal_statuses=("cancelled",),
+        fail_on_terminal=False,
+        poll_interval=300,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_carecycle.triggers.campaigns.CareCycleCampaignStatsTrigger"
+    kwargs = json.loads(json.dumps(kwargs))  # JSON-friendly only
+    assert kwargs["threshold"] == {"completed_ratio": [">=", 0.8], "pending": ["<=", 0]}
+    assert kwargs["terminal_statuses"] == ["cancelled"]
+    again = CareCycleCampaignStatsTrigger(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert again.conditions == trigger.conditions
+
+
+def test_poll_interval_never_below_one_request_per_rate_limit_slot():
+    assert make_trigger(UNKNOWN_ID, {"total": 1}, poll_interval=0.1, hook_params={}).poll_interval == 1.0
+    assert (
+        make_trigger(UNKNOWN_ID, {"total": 1}, poll_interval=0.1, hook_params={"requests_per_minute": 30}).poll_interval
+        == 2.0
+    )
+    assert make_trigger(UNKNOWN_ID, {"total": 1}, poll_interval=90, hook_params={}).poll_interval == 90.0
+    assert min_poll_interval({"requests_per_minute": 6000, "rate_limit_window": 60}) == 0.01
+
+
+def test_bad_threshold_is_rejected_when_built():
+    with pytest.raises(ValueError, match="Valid keys"):
+        make_trigger(UNKNOWN_ID, {"done": 1})
+
+
+# -- events -------------------------------------------------------------------------------------------------------
+
+
+def test_success_at_once_when_the_threshold_already_holds(carecycle_emulator):
+    campaign = first_campaign(carecycle_emulator)
+    trigger = make_trigger(campaign["id"], {"total": campaign["customerStats"]["total"]})
+    polls = counting_polls(trigger)
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "success"
+    assert event["stats"]["id"] == campaign["id"]
+    assert event["stats"]["total"] == campaign["customerStats"]["total"]
+    assert event["stats"]["status_completed"] == campaign["customerStats"]["statusCounts"]["completed"]
+    assert len(polls) == 1 and len(campaign_gets(carecycle_emulator, campaign["id"])) == 1
+
+
+def test_success_once_the_dialer_reaches_the_threshold_with_one_request_per_poll(carecycle_emulator):
+    emu = carecycle_emulator
+    campaign = first_campaign(emu)
+    start = campaign["customerStats"]["statusCounts"]["completed"]
+    trigger = make_trigger(campaign["id"], {"completed": start + 3, "pending": ("<=", 0)})
+    polls = counting_polls(trigger)
+
+    async def dial_and_wait():
+        waiting = asyncio.ensure_future(first_event(trigger))
+        while not waiting.done():
+            await asyncio.to_thread(emu.tick_dialer, 1)
+            await asyncio.sleep(0.03)
+        return waiting.result()
+
+    event = asyncio.run(dial_and_wait())
+    assert event["status"] == "success"
+    now = emu.store.get_campaign(campaign["id"])["customerStats"]
+    assert event["stats"]["status_completed"] >= start + 3
+    assert event["stats"]["status_pending"] == 0
+    assert now["statusCounts"]["completed"] >= event["stats"]["status_completed"]
+    assert len(polls) > 1
+    assert len(campaign_gets(emu, campaign["id"])) == len(polls)  # exactly one request per poll
+
+
+def test_terminal_campaign_ends_the_wait_with_a_terminal_event(carecycle_emulator):
+    campaign = first_campaign(carecycle_emulator)
+    carecycle_emulator.set_campaign_status(campaign["id"], "cancelled")
+    event = asyncio.run(first_event(make_trigger(campaign["id"], {"completed_ratio": 1.0})))
+    assert event["status"] == "terminal"
+    assert event["stats"]["status"] == "cancelled"
+    assert campaign["id"] in event["message"] and "completed_ratio >= 1" in event["message"]
+
+
+def test_terminal_statuses_are_ignored_without_fail_on_terminal(carecycle_emulator):
+    campaign = first_campaign(carecycle_emulator)
+    carecycle_emulator.set_campaign_status(campaign["id"], "cancelled")
+    trigger = make_trigger(campaign["id"], {"completed_ratio": 1.0}, end_in=0.2, fail_on_terminal=False)
+    assert asyncio.run(first_event(trigger))["status"] == "timeout"
+
+
+def test_never_reached_threshold_times_out_at_the_end_time(carecycle_emulator):
+    campaign = first_campaign(carecycle_emulator)
+    trigger = make_trigger(campaign["id"], {"total": 10_000}, end_in=0.5, poll_interval=0.1)
+    polls = counting_polls(trigger)
+    event = asyncio.run(first_event(trigger))
+    late_by = time.time() - trigger.end_time
+    assert event["status"] == "timeout"
+    assert f"total >= 10000 (now {campaign['customerStats']['total']})" in event["message"]
+    assert late_by >= 0  # not before the end time
+    assert late_by < 2.0  # and not a poll interval (or more) after it
+    assert 3 <= len(polls) <= 7  # about one poll per interval
+    assert len(campaign_gets(carecycle_emulator, campaign["id"])) == len(polls)
+
+
+def test_unknown_campaign_is_a_non_retryable_error_naming_the_id(carecycle_emulator):
+    event = asyncio.run(first_event(make_trigger(UNKNOWN_ID, {"total": 1})))
+    assert event == {
+        "status": "error",
+        "message": f"careCycle campaign {UNKNOWN_ID} was not found (404).",
+        "retryable": False,
+    }
+
+
+def test_api_errors_become_error_events(carecycle_emulator, carecycle_connection):
+    conn_id = carecycle_connection("cc_wrong_key", host=carecycle_emulator.url, password="cc_not_a_key")
+    event = asyncio.run(
+        first_event(make_trigger(first_campaign(carecycle_emulator)["id"], {"total": 1}, carecycle_conn_id=conn_id))
+    )
+    assert event["status"] == "error" and event["retryable"] is False
+    assert "401" in event["message"]
+
+
+def test_server_errors_after_retries_are_retryable_error_events(carecycle_emulator):
+    carecycle_emulator.configure(fault_rate=1.0, fault_kinds=("503",))
+    trigger = make_trigger(
+        first_campaign(carecycle_emulator)["id"],
+        {"total": 1},
+        hook_params={**FAST, "max_retries": 1, "retry_backoff": 0.01},
+    )
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "error" and event["retryable"] is True
+    assert "503" in event["message"]
+
+
+def test_polling_never_blocks_the_event_loop(carecycle_emulator):
+    """Slow HTTP answers (0.4 s each) run in a worker thread: a 10 ms heartbeat on the loop keeps beating."""
+    carecycle_emulator.configure(latency_ms=400)
+    campaign = first_campaign(carecycle_emulator)
+    trigger = make_trigger(campaign["id"], {"total": 10_000}, end_in=1.0, poll_interval=0.01)
+
+    async def with_heartbeat():
+        gaps, last = [], time.monotonic()
+        waiting = asyncio.ensure_future(first_event(trigger))
+        while not waiting.done():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        return waiting.result(), max(gaps)
+
+    event, longest_gap = asyncio.run(with_heartbeat())
+    assert event["status"] == "timeout"
+    assert longest_gap < 0.2  # a blocking 0.4 s request on the loop would show up here
+
+
+def test_last_poll_before_the_end_time_keeps_to_the_rate_limit():
+    trigger = make_trigger(UNKNOWN_ID, {"total": 1}, end_in=0.2, poll_interval=10, hook_params={})
+    assert trigger._next_delay() == 1.0  # 0.2 s left, but polls stay at least 1 s apart at 60 a minute
+    trigger.end_time = time.time() + 5
+    assert 4 < trigger._next_delay() <= 5  # otherwise the wait ends at the end time
+    assert make_trigger(UNKNOWN_ID, {"total": 1}, end_in=60, poll_interval=10)._next_delay() == 10
