@@ -25,9 +25,41 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "careCycle",
                 "external-doc-url": "https://docs.carecycle.ai",
                 "tags": ["service"],
+            },
+            {
+                "integration-name": "CareCloud CRM",
+                "external-doc-url": "https://www.crmcarecloud.com",
+                "tags": ["service"],
+            },
+        ],
+        "hooks": [
+            {"integration-name": "careCycle", "python-modules": [f"{_PKG}.hooks.carecycle"]},
+            {"integration-name": "CareCloud CRM", "python-modules": [f"{_PKG}.hooks.carecloud"]},
+        ],
+        "operators": [
+            {
+                "integration-name": "careCycle",
+                "python-modules": [
+                    f"{_PKG}.operators.leads",
+                    f"{_PKG}.operators.customers",
+                    f"{_PKG}.operators.campaigns",
+                ],
             }
         ],
-        "hooks": [{"integration-name": "careCycle", "python-modules": [f"{_PKG}.hooks.carecycle"]}],
+        "sensors": [{"integration-name": "careCycle", "python-modules": [f"{_PKG}.sensors.campaigns"]}],
+        "triggers": [{"integration-name": "careCycle", "python-modules": [f"{_PKG}.triggers.campaigns"]}],
+        "transfers": [
+            {
+                "source-integration-name": "Common SQL",
+                "target-integration-name": "careCycle",
+                "python-module": f"{_PKG}.transfers.sql",
+            },
+            {
+                "source-integration-name": "CareCloud CRM",
+                "target-integration-name": "careCycle",
+                "python-module": f"{_PKG}.transfers.carecloud",
+            },
+        ],
         "connection-types": [
             {
                 "connection-type": "carecycle",
@@ -59,6 +91,66 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["integer", "null"], "minimum": 1, "default": 60},
                     },
                 },
-            }
+            },
+            {
+                "connection-type": "carecloud_crm",
+                "hook-class-name": f"{_PKG}.hooks.carecloud.CareCloudCrmHook",
+                "hook-name": "CareCloud CRM",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "Project domain or base URL",
+                        "login": "API user login",
+                        "password": "Password",
+                    },
+                    "placeholders": {
+                        "host": "myproject.crmcarecloud.com",
+                        "login": "airflow-api",
+                        "extra": '{"user_external_application_id": "...", "project_timezone": "Europe/Prague"}',
+                    },
+                },
+                "conn-fields": {
+                    "user_external_application_id": {
+                        "label": "External application id",
+                        "description": "The user's external application id, sent with every login.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "interface": {
+                        "label": "Interface",
+                        "description": "REST API interface.",
+                        "schema": {"type": ["string", "null"], "default": "enterprise-interface"},
+                    },
+                    "version": {
+                        "label": "API version",
+                        "description": "REST API version.",
+                        "schema": {"type": ["string", "null"], "default": "v1.0"},
+                    },
+                    "accept_language": {
+                        "label": "Accept-Language",
+                        "description": "Language of translated texts in answers, e.g. en.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "project_timezone": {
+                        "label": "Project time zone",
+                        "description": "IANA time zone of the project (how last_change and token expiry are written).",
+                        "schema": {"type": ["string", "null"], "default": "UTC"},
+                    },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Seconds to wait for each API answer.",
+                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries of a request after a 429, a 5xx or a dropped connection.",
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+                    },
+                    "requests_per_minute": {
+                        "label": "Requests per minute",
+                        "description": "Client-side rate limit shared by every task in one worker process.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 300},
+                    },
+                },
+            },
         ],
     }

@@ -12,7 +12,11 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home}/airflow.db"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "example_dags"))
 
-# TEMP pytest_plugins = ["airflow_provider_carecycle.emulator.pytest_plugin"]
+pytest_plugins = [
+    "airflow_provider_carecycle.emulator.pytest_plugin",
+    "airflow_provider_carecycle.emulator.carecloud_pytest_plugin",
+    "tests.airflow_db",
+]
 
 
 import json  # noqa: E402

@@ -1,0 +1,124 @@
+"""The default mapping from CareCloud CRM customers to careCycle lead source records.
+
+The mapping only maps; the careCycle lead validator (:class:`~airflow_provider_carecycle.leads.LeadValidator`)
+decides what becomes a lead and rejects the rest with reasons (a Czech ``+420`` phone, a missing zip, ...).
+
+>>> customer = {"customer_id": "8ea2591121e636086a4a9c0992",
+...             "personal_information": {"first_name": "Mary", "phone": "12025550143",
+...                                      "address": {"zip": "10001", "city": "New York"}}}
+>>> customer_to_lead_source(customer)
+{'externalId': '8ea2591121e636086a4a9c0992', 'firstName': 'Mary', 'phoneNumber': '+12025550143', \
+'postalCode': '10001', 'city': 'New York'}
+
+Override the paths with ``field_mapping`` (careCycle field -> dotted path in the CareCloud customer) and the value
+conversions with ``transforms`` (careCycle field -> function), e.g.
+``customer_to_lead_source(c, {**CARECLOUD_FIELD_MAPPING, "address": "personal_information.address.address1"})``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from airflow_provider_carecycle.leads import LEAD_FIELDS_BY_NAME, LeadValidator, ValidationResult
+
+CARECLOUD_FIELD_MAPPING: Mapping[str, str] = MappingProxyType(
+    {
+        "externalId": "customer_id",
+        "firstName": "personal_information.first_name",
+        "lastName": "personal_information.last_name",
+        "email": "personal_information.email",
+        "phoneNumber": "personal_information.phone",
+        "dateOfBirth": "personal_information.birthdate",
+        "postalCode": "personal_information.address.zip",
+        "city": "personal_information.address.city",
+    }
+)
+"""careCycle lead field -> dotted path into a CareCloud customer. Use it through :func:`customer_to_lead_source`,
+not as ``LeadValidator(field_mapping=)`` on raw customers: a raw customer's first-level ``state`` (0/1/2, the
+account state) would land in careCycle's ``state`` (US state), and its phone lacks the ``+`` of its country code."""
+
+_DIGITS_ONLY = re.compile(r"^\d+$")
+
+
+def international_phone(value: Any) -> Any:
+    """CareCloud's phone (digits with the international prefix, ``12025550143``) as ``+12025550143``.
+
+    The ``+`` tells the lead validator that the number starts with its country code, so US/NANP numbers
+    (``1`` + 10 digits) pass and foreign ones (``420...``) are rejected as "country code is not +1". Anything that is
+    not plain digits (already ``+...``, empty, formatted) is returned unchanged for the validator to judge.
+
+    :param value: the CareCloud phone value.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and _DIGITS_ONLY.match(value.strip()):
+        return "+" + value.strip()
+    return value
+
+
+#: careCycle lead field -> conversion applied to the mapped CareCloud value
+DEFAULT_TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"phoneNumber": international_phone})
+
+
+def _get_path(record: Mapping[str, Any], path: str) -> Any:
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(part)
+    return current
+
+
+def customer_to_lead_source(
+    customer: Mapping[str, Any],
+    field_mapping: Mapping[str, str] = CARECLOUD_FIELD_MAPPING,
+    transforms: Mapping[str, Callable[[Any], Any]] = DEFAULT_TRANSFORMS,
+) -> dict[str, Any]:
+    """One CareCloud customer as a careCycle lead source record (careCycle field names; missing values left out).
+
+    :param customer: a customer as ``GET /customers`` returns it.
+    :param field_mapping: careCycle field -> dotted path into the customer.
+    :param transforms: careCycle field -> conversion of the mapped value.
+    :raises ValueError: when ``field_mapping`` names a field careCycle does not have.
+    """
+    unknown = sorted(set(field_mapping) - set(LEAD_FIELDS_BY_NAME))
+    if unknown:
+        raise ValueError(f"field_mapping: not careCycle lead fields: {', '.join(unknown)}")
+    source: dict[str, Any] = {}
+    for field, path in field_mapping.items():
+        value = _get_path(customer, path)
+        if field in transforms and value is not None:
+            value = transforms[field](value)
+        if value is not None and value != "":
+            source[field] = value
+    return source
+
+
+def validate_customer(
+    customer: Mapping[str, Any],
+    validator: LeadValidator | None = None,
+    field_mapping: Mapping[str, str] = CARECLOUD_FIELD_MAPPING,
+    transforms: Mapping[str, Callable[[Any], Any]] = DEFAULT_TRANSFORMS,
+) -> ValidationResult:
+    """Map one CareCloud customer and run it through the careCycle lead validator.
+
+    :param customer: a customer as ``GET /customers`` returns it.
+    :param validator: the validator (give one with ``defaults=``, e.g. a ``timezone`` or ``sourceId``); default
+        a plain :class:`LeadValidator`.
+    :param field_mapping: careCycle field -> dotted path into the customer.
+    :param transforms: careCycle field -> conversion of the mapped value.
+    :return: the lead, or its rejections (field, PHI-free reason, code).
+    """
+    return (validator or LeadValidator()).validate(customer_to_lead_source(customer, field_mapping, transforms))
+
+
+__all__ = [
+    "CARECLOUD_FIELD_MAPPING",
+    "DEFAULT_TRANSFORMS",
+    "customer_to_lead_source",
+    "international_phone",
+    "validate_customer",
+]

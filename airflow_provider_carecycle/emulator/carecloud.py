@@ -1,0 +1,469 @@
+"""A local emulator of the CareCloud CRM REST API (enterprise interface), enough for the CRM-to-lead feed.
+
+Routes under ``/webservice/rest-api/{interface}/{version}``:
+
+* ``POST /users/actions/login``: ``{"data": {"bearer_token", "valid_to", "user"}}``; ``valid_to`` in project-local
+  time (``project_timezone``), tokens expire after ``token_lifetime_s`` (401 afterwards).
+* ``GET /customers``: ``count``/``offset`` paging, ``sort_field``/``sort_direction`` (any scalar first-level
+  field; ASC by default), filters ``email``, ``phone``, ``customer_source_id``, ``first_name``, ``last_name``,
+  ``birthdate`` (``YYYY-MM-DD`` or ``DD.MM.YYYY``), ``email_list[]``/``customer_ids[]`` (bracket arrays, OR
+  within, at most 1,000); envelope ``{"data": {"customers": [...], "total_items": N}}``.
+* ``GET /customers/{customer_id}``: ``{"data": {...}}``.
+
+Errors use CareCloud's ``{"error": {"type", "exception", "title", "detail", "error_data": {"invalid_params"}}}``;
+429 has no wait hint. Another interface than ``enterprise-interface`` answers 403, another version 404.
+The seed (``seed``, ``customers``) is deterministic: mostly US customers (phone ``1XXXXXXXXXX``, 5-digit zip),
+every 7th Czech (phone ``420...``, zip ``602 00``) and every 9th without a zip; ``last_change`` is spread over the
+``days`` before ``anchor``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+from airflow_provider_carecycle.emulator.base import (
+    FAULT_KINDS,
+    ApiError,
+    EmulatorBase,
+    Request,
+    Response,
+    Router,
+    _RequestHandler,
+)
+
+PREFIX = "/webservice/rest-api/{interface}/{version}"
+INTERFACE = "enterprise-interface"
+VERSION = "v1.0"
+DEFAULT_LOGIN = "airflow"
+DEFAULT_PASSWORD = "emulator-password"
+DEFAULT_APP_ID = "emulator-app"
+MAX_LIST_ITEMS = 1000
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SCALAR_FILTERS = ("email", "phone", "customer_source_id")
+NAME_FILTERS = ("first_name", "last_name")
+SOURCES = ("8c5a0f2d0b6e4c1a9e7d", "1f4b9a7e2c3d5e6f7a8b")
+
+_US_CITIES = (("New York", "10001"), ("Miami", "33101"), ("Houston", "77001"), ("Phoenix", "85001"),
+              ("Chicago", "60601"), ("Tampa", "33602"), ("Dallas", "75201"))  # fmt: skip
+_FIRST = ("Mary", "John", "Linda", "Robert", "Patricia", "James", "Barbara", "William", "Susan", "Richard")
+_LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Novak", "Svoboda")
+
+_raw_query = threading.local()
+
+
+class _RawQueryHandler(_RequestHandler):
+    """Keeps the raw query string, because the base parses it into a dict that drops repeated ``key[]``."""
+
+    def _dispatch(self) -> None:
+        _raw_query.text = urlsplit(self.path).query
+        try:
+            super()._dispatch()
+        finally:
+            _raw_query.text = None
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+
+def error_body(status: int, exception: str, title: str, invalid_params: list[dict[str, Any]] | None = None) -> dict:
+    """CareCloud's error envelope."""
+    error: dict[str, Any] = {"type": "about:blank", "exception": exception, "title": title, "detail": None}
+    if invalid_params is not None:
+        error["error_data"] = {"invalid_params": invalid_params}
+    return {"error": error}
+
+
+def _invalid(name: str, reason: str, message: str, value: Any = None) -> ApiError:
+    params = [{"name": name, "reason": reason, "value": value, "message": message}]
+    return ApiError(400, error_body(400, "bad_request_exception", "Invalid request parameters", params))
+
+
+def _multi_query(request: Request) -> dict[str, list[str]]:
+    raw = getattr(_raw_query, "text", None)
+    if raw is None:
+        return {key: [value] for key, value in request.query.items()}
+    return parse_qs(raw, keep_blank_values=True)
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int, minimum: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        number = int(values[-1])
+    except ValueError:
+        raise _invalid(name, "invalid_value_format", f"{name} must be an integer", values[-1]) from None
+    if number < minimum:
+        raise _invalid(name, "not_allowed_value", f"{name} must be >= {minimum}", values[-1])
+    return number
+
+
+def _birthdate(text: str) -> str:
+    try:
+        if "." in text:
+            return datetime.strptime(text, "%d.%m.%Y").date().isoformat()
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise _invalid("birthdate", "invalid_value_format", "Use YYYY-MM-DD or DD.MM.YYYY", text) from None
+
+
+def _hex_id(rng: random.Random) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(26))
+
+
+def _nanp(rng: random.Random) -> str:
+    return f"1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+
+
+def seed_customers(count: int, seed: int, anchor: datetime, days: float) -> list[dict[str, Any]]:
+    """``count`` deterministic CareCloud customers; ``last_change`` spread over the ``days`` before ``anchor``.
+
+    :param count: how many customers.
+    :param seed: the random seed.
+    :param anchor: the newest possible ``last_change`` (project-local, naive).
+    :param days: how far back ``last_change`` reaches.
+    """
+    rng = random.Random(f"carecloud:{seed}")
+    customers = []
+    for i in range(count):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        czech, no_zip = i % 7 == 3, i % 9 == 5
+        city, zip_code = ("Brno", "602 00") if czech else rng.choice(_US_CITIES)
+        phone = f"420{rng.randint(600000000, 799999999)}" if czech else _nanp(rng)
+        born = date(1940, 1, 1) + timedelta(days=rng.randint(0, 365 * 30))
+        changed = anchor - timedelta(seconds=rng.randint(0, int(days * 86400)))
+        customers.append(
+            {
+                "customer_id": _hex_id(rng),
+                "personal_information": {
+                    "salutation": f"Dear {first}",
+                    "gender": rng.choice((1, 2)),
+                    "first_name": first,
+                    "last_name": last,
+                    "pre_nominals": "",
+                    "post_nominals": "",
+                    "birthdate": born.isoformat(),
+                    "email": f"{first}.{last}.{i}@example.com".lower(),
+                    "phone": phone,
+                    "language_id": "cs" if czech else "en",
+                    "store_id": None,
+                    "photo_url": None,
+                    "address": {
+                        "address1": f"{rng.randint(1, 999)} Main St",
+                        "address2": "",
+                        "zip": None if no_zip else zip_code,
+                        "city": city,
+                        "country_code": "CZ" if czech else "US",
+                    },
+                    "agreement": {"agreement_gtc": 1, "agreement_profiling": 0, "agreement_marketing_communication": 1},
+                },
+                "customer_source_id": SOURCES[i % len(SOURCES)],
+                "doi_email": True,
+                "doi_phone": False,
+                "last_change": changed.strftime(DATETIME_FORMAT),
+                "state": 2 if i % 11 == 10 else 1,
+            }
+        )
+    return customers
+
+
+class CareCloudEmulator(EmulatorBase):
+    """A local CareCloud CRM API (see the module docstring).
+
+    :param login: the accepted API user login.
+    :param password: its password.
+    :param external_application_id: the accepted ``user_external_application_id``.
+    :param token_lifetime_s: seconds a bearer token stays valid.
+    :param project_timezone: IANA zone of ``valid_to`` and ``last_change``.
+    :param customers: how many customers to seed.
+    :param days: ``last_change`` spreads over this many days before ``anchor``.
+    :param anchor: the newest ``last_change`` (project-local, naive); default: now, to the second.
+    :param rate_limit: requests per ``rate_window_s`` per token (0 disables; CareCloud publishes no figure).
+    :param rate_window_s: the rate-limit window.
+    :param latency_ms: delay before every answer.
+    :param fault_rate: probability of an injected fault (``fault_kinds``: 503, 500, drop).
+    :param fault_kinds: which faults to inject.
+    :param seed: the data and fault seed.
+    :param host: interface to listen on.
+    :param port: port (0 picks a free one).
+    """
+
+    credential_log_field = "token_suffix"
+
+    def __init__(
+        self,
+        *,
+        login: str = DEFAULT_LOGIN,
+        password: str = DEFAULT_PASSWORD,
+        external_application_id: str = DEFAULT_APP_ID,
+        token_lifetime_s: float = 7 * 3600,
+        project_timezone: str = "UTC",
+        customers: int = 50,
+        days: float = 14,
+        anchor: datetime | None = None,
+        rate_limit: int = 300,
+        rate_window_s: float = 60.0,
+        latency_ms: float = 0,
+        fault_rate: float = 0.0,
+        fault_kinds: Iterable[str] = FAULT_KINDS,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.credentials = (external_application_id, login, password)
+        self.token_lifetime_s = float(token_lifetime_s)
+        self.project_tz = ZoneInfo(project_timezone)
+        self.customer_count = int(customers)
+        self.days = float(days)
+        self.anchor = anchor
+        self._lock = threading.Lock()
+        self._tokens: dict[str, float] = {}
+        self._customers: dict[str, dict[str, Any]] = {}
+        self.logins = 0
+        super().__init__(
+            rate_limit=rate_limit,
+            rate_window_s=rate_window_s,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            fault_kinds=fault_kinds,
+            seed=seed,
+            host=host,
+            port=port,
+        )
+        self.reset_state()
+
+    # -- lifecycle and control ------------------------------------------------------------------------------
+
+    def start(self) -> CareCloudEmulator:
+        super().start()
+        return self
+
+    def __enter__(self) -> CareCloudEmulator:
+        return self.start()
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL a client uses: ``{url}/webservice/rest-api/enterprise-interface/v1.0``."""
+        return f"{self.url}/webservice/rest-api/{INTERFACE}/{VERSION}"
+
+    def on_start(self) -> None:
+        assert self._server is not None
+        self._server.RequestHandlerClass = type("CareCloudHandler", (_RawQueryHandler,), {"emulator": self})
+
+    def reset(
+        self,
+        customers: int | None = None,
+        seed: int | None = None,
+        days: float | None = None,
+        anchor: datetime | None = None,
+    ) -> None:
+        """Reseed the customers (``None`` keeps the setting), forget every token, clear the log and rate windows."""
+        super().reset(customers=customers, seed=seed, days=days, anchor=anchor)
+
+    def reset_state(
+        self,
+        customers: int | None = None,
+        seed: int | None = None,
+        days: float | None = None,
+        anchor: datetime | None = None,
+    ) -> None:
+        if customers is not None:
+            self.customer_count = int(customers)
+        if days is not None:
+            self.days = float(days)
+        if anchor is not None:
+            self.anchor = anchor
+        newest = self.anchor or self.now().replace(microsecond=0)
+        rows = seed_customers(self.customer_count, self.seed, newest, self.days)
+        with self._lock:
+            self._customers = {row["customer_id"]: row for row in rows}
+            self._tokens.clear()
+            self.logins = 0
+
+    def configure_extra(self, kwargs: dict[str, Any]) -> None:
+        if "token_lifetime_s" in kwargs:
+            self.token_lifetime_s = float(kwargs.pop("token_lifetime_s"))
+        if "project_timezone" in kwargs:
+            self.project_tz = ZoneInfo(kwargs.pop("project_timezone"))
+        super().configure_extra(kwargs)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings(),
+            "token_lifetime_s": self.token_lifetime_s,
+            "project_timezone": str(self.project_tz),
+        }
+
+    def extra_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"customers": len(self._customers), "logins": self.logins, "tokens": len(self._tokens)}
+
+    def now(self) -> datetime:
+        """The project's local time, naive (as CareCloud writes it)."""
+        return datetime.now(self.project_tz).replace(tzinfo=None)
+
+    def customers(self) -> list[dict[str, Any]]:
+        """Copies of every customer, in insertion order."""
+        with self._lock:
+            return [_copy(row) for row in self._customers.values()]
+
+    def touch_customer(self, customer_id: str, when: datetime | None = None, **personal: Any) -> dict[str, Any]:
+        """Change a customer: set ``last_change`` (default: now) and update ``personal_information`` fields."""
+        with self._lock:
+            row = self._customers[customer_id]
+            row["personal_information"].update(personal)
+            row["last_change"] = (when or self.now()).strftime(DATETIME_FORMAT)
+            return _copy(row)
+
+    def expire_tokens(self) -> None:
+        """Make every issued token invalid now (the next call with one answers 401)."""
+        with self._lock:
+            self._tokens = dict.fromkeys(self._tokens, 0.0)
+
+    # -- vendor hooks ---------------------------------------------------------------------------------------
+
+    def build_routes(self, router: Router) -> None:
+        router.add("POST", f"{PREFIX}/users/actions/login", self._login)
+        router.add("GET", f"{PREFIX}/customers", self._list_customers)
+        router.add("GET", f"{PREFIX}/customers/{{customer_id}}", self._get_customer)
+
+    def authenticate(self, request: Request) -> str:
+        if request.method == "POST" and request.path.rstrip("/").endswith("/users/actions/login"):
+            return "login"
+        header = request.header("authorization") or ""
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        with self._lock:
+            expires = self._tokens.get(token)
+        if expires is None or time.monotonic() >= expires:
+            title = "Token expired" if expires is not None else "Missing or invalid bearer token"
+            raise ApiError(401, error_body(401, "unauthorized_exception", title))
+        return token
+
+    def rate_limited_response(self, retry_after: int) -> Response:
+        return Response(429, error_body(429, "too_many_requests_exception", "Too many requests"))
+
+    def fault_response(self, kind: str) -> Response:
+        if kind == "503":
+            return Response(503, error_body(503, "service_unavailable_exception", "Service temporarily unavailable"))
+        return Response(500, error_body(500, "internal_server_error_exception", "Internal server error"))
+
+    def not_found_response(self, request: Request) -> Response:
+        return Response(404, error_body(404, "not_found_exception", "Resource not found"))
+
+    def bad_json_response(self, request: Request) -> Response:
+        return Response(400, error_body(400, "bad_request_exception", "Request body is not valid JSON", []))
+
+    def describe_request(self, request: Request) -> dict[str, Any]:
+        return {"multi_query": _multi_query(request)}
+
+    # -- handlers -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_interface(request: Request) -> None:
+        if request.path_params.get("interface") != INTERFACE:
+            raise ApiError(
+                403, error_body(403, "interface_not_allowed_exception", "Interface is not allowed for this user")
+            )
+        if request.path_params.get("version") != VERSION:
+            raise ApiError(404, error_body(404, "not_found_exception", "Unknown API version"))
+
+    def _login(self, request: Request) -> Response:
+        self._check_interface(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise _invalid("body", "invalid_value_format", "Body must be a JSON object")
+        names = ("user_external_application_id", "login", "password")
+        for name in names:
+            if not body.get(name):
+                raise _invalid(name, "required", f"{name} is required")
+        if tuple(body[name] for name in names) != self.credentials:
+            raise ApiError(401, error_body(401, "unauthorized_exception", "Invalid login or password"))
+        token = secrets.token_hex(20)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + self.token_lifetime_s
+            self.logins += 1
+        valid_to = self.now() + timedelta(seconds=self.token_lifetime_s)
+        user = {"user_id": "emulator-user", "login": body["login"], "user_group": "webservice"}
+        return Response(200, {"data": {"bearer_token": token, "valid_to": valid_to.strftime(DATETIME_FORMAT),
+                                       "user": user}})  # fmt: skip
+
+    def _list_customers(self, request: Request) -> dict[str, Any]:
+        self._check_interface(request)
+        query = _multi_query(request)
+        count = _int_param(query, "count", 100, 1)
+        offset = _int_param(query, "offset", 0, 0)
+        rows = [row for row in self.customers() if _matches(row, _filters(query))]
+        rows = _sorted(rows, query)
+        return {"data": {"customers": rows[offset : offset + count], "total_items": len(rows)}}
+
+    def _get_customer(self, request: Request) -> dict[str, Any]:
+        self._check_interface(request)
+        with self._lock:
+            row = self._customers.get(request.path_params["customer_id"])
+            if row is None:
+                raise ApiError(404, error_body(404, "not_found_exception", "Customer not found"))
+            return {"data": _copy(row)}
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    info = dict(row["personal_information"], address=dict(row["personal_information"]["address"]))
+    return {**row, "personal_information": info}
+
+
+def _filters(query: dict[str, list[str]]) -> dict[str, Any]:
+    """The request's filters as ``name -> value`` (lists as sets), validated."""
+    out: dict[str, Any] = {}
+    for name in (*SCALAR_FILTERS, *NAME_FILTERS):
+        if query.get(name):
+            out[name] = query[name][-1]
+    if query.get("birthdate"):
+        out["birthdate"] = _birthdate(query["birthdate"][-1])
+    for name in ("email_list", "customer_ids"):
+        values = query.get(f"{name}[]")
+        if values is not None:
+            if len(values) > MAX_LIST_ITEMS:
+                raise _invalid(name, "not_allowed_value", f"At most {MAX_LIST_ITEMS} items are allowed")
+            out[name] = set(values)
+    return out
+
+
+def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
+    info = row["personal_information"]
+    values = {
+        "email": (info.get("email") or "").lower(),
+        "phone": info.get("phone") or "",
+        "customer_source_id": row.get("customer_source_id") or "",
+        "first_name": (info.get("first_name") or "").lower(),
+        "last_name": (info.get("last_name") or "").lower(),
+        "birthdate": info.get("birthdate") or "",
+    }
+    for name, wanted in filters.items():
+        if name == "email_list":
+            if values["email"] not in {w.lower() for w in wanted}:
+                return False
+        elif name == "customer_ids":
+            if row["customer_id"] not in wanted:
+                return False
+        elif values[name] != (wanted.lower() if name in ("email", *NAME_FILTERS) else wanted):
+            return False
+    return True
+
+
+def _sorted(rows: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]]:
+    field = (query.get("sort_field") or [None])[-1]
+    direction = ((query.get("sort_direction") or ["ASC"])[-1]).upper()
+    if direction not in ("ASC", "DESC"):
+        raise _invalid("sort_direction", "not_allowed_value", "Allowed values: ASC, DESC", direction)
+    if not field:
+        return rows
+    if rows and (field not in rows[0] or isinstance(rows[0][field], (dict, list))):
+        raise _invalid("sort_field", "not_allowed_value", "Sort by a first-level scalar field", field)
+    rows = sorted(rows, key=lambda r: r["customer_id"])  # stable tie-break
+    return sorted(rows, key=lambda r: (r.get(field) is None, str(r.get(field))), reverse=direction == "DESC")

@@ -1,0 +1,751 @@
+"""The CareCloud CRM hook: bearer-token login, retries, rate limiting and ``count``/``offset`` paging.
+
+CareCloud CRM (crmcarecloud.com) is the loyalty CRM a CRM-to-careCycle lead feed reads customers from. Its REST API
+lives at ``https://{project_domain}/webservice/rest-api/{interface}/{version}``; this hook uses the enterprise
+interface. Facts it relies on (vendor docs, see ``docs/connections-carecloud.md``):
+
+* ``POST /users/actions/login`` with ``user_external_application_id``/``login``/``password`` returns
+  ``{"data": {"bearer_token", "valid_to", ...}}``; ``valid_to`` is project-local time without an offset. Tokens last
+  about 7 hours by default; on 401 the client logs in again and retries once.
+* ``GET /customers`` answers ``{"data": {"customers": [...], "total_items": N}}`` and pages by ``count``/``offset``.
+* Errors are ``{"error": {"exception", "title", "detail", "error_data": {"invalid_params": [...]}}}``.
+* 429 and 503 come without a documented wait: back off exponentially with jitter. No numeric rate limit is
+  published, so the client-side limit is a connection extra.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+
+from airflow_provider_carecycle import __version__
+from airflow_provider_carecycle._compat import BaseHook, mask_secret
+from airflow_provider_carecycle.exceptions import (
+    CareCycleAPIError,
+    CareCycleAuthError,
+    CareCycleNotFoundError,
+    CareCycleRateLimitError,
+    CareCycleServerError,
+    CareCycleValidationError,
+)
+from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats
+from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+
+API_ROOT = "/webservice/rest-api"
+DEFAULT_INTERFACE = "enterprise-interface"
+DEFAULT_VERSION = "v1.0"
+DEFAULT_PAGE_SIZE = 100
+MAX_LIST_FILTER_ITEMS = 1000
+#: ``YYYY-MM-DD HH:MM:SS`` (also accepted with a ``T``): how CareCloud writes ``valid_to`` and ``last_change``.
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: Used when the project's time zone is unknown, so ``valid_to`` cannot be read exactly (7 h default minus 30 min).
+FALLBACK_TOKEN_TTL_S = 6.5 * 3600
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+SORT_DIRECTIONS = ("ASC", "DESC")
+TEXT_FILTERS = ("email", "customer_source_id", "first_name", "last_name")
+LIST_FILTERS = ("email_list", "customer_ids")
+
+#: Connection extras the hook reads: name -> (type, default).
+EXTRA_FIELDS: dict[str, tuple[type, Any]] = {
+    "user_external_application_id": (str, None),
+    "interface": (str, DEFAULT_INTERFACE),
+    "version": (str, DEFAULT_VERSION),
+    "accept_language": (str, None),
+    "project_timezone": (str, "UTC"),
+    "timeout": (float, 30.0),
+    "max_retries": (int, 5),
+    "requests_per_minute": (int, 300),
+}
+
+_FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
+_DMY_DATE = re.compile(r"^\d{2}\.\d{2}\.\d{4}$")
+
+
+# --------------------------------------------------------------------------------------------------- errors
+
+
+class CareCloudAPIError(CareCycleAPIError):
+    """An error answer (or no answer) from the CareCloud CRM API.
+
+    :param message: a readable description (never contains customer data or credentials).
+    :param invalid_params: the ``error_data.invalid_params`` of a 400 answer, as ``{name, reason, message}``
+        (the offending ``value`` is dropped: it may be an email or a phone number).
+    :param kwargs: ``status``, ``code`` (the ``exception`` name) and ``retry_after`` as in the careCycle family.
+    """
+
+    def __init__(self, message: str, *, invalid_params: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.invalid_params = invalid_params or []
+
+    def field_errors(self) -> list[str]:
+        """The invalid parameters as ``"birthdate: invalid_value_format (...)"`` lines (no values)."""
+        return [
+            f"{p.get('name', '?')}: {p.get('reason', '')}" + (f" ({p['message']})" if p.get("message") else "")
+            for p in self.invalid_params
+        ]
+
+
+class CareCloudAuthError(CareCloudAPIError, CareCycleAuthError):
+    """401 (bad credentials or an expired token, after one re-login) or 403 (interface/resource not allowed)."""
+
+
+class CareCloudNotFoundError(CareCloudAPIError, CareCycleNotFoundError):
+    """404."""
+
+
+class CareCloudValidationError(CareCloudAPIError, CareCycleValidationError):
+    """400 (or another 4xx): see :attr:`invalid_params` and :meth:`field_errors`."""
+
+
+class CareCloudRateLimitError(CareCloudAPIError, CareCycleRateLimitError):
+    """429: retried with exponential backoff and jitter (CareCloud gives no wait)."""
+
+
+class CareCloudServerError(CareCloudAPIError, CareCycleServerError):
+    """500/502/503/504, a dropped connection or a timeout: retried with backoff."""
+
+
+def _error_from(method: str, path: str, response: requests.Response) -> CareCloudAPIError:
+    """The exception for an error answer, from its status and ``{"error": {...}}`` body."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    exception = error.get("exception") if isinstance(error.get("exception"), str) else None
+    title = error.get("title") if isinstance(error.get("title"), str) else (response.reason or "")
+    error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+    raw_params = error_data.get("invalid_params") if isinstance(error_data.get("invalid_params"), list) else []
+    invalid_params = [
+        {key: p.get(key) for key in ("name", "reason", "message") if p.get(key) is not None}
+        for p in raw_params
+        if isinstance(p, dict)
+    ]
+    where = f"CareCloud API {method} {path}"
+    said = f"{status} {exception or ''}: {title}".strip()
+    kwargs: dict[str, Any] = {"status": status, "code": exception, "invalid_params": invalid_params}
+    if status == 401:
+        return CareCloudAuthError(
+            f"{where} was refused ({said}). Check the login, password and user_external_application_id of the "
+            "Airflow connection; the API user must be in the 'webservice' user group.",
+            **kwargs,
+        )
+    if status == 403:
+        return CareCloudAuthError(
+            f"{where} is not allowed for this user or interface ({said}). Check the connection's 'interface' "
+            f"extra (usually {DEFAULT_INTERFACE!r}) and the API user's rights.",
+            **kwargs,
+        )
+    if status == 404:
+        return CareCloudNotFoundError(f"{where}: not found ({said}).", **kwargs)
+    if status == 429:
+        return CareCloudRateLimitError(f"{where}: too many requests ({said}).", **kwargs)
+    if status in RETRYABLE_STATUSES:
+        return CareCloudServerError(f"{where}: server error ({said}).", **kwargs)
+    if 400 <= status < 500:
+        err = CareCloudValidationError(f"{where}: request rejected ({said}).", **kwargs)
+        if invalid_params:
+            err.message = f"{err.message} Invalid parameters: {'; '.join(err.field_errors()[:10])}"
+            err.args = (err.message,)
+        return err
+    return CareCloudAPIError(f"{where}: unexpected answer ({said}).", **kwargs)
+
+
+def _no_answer(method: str, path: str, error: Exception) -> CareCloudServerError:
+    return CareCloudServerError(f"CareCloud API {method} {path}: no answer ({type(error).__name__}).")
+
+
+# ------------------------------------------------------------------------------------------- value helpers
+
+
+@dataclass
+class CustomerPage:
+    """One page of ``GET /customers``: its items, the ``offset`` it was asked for and ``total_items``."""
+
+    items: list[dict[str, Any]]
+    offset: int
+    total_items: int | None
+
+
+def parse_carecloud_datetime(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A CareCloud ``YYYY-MM-DD HH:MM:SS`` (project-local, no offset) as an aware datetime; ``None`` if unreadable.
+
+    :param value: the text from the API.
+    :param tz: the project's time zone.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.strptime(value.strip().replace("T", " ")[:19], DATETIME_FORMAT)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=tz)
+
+
+def _positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def _phone_filter(value: Any) -> str:
+    """CareCloud phone filter: digits with the international prefix (``+``, spaces and dashes are removed)."""
+    digits = re.sub(r"[\s\-()+.]", "", str(value))
+    if not digits.isdigit():
+        raise ValueError("phone must be digits with the international prefix, e.g. 12025550143 or 420523828931.")
+    return digits
+
+
+def _birthdate_filter(value: Any) -> str:
+    if isinstance(value, datetime):
+        value = value.date()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).strip()
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        if not _DMY_DATE.match(text):
+            raise ValueError("birthdate must be a date, 'YYYY-MM-DD' or 'DD.MM.YYYY'.") from None
+    return text
+
+
+def _sort_params(sort_field: str | None, sort_direction: str | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if sort_field is not None:
+        if not isinstance(sort_field, str) or not _FIRST_LEVEL_FIELD.match(sort_field):
+            raise ValueError(
+                f"sort_field must be a first-level customer field such as 'last_change', got {sort_field!r}."
+            )
+        params["sort_field"] = sort_field
+    if sort_direction is not None:
+        direction = str(sort_direction).upper()
+        if direction not in SORT_DIRECTIONS:
+            raise ValueError(f"sort_direction must be ASC or DESC, got {sort_direction!r}.")
+        params["sort_direction"] = direction
+    return params
+
+
+def _list_chunks(name: str, values: Sequence[str] | None) -> list[list[str]] | None:
+    """``values`` in chunks of at most 1,000 (the API's limit), or ``None`` when the filter is not used."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must be a list of strings, not one string.")
+    items = [str(v) for v in values]
+    return [items[i : i + MAX_LIST_FILTER_ITEMS] for i in range(0, len(items), MAX_LIST_FILTER_ITEMS)]
+
+
+def build_customer_params(
+    *,
+    email: str | None = None,
+    phone: str | int | None = None,
+    customer_source_id: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    birthdate: str | date | None = None,
+    sort_field: str | None = None,
+    sort_direction: str | None = None,
+) -> dict[str, Any]:
+    """The scalar query parameters of ``GET /customers`` (list filters are added per chunk by the hook).
+
+    :raises ValueError: for a malformed value (the message never repeats the value for PHI filters).
+    """
+    params: dict[str, Any] = {}
+    for name, value in (
+        ("email", email),
+        ("customer_source_id", customer_source_id),
+        ("first_name", first_name),
+        ("last_name", last_name),
+    ):
+        if value is not None:
+            params[name] = str(value)
+    if phone is not None:
+        params["phone"] = _phone_filter(phone)
+    if birthdate is not None:
+        params["birthdate"] = _birthdate_filter(birthdate)
+    params.update(_sort_params(sort_field, sort_direction))
+    return params
+
+
+def _as_project_time(value: datetime, tz: ZoneInfo) -> datetime:
+    """An aware datetime in the project's zone; naive values are taken as already project-local."""
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+
+
+# ------------------------------------------------------------------------------------------------------ hook
+
+
+class CareCloudCrmHook(BaseHook):
+    """Talks to the CareCloud CRM REST API (enterprise interface).
+
+    Connection: ``host`` is the project domain (``myproject.crmcarecloud.com``) or a full base URL; ``login`` and
+    ``password`` are the API user's; extras ``user_external_application_id`` (required), ``interface``
+    (``enterprise-interface``), ``version`` (``v1.0``), ``accept_language``, ``project_timezone`` (IANA name of
+    the project's time zone, used for ``valid_to`` and ``last_change``; default ``UTC``), ``timeout``,
+    ``max_retries`` and ``requests_per_minute`` (default 300). The bearer token is cached until shortly before it
+    expires and renewed once on a 401.
+
+    :param carecloud_crm_conn_id: the Airflow connection to use.
+    :param timeout: seconds to wait for each answer (overrides the connection extra).
+    :param max_retries: retries after the first attempt on 429/5xx/no answer (overrides the extra).
+    :param requests_per_minute: client-side rate limit (overrides the extra).
+    :param accept_language: ``Accept-Language`` header, e.g. ``"en"`` (overrides the extra).
+    :param retry_backoff: the first backoff step in seconds (doubling, +-20 % jitter, at most 30 s).
+    :param rate_limit_window: the limiter's window in seconds.
+    :param token_refresh_margin_s: renew the token this many seconds before ``valid_to``.
+    """
+
+    conn_name_attr = "carecloud_crm_conn_id"
+    default_conn_name = "carecloud_crm_default"
+    conn_type = "carecloud_crm"
+    hook_name = "CareCloud CRM"
+
+    def __init__(
+        self,
+        carecloud_crm_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        requests_per_minute: int | None = None,
+        accept_language: str | None = None,
+        retry_backoff: float = 1.0,
+        rate_limit_window: float = 60.0,
+        token_refresh_margin_s: float = 60.0,
+    ) -> None:
+        super().__init__()
+        if retry_backoff < 0 or rate_limit_window <= 0 or token_refresh_margin_s < 0:
+            raise ValueError("retry_backoff and token_refresh_margin_s must be >= 0 and rate_limit_window > 0.")
+        self.carecloud_crm_conn_id = carecloud_crm_conn_id
+        self._overrides = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "requests_per_minute": requests_per_minute,
+            "accept_language": accept_language,
+        }
+        self.retry_backoff = retry_backoff
+        self.rate_limit_window = rate_limit_window
+        self.token_refresh_margin_s = token_refresh_margin_s
+        self.stats = RequestStats()
+        self.logins = 0
+        self._token: str | None = None
+        self._token_expires_at = 0.0  # time.monotonic()
+        self._token_lock = threading.Lock()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow 2.x-3.1 (3.2+ reads the kebab-case twin from provider info)."""
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "Project domain or base URL", "login": "API user login", "password": "Password"},
+            "placeholders": {
+                "host": "myproject.crmcarecloud.com",
+                "login": "airflow-api",
+                "extra": '{"user_external_application_id": "...", "project_timezone": "Europe/Prague"}',
+            },
+        }
+
+    # -- settings ------------------------------------------------------------------------------------------------
+
+    def _extra(self, extras: Mapping[str, Any], name: str) -> Any:
+        kind, default = EXTRA_FIELDS[name]
+        value = self._overrides.get(name)
+        if value is None:
+            value = extras.get(name, extras.get(f"extra__carecloud_crm__{name}"))
+        if value in (None, ""):
+            return default
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Airflow connection {self.carecloud_crm_conn_id!r}: extra {name!r} must be a {kind.__name__}, "
+                f"got {value!r}."
+            ) from None
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.carecloud_crm_conn_id)
+        extras = conn.extra_dejson or {}
+        settings = {name: self._extra(extras, name) for name in EXTRA_FIELDS}
+        settings["login"] = (conn.login or "").strip()
+        settings["password"] = conn.password or ""
+        missing = [
+            label
+            for label, value in (
+                ("login", settings["login"]),
+                ("password", settings["password"]),
+                ("extra user_external_application_id", settings["user_external_application_id"]),
+            )
+            if not value
+        ]
+        if missing or not (conn.host or "").strip():
+            raise CareCloudAuthError(
+                f"Airflow connection {self.carecloud_crm_conn_id!r} lacks {', '.join(missing or ['host'])}: "
+                "a CareCloud connection needs host (project domain), login, password and the extra "
+                "user_external_application_id."
+            )
+        mask_secret(settings["password"])
+        if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
+            raise ValueError(
+                f"Airflow connection {self.carecloud_crm_conn_id!r}: timeout must be > 0, max_retries >= 0 and "
+                "requests_per_minute >= 1."
+            )
+        try:
+            settings["tz"] = ZoneInfo(settings["project_timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"Airflow connection {self.carecloud_crm_conn_id!r}: project_timezone "
+                f"{settings['project_timezone']!r} is not an IANA time zone such as 'Europe/Prague'."
+            ) from None
+        settings["base_url"] = self._base_url(conn, settings["interface"], settings["version"])
+        settings["proxies"] = extras.get("proxies")
+        settings["verify"] = extras.get("verify", True)
+        return settings
+
+    @staticmethod
+    def _base_url(conn: Any, interface: str, version: str) -> str:
+        """``https://{domain}/webservice/rest-api/{interface}/{version}`` from a domain or a (partial) base URL."""
+        host = conn.host.strip().rstrip("/")
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+            if conn.port:
+                host = f"{host}:{conn.port}"
+        if API_ROOT in host:
+            root, _, rest = host.partition(API_ROOT)
+            return f"{root}{API_ROOT}{rest}" if rest.strip("/") else f"{root}{API_ROOT}/{interface}/{version}"
+        return f"{host}{API_ROOT}/{interface}/{version}"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, e.g. ``https://x.crmcarecloud.com/webservice/rest-api/enterprise-interface/v1.0``."""
+        return self._settings["base_url"]
+
+    @property
+    def project_tz(self) -> ZoneInfo:
+        """The project's time zone (``project_timezone`` extra), in which CareCloud writes its datetimes."""
+        return self._settings["tz"]
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """The limiter shared by every hook of this process using the same base URL and API user."""
+        s = self._settings
+        identity = f"{s['login']}|{s['user_external_application_id']}"
+        return shared_limiter(s["base_url"], identity, s["requests_per_minute"], self.rate_limit_window)
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (JSON and User-Agent headers; the bearer token is added per request)."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        s = self._settings
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Accept": "application/json",
+                "User-Agent": f"airflow-provider-carecycle/{__version__} "
+                f"python-requests/{requests.__version__} python/{platform.python_version()}",
+            }
+        )
+        if s["accept_language"]:
+            session.headers["Accept-Language"] = s["accept_language"]
+        if s["proxies"]:
+            session.proxies.update(s["proxies"])
+        session.verify = s["verify"]
+        return session
+
+    @cached_property
+    def _sender(self) -> HttpSender:
+        s = self._settings
+        return HttpSender(
+            self._session,
+            s["base_url"],
+            self.limiter,
+            timeout=s["timeout"],
+            max_retries=s["max_retries"],
+            error_for=_error_from,
+            no_answer=_no_answer,
+            backoff=self.retry_backoff,
+            log=self.log,
+            stats=self.stats,
+        )
+
+    # -- authentication ------------------------------------------------------------------------------------------
+
+    def _login(self) -> None:
+        """``POST /users/actions/login``; cache the token until ``valid_to`` minus the margin."""
+        s = self._settings
+        body = {
+            "user_external_application_id": s["user_external_application_id"],
+            "login": s["login"],
+            "password": s["password"],
+        }
+        started = time.monotonic()
+        response = self._sender.send("POST", "/users/actions/login", json=body)
+        data = _json(response, "POST /users/actions/login").get("data") or {}
+        token = data.get("bearer_token")
+        if not isinstance(token, str) or not token:
+            raise CareCloudAuthError("CareCloud API POST /users/actions/login answered without a bearer_token.")
+        mask_secret(token)
+        self.logins += 1
+        self._token = token
+        self._token_expires_at = started + self._token_lifetime(data.get("valid_to"))
+        self.log.info("Logged in to CareCloud CRM at %s.", s["base_url"])
+
+    def _token_lifetime(self, valid_to: Any) -> float:
+        """Seconds the token may be used: ``valid_to`` (project-local) minus now and the margin, else a fallback."""
+        expires = parse_carecloud_datetime(valid_to, self.project_tz)
+        if expires is None:
+            return FALLBACK_TOKEN_TTL_S - self.token_refresh_margin_s
+        return max(0.0, (expires - datetime.now(timezone.utc)).total_seconds() - self.token_refresh_margin_s)
+
+    def _bearer(self, stale: str | None = None) -> str:
+        """A valid token: the cached one, or a new login (also when the cached one is ``stale``, i.e. got a 401)."""
+        with self._token_lock:
+            if self._token is None or self._token == stale or time.monotonic() >= self._token_expires_at:
+                self._login()
+            assert self._token is not None
+            return self._token
+
+    # -- requests ------------------------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        max_retries: int | None = None,
+    ) -> Any:
+        """Send one authenticated request (rate limited, retried); return the decoded JSON body.
+
+        On a 401 the hook logs in again and retries once; a second 401 raises :class:`CareCloudAuthError`.
+
+        :param method: the HTTP method.
+        :param path: the path under the base URL, e.g. ``/customers``.
+        :param params: query parameters (list values repeat the key, e.g. ``{"customer_ids[]": [...]}``).
+        :param json: a JSON body.
+        :param max_retries: retries for this request only (default: the connection's setting).
+        :raises CareCloudAPIError: (a subclass of) for an error answer, or when retries are exhausted.
+        """
+        token = self._bearer()
+        send = {"params": params, "json": json, "max_retries": max_retries}
+        try:
+            response = self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
+        except CareCloudAuthError as err:
+            if err.status != 401:
+                raise
+            self.log.info("CareCloud API %s %s answered 401; logging in again and retrying once.", method, path)
+            token = self._bearer(stale=token)
+            response = self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
+        return _json(response, f"{method} {path}")
+
+    # -- paging --------------------------------------------------------------------------------------------------
+
+    def paginate(
+        self, path: str, params: Mapping[str, Any] | None = None, *, items_key: str, count: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[CustomerPage]:
+        """Yield the pages of a ``count``/``offset`` list lazily, one request per page.
+
+        Stops on an empty page, once ``offset`` reaches ``total_items``, or (without ``total_items``) on a short
+        page; ``offset`` grows with every page, so it can never loop.
+
+        :param path: the list's path, e.g. ``/customers``.
+        :param params: query parameters other than ``count``/``offset``.
+        :param items_key: the list's key inside ``data`` (``"customers"``).
+        :param count: page size (>= 1).
+        """
+        count = _positive_int("count", count, 1)
+        offset = 0
+        while True:
+            body = self.request("GET", path, params={**(params or {}), "count": count, "offset": offset})
+            data = body.get("data") if isinstance(body, dict) else None
+            data = data if isinstance(data, dict) else {}
+            items = data.get(items_key) if isinstance(data.get(items_key), list) else []
+            total = data.get("total_items")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            yield CustomerPage(items=items, offset=offset, total_items=total)
+            offset += len(items)
+            if not items or (total is not None and offset >= total) or (total is None and len(items) < count):
+                return
+
+    # -- public API ----------------------------------------------------------------------------------------------
+
+    def iter_customers(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | int | None = None,
+        customer_source_id: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        birthdate: str | date | None = None,
+        email_list: Sequence[str] | None = None,
+        customer_ids: Sequence[str] | None = None,
+        sort_field: str | None = None,
+        sort_direction: str | None = None,
+        count: int = DEFAULT_PAGE_SIZE,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every customer matching the filters (AND between filters, OR within a list), page by page.
+
+        ``email_list``/``customer_ids`` longer than the API's 1,000-item limit are split into several queries;
+        an empty list matches nobody (no request is sent).
+
+        :param email: exact email.
+        :param phone: phone with the international prefix (``12025550143``; ``+``, spaces and dashes are removed).
+        :param customer_source_id: the customer source's id.
+        :param first_name: first name.
+        :param last_name: last name.
+        :param birthdate: a date, ``YYYY-MM-DD`` or ``DD.MM.YYYY``.
+        :param email_list: several emails (sent as ``email_list[]``).
+        :param customer_ids: several customer ids (sent as ``customer_ids[]``).
+        :param sort_field: a first-level customer field, e.g. ``last_change``.
+        :param sort_direction: ``ASC`` or ``DESC``.
+        :param count: page size.
+        :param extra_params: raw query parameters passed through unchanged (e.g. ``customer_short_salutation``).
+        """
+        params = build_customer_params(
+            email=email,
+            phone=phone,
+            customer_source_id=customer_source_id,
+            first_name=first_name,
+            last_name=last_name,
+            birthdate=birthdate,
+            sort_field=sort_field,
+            sort_direction=sort_direction,
+        )
+        params.update(extra_params or {})
+        _positive_int("count", count, 1)
+        chunked = {
+            f"{name}[]": _list_chunks(name, value)
+            for name, value in (("email_list", email_list), ("customer_ids", customer_ids))
+        }
+        chunked = {name: chunks for name, chunks in chunked.items() if chunks is not None}
+        return self._iter_chunked(params, chunked, count)
+
+    def _iter_chunked(
+        self, params: dict[str, Any], chunked: dict[str, list[list[str]]], count: int
+    ) -> Iterator[dict[str, Any]]:
+        names = list(chunked)
+        for combo in itertools.product(*(chunked[name] for name in names)):
+            query = {**params, **dict(zip(names, combo, strict=True))}
+            for page in self.paginate("/customers", query, items_key="customers", count=count):
+                yield from page.items
+
+    def iter_changed_customers(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        count: int = DEFAULT_PAGE_SIZE,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the customers whose ``last_change`` lies in ``[start, end)``, newest first.
+
+        CareCloud has no ``last_change`` filter: this sorts by ``last_change`` DESC, skips rows at or after
+        ``end``, and stops paging at the first row older than ``start``. ``last_change`` is project-local time
+        (``project_timezone`` extra); aware ``start``/``end`` (Airflow's data interval) are converted to it,
+        naive ones are taken as project-local. A customer seen twice (rows shift while paging) is yielded once;
+        rows without a readable ``last_change`` are skipped and counted in the log.
+
+        :param start: the interval's start (inclusive).
+        :param end: the interval's end (exclusive).
+        :param count: page size.
+        :param extra_params: other raw query parameters (filters combine with AND).
+        """
+        tz = self.project_tz
+        start_local, end_local = _as_project_time(start, tz), _as_project_time(end, tz)
+        if start_local >= end_local:
+            raise ValueError(f"start must be before end, got {start.isoformat()} .. {end.isoformat()}.")
+        params = {**(extra_params or {}), **_sort_params("last_change", "DESC")}
+        return self._iter_changed(params, start_local, end_local, _positive_int("count", count, 1))
+
+    def _iter_changed(
+        self, params: dict[str, Any], start: datetime, end: datetime, count: int
+    ) -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        scanned = unreadable = 0
+        tz = self.project_tz
+        for page in self.paginate("/customers", params, items_key="customers", count=count):
+            for customer in page.items:
+                scanned += 1
+                changed = parse_carecloud_datetime(customer.get("last_change"), tz)
+                if changed is None:
+                    unreadable += 1
+                    continue
+                if changed < start:
+                    self._log_changed_summary(scanned, len(seen), unreadable)
+                    return
+                customer_id = str(customer.get("customer_id"))
+                if changed < end and customer_id not in seen:
+                    seen.add(customer_id)
+                    yield customer
+        self._log_changed_summary(scanned, len(seen), unreadable)
+
+    def _log_changed_summary(self, scanned: int, selected: int, unreadable: int) -> None:
+        self.log.info(
+            "CareCloud changed customers: scanned %d rows, selected %d, skipped %d without a readable last_change.",
+            scanned,
+            selected,
+            unreadable,
+        )
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        """One customer by id (unwrapped from ``{"data": ...}``).
+
+        :param customer_id: the CareCloud customer id.
+        """
+        if not isinstance(customer_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", customer_id):
+            raise ValueError(f"customer_id must be a CareCloud id (letters, digits, - and _), got {customer_id!r}.")
+        body = self.request("GET", f"/customers/{customer_id}")
+        data = body.get("data") if isinstance(body, dict) else None
+        return data if isinstance(data, dict) else body
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and read one customer; return ``(ok, message)``."""
+        try:
+            body = self.request("GET", "/customers", params={"count": 1, "offset": 0}, max_retries=0)
+        except (CareCycleAPIError, ValueError) as err:
+            return False, str(err)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict) or "customers" not in data:
+            return False, f"{self.base_url} answered, but not with a CareCloud customer list."
+        return True, f"Connected to CareCloud CRM at {self.base_url} ({data.get('total_items', '?')} customers)."
+
+
+def _json(response: requests.Response, what: str) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        raise CareCloudServerError(f"CareCloud API {what}: answer {response.status_code} is not JSON.") from None
+
+
+__all__ = [
+    "CareCloudAPIError",
+    "CareCloudAuthError",
+    "CareCloudCrmHook",
+    "CareCloudNotFoundError",
+    "CareCloudRateLimitError",
+    "CareCloudServerError",
+    "CareCloudValidationError",
+    "CustomerPage",
+    "build_customer_params",
+    "parse_carecloud_datetime",
+]

@@ -1,0 +1,336 @@
+"""CareCloudCrmHook against the CareCloud emulator over real HTTP (requests_mock only for narrow edge cases)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_carecycle.emulator.carecloud_pytest_plugin import connection_json
+from airflow_provider_carecycle.hooks.carecloud import (
+    CareCloudAuthError,
+    CareCloudCrmHook,
+    CareCloudNotFoundError,
+    CareCloudServerError,
+    CareCloudValidationError,
+)
+
+pytestmark = pytest.mark.usefixtures("carecloud_emulator")
+
+
+def api_calls(emu, path_end):
+    return [e for e in emu.request_log() if e["path"].endswith(path_end)]
+
+
+def in_interval(emu, start, end):
+    return {c["customer_id"] for c in emu.customers() if start <= datetime.fromisoformat(c["last_change"]) < end}
+
+
+# -- connection and settings ----------------------------------------------------------------------------------
+
+
+def test_test_connection_ok(carecloud_emulator):
+    ok, message = CareCloudCrmHook().test_connection()
+    assert ok, message
+    assert "50 customers" in message
+
+
+def test_test_connection_wrong_password_fails_without_leaking_it(carecloud_emulator, monkeypatch):
+    conn = json.loads(connection_json(carecloud_emulator))
+    conn["password"] = "wrong-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", json.dumps(conn))
+    ok, message = CareCloudCrmHook().test_connection()
+    assert not ok
+    assert "401" in message and "wrong-secret" not in message
+    assert len(api_calls(carecloud_emulator, "/users/actions/login")) == 1  # 401 is not retried
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "expected"),
+    [
+        ("myproject.crmcarecloud.com", {}, "https://myproject.crmcarecloud.com/webservice/rest-api/enterprise-interface/v1.0"),
+        ("https://x.test/webservice/rest-api", {"version": "v1.1"}, "https://x.test/webservice/rest-api/enterprise-interface/v1.1"),
+        ("https://x.test/webservice/rest-api/enterprise-interface/v1.0/", {}, "https://x.test/webservice/rest-api/enterprise-interface/v1.0"),
+        ("http://127.0.0.1:8080", {"interface": "customer-interface"}, "http://127.0.0.1:8080/webservice/rest-api/customer-interface/v1.0"),
+    ],
+)  # fmt: skip
+def test_base_url_from_host(carecycle_connection, host, extra, expected):
+    carecycle_connection(
+        "cc_crm",
+        conn_type="carecloud_crm",
+        host=host,
+        login="u",
+        password="p",
+        extra={"user_external_application_id": "app", **extra},
+    )
+    assert CareCloudCrmHook("cc_crm").base_url == expected
+
+
+def test_missing_external_application_id_is_explained(carecycle_connection):
+    carecycle_connection("cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="p")
+    with pytest.raises(CareCloudAuthError, match="user_external_application_id"):
+        _ = CareCloudCrmHook("cc_crm").base_url
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"timeout": "soon"}, "timeout"),
+        ({"project_timezone": "Mars/Base"}, "IANA"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
+)
+def test_bad_extras_are_refused(carecycle_connection, extra, match):
+    carecycle_connection(
+        "cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="p",
+        extra={"user_external_application_id": "app", **extra},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        _ = CareCloudCrmHook("cc_crm").base_url
+
+
+def test_ui_field_behaviour_shape():
+    behaviour = CareCloudCrmHook.get_ui_field_behaviour()
+    assert set(behaviour) == {"hidden_fields", "relabeling", "placeholders"}
+    assert "login" not in behaviour["hidden_fields"] and "password" not in behaviour["hidden_fields"]
+
+
+# -- paging and filters ---------------------------------------------------------------------------------------
+
+
+def test_paging_reads_every_customer_once_with_count_offset(carecloud_emulator):
+    hook = CareCloudCrmHook()
+    rows = list(hook.iter_customers(count=7))
+    assert len({r["customer_id"] for r in rows}) == 50
+    pages = api_calls(carecloud_emulator, "/customers")
+    assert [int(e["query"]["offset"]) for e in pages] == [0, 7, 14, 21, 28, 35, 42, 49]
+    assert hook.logins == 1 and hook.stats.requests == 9
+
+
+def test_paging_is_lazy(carecloud_emulator):
+    rows = CareCloudCrmHook().iter_customers(count=10)
+    next(rows)
+    assert len(api_calls(carecloud_emulator, "/customers")) == 1
+
+
+def test_scalar_filters(carecloud_emulator):
+    target = carecloud_emulator.customers()[4]
+    info = target["personal_information"]
+    hook = CareCloudCrmHook()
+    by_phone = list(hook.iter_customers(phone="+" + info["phone"]))
+    by_email = list(hook.iter_customers(email=info["email"].upper()))
+    dob = datetime.fromisoformat(info["birthdate"]).strftime("%d.%m.%Y")
+    by_name_dob = list(hook.iter_customers(first_name=info["first_name"], last_name=info["last_name"], birthdate=dob))
+    assert [c["customer_id"] for c in by_phone] == [target["customer_id"]]
+    assert [c["customer_id"] for c in by_email] == [target["customer_id"]]
+    assert target["customer_id"] in {c["customer_id"] for c in by_name_dob}
+    assert api_calls(carecloud_emulator, "/customers")[0]["query"]["phone"] == info["phone"]
+
+
+def test_customer_ids_use_bracket_arrays_and_split_at_1000(carecloud_emulator):
+    real = [c["customer_id"] for c in carecloud_emulator.customers()[:3]]
+    ids = [f"missing{i}" for i in range(1500)] + real
+    found = list(CareCloudCrmHook().iter_customers(customer_ids=ids))
+    assert sorted(c["customer_id"] for c in found) == sorted(real)
+    calls = api_calls(carecloud_emulator, "/customers")
+    assert [len(e["multi_query"]["customer_ids[]"]) for e in calls] == [1000, 503]
+
+
+def test_empty_list_filter_matches_nobody_without_a_request(carecloud_emulator):
+    assert list(CareCloudCrmHook().iter_customers(email_list=[])) == []
+    assert api_calls(carecloud_emulator, "/customers") == []
+
+
+def test_email_list_and_sorting(carecloud_emulator):
+    emails = [c["personal_information"]["email"] for c in carecloud_emulator.customers()[:5]]
+    rows = list(CareCloudCrmHook().iter_customers(email_list=emails, sort_field="last_change", sort_direction="desc"))
+    assert len(rows) == 5
+    assert [r["last_change"] for r in rows] == sorted((r["last_change"] for r in rows), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sort_direction": "up"},
+        {"sort_field": "personal_information.email"},
+        {"phone": "call me"},
+        {"birthdate": "30/04/1950"},
+        {"count": 0},
+        {"customer_ids": "abc"},
+    ],
+)
+def test_bad_filters_are_refused_before_any_request(carecloud_emulator, kwargs):
+    with pytest.raises(ValueError):
+        list(CareCloudCrmHook().iter_customers(**kwargs))
+    assert carecloud_emulator.request_log() == []
+
+
+# -- incremental selection ------------------------------------------------------------------------------------
+
+
+def test_changed_customers_match_the_interval_and_stop_early(carecloud_emulator):
+    start, end = datetime(2026, 2, 27), datetime(2026, 3, 1)
+    hook = CareCloudCrmHook()
+    rows = list(hook.iter_changed_customers(start, end, count=5))
+    assert {r["customer_id"] for r in rows} == in_interval(carecloud_emulator, start, end) != set()
+    assert len(rows) == len({r["customer_id"] for r in rows})
+    calls = api_calls(carecloud_emulator, "/customers")
+    assert calls[0]["query"]["sort_field"] == "last_change" and calls[0]["query"]["sort_direction"] == "DESC"
+    assert len(calls) < 10  # 50 customers at 5 per page would take 10 pages without the early stop
+
+
+def test_changed_customers_convert_aware_bounds_to_the_project_zone(carecloud_emulator, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", connection_json(carecloud_emulator, project_timezone="Europe/Prague")
+    )
+    start_utc = datetime(2026, 2, 27, 23, 0, tzinfo=timezone.utc)  # 2026-02-28 00:00 in Prague (UTC+1)
+    end_utc = start_utc + timedelta(days=2)
+    rows = CareCloudCrmHook().iter_changed_customers(start_utc, end_utc)
+    prague = ZoneInfo("Europe/Prague")
+    local = (start_utc.astimezone(prague).replace(tzinfo=None), end_utc.astimezone(prague).replace(tzinfo=None))
+    assert {r["customer_id"] for r in rows} == in_interval(carecloud_emulator, *local)
+
+
+def test_changed_customers_pick_up_a_touched_customer(carecloud_emulator):
+    customer_id = carecloud_emulator.customers()[0]["customer_id"]
+    carecloud_emulator.touch_customer(customer_id, when=datetime(2026, 3, 5, 8, 0))
+    rows = list(CareCloudCrmHook().iter_changed_customers(datetime(2026, 3, 5), datetime(2026, 3, 6)))
+    assert [r["customer_id"] for r in rows] == [customer_id]
+
+
+def test_changed_customers_refuse_an_empty_interval():
+    with pytest.raises(ValueError, match="start must be before end"):
+        CareCloudCrmHook().iter_changed_customers(datetime(2026, 3, 2), datetime(2026, 3, 1))
+
+
+# -- tokens ---------------------------------------------------------------------------------------------------
+
+
+def test_token_is_cached_across_requests(carecloud_emulator):
+    hook = CareCloudCrmHook()
+    list(hook.iter_customers(count=10))
+    hook.get_customer(carecloud_emulator.customers()[0]["customer_id"])
+    assert hook.logins == 1 and carecloud_emulator.counts()["logins"] == 1
+
+
+def test_expired_token_gets_one_relogin_and_retry(carecloud_emulator):
+    hook = CareCloudCrmHook()
+    list(hook.iter_customers(count=50))
+    carecloud_emulator.expire_tokens()
+    rows = list(hook.iter_customers(count=50))
+    assert len(rows) == 50 and hook.logins == 2
+    statuses = [(e["path"].rsplit("/", 1)[-1], e["status"]) for e in carecloud_emulator.request_log()][-3:]
+    assert statuses == [("customers", 401), ("login", 200), ("customers", 200)]
+
+
+def test_second_401_after_relogin_fails(carecloud_emulator):
+    carecloud_emulator.configure(token_lifetime_s=0)
+    hook = CareCloudCrmHook()
+    with pytest.raises(CareCloudAuthError, match="401"):
+        list(hook.iter_customers())
+    assert hook.logins == 2
+
+
+def test_token_renewed_before_valid_to(carecloud_emulator):
+    carecloud_emulator.configure(token_lifetime_s=30)  # valid_to is within the 60 s refresh margin
+    hook = CareCloudCrmHook()
+    list(hook.iter_customers(count=25))
+    assert hook.logins == 2  # one login per page, no 401 needed
+    assert all(e["status"] == 200 for e in carecloud_emulator.request_log())
+
+
+# -- errors, retries, rate limits -----------------------------------------------------------------------------
+
+
+def test_validation_error_carries_invalid_params_without_values(carecloud_emulator):
+    with pytest.raises(CareCloudValidationError) as err:
+        list(CareCloudCrmHook().iter_customers(extra_params={"birthdate": "not-a-date"}))
+    assert err.value.status == 400 and err.value.code == "bad_request_exception"
+    assert err.value.invalid_params == [
+        {"name": "birthdate", "reason": "invalid_value_format", "message": "Use YYYY-MM-DD or DD.MM.YYYY"}
+    ]
+    assert "birthdate: invalid_value_format" in str(err.value) and "not-a-date" not in str(err.value)
+
+
+def test_get_customer_and_not_found(carecloud_emulator):
+    hook = CareCloudCrmHook()
+    first = carecloud_emulator.customers()[0]
+    assert hook.get_customer(first["customer_id"]) == first
+    with pytest.raises(CareCloudNotFoundError):
+        hook.get_customer("0000000000")
+    with pytest.raises(ValueError):
+        hook.get_customer("../users")
+
+
+def test_forbidden_interface_is_not_retried(carecloud_emulator, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", connection_json(carecloud_emulator, interface="customer-interface")
+    )
+    with pytest.raises(CareCloudAuthError, match="interface"):
+        CareCloudCrmHook().get_customer("abc")
+    assert len(carecloud_emulator.request_log()) == 1
+
+
+def test_faults_are_retried_with_backoff(carecloud_emulator):
+    carecloud_emulator.configure(fault_rate=0.3)
+    hook = CareCloudCrmHook(retry_backoff=0.001, max_retries=8)
+    rows = list(hook.iter_customers(count=5))
+    assert len({r["customer_id"] for r in rows}) == 50
+    assert hook.stats.retries > 0 and carecloud_emulator.counts()["faults"] == hook.stats.retries
+
+
+def test_429_is_retried_and_pauses_the_limiter(carecloud_emulator):
+    carecloud_emulator.configure(rate_limit=4, rate_window_s=0.3)
+    hook = CareCloudCrmHook(retry_backoff=0.05, max_retries=10, rate_limit_window=1.0)
+    rows = list(hook.iter_customers(count=5))
+    assert len(rows) == 50
+    assert hook.stats.rate_limited > 0 and carecloud_emulator.counts()["rate_limited"] == hook.stats.rate_limited
+
+
+def test_retries_exhausted_raise_server_error(carecloud_emulator):
+    carecloud_emulator.configure(fault_rate=1.0, fault_kinds=("503",))
+    hook = CareCloudCrmHook(retry_backoff=0.001, max_retries=2)
+    with pytest.raises(CareCloudServerError, match="503"):
+        list(hook.iter_customers())
+    assert hook.stats.requests == 3
+
+
+def test_non_json_5xx_then_success(carecycle_connection, requests_mock):
+    carecycle_connection(
+        "cc_crm", conn_type="carecloud_crm", host="https://crm.test", login="u", password="p",
+        extra={"user_external_application_id": "app"},
+    )  # fmt: skip
+    base = "https://crm.test/webservice/rest-api/enterprise-interface/v1.0"
+    requests_mock.post(f"{base}/users/actions/login", json={"data": {"bearer_token": "t0k", "valid_to": None}})
+    requests_mock.get(
+        f"{base}/customers",
+        [
+            {"status_code": 502, "text": "<html>bad gateway</html>"},
+            {"json": {"data": {"customers": [], "total_items": 0}}},
+        ],
+    )
+    hook = CareCloudCrmHook("cc_crm", retry_backoff=0.001)
+    assert list(hook.iter_customers()) == []
+    assert requests_mock.request_history[-1].headers["Authorization"] == "Bearer t0k"
+    assert hook.stats.by_status == {200: 2, 502: 1}
+
+
+def test_accept_language_header(carecloud_emulator, requests_mock):
+    requests_mock.real_http = True
+    hook = CareCloudCrmHook(accept_language="en")
+    assert hook.get_conn().headers["Accept-Language"] == "en"
+
+
+def test_no_phi_or_secrets_in_logs(carecloud_emulator, captured_logs):
+    hook = CareCloudCrmHook()
+    rows = list(hook.iter_changed_customers(datetime(2026, 2, 1), datetime(2026, 3, 3)))
+    carecloud_emulator.expire_tokens()
+    hook.get_customer(rows[0]["customer_id"])
+    text = captured_logs()
+    assert "Logged in to CareCloud CRM" in text
+    for row in rows:
+        info = row["personal_information"]
+        assert info["email"] not in text and info["phone"] not in text and info["last_name"] not in text
+    assert "emulator-password" not in text and hook._token not in text

@@ -1,0 +1,109 @@
+"""CareCloud CRM -> careCycle leads, over real HTTP against both emulators."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING
+from airflow_provider_carecycle.emulator.carecloud_pytest_plugin import ANCHOR
+from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator, as_datetime
+
+START = (ANCHOR - timedelta(days=3)).replace(tzinfo=timezone.utc)
+END = (ANCHOR + timedelta(seconds=1)).replace(tzinfo=timezone.utc)
+
+
+def in_interval(emulator, start=START, end=END):
+    """The seeded CRM customers whose ``last_change`` lies in ``[start, end)`` (the emulator's own data)."""
+    utc = timezone.utc
+    return [c for c in emulator.customers() if start <= parse_carecloud_datetime(c["last_change"], utc) < end]
+
+
+def rejected_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def make_operator(tmp_path, **kwargs):
+    return CareCloudCrmToCareCycleLeadsOperator(
+        task_id="crm_to_leads",
+        rejected_path=str(tmp_path / "rejected.jsonl"),
+        max_rejected_ratio=1.0,
+        defaults={"sourceId": "crm-feed"},
+        **kwargs,
+    )
+
+
+def test_every_crm_customer_in_the_interval_is_uploaded_or_rejected(
+    carecloud_emulator, carecycle_emulator, tmp_path, captured_logs
+):
+    expected = in_interval(carecloud_emulator)
+    assert 0 < len(expected) < len(carecloud_emulator.customers())
+
+    result = make_operator(tmp_path).execute({"data_interval_start": START, "data_interval_end": END})
+
+    assert result["crm_rows"] == result["total"] == len(expected)
+    assert result["uploaded"] + result["rejected"] + result["duplicates"] == len(expected)
+    assert result["rejected"] > 0, "the seed has non-US phones and missing zips by design"
+    uploaded = carecycle_emulator.get_customers_by_external_id()
+    rejected = {row["record"]["externalId"]: row for row in rejected_lines(tmp_path / "rejected.jsonl")}
+    for customer in expected:
+        customer_id = customer["customer_id"]
+        assert (customer_id in uploaded) != (customer_id in rejected), customer_id
+    assert all(row["stage"] == "validation" and row["reason"] for row in rejected.values())
+    assert [reason for reason, _ in result["top_reasons"]]
+    first_names = {c["personal_information"]["first_name"] for c in expected}
+    logs = captured_logs()
+    assert not [name for name in first_names if name and name in logs]
+
+
+def test_the_interval_bounds_are_templated_and_exclusive_at_the_end(carecloud_emulator, carecycle_emulator, tmp_path):
+    start, end = START + timedelta(days=1), START + timedelta(days=2)
+    op = make_operator(tmp_path, changed_since=start.isoformat(), changed_before=end.isoformat().replace("+00:00", "Z"))
+    result = op.execute({})
+    assert result["crm_rows"] == len(in_interval(carecloud_emulator, start, end))
+
+
+def test_crm_field_mapping_overrides_the_default(carecloud_emulator, carecycle_emulator, tmp_path):
+    mapping = {**CARECLOUD_FIELD_MAPPING}
+    del mapping["firstName"], mapping["lastName"]
+    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(
+        {"data_interval_start": START, "data_interval_end": END}
+    )
+    assert result["uploaded"] > 0
+    crm_ids = {c["customer_id"] for c in in_interval(carecloud_emulator)}
+    uploaded = {k: v for k, v in carecycle_emulator.get_customers_by_external_id().items() if k in crm_ids}
+    assert len(uploaded) == result["uploaded"]
+    assert all(not row.get("firstName") and row.get("postalCode") for rows in uploaded.values() for row in rows)
+
+
+def test_dry_run_reads_the_crm_and_sends_nothing(carecloud_emulator, carecycle_emulator, tmp_path):
+    result = make_operator(tmp_path, dry_run=True).execute({"data_interval_start": START, "data_interval_end": END})
+    assert result["crm_rows"] > 0 and result["uploaded"] == 0
+    assert not [r for r in carecycle_emulator.request_log() if r["method"] == "POST"]
+
+
+def test_no_data_interval_asks_for_explicit_bounds(tmp_path):
+    with pytest.raises(ValueError, match="changed_since and changed_before"):
+        make_operator(tmp_path).interval({"data_interval_start": None, "data_interval_end": None})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"field_mapping": {"firstName": "x"}}, "use crm_field_mapping"),
+        ({"crm_field_mapping": {"shoeSize": "x"}}, "shoeSize"),
+        ({"page_size": 0}, "page_size must be a positive integer"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_operator(tmp_path, **kwargs)
+
+
+def test_as_datetime_reads_iso_strings_and_rejects_the_rest():
+    assert as_datetime("x", "2026-03-01T00:00:00Z") == datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="changed_since must be a datetime"):
+        as_datetime("changed_since", "yesterday")
