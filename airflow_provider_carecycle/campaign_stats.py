@@ -20,19 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_carecycle.vocabulary import STATUS_COUNT_KEYS
+
 #: the top-level ``customerStats`` figures
 FIGURES = ("total", "totalCalls", "todayCalls")
-#: the documented ``customerStats.statusCounts`` keys
-STATUS_COUNT_KEYS = (
-    "expired",
-    "failed",
-    "pending",
-    "completed",
-    "exceeded_max_calls",
-    "in_progress",
-    "cancelled",
-    "skipped",
-)
 RATIO_SUFFIX = "_ratio"
 #: every key a threshold may use
 THRESHOLD_KEYS = (*FIGURES, *STATUS_COUNT_KEYS, *(f"{key}{RATIO_SUFFIX}" for key in STATUS_COUNT_KEYS))

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_carecycle.emulator.store import Store, iso
+from airflow_provider_carecycle.vocabulary import MEDICARE_POLICY_TYPES, OTHER_POLICY_TYPES, POLICY_STATUSES
 
 _NS = uuid.UUID("6f1c2e0a-8c53-4d8e-9a51-0c8f3b1f7a10")
 
@@ -172,33 +173,6 @@ CAMPAIGN_NAMES = (
     ("Referral Thank-You", "Thank and qualify referred customers"),
 )
 CAMPAIGN_STATUS_CYCLE = ("active", "active", "paused", "completed", "draft", "inactive", "archived", "testing")
-POLICY_STATUSES = (
-    "Active",
-    "Pending",
-    "Pending Effectuation",
-    "Pending Followup",
-    "Suspended",
-    "Cancelled",
-    "Terminated",
-    "Future Cancel",
-    "Deceased",
-    "Not Approved",
-)
-MEDICARE_TYPES = ("MA", "MAPD", "PDP", "MS")
-OTHER_TYPES = (
-    "ACA",
-    "LTC",
-    "Individual Health",
-    "FE",
-    "Annuity",
-    "Life",
-    "Dental",
-    "Vision",
-    "Hospital Indemnity",
-    "Cancer",
-    "Accident",
-    "Group",
-)
 CARRIERS = ("Humana", "Aetna", "UnitedHealthcare", "Cigna", "Anthem", "WellCare", "Mutual of Omaha", "Ambetter")
 MEMBER_STATUS_WEIGHTS = {
     "pending": 30,
@@ -382,7 +356,7 @@ def seed_store(store: Store, *, seed: int = 0, customers: int = 50, campaigns: i
         # policies
         if rand() < 0.5:
             for _ in range(1 if rand() < 0.75 else 2):
-                ptype = pick(MEDICARE_TYPES) if medicare_age and rand() < 0.8 else pick(OTHER_TYPES)
+                ptype = pick(MEDICARE_POLICY_TYPES) if medicare_age and rand() < 0.8 else pick(OTHER_POLICY_TYPES)
                 eff_ord = dob_ord - rint(-90, 3 * 365)
                 effective = date.fromordinal(eff_ord)
                 enrolled = date.fromordinal(eff_ord - rint(5, 60))

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 
+from airflow_provider_carecycle import vocabulary
 from airflow_provider_carecycle.emulator import validation as v
 from airflow_provider_carecycle.emulator.base import (
     FAULT_KINDS,
@@ -254,8 +255,8 @@ class CareCycleEmulator(EmulatorBase):
         return self.store.members()
 
     def set_campaign_status(self, campaign_id: str, status: str) -> dict[str, Any]:
-        if status not in v.CAMPAIGN_STATUSES:
-            raise ValueError(f"Invalid campaign status {status!r}; valid: {', '.join(v.CAMPAIGN_STATUSES)}")
+        if status not in vocabulary.CAMPAIGN_STATUSES:
+            raise ValueError(f"Invalid campaign status {status!r}; valid: {', '.join(vocabulary.CAMPAIGN_STATUSES)}")
         if not self.store.set_campaign_status(campaign_id, status):
             raise KeyError(f"No campaign {campaign_id}")
         return self.store.get_campaign(campaign_id)  # type: ignore[return-value]
@@ -272,8 +273,8 @@ class CareCycleEmulator(EmulatorBase):
         description: str | None = None,
         max_attempts: int = 3,
     ) -> dict[str, Any]:
-        if status not in v.CAMPAIGN_STATUSES:
-            raise ValueError(f"Invalid campaign status {status!r}; valid: {', '.join(v.CAMPAIGN_STATUSES)}")
+        if status not in vocabulary.CAMPAIGN_STATUSES:
+            raise ValueError(f"Invalid campaign status {status!r}; valid: {', '.join(vocabulary.CAMPAIGN_STATUSES)}")
         with self.store.lock:
             ts = now_iso()
             camp = {
@@ -386,10 +387,10 @@ class CareCycleEmulator(EmulatorBase):
         direction = errs.enum(q, "sortDirection", ("asc", "desc"), "desc")
         include_test = errs.boolean(q, "includeTestNumbers")
         has_prior = errs.boolean(q, "hasPriorAttempts")
-        member_statuses = errs.enum_list(q, "customerCampaignStatuses", v.MEMBER_STATUSES)
-        policy_statuses = errs.enum_list(q, "policyStatuses", v.POLICY_STATUSES)
-        policy_types = errs.enum_list(q, "policyTypes", v.POLICY_TYPES)
-        statuses = errs.enum_list(q, "statuses", v.CUSTOMER_STATUSES)
+        member_statuses = errs.enum_list(q, "customerCampaignStatuses", vocabulary.CAMPAIGN_MEMBER_STATUSES)
+        policy_statuses = errs.enum_list(q, "policyStatuses", vocabulary.POLICY_STATUSES)
+        policy_types = errs.enum_list(q, "policyTypes", vocabulary.POLICY_TYPES)
+        statuses = errs.enum_list(q, "statuses", vocabulary.CUSTOMER_STATUSES)
         date_field = errs.enum(q, "dateField", ("createdAt", "effectiveDate", "enrollmentDate"), "createdAt")
         start = errs.date_bound(q, "startDate", end=False)
         end = errs.date_bound(q, "endDate", end=True)
@@ -552,7 +553,7 @@ class CareCycleEmulator(EmulatorBase):
         per_page = errs.positive_int(req.query, "perPage", 50, 100)
         sort_by = errs.enum(req.query, "sortBy", ("createdAt", "updatedAt", "name", "status", "startDate"), "createdAt")
         direction = errs.enum(req.query, "sortDirection", ("asc", "desc"), "desc")
-        status = errs.enum(req.query, "status", v.CAMPAIGN_STATUSES, None)
+        status = errs.enum(req.query, "status", vocabulary.CAMPAIGN_STATUSES, None)
         if errs.issues:
             raise _validation_error(errs.issues)
         search = (req.query.get("search") or "").strip() or None

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_carecycle.vocabulary import STATUS_COUNT_KEYS
+
 SCHEMA = """
 CREATE TABLE sources (
     id TEXT PRIMARY KEY, source_id TEXT UNIQUE NOT NULL, name TEXT NOT NULL, default_lead_cost REAL
@@ -96,27 +98,6 @@ CALL_COLUMNS = (
     "success_evaluation, test_flag"
 )
 
-CAMPAIGN_MEMBER_STATUSES = (
-    "pending",
-    "awaiting_call",
-    "in_progress",
-    "completed",
-    "failed",
-    "expired",
-    "cancelled",
-    "skipped",
-    "exceeded_max_calls",
-)
-STAT_STATUSES = (
-    "expired",
-    "failed",
-    "pending",
-    "completed",
-    "exceeded_max_calls",
-    "in_progress",
-    "cancelled",
-    "skipped",
-)
 
 CUSTOMER_SORT_COLUMNS = {
     "createdAt": "c.created_at",
@@ -552,7 +533,7 @@ class Store:
         ids = [r["id"] for r in rows]
         marks = ",".join("?" for _ in ids)
         stats: dict[str, dict[str, Any]] = {
-            i: {"total": 0, "totalCalls": 0, "todayCalls": 0, "statusCounts": dict.fromkeys(STAT_STATUSES, 0)}
+            i: {"total": 0, "totalCalls": 0, "todayCalls": 0, "statusCounts": dict.fromkeys(STATUS_COUNT_KEYS, 0)}
             for i in ids
         }
         for r in self.db.execute(

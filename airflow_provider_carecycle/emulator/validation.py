@@ -10,6 +10,14 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+from airflow_provider_carecycle.vocabulary import (
+    GENDERS,
+    MARITAL_STATUSES,
+    MAX_CUSTOM_FIELDS,
+    MAX_RECORDS_PER_UPLOAD,
+    TIMEZONE_ABBREVIATIONS,
+)
+
 UUID_RE = re.compile(
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
     r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
@@ -21,57 +29,8 @@ IANA_RE = re.compile(
     r"^(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)/[A-Za-z0-9_+\-]+"
     r"(/[A-Za-z0-9_+\-]+)?$|^UTC$"
 )
-TZ_ABBREVIATIONS = ("EST", "CST", "MST", "PST")
 INT32 = (-(2**31), 2**31 - 1)
 
-CUSTOMER_STATUSES = ("Lead", "Active", "Inactive")
-CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed", "archived", "inactive", "cancelled", "testing")
-MEMBER_STATUSES = (
-    "pending",
-    "awaiting_call",
-    "in_progress",
-    "completed",
-    "failed",
-    "expired",
-    "cancelled",
-    "skipped",
-    "exceeded_max_calls",
-)
-POLICY_STATUSES = (
-    "Active",
-    "Pending",
-    "Pending Effectuation",
-    "Pending Followup",
-    "Suspended",
-    "Cancelled",
-    "Terminated",
-    "Future Cancel",
-    "Deceased",
-    "Not Approved",
-)
-POLICY_TYPES = (
-    "MA",
-    "MAPD",
-    "PDP",
-    "MS",
-    "ACA",
-    "LTC",
-    "Individual Health",
-    "FE",
-    "Annuity",
-    "Life",
-    "Dental",
-    "Vision",
-    "Hospital Indemnity",
-    "Cancer",
-    "Accident",
-    "Group",
-)
-GENDERS = ("Male", "Female", "Non-Binary", "Other", "Prefer Not to Say")
-MARITAL_STATUSES = ("Single", "Married", "Divorced", "Widowed", "Separated", "Domestic Partnership")
-
-MAX_RECORDS = 200
-MAX_CUSTOM_FIELDS = 50
 
 # Lead record schema: field -> (kind, limit). Kinds: str (max length), str5 (exact length 5), enum (choices),
 # int32, bool, number, special handling for phoneNumber, timezone, dateOfBirth, customFields.
@@ -242,7 +201,7 @@ def phone_digits(value: str) -> str:
 
 
 def _valid_timezone(value: str) -> bool:
-    if value in TZ_ABBREVIATIONS:
+    if value in TIMEZONE_ABBREVIATIONS:
         return True
     if not IANA_RE.match(value):
         return False
@@ -286,12 +245,12 @@ def validate_upload_body(body: Any) -> tuple[list[dict[str, Any]], list[dict[str
         issues.append(
             issue(["records"], "Array must contain at least 1 element(s)", ">=1 items", "0 items", "too_small")
         )
-    if len(records) > MAX_RECORDS:
+    if len(records) > MAX_RECORDS_PER_UPLOAD:
         issues.append(
             issue(
                 ["records"],
-                f"Array must contain at most {MAX_RECORDS} element(s)",
-                f"<={MAX_RECORDS} items",
+                f"Array must contain at most {MAX_RECORDS_PER_UPLOAD} element(s)",
+                f"<={MAX_RECORDS_PER_UPLOAD} items",
                 f"{len(records)} items",
                 "too_big",
             )

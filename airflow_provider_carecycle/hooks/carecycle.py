@@ -26,16 +26,18 @@ from airflow_provider_carecycle.exceptions import (
 from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.vocabulary import (
+    CALL_SORT_FIELDS,
+    CAMPAIGN_SORT_FIELDS,
+    CAMPAIGN_STATUSES,
+    MAX_PER_PAGE,
+    MAX_RECORDS_PER_UPLOAD,
+)
 
 DEFAULT_BASE_URL = "https://api.carecycle.ai"
 API_KEY_PREFIX = "cc_"
-MAX_PER_PAGE = 100
-MAX_LEADS_PER_REQUEST = 200
 DEFAULT_RETRY_AFTER_S = 60.0
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed", "archived", "inactive", "cancelled", "testing")
-CAMPAIGN_SORT_FIELDS = ("createdAt", "updatedAt", "name", "status", "startDate")
-CALL_SORT_FIELDS = ("createdAt", "disposition", "duration")
 _UUID = re.compile(
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
     r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
@@ -409,9 +411,9 @@ class CareCycleHook(BaseHook):
 
         :param records: lead records in careCycle's field names.
         """
-        if not 1 <= len(records) <= MAX_LEADS_PER_REQUEST:
+        if not 1 <= len(records) <= MAX_RECORDS_PER_UPLOAD:
             raise ValueError(
-                f"upload_leads takes 1 to {MAX_LEADS_PER_REQUEST} records per request, got {len(records)}."
+                f"upload_leads takes 1 to {MAX_RECORDS_PER_UPLOAD} records per request, got {len(records)}."
             )
         return self.request("POST", "/v2/leads/upload", json={"records": records})
 

@@ -12,49 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CUSTOMER_CAMPAIGN_STATUSES = (
-    "pending",
-    "awaiting_call",
-    "in_progress",
-    "completed",
-    "failed",
-    "expired",
-    "cancelled",
-    "skipped",
-    "exceeded_max_calls",
+from airflow_provider_carecycle.vocabulary import (
+    CAMPAIGN_MEMBER_STATUSES,
+    CUSTOMER_STATUSES,
+    POLICY_STATUSES,
+    POLICY_TYPES,
+    SORT_DIRECTIONS,
 )
-POLICY_STATUSES = (
-    "Active",
-    "Pending",
-    "Pending Effectuation",
-    "Pending Followup",
-    "Suspended",
-    "Cancelled",
-    "Terminated",
-    "Future Cancel",
-    "Deceased",
-    "Not Approved",
-)
-POLICY_TYPES = (
-    "MA",
-    "MAPD",
-    "PDP",
-    "MS",
-    "ACA",
-    "LTC",
-    "Individual Health",
-    "FE",
-    "Annuity",
-    "Life",
-    "Dental",
-    "Vision",
-    "Hospital Indemnity",
-    "Cancer",
-    "Accident",
-    "Group",
-)
-CUSTOMER_STATUSES = ("Lead", "Active", "Inactive")
-SORT_DIRECTIONS = ("asc", "desc")
 
 
 @dataclass(frozen=True)
@@ -80,7 +44,7 @@ CUSTOMER_FILTERS: dict[str, Filter] = {
     "include_test_numbers": Filter("includeTestNumbers", "bool", verified=True),
     "source_ids": Filter("sourceIds", "list", verified=True),
     "campaign_ids": Filter("campaignIds", "list", verified=True),
-    "customer_campaign_statuses": Filter("customerCampaignStatuses", "list", CUSTOMER_CAMPAIGN_STATUSES),
+    "customer_campaign_statuses": Filter("customerCampaignStatuses", "list", CAMPAIGN_MEMBER_STATUSES),
     "has_prior_attempts": Filter("hasPriorAttempts", "bool"),
     "pulse_node_id": Filter("pulseNodeId"),
     "policy_statuses": Filter("policyStatuses", "list", POLICY_STATUSES),

@@ -14,9 +14,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Extra seconds added to the window (at most 1 % of it), so requests that left ``window`` apart do not arrive
-#: closer than that at the server.
+#: Extra seconds added to the window, so requests that left ``window`` apart do not arrive closer than that at the
+#: server when the network or a busy host delays one of them: 1 % of the window, within 0.1-0.5 s.
 WINDOW_GUARD_S = 0.5
+WINDOW_GUARD_MIN_S = 0.1
 WINDOW_GUARD_RATIO = 0.01
 
 
@@ -43,7 +44,7 @@ class RateLimiter:
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
         self.window_s = window_s
-        self._span = window_s + min(WINDOW_GUARD_S, WINDOW_GUARD_RATIO * window_s)
+        self._span = window_s + min(WINDOW_GUARD_S, max(WINDOW_GUARD_MIN_S, WINDOW_GUARD_RATIO * window_s))
         self.set_rate(requests_per_window)
 
     def set_rate(self, requests_per_window: int) -> None:

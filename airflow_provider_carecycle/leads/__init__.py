@@ -12,8 +12,6 @@ from airflow_provider_carecycle.leads.fields import (
     AT_LEAST_ONE_OF,
     LEAD_FIELDS,
     LEAD_FIELDS_BY_NAME,
-    MAX_CUSTOM_FIELDS,
-    MAX_RECORDS_PER_UPLOAD,
     AtLeastOneOf,
     FieldKind,
     FieldSpec,
@@ -29,6 +27,7 @@ from airflow_provider_carecycle.leads.validation import (
     normalize_field,
     normalize_phone,
 )
+from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, MAX_RECORDS_PER_UPLOAD
 
 __all__ = [
     "AT_LEAST_ONE_OF",

@@ -15,18 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from airflow_provider_carecycle.vocabulary import (
+    GENDERS,
+    MARITAL_STATUSES,
+)
+
 INT32_MIN = -(2**31)
 """Smallest value of an ``integer`` field (int32)."""
 INT32_MAX = 2**31 - 1
 """Largest value of an ``integer`` field (int32)."""
-MAX_CUSTOM_FIELDS = 50
-"""At most this many ``customFields`` entries per record."""
 CUSTOM_FIELD_KEY_MAX_LENGTH = 100
 """``customFields[].fieldKey`` is 1..100 characters."""
-MAX_RECORDS_PER_UPLOAD = 200
-"""``POST /v2/leads/upload`` takes 1..200 records per request."""
-TIMEZONE_ABBREVIATIONS: tuple[str, ...] = ("EST", "CST", "MST", "PST")
-"""The time-zone abbreviations careCycle accepts besides IANA names (sent upper-case)."""
 DATE_OF_BIRTH_MIN_YEAR = 1900
 """Dates of birth before 1 January of this year are rejected as implausible."""
 
@@ -94,8 +93,6 @@ class AtLeastOneOf:
 
 
 _K = FieldKind
-_GENDERS = ("Male", "Female", "Non-Binary", "Other", "Prefer Not to Say")
-_MARITAL = ("Single", "Married", "Divorced", "Widowed", "Separated", "Domestic Partnership")
 _GENDER_ALIASES = (("M", "Male"), ("F", "Female"))
 _LO, _HI = INT32_MIN, INT32_MAX
 
@@ -114,8 +111,8 @@ LEAD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("address2", _K.STRING, max_length=255, description="Street address, second line."),
     FieldSpec("dateOfBirth", _K.DATE, description="Date of birth, sent as MM-DD-YYYY."),
     FieldSpec("language", _K.STRING, max_length=50, description="Preferred language."),
-    FieldSpec("gender", _K.ENUM, choices=_GENDERS, aliases=_GENDER_ALIASES, description="Gender."),
-    FieldSpec("maritalStatus", _K.ENUM, choices=_MARITAL, description="Marital status."),
+    FieldSpec("gender", _K.ENUM, choices=GENDERS, aliases=_GENDER_ALIASES, description="Gender."),
+    FieldSpec("maritalStatus", _K.ENUM, choices=MARITAL_STATUSES, description="Marital status."),
     FieldSpec("filingStatus", _K.STRING, max_length=50, description="Tax filing status."),
     FieldSpec("dependentCount", _K.INT32, minimum=_LO, maximum=_HI, description="Number of dependents."),
     FieldSpec("householdIncome", _K.INT32, minimum=_LO, maximum=_HI, description="Household income."),

@@ -40,10 +40,10 @@ from typing import Any
 
 from airflow_provider_carecycle.exceptions import CareCycleValidationError
 from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
-from airflow_provider_carecycle.leads.fields import MAX_RECORDS_PER_UPLOAD
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import RecordWriter, json_default
+from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)
 

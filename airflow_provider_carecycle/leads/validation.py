@@ -25,11 +25,10 @@ from airflow_provider_carecycle.leads.fields import (
     DATE_OF_BIRTH_MIN_YEAR,
     LEAD_FIELDS,
     LEAD_FIELDS_BY_NAME,
-    MAX_CUSTOM_FIELDS,
-    TIMEZONE_ABBREVIATIONS,
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
 
 
 class RejectionCode:

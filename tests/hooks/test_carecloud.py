@@ -62,14 +62,14 @@ def test_base_url_from_host(carecycle_connection, host, extra, expected):
         conn_type="carecloud_crm",
         host=host,
         login="u",
-        password="p",
+        password="crm-secret-pw",
         extra={"user_external_application_id": "app", **extra},
     )
     assert CareCloudCrmHook("cc_crm").base_url == expected
 
 
 def test_missing_external_application_id_is_explained(carecycle_connection):
-    carecycle_connection("cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="p")
+    carecycle_connection("cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="crm-secret-pw")
     with pytest.raises(CareCloudAuthError, match="user_external_application_id"):
         _ = CareCloudCrmHook("cc_crm").base_url
 
@@ -84,7 +84,7 @@ def test_missing_external_application_id_is_explained(carecycle_connection):
 )
 def test_bad_extras_are_refused(carecycle_connection, extra, match):
     carecycle_connection(
-        "cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="p",
+        "cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="crm-secret-pw",
         extra={"user_external_application_id": "app", **extra},
     )  # fmt: skip
     with pytest.raises(ValueError, match=match):
@@ -299,7 +299,7 @@ def test_retries_exhausted_raise_server_error(carecloud_emulator):
 
 def test_non_json_5xx_then_success(carecycle_connection, requests_mock):
     carecycle_connection(
-        "cc_crm", conn_type="carecloud_crm", host="https://crm.test", login="u", password="p",
+        "cc_crm", conn_type="carecloud_crm", host="https://crm.test", login="u", password="crm-secret-pw",
         extra={"user_external_application_id": "app"},
     )  # fmt: skip
     base = "https://crm.test/webservice/rest-api/enterprise-interface/v1.0"
