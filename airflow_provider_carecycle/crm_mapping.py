@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airflow_provider_carecycle.leads import LEAD_FIELDS_BY_NAME, LeadValidator, ValidationResult
+from airflow_provider_carecycle.storage import lookup_path
 
 CARECLOUD_FIELD_MAPPING: Mapping[str, str] = MappingProxyType(
     {
@@ -63,15 +64,6 @@ def international_phone(value: Any) -> Any:
 DEFAULT_TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"phoneNumber": international_phone})
 
 
-def _get_path(record: Mapping[str, Any], path: str) -> Any:
-    current: Any = record
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
-
-
 def customer_to_lead_source(
     customer: Mapping[str, Any],
     field_mapping: Mapping[str, str] = CARECLOUD_FIELD_MAPPING,
@@ -89,7 +81,7 @@ def customer_to_lead_source(
         raise ValueError(f"field_mapping: not careCycle lead fields: {', '.join(unknown)}")
     source: dict[str, Any] = {}
     for field, path in field_mapping.items():
-        value = _get_path(customer, path)
+        value = lookup_path(customer, path)
         if field in transforms and value is not None:
             value = transforms[field](value)
         if value is not None and value != "":

@@ -250,3 +250,20 @@ class RecordWriter:
             self._tmp.rename(self.path)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+def lookup_path(record: Mapping[Any, Any], path: str) -> Any:
+    """The value at ``path`` in a record: a literal key first, else a dotted walk through nested mappings
+    (``"address.zip"``); ``None`` when missing.
+
+    :param record: the record.
+    :param path: a key, or dotted keys into nested mappings.
+    """
+    if path in record:
+        return record[path]
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return None
+        current = current[part]
+    return current

@@ -1,4 +1,7 @@
-"""``carecycle-emulator``: run the careCycle emulator until SIGTERM/SIGINT."""
+"""``carecycle-emulator``: run the careCycle emulator until SIGTERM/SIGINT.
+
+:func:`add_server_arguments` and :func:`serve` are shared with ``carecloud-crm-emulator``.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +10,60 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from airflow_provider_carecycle.emulator.base import EmulatorBase
 from airflow_provider_carecycle.emulator.server import DEFAULT_API_KEY, CareCycleEmulator
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="carecycle-emulator", description="Run a local careCycle v2 API emulator.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0 picks a free port (see --port-file)")
-    p.add_argument("--rate-limit", type=int, default=60, help="requests per window per API key (0 disables)")
-    p.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds")
-    p.add_argument("--latency-ms", type=float, default=0)
-    p.add_argument("--fault-rate", type=float, default=0.0, help="probability (0..1) of an injected fault")
-    p.add_argument("--fault-kinds", default="503,500,drop", help="comma-separated subset of 503,500,drop")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--customers", type=int, default=200)
-    p.add_argument("--campaigns", type=int, default=3)
-    p.add_argument("--dialer-speed", type=float, default=0.0, help="dialer ticks per second (0: only on demand)")
-    p.add_argument(
-        "--api-key",
-        action="append",
-        dest="api_keys",
-        help=f"accepted API key (repeatable; append ':read' for a read-only key). Default: {DEFAULT_API_KEY}",
+def add_server_arguments(parser: argparse.ArgumentParser, *, rate_limit: int, limited: str) -> None:
+    """The flags every emulator CLI has: address, rate limit, latency, faults, seed, customers, port file.
+
+    :param parser: the parser to extend.
+    :param rate_limit: the default ``--rate-limit``.
+    :param limited: what the rate limit counts per (``"API key"``, ``"token"``), for the help text.
+    """
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (see --port-file)")
+    parser.add_argument(
+        "--rate-limit", type=int, default=rate_limit, help=f"requests per window per {limited} (0 disables)"
     )
-    p.add_argument("--port-file", help="write the listening port to this file once ready")
-    p.add_argument("--quiet", action="store_true", help="do not print the URL")
-    return p
+    parser.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds")
+    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability (0..1) of an injected fault")
+    parser.add_argument("--fault-kinds", default="503,500,drop", help="comma-separated subset of 503,500,drop")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--port-file", help="write the listening port to this file once ready")
+    parser.add_argument("--quiet", action="store_true", help="do not print the URL")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    emu = CareCycleEmulator(
-        api_keys=tuple(args.api_keys or (DEFAULT_API_KEY,)),
-        rate_limit=args.rate_limit,
-        rate_window_s=args.rate_window,
-        latency_ms=args.latency_ms,
-        fault_rate=args.fault_rate,
-        fault_kinds=tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
-        seed=args.seed,
-        customers=args.customers,
-        campaigns=args.campaigns,
-        dialer_speed=args.dialer_speed,
-        host=args.host,
-        port=args.port,
-    )
+def server_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The emulator keyword arguments the shared flags describe."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "rate_limit": args.rate_limit,
+        "rate_window_s": args.rate_window,
+        "latency_ms": args.latency_ms,
+        "fault_rate": args.fault_rate,
+        "fault_kinds": tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
+        "seed": args.seed,
+        "customers": args.customers,
+    }
+
+
+def serve(emu: EmulatorBase, args: argparse.Namespace, banner: Callable[[], str], name: str) -> int:
+    """Start ``emu``, write ``--port-file``, print ``banner``, and run until SIGTERM/SIGINT; return 0.
+
+    :param emu: the emulator (not started).
+    :param args: the parsed command line.
+    :param banner: what to print once listening (unless ``--quiet``).
+    :param name: the emulator's name, for the stop message.
+    """
     stop = threading.Event()
-
-    def _on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     emu.start()
     try:
         if args.port_file:
@@ -67,14 +72,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fh.write(f"{emu.port}\n")
             os.replace(tmp, args.port_file)
         if not args.quiet:
-            print(f"careCycle emulator listening on {emu.url} (keys: {', '.join(emu.api_keys)})", flush=True)
+            print(banner(), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         emu.stop()
     if not args.quiet:
-        print("careCycle emulator stopped", flush=True)
+        print(f"{name} stopped", flush=True)
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carecycle-emulator", description="Run a local careCycle v2 API emulator.")
+    add_server_arguments(p, rate_limit=60, limited="API key")
+    p.add_argument("--campaigns", type=int, default=3)
+    p.add_argument("--dialer-speed", type=float, default=0.0, help="dialer ticks per second (0: only on demand)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        help=f"accepted API key (repeatable; append ':read' for a read-only key). Default: {DEFAULT_API_KEY}",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    emu = CareCycleEmulator(
+        api_keys=tuple(args.api_keys or (DEFAULT_API_KEY,)),
+        campaigns=args.campaigns,
+        dialer_speed=args.dialer_speed,
+        **server_settings(args),
+    )
+
+    def banner() -> str:
+        return f"careCycle emulator listening on {emu.url} (keys: {', '.join(emu.api_keys)})"
+
+    return serve(emu, args, banner, "careCycle emulator")
 
 
 if __name__ == "__main__":

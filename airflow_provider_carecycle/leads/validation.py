@@ -28,6 +28,7 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.storage import lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
 
 
@@ -597,18 +598,6 @@ def normalize_field(name: str, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- validator
 
 
-def _lookup(record: Mapping[Any, Any], path: str) -> Any:
-    """The value at ``path``: a literal key first, else a dotted walk through nested mappings; None if missing."""
-    if path in record:
-        return record[path]
-    current: Any = record
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return None
-        current = current[part]
-    return current
-
-
 def _check_names(names: Mapping[str, Any], argument: str) -> None:
     unknown = sorted(str(name) for name in names if name not in LEAD_FIELDS_BY_NAME)
     if unknown:
@@ -701,7 +690,7 @@ class LeadValidator:
         for spec in LEAD_FIELDS:
             name = spec.name
             if name in self.field_mapping:
-                value = _lookup(record, self.field_mapping[name])
+                value = lookup_path(record, self.field_mapping[name])
             elif name not in self._sources:
                 value = record.get(name)
             else:

@@ -28,10 +28,9 @@ from airflow_provider_carecycle.hooks.customer_filters import (
     SORT_DIRECTIONS,
     build_customer_params,
 )
-from airflow_provider_carecycle.leads.validation import _lookup as lookup_path
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
 from airflow_provider_carecycle.progress import Progress
-from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, to_path
+from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 
 #: the most rows ``return_records=True`` may put in XCom
 MAX_RETURN_RECORDS = 1000
