@@ -19,6 +19,7 @@ every 7th Czech (phone ``420...``, zip ``602 00``) and every 9th without a zip; 
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import threading
@@ -247,6 +248,17 @@ class CareCloudEmulator(EmulatorBase):
 
     def __enter__(self) -> CareCloudEmulator:
         return self.start()
+
+    def airflow_connection(self, **extra: Any) -> str:
+        """An ``AIRFLOW_CONN_*`` value (JSON) for a ``carecloud_crm`` connection to this emulator.
+
+        :param extra: connection extras to add (e.g. ``requests_per_minute``).
+        """
+        app_id, login, password = self.credentials
+        extras = {"user_external_application_id": app_id, **extra}
+        return json.dumps(
+            {"conn_type": "carecloud_crm", "host": self.url, "login": login, "password": password, "extra": extras}
+        )
 
     @property
     def base_url(self) -> str:

@@ -10,18 +10,15 @@ Enable with ``pytest_plugins = ["airflow_provider_carecycle.emulator.carecloud_p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
 from airflow_provider_carecycle.emulator.carecloud import (
-    DEFAULT_APP_ID,
-    DEFAULT_LOGIN,
-    DEFAULT_PASSWORD,
     CareCloudEmulator,
 )
+from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 
 #: the newest ``last_change`` of the seeded customers, so tests can pick data intervals deterministically
 ANCHOR = datetime(2026, 3, 2, 12, 0, 0)
@@ -40,11 +37,7 @@ DEFAULT_SETTINGS = {
 
 def connection_json(emu: CareCloudEmulator, **extra: object) -> str:
     """An ``AIRFLOW_CONN_*`` JSON value for ``emu`` (client-side limit raised so tests never wait)."""
-    login, password = DEFAULT_LOGIN, DEFAULT_PASSWORD
-    extras = {"user_external_application_id": DEFAULT_APP_ID, "requests_per_minute": 6000, **extra}
-    return json.dumps(
-        {"conn_type": "carecloud_crm", "host": emu.url, "login": login, "password": password, "extra": extras}
-    )
+    return emu.airflow_connection(**{"requests_per_minute": DEFAULT_SETTINGS["rate_limit"], **extra})
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +59,7 @@ def carecloud_emulator(
     emu = carecloud_emulator_server
     emu.configure(**DEFAULT_SETTINGS)
     emu.reset(**DEFAULTS)
+    forget_shared_limiters(emu.base_url)  # the emulator's windows are empty again; so are the hooks' limiters
     monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", connection_json(emu))
     yield emu
     emu.configure(fault_rate=0.0, latency_ms=0)

@@ -9,12 +9,12 @@ Enable with ``pytest_plugins = ["airflow_provider_carecycle.emulator.pytest_plug
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from airflow_provider_carecycle.emulator.server import CareCycleEmulator
+from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 
 TEST_API_KEY = "cc_test_key"
 READ_ONLY_API_KEY = "cc_readonly_key"
@@ -38,8 +38,7 @@ DEFAULT_SETTINGS = {
 
 def connection_json(emu: CareCycleEmulator, **extra: object) -> str:
     """An ``AIRFLOW_CONN_*`` JSON value for ``emu`` (client-side limit raised to the emulator's: tests never wait)."""
-    extras = {"requests_per_minute": DEFAULT_SETTINGS["rate_limit"], **extra}
-    return json.dumps({"conn_type": "carecycle", "host": emu.url, "password": TEST_API_KEY, "extra": extras})
+    return emu.airflow_connection(TEST_API_KEY, **{"requests_per_minute": DEFAULT_SETTINGS["rate_limit"], **extra})
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +60,7 @@ def carecycle_emulator(
     emu = carecycle_emulator_server
     emu.configure(**DEFAULT_SETTINGS)
     emu.reset(**DEFAULTS)
+    forget_shared_limiters(emu.url)  # the emulator's windows are empty again; so are the hooks' limiters
     monkeypatch.setenv(
         "AIRFLOW_CONN_CARECYCLE_DEFAULT",
         connection_json(emu),

@@ -239,6 +239,18 @@ class CareCycleEmulator(EmulatorBase):
             _, ids = self.store.query_customer_ids(where, args, sort_col, direction, None, 0)
             return self.store.customers_by_ids(ids)
 
+    def airflow_connection(self, api_key: str | None = None, **extra: Any) -> str:
+        """An ``AIRFLOW_CONN_*`` value (JSON) for a ``carecycle`` connection to this emulator.
+
+        :param api_key: the key to use; default: the first key allowed to upload.
+        :param extra: connection extras (e.g. ``requests_per_minute``).
+        """
+        key = api_key or next(key for key, access in self.api_keys.items() if access == "write")
+        connection: dict[str, Any] = {"conn_type": "carecycle", "host": self.url, "password": key}
+        if extra:
+            connection["extra"] = extra
+        return json.dumps(connection)
+
     def get_customers_by_external_id(self) -> dict[str, list[dict[str, Any]]]:
         return self.store.customers_by_external_id()
 

@@ -93,3 +93,13 @@ def shared_limiter(base_url: str, api_key: str, requests_per_window: int, window
             limiter = _registry[key] = RateLimiter(requests_per_window, window_s)
     limiter.set_rate(requests_per_window)
     return limiter
+
+
+def forget_shared_limiters(base_url: str) -> None:
+    """Drop the process-wide limiters of ``base_url`` (every key), e.g. once a test emulator reset its windows.
+
+    :param base_url: the API's base URL.
+    """
+    with _registry_lock:
+        for key in [key for key in _registry if key[0] == base_url.rstrip("/")]:
+            del _registry[key]

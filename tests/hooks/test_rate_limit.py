@@ -4,7 +4,12 @@ import threading
 
 import pytest
 
-from airflow_provider_carecycle.hooks.rate_limit import WINDOW_GUARD_S, RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.rate_limit import (
+    WINDOW_GUARD_S,
+    RateLimiter,
+    forget_shared_limiters,
+    shared_limiter,
+)
 
 
 class FakeClock:
@@ -67,6 +72,13 @@ def test_shared_per_url_and_key():
     assert a.limit == 30
     assert shared_limiter("http://x", "cc_two", 60) is not a
     assert shared_limiter("http://y", "cc_one", 60) is not a
+
+
+def test_forgetting_a_base_url_starts_its_limiters_afresh():
+    a, other = shared_limiter("http://z", "cc_one", 60), shared_limiter("http://w", "cc_one", 60)
+    forget_shared_limiters("http://z/")
+    assert shared_limiter("http://z", "cc_one", 60) is not a
+    assert shared_limiter("http://w", "cc_one", 60) is other
 
 
 def test_thread_safe_under_contention():
