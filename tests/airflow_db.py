@@ -44,7 +44,8 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     Airflow 3.3's ``dag.test()`` only runs DAGs that live in a DAG bundle, so the DAG's folder becomes the only
     bundle (a ``pathlib.Path`` to an existing file), or the source text is written to a file in a fresh one.
-    The module is imported under a unique name; ``dag_id`` picks a DAG when the file defines several.
+    The module is imported under a unique name; ``dag_id`` picks a DAG when the file defines several. Task
+    retries are switched off, so a failure shows at once instead of after the DAG's retry delays.
     """
 
     def run(source: Path | str, dag_id: str | None = None, **test_kwargs: Any) -> Any:
@@ -62,7 +63,10 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         dags = {dag.dag_id: dag for dag in vars(module).values() if isinstance(dag, DAG)}
         if dag_id is None and len(dags) != 1:
             raise ValueError(f"{path} defines DAGs {sorted(dags)}; pass dag_id= to pick one.")
-        return dags[dag_id or next(iter(dags))].test(**test_kwargs)
+        dag = dags[dag_id or next(iter(dags))]
+        for task in dag.tasks:
+            task.retries = 0
+        return dag.test(**test_kwargs)
 
     return run
 

@@ -197,6 +197,9 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     :param per_page: page size, 1-100.
     :param return_records: also return the (projected) rows in the XCom summary, under ``records``. Needs
         ``fields`` and fails beyond :data:`MAX_RETURN_RECORDS` rows.
+
+    Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
+    task can take ``export.output["path"]``.
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         return_records: bool = False,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if format is not None:
             _check_choice("format", format, FORMATS)

@@ -79,6 +79,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         skips the batches the API already acknowledged. Template it per run (``.../{{ ds }}.json``).
     :param dry_run: validate, normalise and write the rejected file, but send nothing.
     :param progress_every_s: least seconds between two progress lines.
+
+    Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
+    task can take ``upload.output["rejected_path"]``.
     """
 
     template_fields: tuple[str, ...] = ("field_mapping", "defaults", "rejected_path", "checkpoint_path")
@@ -99,6 +102,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         progress_every_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         check_lead_field_names("field_mapping", field_mapping)
         check_lead_field_names("defaults", defaults)
