@@ -1,0 +1,249 @@
+"""``make demo``: run the CareCloud CRM -> careCycle lead feed in real Airflow against the bundled emulators.
+
+``python -m airflow_provider_carecycle.demo [--dag-file PATH] [--keep]``
+
+It starts both emulators on free loopback ports, points ``AIRFLOW_CONN_CARECYCLE_DEFAULT`` and
+``AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT`` at them, creates a throwaway ``AIRFLOW_HOME`` with SQLite, runs
+``example_dags/carecycle_crm_lead_feed.py`` with ``dag.test()`` and prints a short run summary: counts, reasons and
+paths only, never patient data. The exit code is 1 when any task did not succeed.
+
+Airflow reads its configuration when it is first imported, so every environment variable is set before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+DAG_ID = "carecycle_crm_lead_feed"
+DAG_FILE_NAME = f"{DAG_ID}.py"
+POOL = "carecycle_api"
+#: CRM customers seeded in the emulator; all changed on the day the demo run uploads
+CRM_CUSTOMERS = 60
+RULE = "=" * 78
+#: the emulators' rate limit per minute, and the connections' client-side limit: a demo need not wait a minute
+RATE_LIMIT = 6000
+
+
+def find_dag_file(explicit: str | None) -> Path:
+    """The example DAG: ``--dag-file``, else ``example_dags/`` of the source checkout this package runs from.
+
+    :param explicit: the ``--dag-file`` argument, if any.
+    :raises SystemExit: with a clear message when the file is not there.
+    """
+    if explicit:
+        candidates = [Path(explicit)]
+    else:
+        repo = Path(__file__).resolve().parent.parent
+        candidates = [repo / "example_dags" / DAG_FILE_NAME, Path.cwd() / "example_dags" / DAG_FILE_NAME]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    raise SystemExit(
+        f"Cannot find the example DAG ({', '.join(map(str, candidates))}). Run the demo from a clone of the "
+        f"repository (`make demo`), or pass --dag-file path/to/{DAG_FILE_NAME}."
+    )
+
+
+def prepare_airflow_home(home: Path, dags_folder: Path) -> None:
+    """Point Airflow at a throwaway home with SQLite and make the DAG's folder the only DAG bundle (Airflow 3).
+
+    :param home: the empty directory to use as ``AIRFLOW_HOME``.
+    :param dags_folder: the folder holding the example DAGs.
+    """
+    bundle = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(dags_folder), "refresh_interval": 0},
+        }
+    ]
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor" if _airflow_major() < 3 else "LocalExecutor",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
+            # the sensor checks the campaign every second instead of every five minutes
+            "CARECYCLE_EXAMPLE_POKE_INTERVAL_S": "1",
+        }
+    )
+
+
+def _airflow_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("apache-airflow").split(".", 1)[0])
+
+
+def start_emulators(run_day: datetime) -> tuple[Any, Any, dict[str, Any]]:
+    """Start both emulators, set the connections, and add a fresh campaign that takes the new leads.
+
+    :param run_day: the day whose CRM changes the run uploads; every seeded CRM customer changed on it.
+    :return: the careCycle emulator, the CareCloud emulator and the campaign.
+    """
+    from airflow_provider_carecycle.emulator.carecloud import CareCloudEmulator
+    from airflow_provider_carecycle.emulator.server import CareCycleEmulator
+
+    carecycle = CareCycleEmulator(api_keys=("cc_demo_key",), rate_limit=RATE_LIMIT, seed=0).start()
+    carecloud = CareCloudEmulator(
+        customers=CRM_CUSTOMERS,
+        seed=0,
+        anchor=run_day.replace(tzinfo=None) + timedelta(hours=23),
+        days=22 / 24,
+        rate_limit=RATE_LIMIT,
+    ).start()
+    os.environ["AIRFLOW_CONN_CARECYCLE_DEFAULT"] = carecycle.airflow_connection(requests_per_minute=RATE_LIMIT)
+    os.environ["AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT"] = carecloud.airflow_connection(requests_per_minute=RATE_LIMIT)
+    campaign = carecycle.add_campaign(name="Demo: CRM lead feed", takes_new_leads=True)
+    return carecycle, carecloud, campaign
+
+
+def start_dialer_on_first_poke(carecycle: Any, campaign_id: str) -> None:
+    """Start the emulator's dialer once the sensor has checked the campaign once, so the demo shows a real wait.
+
+    :param carecycle: the careCycle emulator.
+    :param campaign_id: the campaign the sensor watches.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        path = f"/v2/campaigns/{campaign_id}"
+        while True:
+            log = carecycle.request_log()
+            upload = next((i for i, r in enumerate(log) if r["method"] == "POST"), None)
+            if upload is not None and sum(1 for r in log[upload:] if r["path"] == path) >= 2:
+                carecycle.configure(dialer_speed=5)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="demo-dialer-start", daemon=True).start()
+
+
+def create_pool() -> None:
+    """Create the metadata DB and the ``carecycle_api`` pool the careCycle tasks run in."""
+    from airflow.models.pool import Pool
+    from airflow.utils import db
+
+    db.resetdb()
+    Pool.create_or_update_pool(POOL, slots=1, description="careCycle API: 60 requests/minute", include_deferred=False)
+
+
+def load_dag(path: Path) -> Any:
+    """Import the DAG file and return its DAG, with retries off so a failure ends the demo at once."""
+    from airflow import DAG
+
+    spec = importlib.util.spec_from_file_location("carecycle_demo_dag", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dags = [d for d in vars(module).values() if isinstance(d, DAG) and d.dag_id == DAG_ID]
+    if not dags:
+        raise SystemExit(f"{path} does not define the DAG {DAG_ID!r}.")
+    for task in dags[0].tasks:
+        task.retries = 0
+    return dags[0]
+
+
+def xcom(dag_run: Any, task_id: str) -> Any:
+    """A task's return value in the finished run (``None`` when it has none)."""
+    ti = dag_run.get_task_instance(task_id)
+    return ti.xcom_pull(task_ids=task_id) if ti is not None else None
+
+
+def _stats_line(stats: Mapping[str, Any] | None) -> str:
+    if not stats:
+        return "n/a"
+    keys = ("total", "totalCalls", "status_pending", "status_in_progress", "status_completed", "status_failed")
+    return ", ".join(f"{k.removeprefix('status_')}={stats.get(k, 0)}" for k in keys)
+
+
+def summary_lines(dag_run: Any, states: Mapping[str, str], campaign: Mapping[str, Any], out: Path) -> list[str]:
+    """The PHI-free run summary: counts, top reasons, paths and figures only.
+
+    :param dag_run: the finished DAG run.
+    :param states: task id -> state.
+    :param campaign: the watched campaign.
+    :param out: the output root.
+    """
+    upload = xcom(dag_run, "crm_to_leads") or {}
+    before = (xcom(dag_run, "snapshot_before") or {}).get(campaign["id"])
+    after = (xcom(dag_run, "snapshot_after") or {}).get(campaign["id"])
+    sensor = xcom(dag_run, "wait_for_first_calls")
+    lines = [
+        f"careCycle demo: {DAG_ID}, data interval {dag_run.data_interval_start:%Y-%m-%d %H:%M} -> "
+        f"{dag_run.data_interval_end:%Y-%m-%d %H:%M} UTC",
+        "Tasks: " + ", ".join(f"{task}={state}" for task, state in states.items()),
+        f"CRM rows read:   {upload.get('crm_rows', 'n/a')}",
+        f"Leads uploaded:  {upload.get('uploaded', 'n/a')} in {upload.get('batches', 'n/a')} batch(es) "
+        f"({upload.get('duplicates', 0)} duplicates merged)",
+        f"Rejected:        {upload.get('rejected', 'n/a')}",
+    ]
+    lines += [f"  x{count}  {reason}" for reason, count in upload.get("top_reasons", [])]
+    if upload.get("rejected_path"):
+        lines.append(f"  every rejected record with its reason: {upload['rejected_path']}")
+    lines += [
+        f"Campaign '{campaign['name']}' ({campaign['id']})",
+        f"  before upload: {_stats_line(before)}",
+        f"  after upload:  {_stats_line(after)}",
+    ]
+    if sensor:
+        lines.append(f"Sensor: first results in: {_stats_line(sensor)}")
+    else:
+        lines.append(f"Sensor: {states.get('wait_for_first_calls', 'not run')}")
+    lines.append(f"Files: {out}")
+    return lines
+
+
+def print_box(lines: list[str]) -> None:
+    print("\n" + RULE)
+    for line in lines:
+        print(line)
+    print(RULE, flush=True)
+
+
+def run(dag_file: Path, workdir: Path) -> int:
+    """Run the demo in ``workdir``; return the process exit code."""
+    now = datetime.now(timezone.utc)
+    run_date = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)  # a manual run's interval: yesterday
+    prepare_airflow_home(workdir / "airflow-home", dag_file.parent)
+    carecycle, carecloud, campaign = start_emulators(run_date - timedelta(days=1))
+    try:
+        create_pool()
+        dag = load_dag(dag_file)
+        out = workdir / "output"
+        start_dialer_on_first_poke(carecycle, campaign["id"])
+        date_arg = {("logical_date" if _airflow_major() >= 3 else "execution_date"): run_date}
+        dag_run = dag.test(run_conf={"output_root": out.as_uri(), "campaign_id": campaign["id"]}, **date_arg)
+        found = {ti.task_id: getattr(ti.state, "value", str(ti.state)) for ti in dag_run.get_task_instances()}
+        states = {task_id: found.get(task_id, "not run") for task_id in dag.task_ids}
+        print_box(summary_lines(dag_run, states, campaign, out))
+        return 0 if states and all(state == "success" for state in states.values()) else 1
+    finally:
+        carecycle.stop()
+        carecloud.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dag-file", help=f"path to {DAG_FILE_NAME} (default: the repository's example_dags/)")
+    parser.add_argument("--workdir", help="where Airflow's home and the output files go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    dag_file = find_dag_file(args.dag_file)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="carecycle-demo-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    return run(dag_file, workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""careCycle -> files: a daily incremental export of new customers and their calls, and a campaign time series.
+
+::
+
+    export_customers -> export_calls
+    campaign_stats
+
+* ``export_customers``: the customers created on the run's day (``dateField=createdAt``), only the columns
+  analytics needs (``fields=``: exporting less means less patient data at rest), one file per day.
+* ``export_calls``: the calls of exactly those customers, reading their ids from the first file (its path comes
+  through XCom: ``export_customers.output["path"]``).
+* ``campaign_stats``: one row per active campaign with its ``customerStats``, appended to a monthly file, so the
+  file becomes a day-by-day time series.
+
+Files go to ``params.output_root`` (any ``ObjectStoragePath`` URI: ``s3://...``, ``gs://...``, ``file:///...``).
+Every careCycle task runs in the ``carecycle_api`` pool (``airflow pools set carecycle_api 1 "careCycle API"``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow import DAG
+
+try:  # Airflow 3 exposes timetables in its authoring API...
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
+from airflow_provider_carecycle.operators.customers import (
+    CareCycleExtractCustomerCallsOperator,
+    CareCycleExtractCustomersOperator,
+)
+
+CARECYCLE_POOL = "carecycle_api"
+#: the day a run exports (a scheduled run's logical date; a manual run's previous day)
+DAY = "{{ data_interval_start | ds }}"
+
+with DAG(
+    dag_id="carecycle_customer_export",
+    description="Daily careCycle customers + calls export and campaign stats time series",
+    # A daily data interval (yesterday 00:00 -> today 00:00 UTC); Airflow 3's bare "@daily" has an empty one.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={"output_root": "file:///tmp/carecycle"},
+    tags=["carecycle", "example", "export"],
+    doc_md=__doc__,
+) as dag:
+    export_customers = CareCycleExtractCustomersOperator(
+        task_id="export_customers",
+        output_path="{{ params.output_root }}/customers/" + DAY + ".jsonl",
+        # careCycle's date filters take whole days and endDate is inclusive, so both bounds are the run's day:
+        # consecutive runs then never export a customer twice.
+        date_field="createdAt",
+        start_date=DAY,
+        end_date=DAY,
+        fields=["id", "createdAt", "status", "state", "source.name", "totalCalls", "lastCallDisposition"],
+        pool=CARECYCLE_POOL,
+    )
+
+    export_calls = CareCycleExtractCustomerCallsOperator(
+        task_id="export_calls",
+        customer_ids_path=export_customers.output["path"],  # also sets the dependency on export_customers
+        output_path="{{ params.output_root }}/calls/" + DAY + ".jsonl",
+        # no transcripts, summaries or recording links: they hold what the patient said
+        fields=["id", "createdAt", "campaignId", "disposition", "durationMs", "successEvaluation"],
+        pool=CARECYCLE_POOL,
+    )
+
+    campaign_stats = CareCycleCampaignSnapshotOperator(
+        task_id="campaign_stats",
+        statuses=["active"],
+        output_path="{{ params.output_root }}/campaign_stats/{{ data_interval_start.strftime('%Y-%m') }}.csv",
+        append=True,  # each run adds today's rows to the month's file
+        pool=CARECYCLE_POOL,
+    )

@@ -1,0 +1,244 @@
+"""The example DAGs: they parse without touching the network, and each runs end to end in real Airflow.
+
+Every run goes through ``dag.test()`` against the careCycle and CareCloud CRM emulators, and checks real outcomes
+(leads present in careCycle by ``externalId``, the rejected file, export files matching the emulator), not only
+task states.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.storage import iter_records
+from tests.airflow_db import task_states
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+CRM_FEED = EXAMPLE_DAGS / "carecycle_crm_lead_feed.py"
+WAREHOUSE_FEED = EXAMPLE_DAGS / "carecycle_warehouse_lead_feed.py"
+CUSTOMER_EXPORT = EXAMPLE_DAGS / "carecycle_customer_export.py"
+DAG_IDS = {"carecycle_crm_lead_feed", "carecycle_warehouse_lead_feed", "carecycle_customer_export"}
+
+#: the data interval of the runs in these tests: a manual run's is the scheduled day before its logical date
+DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
+RUN_DATE = {("logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"): DAY + timedelta(days=1)}
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# -- parsing ---------------------------------------------------------------------------------------------------
+
+
+def test_every_example_dag_parses_without_errors_or_network(carecycle_emulator, carecloud_emulator, monkeypatch):
+    from airflow.models import DagBag
+
+    # connections that would fail loudly if anything tried to use them while parsing
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "sqlite", "host": "/nonexistent"}))
+    requests_before = (len(carecycle_emulator.request_log()), len(carecloud_emulator.request_log()))
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))  # examples off: AIRFLOW__CORE__LOAD_EXAMPLES=False (conftest)
+
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == DAG_IDS
+    assert (len(carecycle_emulator.request_log()), len(carecloud_emulator.request_log())) == requests_before
+    for dag_id in DAG_IDS:
+        dag = bag.dags[dag_id]
+        assert dag.tags and "example" in dag.tags
+        assert dag.default_args.get("retries", 0) >= 1, dag_id
+        carecycle_tasks = [t for t in dag.tasks if t.task_type.startswith(("CareCycle", "SqlToCareCycle", "CareCloud"))]
+        assert carecycle_tasks and all(t.pool == "carecycle_api" for t in carecycle_tasks), dag_id
+
+
+def test_the_warehouse_table_param_lets_only_a_table_name_into_the_sql():
+    from airflow.models import DagBag
+
+    dag = DagBag(dag_folder=str(WAREHOUSE_FEED)).dags["carecycle_warehouse_lead_feed"]
+    table = dag.params.get_param("lead_table")
+    assert table.resolve("crm.marketing_leads") == "crm.marketing_leads"
+    for injection in ("marketing_leads; DROP TABLE patients", "x WHERE 1=1 --", "(SELECT * FROM patients)"):
+        with pytest.raises(Exception, match="does not match"):
+            table.resolve(injection)
+
+
+# -- the CRM lead feed -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def crm_feed_setup(carecycle_emulator, carecloud_emulator, monkeypatch):
+    """A fresh campaign that takes new leads, a fast dialer and sensor, and CRM changes inside ``DAY``."""
+    # the seeded CRM customers changed in the 30 hours before 23:00 on DAY: most fall in DAY's interval, some before
+    carecloud_emulator.reset(days=30 / 24, anchor=DAY.replace(tzinfo=None) + timedelta(hours=23))
+    campaign = carecycle_emulator.add_campaign(name="CRM feed test", takes_new_leads=True)
+    carecycle_emulator.configure(dialer_speed=20)
+    monkeypatch.setenv("CARECYCLE_EXAMPLE_POKE_INTERVAL_S", "0.2")
+    return campaign
+
+
+@pytest.mark.airflow_dag
+def test_crm_lead_feed_uploads_or_rejects_every_changed_crm_customer(
+    run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path
+):
+    campaign = crm_feed_setup
+    start, end = DAY, DAY + timedelta(days=1)
+    expected = [
+        c
+        for c in carecloud_emulator.customers()
+        if start <= parse_carecloud_datetime(c["last_change"], timezone.utc) < end
+    ]
+    assert 0 < len(expected) < len(carecloud_emulator.customers())
+
+    dag_run = run_dag_file(
+        CRM_FEED,
+        **RUN_DATE,
+        run_conf={"output_root": tmp_path.as_uri(), "campaign_id": campaign["id"]},
+    )
+
+    assert (dag_run.data_interval_start, dag_run.data_interval_end) == (start, end)
+    assert task_states(dag_run) == {
+        "snapshot_before": "success",
+        "crm_to_leads": "success",
+        "snapshot_after": "success",
+        "wait_for_first_calls": "success",
+    }
+    # every CRM customer changed in the interval was either uploaded (by externalId) or rejected with a reason
+    uploaded = carecycle_emulator.get_customers_by_external_id()
+    rejected = {row["record"]["externalId"]: row for row in jsonl(tmp_path / "rejected" / "crm_leads_2026-03-01.jsonl")}
+    expected_ids = {c["customer_id"] for c in expected}
+    for customer_id in expected_ids:
+        assert (customer_id in uploaded) != (customer_id in rejected), customer_id
+    assert set(rejected) <= expected_ids
+    assert rejected, "the seed has non-US phones and missing zips by design"
+    assert all(row["reason"] and row["field"] for row in rejected.values())
+    summary = dag_run.get_task_instance("crm_to_leads").xcom_pull(task_ids="crm_to_leads")
+    assert summary["crm_rows"] == summary["total"] == len(expected)
+    assert summary["uploaded"] + summary["rejected"] + summary["duplicates"] == len(expected)
+    assert summary["rejected"] == len(rejected)
+    assert {c for c in expected_ids if c in uploaded} == expected_ids - set(rejected)
+    # the before/after snapshots: one dated file, the new leads counted in the campaign after the upload
+    stats = jsonl(tmp_path / "campaign_stats" / "2026-03-01.jsonl")
+    assert [row["id"] for row in stats] == [campaign["id"], campaign["id"]]
+    assert stats[0]["total"] == 0 and stats[1]["total"] == summary["uploaded"]
+    # the sensor waited for, and saw, the campaign's first completed call
+    final = dag_run.get_task_instance("wait_for_first_calls").xcom_pull(task_ids="wait_for_first_calls")
+    assert final["id"] == campaign["id"] and final["status_completed"] >= 1
+
+
+# -- the warehouse lead feed -----------------------------------------------------------------------------------
+
+WAREHOUSE_ROWS = [
+    # lead_id, first_name, last_name, phone, email, birth_date, zip, state, updated_at
+    ("W-1", "Ann", "Lee", "(212) 555-0101", "ann@example.com", "1958-04-02", "10001", "NY", "2026-03-01 08:00:00"),
+    ("W-2", "Bob", "Ray", "305.555.0102", None, "04/05/1959", None, "FL", "2026-03-01 09:30:00"),
+    ("W-3", "Cy", "Oak", "+420 601 123 456", None, "1960-01-01", "60200", None, "2026-03-01 10:00:00"),
+    ("W-4", "Di", "Elm", "713-555-0104", None, "1961-02-03", "77001", "TX", "2026-03-01 23:59:59"),
+    ("W-5", "Ed", "Ash", "602-555-0105", None, "1962-03-04", "85001", "AZ", "2026-02-28 23:59:59"),  # day before
+    ("W-6", "Flo", "Fir", "312-555-0106", None, "1963-04-05", "60601", "IL", "2026-03-02 00:00:00"),  # day after
+]
+
+
+@pytest.fixture
+def warehouse(tmp_path, monkeypatch):
+    """A SQLite "warehouse" with a ``marketing_leads`` table, behind the ``warehouse_default`` connection."""
+    path = tmp_path / "warehouse.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE marketing_leads (lead_id TEXT, first_name TEXT, last_name TEXT, phone TEXT, email TEXT,"
+            " birth_date TEXT, zip TEXT, state TEXT, updated_at TEXT)"
+        )
+        db.executemany("INSERT INTO marketing_leads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", WAREHOUSE_ROWS)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return path
+
+
+@pytest.mark.airflow_dag
+def test_warehouse_lead_feed_uploads_the_days_rows_and_fails_on_a_rejected_one(
+    run_dag_file, warehouse, carecycle_emulator, tmp_path
+):
+    out = tmp_path / "out"
+    dag_run = run_dag_file(WAREHOUSE_FEED, **RUN_DATE, run_conf={"output_root": out.as_uri()})
+
+    # W-3 has a Czech phone: the strict failure policy fails the task, after uploading every valid row
+    assert task_states(dag_run) == {"warehouse_to_leads": "failed"}
+    uploaded = carecycle_emulator.get_customers_by_external_id()
+    assert {"W-1", "W-2", "W-4"} <= set(uploaded)
+    assert not {"W-3", "W-5", "W-6"} & set(uploaded)  # rejected, or outside the run's day
+    assert uploaded["W-2"][0]["phoneNumber"].endswith("3055550102")
+    assert uploaded["W-2"][0]["timezone"] == "EST"  # the default filled the missing zip's place
+    rejected = jsonl(out / "rejected" / "warehouse_leads_2026-03-01.jsonl")
+    assert [(row["record"]["externalId"], row["field"]) for row in rejected] == [("W-3", "phoneNumber")]
+
+
+@pytest.mark.airflow_dag
+def test_warehouse_lead_feed_succeeds_when_every_row_is_valid(run_dag_file, warehouse, carecycle_emulator, tmp_path):
+    with sqlite3.connect(warehouse) as db:
+        db.execute("DELETE FROM marketing_leads WHERE lead_id = 'W-3'")
+    out = tmp_path / "out"
+    dag_run = run_dag_file(WAREHOUSE_FEED, **RUN_DATE, run_conf={"output_root": out.as_uri()})
+
+    assert task_states(dag_run) == {"warehouse_to_leads": "success"}
+    summary = dag_run.get_task_instance("warehouse_to_leads").xcom_pull(task_ids="warehouse_to_leads")
+    assert (summary["total"], summary["uploaded"], summary["rejected"]) == (3, 3, 0)
+    assert {"W-1", "W-2", "W-4"} <= set(carecycle_emulator.get_customers_by_external_id())
+    assert (out / "rejected" / "warehouse_leads_2026-03-01.jsonl").read_text() == ""
+
+
+# -- the customer export ---------------------------------------------------------------------------------------
+
+
+def busiest_creation_day(emulator, not_before: datetime) -> datetime:
+    """The day on which the most seeded customers with calls were created (the seed moves with today's date)."""
+    days: dict[str, int] = {}
+    for customer in emulator.query_customers({}):
+        if customer.get("totalCalls") and customer["createdAt"][:10] >= not_before.date().isoformat():
+            days[customer["createdAt"][:10]] = days.get(customer["createdAt"][:10], 0) + 1
+    day = max(sorted(days), key=days.get)
+    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.airflow_dag
+def test_customer_export_writes_the_days_customers_their_calls_and_campaign_stats(
+    run_dag_file, carecycle_emulator, tmp_path
+):
+    carecycle_emulator.reset(customers=400)
+    day = busiest_creation_day(carecycle_emulator, not_before=datetime(2026, 1, 1))  # the DAG's start_date
+    run_date = {key: day + timedelta(days=1) for key in RUN_DATE}
+    expected = carecycle_emulator.query_customers(
+        {"dateField": "createdAt", "startDate": day.date().isoformat(), "endDate": day.date().isoformat()}
+    )
+    assert expected
+
+    dag_run = run_dag_file(CUSTOMER_EXPORT, **run_date, run_conf={"output_root": tmp_path.as_uri()})
+
+    assert task_states(dag_run) == {
+        "export_customers": "success",
+        "export_calls": "success",
+        "campaign_stats": "success",
+    }
+    customers = jsonl(tmp_path / "customers" / f"{day.date()}.jsonl")
+    assert sorted(c["id"] for c in customers) == sorted(c["id"] for c in expected)
+    assert set(customers[0]) == {
+        "id",
+        "createdAt",
+        "status",
+        "state",
+        "source.name",
+        "totalCalls",
+        "lastCallDisposition",
+    }
+    hook = CareCycleHook("carecycle_default", requests_per_minute=6000)
+    expected_calls = {call["id"] for c in expected for call in hook.iter_customer_calls(c["id"])}
+    calls = jsonl(tmp_path / "calls" / f"{day.date()}.jsonl")
+    assert expected_calls and {call["id"] for call in calls} == expected_calls
+    assert all("transcript" not in call and call["customerId"] for call in calls)
+    stats = list(iter_records(tmp_path / "campaign_stats" / f"{day:%Y-%m}.csv"))
+    active = [c["id"] for c in carecycle_emulator.list_campaigns() if c["status"] == "active"]
+    assert sorted(row["id"] for row in stats) == sorted(active)
