@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,13 +60,6 @@ def prepare_airflow_home(home: Path, dags_folder: Path) -> None:
     :param home: the empty directory to use as ``AIRFLOW_HOME``.
     :param dags_folder: the folder holding the example DAGs.
     """
-    bundle = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(dags_folder), "refresh_interval": 0},
-        }
-    ]
     os.environ.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -73,11 +67,25 @@ def prepare_airflow_home(home: Path, dags_folder: Path) -> None:
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor" if _airflow_major() < 3 else "LocalExecutor",
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundle_config(dags_folder),
             # the sensor checks the campaign every second instead of every five minutes
             "CARECYCLE_EXAMPLE_POKE_INTERVAL_S": "1",
         }
     )
+
+
+def dag_bundle_config(folder: Path) -> str:
+    """``[dag_processor] dag_bundle_config_list`` making ``folder`` the only DAG bundle (Airflow 3.3's
+    ``dag.test()`` runs only DAGs that live in a bundle; Airflow 2 ignores the setting).
+
+    :param folder: the folder holding the DAG files.
+    """
+    bundle = {
+        "name": "dags-folder",
+        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": str(folder), "refresh_interval": 0},
+    }
+    return json.dumps([bundle])
 
 
 def _airflow_major() -> int:
@@ -140,19 +148,33 @@ def create_pool() -> None:
     Pool.create_or_update_pool(POOL, slots=1, description="careCycle API: 60 requests/minute", include_deferred=False)
 
 
-def load_dag(path: Path) -> Any:
-    """Import the DAG file and return its DAG, with retries off so a failure ends the demo at once."""
+def load_dag(path: Path, dag_id: str | None = None) -> Any:
+    """Import a DAG file (as a uniquely named module) and return its DAG, with task retries off, so a failure
+    ends a demo or a test at once instead of after the DAG's retry delays.
+
+    :param path: the DAG file.
+    :param dag_id: the DAG to return; may be left out when the file defines exactly one.
+    :raises ValueError: when the file does not define that DAG (or defines several and none was named).
+    """
     from airflow import DAG
 
-    spec = importlib.util.spec_from_file_location("carecycle_demo_dag", path)
+    spec = importlib.util.spec_from_file_location(f"dag_file_{uuid.uuid4().hex[:8]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dags = [d for d in vars(module).values() if isinstance(d, DAG) and d.dag_id == DAG_ID]
-    if not dags:
-        raise SystemExit(f"{path} does not define the DAG {DAG_ID!r}.")
-    for task in dags[0].tasks:
+    dags = {dag.dag_id: dag for dag in vars(module).values() if isinstance(dag, DAG)}
+    if dag_id is None and len(dags) != 1:
+        raise ValueError(f"{path} defines the DAGs {sorted(dags)}; name the one to run.")
+    dag = dags.get(dag_id or next(iter(dags)))
+    if dag is None:
+        raise ValueError(f"{path} does not define the DAG {dag_id!r}.")
+    for task in dag.tasks:
         task.retries = 0
-    return dags[0]
+    return dag
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    """``task_id -> state`` (plain strings, e.g. ``"success"``) of a finished DAG run."""
+    return {ti.task_id: getattr(ti.state, "value", str(ti.state)) for ti in dag_run.get_task_instances()}
 
 
 def xcom(dag_run: Any, task_id: str) -> Any:
@@ -220,12 +242,15 @@ def run(dag_file: Path, workdir: Path) -> int:
     carecycle, carecloud, campaign = start_emulators(run_date - timedelta(days=1))
     try:
         create_pool()
-        dag = load_dag(dag_file)
+        try:
+            dag = load_dag(dag_file, DAG_ID)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
         out = workdir / "output"
         start_dialer_on_first_poke(carecycle, campaign["id"])
         date_arg = {("logical_date" if _airflow_major() >= 3 else "execution_date"): run_date}
         dag_run = dag.test(run_conf={"output_root": out.as_uri(), "campaign_id": campaign["id"]}, **date_arg)
-        found = {ti.task_id: getattr(ti.state, "value", str(ti.state)) for ti in dag_run.get_task_instances()}
+        found = task_states(dag_run)
         states = {task_id: found.get(task_id, "not run") for task_id in dag.task_ids}
         print_box(summary_lines(dag_run, states, campaign, out))
         return 0 if states and all(state == "success" for state in states.values()) else 1

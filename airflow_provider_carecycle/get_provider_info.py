@@ -9,6 +9,27 @@ from airflow_provider_carecycle import __version__
 _PKG = "airflow_provider_carecycle"
 
 
+def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
+    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit."""
+    return {
+        "timeout": {
+            "label": "Timeout (seconds)",
+            "description": "Seconds to wait for each API answer.",
+            "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
+        },
+        "max_retries": {
+            "label": "Max retries",
+            "description": "Retries of a request after a 429, a 5xx or a dropped connection.",
+            "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
+        },
+        "requests_per_minute": {
+            "label": "Requests per minute",
+            "description": "Client-side rate limit shared by every task in one worker process.",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "default": requests_per_minute},
+        },
+    }
+
+
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` shows and where Airflow 3.2+ reads the connection form from.
 
@@ -75,21 +96,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "conn-fields": {
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Seconds to wait for each API answer.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries of a request after a 429, a 5xx or a dropped connection.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
-                    },
-                    "requests_per_minute": {
-                        "label": "Requests per minute",
-                        "description": "Client-side rate limit shared by every task in one worker process.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 60},
-                    },
+                    **_transport_fields(requests_per_minute=60),
                 },
             },
             {
@@ -135,21 +142,7 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "IANA time zone of the project (how last_change and token expiry are written).",
                         "schema": {"type": ["string", "null"], "default": "UTC"},
                     },
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Seconds to wait for each API answer.",
-                        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries of a request after a 429, a 5xx or a dropped connection.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0, "default": 5},
-                    },
-                    "requests_per_minute": {
-                        "label": "Requests per minute",
-                        "description": "Client-side rate limit shared by every task in one worker process.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 300},
-                    },
+                    **_transport_fields(requests_per_minute=300),
                 },
             },
         ],

@@ -9,8 +9,6 @@ on Airflow 2 it also selects the SequentialExecutor, the only one Airflow 2 allo
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import uuid
 from collections.abc import Callable
@@ -18,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow import DAG
+
+from airflow_provider_carecycle.demo import dag_bundle_config, load_dag
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +43,8 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     Airflow 3.3's ``dag.test()`` only runs DAGs that live in a DAG bundle, so the DAG's folder becomes the only
     bundle (a ``pathlib.Path`` to an existing file), or the source text is written to a file in a fresh one.
-    The module is imported under a unique name; ``dag_id`` picks a DAG when the file defines several. Task
-    retries are switched off, so a failure shows at once instead of after the DAG's retry delays.
+    ``dag_id`` picks a DAG when the file defines several; task retries are off (see
+    :func:`airflow_provider_carecycle.demo.load_dag`).
     """
 
     def run(source: Path | str, dag_id: str | None = None, **test_kwargs: Any) -> Any:
@@ -56,33 +55,8 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             folder.mkdir()
             path = folder / "dag_under_test.py"
             path.write_text(source)
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", _bundle_config(path.parent))
-        spec = importlib.util.spec_from_file_location(f"dag_under_test_{uuid.uuid4().hex[:8]}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        dags = {dag.dag_id: dag for dag in vars(module).values() if isinstance(dag, DAG)}
-        if dag_id is None and len(dags) != 1:
-            raise ValueError(f"{path} defines DAGs {sorted(dags)}; pass dag_id= to pick one.")
-        dag = dags[dag_id or next(iter(dags))]
-        for task in dag.tasks:
-            task.retries = 0
+        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", dag_bundle_config(path.parent))
+        dag = load_dag(path, dag_id)
         return dag.test(**test_kwargs)
 
     return run
-
-
-def _bundle_config(folder: Path) -> str:
-    return json.dumps(
-        [
-            {
-                "name": "dags-folder",
-                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(folder), "refresh_interval": 0},
-            }
-        ]
-    )
-
-
-def task_states(dag_run: Any) -> dict[str, str]:
-    """``task_id -> state`` (plain strings, e.g. ``"success"``) of a finished DAG run."""
-    return {ti.task_id: getattr(ti.state, "value", str(ti.state)) for ti in dag_run.get_task_instances()}

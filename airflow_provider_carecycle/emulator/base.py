@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 ADMIN_PREFIX = "/_emulator/"
@@ -290,6 +290,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
 
+_Emulator = TypeVar("_Emulator", bound="EmulatorBase")
+
+
 class EmulatorBase:
     """A threaded local JSON API server with auth, rate limiting, fault injection and a request log."""
 
@@ -375,7 +378,7 @@ class EmulatorBase:
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
-    def start(self) -> EmulatorBase:
+    def start(self: _Emulator) -> _Emulator:
         if self._server is not None:
             return self
         handler = type("BoundHandler", (_RequestHandler,), {"emulator": self})
@@ -412,7 +415,7 @@ class EmulatorBase:
         host = self.host if self.host not in ("0.0.0.0", "") else "127.0.0.1"
         return f"http://{host}:{self.port}"
 
-    def __enter__(self) -> EmulatorBase:
+    def __enter__(self: _Emulator) -> _Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

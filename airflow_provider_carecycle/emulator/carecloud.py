@@ -242,13 +242,6 @@ class CareCloudEmulator(EmulatorBase):
 
     # -- lifecycle and control ------------------------------------------------------------------------------
 
-    def start(self) -> CareCloudEmulator:
-        super().start()
-        return self
-
-    def __enter__(self) -> CareCloudEmulator:
-        return self.start()
-
     def airflow_connection(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_*`` value (JSON) for a ``carecloud_crm`` connection to this emulator.
 

@@ -180,13 +180,6 @@ class CareCycleEmulator(EmulatorBase):
     def on_stop(self) -> None:
         self.dialer.stop()
 
-    def start(self) -> CareCycleEmulator:
-        super().start()
-        return self
-
-    def __enter__(self) -> CareCycleEmulator:
-        return self.start()
-
     # -- control API ----------------------------------------------------------------------------------------
 
     def reset(self, customers: int | None = None, campaigns: int | None = None, seed: int | None = None) -> None:

@@ -15,6 +15,7 @@ shared limiter for that wait, so every thread of the process backs off together.
 from __future__ import annotations
 
 import logging
+import platform
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -24,11 +25,16 @@ from typing import Any
 import requests
 import tenacity
 
+from airflow_provider_carecycle import __version__
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleRateLimitError
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
+USER_AGENT = (
+    f"airflow-provider-carecycle/{__version__} python-requests/{requests.__version__} "
+    f"python/{platform.python_version()}"
+)
 
 ErrorForResponse = Callable[[str, str, requests.Response], CareCycleAPIError]
 ErrorForNoAnswer = Callable[[str, str, Exception], CareCycleAPIError]
@@ -56,6 +62,34 @@ class RequestStats:
                 setattr(self, name, getattr(self, name) + amount)
             if status is not None:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+def new_session(headers: Mapping[str, str], *, proxies: Mapping[str, str] | None, verify: Any) -> requests.Session:
+    """A ``requests.Session`` sending JSON ``Accept``, the provider's ``User-Agent`` and ``headers``.
+
+    :param headers: the vendor's own headers (auth, language).
+    :param proxies: ``requests`` proxies, from the connection's extras.
+    :param verify: ``requests`` TLS verification (bool or CA bundle path), from the connection's extras.
+    """
+    session = requests.Session()
+    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT, **headers})
+    if proxies:
+        session.proxies.update(proxies)
+    session.verify = verify
+    return session
+
+
+def check_transport_settings(conn_id: str, settings: Mapping[str, Any]) -> None:
+    """Raise one clear ``ValueError`` when a connection's ``timeout``/``max_retries``/``requests_per_minute`` is
+    out of range.
+
+    :param conn_id: the Airflow connection, named in the message.
+    :param settings: the hook's resolved settings.
+    """
+    if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: timeout must be > 0, max_retries >= 0 and requests_per_minute >= 1."
+        )
 
 
 def backoff_with_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Random | None = None) -> float:

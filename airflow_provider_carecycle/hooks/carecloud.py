@@ -16,7 +16,6 @@ interface. Facts it relies on (vendor docs, see ``docs/connections-carecloud.md`
 from __future__ import annotations
 
 import itertools
-import platform
 import re
 import threading
 import time
@@ -29,7 +28,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from airflow_provider_carecycle import __version__
 from airflow_provider_carecycle._compat import BaseHook, mask_secret
 from airflow_provider_carecycle.exceptions import (
     CareCycleAPIError,
@@ -39,7 +37,7 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleServerError,
     CareCycleValidationError,
 )
-from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats
+from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 
 API_ROOT = "/webservice/rest-api"
@@ -398,11 +396,7 @@ class CareCloudCrmHook(BaseHook):
                 "user_external_application_id."
             )
         mask_secret(settings["password"])
-        if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
-            raise ValueError(
-                f"Airflow connection {self.carecloud_crm_conn_id!r}: timeout must be > 0, max_retries >= 0 and "
-                "requests_per_minute >= 1."
-            )
+        check_transport_settings(self.carecloud_crm_conn_id, settings)
         try:
             settings["tz"] = ZoneInfo(settings["project_timezone"])
         except (ZoneInfoNotFoundError, ValueError):
@@ -452,20 +446,8 @@ class CareCloudCrmHook(BaseHook):
     @cached_property
     def _session(self) -> requests.Session:
         s = self._settings
-        session = requests.Session()
-        session.headers.update(
-            {
-                "Accept": "application/json",
-                "User-Agent": f"airflow-provider-carecycle/{__version__} "
-                f"python-requests/{requests.__version__} python/{platform.python_version()}",
-            }
-        )
-        if s["accept_language"]:
-            session.headers["Accept-Language"] = s["accept_language"]
-        if s["proxies"]:
-            session.proxies.update(s["proxies"])
-        session.verify = s["verify"]
-        return session
+        language = {"Accept-Language": s["accept_language"]} if s["accept_language"] else {}
+        return new_session(language, proxies=s["proxies"], verify=s["verify"])
 
     @cached_property
     def _sender(self) -> HttpSender:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import platform
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from typing import Any
 import requests
 import tenacity
 
-from airflow_provider_carecycle import __version__
 from airflow_provider_carecycle._compat import BaseHook, mask_secret
 from airflow_provider_carecycle.exceptions import (
     CareCycleAPIError,
@@ -23,7 +21,7 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleServerError,
     CareCycleValidationError,
 )
-from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats
+from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 from airflow_provider_carecycle.vocabulary import (
@@ -180,11 +178,7 @@ class CareCycleHook(BaseHook):
             "proxies": extra("proxies", None),
             "verify": extra("verify", True),
         }
-        if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
-            raise ValueError(
-                f"Airflow connection {self.carecycle_conn_id!r}: timeout must be > 0, max_retries >= 0 and "
-                "requests_per_minute >= 1."
-            )
+        check_transport_settings(self.carecycle_conn_id, settings)
         return settings
 
     @property
@@ -207,19 +201,7 @@ class CareCycleHook(BaseHook):
     @cached_property
     def _session(self) -> requests.Session:
         settings = self._settings
-        session = requests.Session()
-        session.headers.update(
-            {
-                "x-api-key": settings["api_key"],
-                "Accept": "application/json",
-                "User-Agent": f"airflow-provider-carecycle/{__version__} "
-                f"python-requests/{requests.__version__} python/{platform.python_version()}",
-            }
-        )
-        if settings["proxies"]:
-            session.proxies.update(settings["proxies"])
-        session.verify = settings["verify"]
-        return session
+        return new_session({"x-api-key": settings["api_key"]}, proxies=settings["proxies"], verify=settings["verify"])
 
     # -- requests ------------------------------------------------------------------------------------------------
 
