@@ -16,12 +16,15 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import IO, Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_carecycle._compat import ObjectStoragePath
 
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _READ_CHUNK = 1 << 16
+#: what a spreadsheet takes as the start of a formula (OWASP CSV injection)
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)\Z")
 
 
 def to_path(uri: str | ObjectStoragePath) -> ObjectStoragePath:
@@ -83,6 +89,8 @@ def _dumps(record: Any) -> str:
 
 
 def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[IO[Any]]]:
+    if mode == "w" and _is_local(path):
+        _create_private(path)
     raw = path.open(mode + "b")
     handles: list[IO[Any]] = [raw]
     if gzipped:
@@ -94,6 +102,16 @@ def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[st
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
     handles.insert(0, text)
     return text, handles
+
+
+def _is_local(path: ObjectStoragePath) -> bool:
+    """Whether ``path`` is on the local file system (``file://`` or a plain path), where files have modes."""
+    return isinstance(getattr(path, "fs", None), LocalFileSystem) and os.name == "posix"
+
+
+def _create_private(path: ObjectStoragePath) -> None:
+    """Create the (new, uniquely named) local file with mode 0600 before anything is written to it."""
+    os.close(os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -348,6 +366,13 @@ class RecordWriter:
     :param fieldnames: CSV columns; default the keys of the first record (later keys are dropped with a warning).
         Nested values are written to CSV cells as JSON text.
     :param append: keep the rows already in the file (copied into the new file first), for time series.
+    :param csv_formula_escape: in CSV output, put a single quote in front of a cell (header included) that starts
+        with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, so a spreadsheet shows it as text instead of
+        running it as a formula (the OWASP CSV-injection rule). A cell that is just a number (``-5``, ``+12125550142``)
+        is left alone: a spreadsheet reads it as a number, never a formula. JSON output is never changed.
+
+    On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
+    created with mode 0600: they may hold patient data.
     """
 
     def __init__(
@@ -357,11 +382,13 @@ class RecordWriter:
         format: str | None = None,
         fieldnames: Iterable[str] | None = None,
         append: bool = False,
+        csv_formula_escape: bool = True,
     ) -> None:
         self.path = to_path(uri)
         self.format, self.gzipped = detect_format(self.path, format)
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self.append = append
+        self.csv_formula_escape = csv_formula_escape
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
         self._text: IO[str] | None = None
@@ -399,16 +426,23 @@ class RecordWriter:
         if self._csv is None:
             self.fieldnames = self.fieldnames or list(record)
             self._csv = csv.DictWriter(self._text, fieldnames=self.fieldnames, extrasaction="ignore")
-            self._csv.writeheader()
+            self._csv.writerow({name: self._cell(name) for name in self.fieldnames})
         extra = set(record) - set(self.fieldnames or ()) - self._dropped
         if extra:
             self._dropped |= extra
             log.warning(
                 "CSV %s has no column for %s; pass fieldnames/fields to keep them.", self.path.name, sorted(extra)
             )
-        self._csv.writerow(
-            {k: _dumps(v) if isinstance(v, (dict, list)) else v for k, v in record.items() if k in self.fieldnames}
-        )
+        self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in self.fieldnames})
+
+    def _cell(self, value: Any) -> Any:
+        """A CSV cell: nested values as JSON text; text that a spreadsheet would run as a formula, quoted."""
+        if isinstance(value, (dict, list)):
+            value = _dumps(value)
+        if self.csv_formula_escape and isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+            if not _PLAIN_NUMBER.match(value):
+                return "'" + value
+        return value
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
