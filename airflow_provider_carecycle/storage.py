@@ -328,21 +328,23 @@ def iter_records(uri: str | ObjectStoragePath, *, format: str | None = None) -> 
     fmt, gzipped = detect_format(path, format)
     text, handles = _open_text(path, "r", gzipped)
     lines = _Lines(text, path.name)
+    array = _JsonArray(text, path.name) if fmt == "json" else None
     try:
         if fmt == "csv":
             yield from _iter_csv(lines)
             return
-        rows = _JsonArray(text, path.name) if fmt == "json" else _iter_jsonl(lines)
+        rows = array if array is not None else _iter_jsonl(lines)
         for number, (line, row) in enumerate(rows, start=1):
             if not isinstance(row, dict):
-                where = f"line {line} (element {number})" if fmt == "json" else f"line {line}"
+                where = f"line {line} (element {number})" if array is not None else f"line {line}"
                 kind = _JSON_KINDS.get(type(row), type(row).__name__)
                 raise ValueError(f"{path.name}, {where}: the record is a JSON {kind}, not an object.")
             yield row
     except _GZIP_ERRORS:
+        read = array.line if array is not None else lines.number
+        where = f"it breaks off after line {read}" if read > 1 else "it is broken from the start"
         raise ValueError(
-            f"{path.name}: not a complete gzip file (truncated or corrupt after line {lines.number}); "
-            "write it again in full."
+            f"{path.name}: not a complete gzip file ({where}, truncated or corrupt); write it again in full."
         ) from None
     finally:
         for handle in handles:
