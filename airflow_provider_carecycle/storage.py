@@ -13,12 +13,18 @@ import csv
 import datetime as dt
 import gzip
 import io
+import itertools
 import json
 import logging
+import os
+import re
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import IO, Any
+
+from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_carecycle._compat import ObjectStoragePath
 
@@ -27,6 +33,9 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _READ_CHUNK = 1 << 16
+#: what a spreadsheet takes as the start of a formula (OWASP CSV injection)
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)\Z")
 
 
 def to_path(uri: str | ObjectStoragePath) -> ObjectStoragePath:
@@ -80,59 +89,237 @@ def _dumps(record: Any) -> str:
 
 
 def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[IO[Any]]]:
+    if mode == "w" and _is_local(path):
+        _create_private(path)
     raw = path.open(mode + "b")
     handles: list[IO[Any]] = [raw]
     if gzipped:
         raw = gzip.GzipFile(fileobj=raw, mode=mode + "b")
         handles.insert(0, raw)
-    text = io.TextIOWrapper(raw, encoding="utf-8", newline="" if mode == "w" else None)
+    if mode == "w":
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    else:  # a byte order mark is dropped; bad UTF-8 becomes lone surrogates, reported with its line by _Lines
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
     handles.insert(0, text)
     return text, handles
 
 
+def _is_local(path: ObjectStoragePath) -> bool:
+    """Whether ``path`` is on the local file system (``file://`` or a plain path), where files have modes."""
+    return isinstance(getattr(path, "fs", None), LocalFileSystem) and os.name == "posix"
+
+
+def _create_private(path: ObjectStoragePath) -> None:
+    """Create the (new, uniquely named) local file with mode 0600 before anything is written to it."""
+    os.close(os.open(path.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 # -- reading --------------------------------------------------------------------------------------------------
 
+EXTRA_VALUES_KEY = "_extraValues"
+"""The key under which :class:`MalformedRow` keeps the CSV values beyond the header's columns."""
 
-def _iter_json_array(text: IO[str]) -> Iterator[Any]:
-    """Yield the elements of one top-level JSON array, holding at most one element and one chunk in memory."""
-    decoder = json.JSONDecoder()
-    buffer, pos, started, done = "", 0, False, False
-    while not done:
-        chunk = text.read(_READ_CHUNK)
-        buffer = buffer[pos:] + chunk
-        pos = 0
+_BAD_UTF8 = re.compile("[\udc80-\udcff]")
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class MalformedRow(dict):  # type: ignore[type-arg]
+    """A source row that was read whole but is not a clean record; the lead validator rejects it.
+
+    It holds every value of the row (nothing is lost: the rejected file keeps them), and :attr:`problem` says
+    what is wrong without any value. Only the readers of this module build one, so a key in a JSON source
+    cannot forge it.
+
+    :param values: the row's values by column (extra values under :data:`EXTRA_VALUES_KEY`).
+    :param problem: what is wrong, PHI-free (counts only), e.g. ``"the CSV row has 5 values, the header has 4"``.
+    """
+
+    def __init__(self, values: Iterable[tuple[str, Any]], problem: str) -> None:
+        super().__init__(values)
+        self.problem = problem
+
+
+class _Lines:
+    """The text lines of a source, numbered from 1 (blank lines count); a line of bad UTF-8 is a ``ValueError``."""
+
+    def __init__(self, text: IO[str], name: str) -> None:
+        self._text = text
+        self.name = name
+        self.number = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._text:
+            self.number += 1
+            if _BAD_UTF8.search(line):
+                raise ValueError(f"{self.name}, line {self.number}: not valid UTF-8 text.")
+            yield line
+
+
+def _read_chunk(text: IO[str]) -> str:
+    return text.read(_READ_CHUNK)
+
+
+_DECODER = json.JSONDecoder()
+#: how close to the end of the text a decode error must be to mean "this element goes on in the next chunk"
+_INCOMPLETE_MARGIN = 16
+
+
+class _JsonArray:
+    """The elements of one top-level JSON array, read in chunks: ``(line, element)`` pairs.
+
+    Memory holds one element and its read-ahead. An element that does not fit in the text read so far is retried
+    only once the unread text has at least doubled, so a large element costs a few decode attempts, and the whole
+    file is scanned a bounded number of times: linear in the input, however the elements are sized.
+    """
+
+    def __init__(self, text: IO[str], name: str) -> None:
+        self.text = text
+        self.name = name
+        self.buffer = ""
+        self.pos = 0
+        self.eof = False
+        self.line = 1  # the line of buffer[counted]
+        self.counted = 0
+
+    def _line_at(self, pos: int) -> int:
+        self.line += self.buffer.count("\n", self.counted, pos)
+        self.counted = pos
+        return self.line
+
+    def _fill(self, wanted: int) -> None:
+        """Read until at least ``wanted`` characters are unread (or the text ends); drop what was consumed."""
+        self._line_at(self.pos)
+        chunks = [self.buffer[self.pos :]]
+        have = len(chunks[0])
+        while have < wanted and not self.eof:
+            chunk = _read_chunk(self.text)
+            self.eof = not chunk
+            chunks.append(chunk)
+            have += len(chunk)
+        self.buffer, self.counted, self.pos = "".join(chunks), 0, 0
+        if bad := _BAD_UTF8.search(self.buffer, len(chunks[0])):
+            raise self._fail(bad.start(), "not valid UTF-8 text.")
+
+    def _peek(self) -> str:
+        """The next non-blank character ('' at the end of the text), without consuming it."""
         while True:
-            while pos < len(buffer) and buffer[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(buffer):
-                break
-            if not started:
-                if buffer[pos] != "[":
-                    raise ValueError("A .json source must hold one JSON array of records.")
-                started, pos = True, pos + 1
-                continue
-            if buffer[pos] == "]":
-                done = True
-                break
+            match = _BLANK.match(self.buffer, self.pos)
+            self.pos = match.end() if match else self.pos
+            if self.pos < len(self.buffer) or self.eof:
+                return self.buffer[self.pos : self.pos + 1]
+            self._fill(1)
+
+    def _fail(self, pos: int, what: str) -> ValueError:
+        return ValueError(f"{self.name}, line {self._line_at(pos)}: {what}")
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        if self._peek() != "[":
+            raise ValueError(f"{self.name}: a .json source must hold one JSON array of records.")
+        self.pos += 1
+        if self._peek() == "]":
+            self.pos += 1
+        else:
+            while True:
+                yield self._element()
+                after = self._peek()
+                if after == "]":
+                    self.pos += 1
+                    break
+                if after != ",":
+                    what = "the text ends before the array's closing ']'" if not after else "expected ',' or ']'"
+                    raise self._fail(self.pos, f"{what} after an element.")
+                self.pos += 1
+                self._peek()
+        if self._peek():
+            raise self._fail(self.pos, "there is more text after the closing ']' of the array.")
+
+    def _element(self) -> tuple[int, Any]:
+        while True:
+            start = self.pos
             try:
-                item, end = decoder.raw_decode(buffer, pos)
-            except json.JSONDecodeError:
-                if not chunk:
-                    raise ValueError("The .json source ends in the middle of a record.") from None
-                break  # need more text
-            yield item
-            pos = end
-        if not chunk and not done:
-            if started:
-                raise ValueError("The .json source ends before its closing ']'.")
+                element, end = _DECODER.raw_decode(self.buffer, start)
+            except RecursionError:
+                raise self._fail(start, "a record is nested too deeply.") from None
+            except json.JSONDecodeError as err:
+                at_end = err.pos >= len(self.buffer) - (0 if self.eof else _INCOMPLETE_MARGIN)
+                if not (at_end or err.msg.startswith("Unterminated string")):
+                    raise self._fail(err.pos, f"not valid JSON ({_json_problem(err)}).") from None
+                if self.eof:
+                    raise self._fail(start, "the text ends in the middle of a record.") from None
+                self._fill(2 * (len(self.buffer) - start) + 1)
+                continue
+            if isinstance(element, (int, float)) and end >= len(self.buffer) - _INCOMPLETE_MARGIN and not self.eof:
+                self._fill(2 * (len(self.buffer) - start) + 1)  # a number may go on in the next chunk
+                continue
+            self.pos = end
+            return self._line_at(start), element
+
+
+_BLANK = re.compile(r"[ \t\r\n]*")
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _json_problem(err: json.JSONDecodeError) -> str:
+    """The decoder's complaint without any quoted content (``Invalid \\escape: 'x'`` -> ``Invalid \\escape``)."""
+    return err.msg.split(":", 1)[0]
+
+
+def _iter_jsonl(lines: _Lines) -> Iterator[tuple[int, Any]]:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield lines.number, json.loads(line)
+        except RecursionError:
+            raise ValueError(f"{lines.name}, line {lines.number}: a record is nested too deeply.") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{lines.name}, line {lines.number}: not valid JSON ({_json_problem(err)}, column {err.colno})."
+            ) from None
+
+
+def _iter_csv(lines: _Lines) -> Iterator[dict[str, Any]]:
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None:
             return
+        seen: dict[str, int] = {}
+        for column, name in enumerate(header, start=1):
+            if name in seen:
+                raise ValueError(
+                    f"{lines.name}, line 1: columns {seen[name]} and {column} of the header have the same name; "
+                    "rename one so that no values are lost."
+                )
+            seen[name] = column
+        width = len(header)
+        for values in reader:
+            if not values:
+                continue  # a blank line
+            if len(values) > width:
+                problem = f"the CSV row has {len(values)} values, the header has {width}"
+                yield MalformedRow(
+                    [*zip(header, values[:width], strict=True), (EXTRA_VALUES_KEY, values[width:])], problem
+                )
+            else:
+                yield dict(itertools.zip_longest(header, values))
+    except csv.Error as err:
+        if "field limit" in str(err):
+            what = f"a field is longer than the CSV field size limit ({csv.field_size_limit()} characters)"
+        else:
+            what = f"not valid CSV ({str(err).split(' - ', 1)[0]})"
+        raise ValueError(f"{lines.name}, line {lines.number}: {what}.") from None
 
 
 def iter_records(uri: str | ObjectStoragePath, *, format: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield the records of a JSON Lines, JSON array or CSV file, one at a time.
 
-    Blank JSON Lines are skipped. A line or element that is not a JSON object raises ``ValueError`` naming its
-    row number (1-based), never its content.
+    A UTF-8 byte order mark is accepted. Blank JSON Lines and blank CSV lines are skipped. A problem with the
+    file (bad JSON or CSV, bad UTF-8, a truncated gzip, a record nested too deeply, a line or element that is not
+    a JSON object, a CSV header naming a column twice) raises one ``ValueError`` naming the file and its line
+    (blank lines count), never the content. A CSV row with more values than the header is yielded as a
+    :class:`MalformedRow` (every value kept) for the lead validator to reject; a shorter row has ``None`` for
+    the missing columns.
 
     :param uri: the file.
     :param format: ``jsonl``, ``json`` or ``csv``; default from the name.
@@ -140,21 +327,25 @@ def iter_records(uri: str | ObjectStoragePath, *, format: str | None = None) -> 
     path = to_path(uri)
     fmt, gzipped = detect_format(path, format)
     text, handles = _open_text(path, "r", gzipped)
+    lines = _Lines(text, path.name)
+    array = _JsonArray(text, path.name) if fmt == "json" else None
     try:
         if fmt == "csv":
-            yield from csv.DictReader(text)
+            yield from _iter_csv(lines)
             return
-        rows: Iterable[Any]
-        if fmt == "json":
-            rows = _iter_json_array(text)
-        else:
-            rows = (json.loads(line) for line in text if line.strip())
-        for number, row in enumerate(rows, start=1):
+        rows = array if array is not None else _iter_jsonl(lines)
+        for number, (line, row) in enumerate(rows, start=1):
             if not isinstance(row, dict):
-                raise ValueError(f"Row {number} of {path.name} is a {type(row).__name__}, not a JSON object.")
+                where = f"line {line} (element {number})" if array is not None else f"line {line}"
+                kind = _JSON_KINDS.get(type(row), type(row).__name__)
+                raise ValueError(f"{path.name}, {where}: the record is a JSON {kind}, not an object.")
             yield row
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path.name} is not valid JSON near line {err.lineno}.") from None
+    except _GZIP_ERRORS:
+        read = array.line if array is not None else lines.number
+        where = f"it breaks off after line {read}" if read > 1 else "it is broken from the start"
+        raise ValueError(
+            f"{path.name}: not a complete gzip file ({where}, truncated or corrupt); write it again in full."
+        ) from None
     finally:
         for handle in handles:
             handle.close()
@@ -177,6 +368,13 @@ class RecordWriter:
     :param fieldnames: CSV columns; default the keys of the first record (later keys are dropped with a warning).
         Nested values are written to CSV cells as JSON text.
     :param append: keep the rows already in the file (copied into the new file first), for time series.
+    :param csv_formula_escape: in CSV output, put a single quote in front of a cell (header included) that starts
+        with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, so a spreadsheet shows it as text instead of
+        running it as a formula (the OWASP CSV-injection rule). A cell that is just a number (``-5``, ``+12125550142``)
+        is left alone: a spreadsheet reads it as a number, never a formula. JSON output is never changed.
+
+    On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
+    created with mode 0600: they may hold patient data.
     """
 
     def __init__(
@@ -186,11 +384,13 @@ class RecordWriter:
         format: str | None = None,
         fieldnames: Iterable[str] | None = None,
         append: bool = False,
+        csv_formula_escape: bool = True,
     ) -> None:
         self.path = to_path(uri)
         self.format, self.gzipped = detect_format(self.path, format)
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self.append = append
+        self.csv_formula_escape = csv_formula_escape
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
         self._text: IO[str] | None = None
@@ -228,16 +428,23 @@ class RecordWriter:
         if self._csv is None:
             self.fieldnames = self.fieldnames or list(record)
             self._csv = csv.DictWriter(self._text, fieldnames=self.fieldnames, extrasaction="ignore")
-            self._csv.writeheader()
+            self._csv.writerow({name: self._cell(name) for name in self.fieldnames})
         extra = set(record) - set(self.fieldnames or ()) - self._dropped
         if extra:
             self._dropped |= extra
             log.warning(
                 "CSV %s has no column for %s; pass fieldnames/fields to keep them.", self.path.name, sorted(extra)
             )
-        self._csv.writerow(
-            {k: _dumps(v) if isinstance(v, (dict, list)) else v for k, v in record.items() if k in self.fieldnames}
-        )
+        self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in self.fieldnames})
+
+    def _cell(self, value: Any) -> Any:
+        """A CSV cell: nested values as JSON text; text that a spreadsheet would run as a formula, quoted."""
+        if isinstance(value, (dict, list)):
+            value = _dumps(value)
+        if self.csv_formula_escape and isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+            if not _PLAIN_NUMBER.match(value):
+                return "'" + value
+        return value
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:

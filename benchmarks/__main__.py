@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("hook", "upload", "extract", "campaign_stats")
+BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read")
 
 
 def main(argv: list[str]) -> int:

@@ -60,6 +60,9 @@ class FieldSpec:
     :param aliases: extra accepted spellings of an enum field, ``(alias, canonical)`` pairs.
     :param minimum: smallest accepted number (numeric kinds).
     :param maximum: largest accepted number (numeric kinds).
+    :param plain_text: a person's name: control characters and the invisible bidirectional controls (which can
+        make text display, and read aloud, differently from what is stored) are rejected. NUL is rejected in
+        every text field.
     :param description: one line for the field reference.
     """
 
@@ -72,6 +75,7 @@ class FieldSpec:
     aliases: tuple[tuple[str, str], ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    plain_text: bool = False
     description: str = ""
 
 
@@ -99,8 +103,8 @@ _LO, _HI = INT32_MIN, INT32_MAX
 # fmt: off
 LEAD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("phoneNumber", _K.PHONE, required=True, description="Phone (US/NANP), sent as +1XXXXXXXXXX."),
-    FieldSpec("firstName", _K.STRING, max_length=255, description="First name."),
-    FieldSpec("lastName", _K.STRING, max_length=255, description="Last name."),
+    FieldSpec("firstName", _K.STRING, max_length=255, plain_text=True, description="First name."),
+    FieldSpec("lastName", _K.STRING, max_length=255, plain_text=True, description="Last name."),
     FieldSpec("email", _K.EMAIL, max_length=255, description="Email address (loosely checked)."),
     FieldSpec("postalCode", _K.POSTAL, max_length=5, description="5-digit US ZIP code."),
     FieldSpec("timezone", _K.TIMEZONE, description="IANA zone or EST/CST/MST/PST."),

@@ -28,7 +28,7 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
-from airflow_provider_carecycle.storage import lookup_path
+from airflow_provider_carecycle.storage import MalformedRow, lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
 
 
@@ -274,9 +274,32 @@ def normalize_date_of_birth(value: Any, *, today: date | None = None) -> str:
 # --------------------------------------------------------------------------------------- field normalisers
 
 
+_BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI_CONTROL = re.compile(f"[{_BIDI_CONTROLS}]")
+"""Unicode's Bidi_Control characters: ALM, LRM/RLM, the embeddings and overrides, the isolates."""
+_NOT_PLAIN = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI_CONTROLS}]")
+"""What a name must not hold: C0/C1 control characters (NUL, escape, line breaks, ...) and bidi controls."""
+_NUL = re.compile("\x00")
+
+
+def _check_characters(text: str, name: str, plain: bool) -> None:
+    """Reject NUL in any text, and control and bidi control characters in ``plain`` text (names).
+
+    The reason names the code point and the rule, never the text around it.
+    """
+    match = (_NOT_PLAIN if plain else _NUL).search(text)
+    if match is None:
+        return
+    kind = "invisible bidirectional control character" if _BIDI_CONTROL.match(match[0]) else "control character"
+    rule = "; names must be plain text" if plain else ""
+    raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, f"contains the {kind} U+{ord(match[0]):04X}{rule}")
+
+
 def _text(value: Any, spec: FieldSpec) -> str:
     if isinstance(value, str):
-        return value.strip()
+        text = value.strip()
+        _check_characters(text, spec.name, spec.plain_text)
+        return text
     if spec.accepts_int and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
@@ -483,6 +506,7 @@ def _custom_value(value: Any, where: str) -> Any:
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, str):
+        _check_characters(value, where, plain=False)
         return value.strip()
     if isinstance(value, (float, Decimal)):
         return float(value) if math.isfinite(value) else None
@@ -650,6 +674,9 @@ class LeadValidator:
             rejection = Rejection(
                 None, f"record: expected a mapping, got {_type_name(record)}", RejectionCode.INVALID_TYPE
             )
+            return ValidationResult(lead=None, rejections=[rejection])
+        if isinstance(record, MalformedRow):  # a file row the reader could not turn into a record, values kept
+            rejection = Rejection(None, f"record: {record.problem}", RejectionCode.INVALID_FORMAT)
             return ValidationResult(lead=None, rejections=[rejection])
         rejections = [] if self.drop_unknown_fields else self._unknown_fields(record)
         lead, field_rejections = self._normalize(self._extract(record))

@@ -197,6 +197,9 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     :param per_page: page size, 1-100.
     :param return_records: also return the (projected) rows in the XCom summary, under ``records``. Needs
         ``fields`` and fails beyond :data:`MAX_RETURN_RECORDS` rows.
+    :param csv_formula_escape: in CSV output, quote cells that a spreadsheet would run as a formula (starting with
+        ``=``, ``+``, ``-``, ``@``, tab or CR; plain numbers are left alone). Default on; turn it off only when the
+        file never reaches a spreadsheet and must hold the values byte for byte.
 
     Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
     task can take ``export.output["path"]``.
@@ -210,6 +213,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         fields: Sequence[str] | None = None,
         per_page: int = MAX_PER_PAGE,
         return_records: bool = False,
+        csv_formula_escape: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -225,6 +229,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         self.fields = _check_fields(fields)
         self.per_page = per_page
         self.return_records = bool(return_records)
+        self.csv_formula_escape = bool(csv_formula_escape)
         if self.return_records and not self.fields:
             raise ValueError(
                 "return_records=True puts rows in XCom: pass fields=[...] to choose the (non-PHI) fields to return."
@@ -252,7 +257,9 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         progress = Progress(self.log, unit)
         records: list[dict[str, Any]] | None = [] if self.return_records else None
         page_count = 0
-        with RecordWriter(self.output_path, format=fmt, fieldnames=columns) as writer:
+        with RecordWriter(
+            self.output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
+        ) as writer:
             for page in _prefetched(pages):
                 page_count += 1
                 if progress.total is None and page.items_total is not None:

@@ -26,6 +26,7 @@ from airflow_provider_carecycle.leads import (
     normalize_phone,
 )
 from airflow_provider_carecycle.leads import validation as validation_module
+from airflow_provider_carecycle.storage import EXTRA_VALUES_KEY, MalformedRow
 
 PHONE = "2125550142"
 BASE: dict[str, Any] = {"phoneNumber": PHONE, "postalCode": "10001"}
@@ -719,3 +720,33 @@ def test_normalize_date_of_birth_errors_are_phi_free(value: Any) -> None:
         normalize_date_of_birth(value)
     for piece in _fragments(value):
         assert piece not in str(excinfo.value)
+
+
+# ------------------------------------------------------------------------------- rows and plain-text names
+
+
+def test_only_names_are_plain_text_fields() -> None:
+    assert [spec.name for spec in LEAD_FIELDS if spec.plain_text] == ["firstName", "lastName"]
+
+
+def test_a_malformed_file_row_is_one_record_rejection_whatever_else_it_holds() -> None:
+    row = MalformedRow(
+        [*_validate().lead.items(), (EXTRA_VALUES_KEY, ["x"])], "the CSV row has 3 values, the header has 2"
+    )
+    for validator in (LeadValidator(), LeadValidator(drop_unknown_fields=True)):
+        result = validator.validate(row)
+        assert result.lead is None
+        assert result.rejections == [
+            Rejection(None, "record: the CSV row has 3 values, the header has 2", "invalid_format")
+        ]
+
+
+def test_a_default_name_with_a_bidi_override_is_refused_when_the_validator_is_built() -> None:
+    with pytest.raises(ValueError, match=r"defaults: firstName: contains the invisible bidirectional .*U\+202E"):
+        LeadValidator(defaults={"firstName": "\u202eabc"})
+
+
+def test_a_nul_in_a_custom_field_value_is_rejected_with_its_path() -> None:
+    rejection = _only_rejection(_validate(customFields={"plan": "gold\x00"}))
+    assert (rejection.field, rejection.code) == ("customFields[0].value", "invalid_format")
+    assert "U+0000" in rejection.reason and "gold" not in rejection.reason
