@@ -86,12 +86,8 @@ def carecycle_emulator_server() -> Iterator[CareCycleEmulator]:
     """One careCycle emulator for the test session (not reset between tests; use ``carecycle_emulator``)."""
     from carecycle_emulator.carecycle.server import CareCycleEmulator
 
-    emu = CareCycleEmulator(**CARECYCLE_DEFAULT_SETTINGS, **CARECYCLE_DEFAULTS)
-    emu.start()
-    try:
+    with CareCycleEmulator(**CARECYCLE_DEFAULT_SETTINGS, **CARECYCLE_DEFAULTS) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture
@@ -112,12 +108,8 @@ def carecloud_emulator_server() -> Iterator[CareCloudEmulator]:
     """One CareCloud emulator for the test session (not reset between tests; use ``carecloud_emulator``)."""
     from carecycle_emulator.carecloud.server import CareCloudEmulator
 
-    emu = CareCloudEmulator(**CARECLOUD_DEFAULT_SETTINGS, **CARECLOUD_DEFAULTS)
-    emu.start()
-    try:
+    with CareCloudEmulator(**CARECLOUD_DEFAULT_SETTINGS, **CARECLOUD_DEFAULTS) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture
