@@ -14,6 +14,11 @@ VENV ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
 
+# Both distributions of this repository, editable: the provider and the emulator (emulator/), which the provider's
+# `emulator` extra pins. The emulator is not on PyPI: it is always installed from its folder, and the extra resolves
+# to that install (a version mismatch between the two fails here).
+INSTALL := -e ./emulator -e ".[dev,emulator]"
+
 UV := $(VENV)/bin/uv
 PY := $(VENV)/bin/python
 PY2 := $(VENV2)/bin/python
@@ -26,15 +31,15 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.installed: $(UV) pyproject.toml constraints/airflow-3.txt
+$(VENV)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-3.txt
 	$(UV) pip install --quiet --python $(PY) -c constraints/airflow-3.txt \
-		"apache-airflow==$(AIRFLOW_VERSION)" -e ".[dev]"
+		"apache-airflow==$(AIRFLOW_VERSION)" $(INSTALL)
 	touch $@
 
-$(VENV2)/.installed: $(UV) pyproject.toml constraints/airflow-2.txt
+$(VENV2)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-2.txt
 	test -x $(PY2) || $(PYTHON) -m venv --without-pip $(VENV2)
 	$(UV) pip install --quiet --python $(PY2) -c constraints/airflow-2.txt \
-		"apache-airflow==$(AIRFLOW2_VERSION)" -e ".[dev]"
+		"apache-airflow==$(AIRFLOW2_VERSION)" $(INSTALL)
 	touch $@
 
 lint: $(VENV)/.installed
@@ -48,7 +53,7 @@ test-airflow2: $(VENV2)/.installed
 	$(PY2) -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) -m airflow_provider_carecycle.demo
+	$(PY) -m dev.demo
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
@@ -56,7 +61,7 @@ bench: $(VENV)/.installed
 constraints: $(UV)
 	for line in "3 $(AIRFLOW_VERSION)" "2 $(AIRFLOW2_VERSION)"; do set -- $$line; \
 		tmp=$$(mktemp -d); $(PYTHON) -m venv --without-pip $$tmp/venv; \
-		$(UV) pip install --quiet --python $$tmp/venv/bin/python "apache-airflow==$$2" -e ".[dev]" && \
+		$(UV) pip install --quiet --python $$tmp/venv/bin/python "apache-airflow==$$2" $(INSTALL) && \
 		$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > constraints/airflow-$$1.txt; \
 		rm -rf $$tmp; done
 

@@ -16,10 +16,10 @@ import time
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp())
 
 from airflow_provider_carecycle._compat import TaskDeferred
-from airflow_provider_carecycle.emulator.pytest_plugin import connection_json
-from airflow_provider_carecycle.emulator.server import CareCycleEmulator
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
+from carecycle_emulator import CareCycleEmulator
+from carecycle_emulator import carecycle_connection_json as connection_json
 
 FAST = {"requests_per_minute": 6000}
 

@@ -49,7 +49,7 @@ def emulator(customers: int, workdir: Path) -> Iterator[str]:
     cmd = [
         sys.executable,
         "-m",
-        "airflow_provider_carecycle.emulator.cli",
+        "carecycle_emulator.carecycle.cli",
         "--customers",
         str(customers),
         "--rate-limit",

@@ -23,8 +23,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_carecycle.emulator import CareCycleEmulator
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from carecycle_emulator import CareCycleEmulator
 
 API_KEY = "cc_bench_key"
 CUSTOMERS = 5_000

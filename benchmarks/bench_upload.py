@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_carecycle.emulator import CareCycleEmulator
+from carecycle_emulator import CareCycleEmulator
 
 API_KEY = "cc_bench_key"
 LEADS = 20_000

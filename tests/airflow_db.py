@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.demo import dag_bundle_config, load_dag
+from dev.dag_loader import dag_bundle_config, load_dag
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     Airflow 3.3's ``dag.test()`` only runs DAGs that live in a DAG bundle, so the DAG's folder becomes the only
     bundle (a ``pathlib.Path`` to an existing file), or the source text is written to a file in a fresh one.
     ``dag_id`` picks a DAG when the file defines several; task retries are off (see
-    :func:`airflow_provider_carecycle.demo.load_dag`).
+    :func:`dev.dag_loader.load_dag`).
     """
 
     def run(source: Path | str, dag_id: str | None = None, **test_kwargs: Any) -> Any:

@@ -1,4 +1,9 @@
-"""Test-wide setup: a throwaway AIRFLOW_HOME (set before Airflow is imported) and the emulator fixtures."""
+"""Test-wide setup: a throwaway AIRFLOW_HOME (set before Airflow is imported), the metadata DB plugin, and the
+emulator fixtures wrapped so the hooks' process-wide rate limiters start empty too.
+
+``carecycle_emulator`` and ``carecloud_emulator`` come from the ``carecycle-emulator`` distribution's ``pytest11``
+entry point; the emulator knows nothing of the client, so forgetting the client's limiters is done here.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,32 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_home}/airflow.db"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "example_dags"))
 
-pytest_plugins = [
-    "airflow_provider_carecycle.emulator.pytest_plugin",
-    "airflow_provider_carecycle.emulator.carecloud_pytest_plugin",
-    "tests.airflow_db",
-]
+pytest_plugins = ["tests.airflow_db"]
 
 
 import json  # noqa: E402
 
 import pytest  # noqa: E402
+
+from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters  # noqa: E402
+
+
+@pytest.fixture
+def carecycle_emulator(carecycle_emulator):
+    """The plugin's ``carecycle_emulator`` (reset, its rate windows empty), with the hooks' limiters for it forgotten.
+
+    Without this, a hook's limiter would still count the requests earlier tests sent to the same URL and key, and a
+    test that lowers the limit would wait for them.
+    """
+    forget_shared_limiters(carecycle_emulator.url)
+    return carecycle_emulator
+
+
+@pytest.fixture
+def carecloud_emulator(carecloud_emulator):
+    """The plugin's ``carecloud_emulator``, with the hooks' limiters for it forgotten (see ``carecycle_emulator``)."""
+    forget_shared_limiters(carecloud_emulator.base_url)
+    return carecloud_emulator
 
 
 @pytest.fixture

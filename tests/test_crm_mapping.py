@@ -12,9 +12,9 @@ from airflow_provider_carecycle.crm_mapping import (
     international_phone,
     validate_customer,
 )
-from airflow_provider_carecycle.emulator.carecloud import seed_customers
 from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
 from airflow_provider_carecycle.leads import LeadValidator, RejectionCode
+from carecycle_emulator.carecloud.seed import seed_customers
 
 
 def customer(phone="12025550143", zip_code="10001", **info):

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_carecycle.emulator.carecloud import _FIRST, _LAST
+from carecycle_emulator.carecloud.seed import FIRST_NAMES, LAST_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.airflow_dag
 def test_demo_runs_the_crm_lead_feed_and_prints_the_summary(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_carecycle.demo", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "dev.demo", "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout[result.stdout.rindex("=" * 78, 0, result.stdout.rindex("=" * 78)) :]
@@ -27,16 +29,18 @@ def test_demo_runs_the_crm_lead_feed_and_prints_the_summary(tmp_path):
     assert "country code is not +1" in summary and "crm_leads_" in summary
     assert "before upload: total=0" in summary and "after upload:  total=" in summary
     assert "Sensor: first results in:" in summary
-    assert not [name for name in (*_FIRST, *_LAST) if name in summary], "the summary must hold no patient data"
+    leaked = [name for name in (*FIRST_NAMES, *LAST_NAMES) if name in summary]
+    assert not leaked, "the summary must hold no patient data"
     assert (tmp_path / "output" / "rejected").is_dir()
 
 
 def test_demo_explains_a_missing_dag_file(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_carecycle.demo", "--dag-file", str(tmp_path / "nope.py")],
+        [sys.executable, "-m", "dev.demo", "--dag-file", str(tmp_path / "nope.py")],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode != 0
     assert "Cannot find the example DAG" in result.stderr and "--dag-file" in result.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_carecycle import __version__
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_carecycle.emulator.pytest_plugin import connection_json
+from carecycle_emulator import carecycle_connection_json as connection_json
 
 
 def airflow_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_carecycle.demo import task_states
 from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.storage import iter_records
+from dev.dag_loader import task_states
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 CRM_FEED = EXAMPLE_DAGS / "carecycle_crm_lead_feed.py"

@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_carecycle.emulator.carecloud_pytest_plugin import connection_json
 from airflow_provider_carecycle.hooks.carecloud import (
     CareCloudAuthError,
     CareCloudCrmHook,
@@ -16,6 +15,7 @@ from airflow_provider_carecycle.hooks.carecloud import (
     CareCloudServerError,
     CareCloudValidationError,
 )
+from carecycle_emulator import carecloud_connection_json as connection_json
 
 pytestmark = pytest.mark.usefixtures("carecloud_emulator")
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING
-from airflow_provider_carecycle.emulator.carecloud_pytest_plugin import ANCHOR
 from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator, as_datetime
+from carecycle_emulator import CARECLOUD_ANCHOR as ANCHOR
 
 START = (ANCHOR - timedelta(days=3)).replace(tzinfo=timezone.utc)
 END = (ANCHOR + timedelta(seconds=1)).replace(tzinfo=timezone.utc)

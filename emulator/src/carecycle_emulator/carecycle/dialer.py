@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 import threading
 
-from airflow_provider_carecycle.emulator.seed import FAILURE, NO_ANSWER, SUCCESS, rng_uuid
-from airflow_provider_carecycle.emulator.store import Store, now_iso
+from carecycle_emulator.carecycle.seed import FAILURE, NO_ANSWER, SUCCESS, rng_uuid
+from carecycle_emulator.carecycle.store import Store, now_iso
 
 CALLS_PER_TICK = 3
 P_COMPLETED = 0.35

@@ -34,9 +34,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 
-from airflow_provider_carecycle import vocabulary
-from airflow_provider_carecycle.emulator import validation as v
-from airflow_provider_carecycle.emulator.base import (
+from carecycle_emulator.base import (
     FAULT_KINDS,
     ApiError,
     EmulatorBase,
@@ -44,9 +42,11 @@ from airflow_provider_carecycle.emulator.base import (
     Response,
     Router,
 )
-from airflow_provider_carecycle.emulator.dialer import Dialer
-from airflow_provider_carecycle.emulator.seed import rng_uuid, seed_store, turns_65
-from airflow_provider_carecycle.emulator.store import (
+from carecycle_emulator.carecycle import validation as v
+from carecycle_emulator.carecycle import vocabulary
+from carecycle_emulator.carecycle.dialer import Dialer
+from carecycle_emulator.carecycle.seed import rng_uuid, seed_store, turns_65
+from carecycle_emulator.carecycle.store import (
     CUSTOMER_SORT_COLUMNS,
     Store,
     like_pattern,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_carecycle.vocabulary import STATUS_COUNT_KEYS
+from carecycle_emulator.carecycle.vocabulary import STATUS_COUNT_KEYS
 
 SCHEMA = """
 CREATE TABLE sources (

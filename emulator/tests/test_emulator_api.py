@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests
 
-from airflow_provider_carecycle.emulator import CareCycleEmulator
+from carecycle_emulator import CareCycleEmulator
 
 KEY = "cc_test_key"
 H = {"x-api-key": KEY}

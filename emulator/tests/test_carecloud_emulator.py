@@ -12,15 +12,10 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from airflow_provider_carecycle.emulator.carecloud import (
-    DEFAULT_APP_ID,
-    DEFAULT_LOGIN,
-    DEFAULT_PASSWORD,
-    CareCloudEmulator,
-    seed_customers,
-)
-from airflow_provider_carecycle.emulator.carecloud_cli import build_emulator, build_parser
-from airflow_provider_carecycle.emulator.carecloud_pytest_plugin import ANCHOR
+from carecycle_emulator import CARECLOUD_ANCHOR as ANCHOR
+from carecycle_emulator.carecloud.cli import build_emulator, build_parser
+from carecycle_emulator.carecloud.seed import seed_customers
+from carecycle_emulator.carecloud.server import DEFAULT_APP_ID, DEFAULT_LOGIN, DEFAULT_PASSWORD, CareCloudEmulator
 
 CREDENTIALS = {"user_external_application_id": DEFAULT_APP_ID, "login": DEFAULT_LOGIN, "password": DEFAULT_PASSWORD}
 
@@ -159,7 +154,7 @@ def test_cli_parser_builds_the_emulator():
 
 def test_cli_serves_until_sigterm(tmp_path):
     port_file = tmp_path / "port"
-    cmd = [sys.executable, "-m", "airflow_provider_carecycle.emulator.carecloud_cli", "--port-file", str(port_file)]
+    cmd = [sys.executable, "-m", "carecycle_emulator.carecloud.cli", "--port-file", str(port_file)]
     proc = subprocess.Popen([*cmd, "--quiet", "--customers", "3"], env={**os.environ})
     try:
         deadline = time.monotonic() + 20

@@ -1,6 +1,7 @@
-"""``carecycle-emulator``: run the careCycle emulator until SIGTERM/SIGINT.
+"""What both emulator command lines share: the server flags, their emulator settings, and serving until a signal.
 
-:func:`add_server_arguments` and :func:`serve` are shared with ``carecloud-crm-emulator``.
+``carecycle-emulator`` (:mod:`carecycle_emulator.carecycle.cli`) and ``carecloud-crm-emulator``
+(:mod:`carecycle_emulator.carecloud.cli`) are built on it.
 """
 
 from __future__ import annotations
@@ -8,12 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from airflow_provider_carecycle.emulator.base import EmulatorBase
-from airflow_provider_carecycle.emulator.server import DEFAULT_API_KEY, CareCycleEmulator
+from carecycle_emulator.base import EmulatorBase
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, *, rate_limit: int, limited: str) -> None:
@@ -80,36 +79,3 @@ def serve(emu: EmulatorBase, args: argparse.Namespace, banner: Callable[[], str]
     if not args.quiet:
         print(f"{name} stopped", flush=True)
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="carecycle-emulator", description="Run a local careCycle v2 API emulator.")
-    add_server_arguments(p, rate_limit=60, limited="API key")
-    p.add_argument("--campaigns", type=int, default=3)
-    p.add_argument("--dialer-speed", type=float, default=0.0, help="dialer ticks per second (0: only on demand)")
-    p.add_argument(
-        "--api-key",
-        action="append",
-        dest="api_keys",
-        help=f"accepted API key (repeatable; append ':read' for a read-only key). Default: {DEFAULT_API_KEY}",
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    emu = CareCycleEmulator(
-        api_keys=tuple(args.api_keys or (DEFAULT_API_KEY,)),
-        campaigns=args.campaigns,
-        dialer_speed=args.dialer_speed,
-        **server_settings(args),
-    )
-
-    def banner() -> str:
-        return f"careCycle emulator listening on {emu.url} (keys: {', '.join(emu.api_keys)})"
-
-    return serve(emu, args, banner, "careCycle emulator")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

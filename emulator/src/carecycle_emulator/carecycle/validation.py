@@ -10,7 +10,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from airflow_provider_carecycle.vocabulary import (
+from carecycle_emulator.carecycle.vocabulary import (
     GENDERS,
     MARITAL_STATUSES,
     MAX_CUSTOM_FIELDS,

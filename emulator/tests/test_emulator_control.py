@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from airflow_provider_carecycle.emulator import CareCycleEmulator
+from carecycle_emulator import CareCycleEmulator
 
 H = {"x-api-key": "cc_test_key"}
 
@@ -190,7 +190,7 @@ def test_cli_port_file_and_sigterm(tmp_path):
         [
             sys.executable,
             "-c",
-            "from airflow_provider_carecycle.emulator.cli import main; raise SystemExit(main())",
+            "from carecycle_emulator.carecycle.cli import main; raise SystemExit(main())",
             "--port",
             "0",
             "--port-file",

@@ -1,6 +1,6 @@
 """``make demo``: run the CareCloud CRM -> careCycle lead feed in real Airflow against the bundled emulators.
 
-``python -m airflow_provider_carecycle.demo [--dag-file PATH] [--keep]``
+``python -m dev.demo [--dag-file PATH] [--workdir DIR]``, from the root of a clone (``make demo`` runs it).
 
 It starts both emulators on free loopback ports, points ``AIRFLOW_CONN_CARECYCLE_DEFAULT`` and
 ``AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT`` at them, creates a throwaway ``AIRFLOW_HOME`` with SQLite, runs
@@ -13,16 +13,15 @@ Airflow reads its configuration when it is first imported, so every environment 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import sys
 import tempfile
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from dev.dag_loader import dag_bundle_config, load_dag, task_states
 
 DAG_ID = "carecycle_crm_lead_feed"
 DAG_FILE_NAME = f"{DAG_ID}.py"
@@ -74,20 +73,6 @@ def prepare_airflow_home(home: Path, dags_folder: Path) -> None:
     )
 
 
-def dag_bundle_config(folder: Path) -> str:
-    """``[dag_processor] dag_bundle_config_list`` making ``folder`` the only DAG bundle (Airflow 3.3's
-    ``dag.test()`` runs only DAGs that live in a bundle; Airflow 2 ignores the setting).
-
-    :param folder: the folder holding the DAG files.
-    """
-    bundle = {
-        "name": "dags-folder",
-        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(folder), "refresh_interval": 0},
-    }
-    return json.dumps([bundle])
-
-
 def _airflow_major() -> int:
     from importlib.metadata import version
 
@@ -100,8 +85,7 @@ def start_emulators(run_day: datetime) -> tuple[Any, Any, dict[str, Any]]:
     :param run_day: the day whose CRM changes the run uploads; every seeded CRM customer changed on it.
     :return: the careCycle emulator, the CareCloud emulator and the campaign.
     """
-    from airflow_provider_carecycle.emulator.carecloud import CareCloudEmulator
-    from airflow_provider_carecycle.emulator.server import CareCycleEmulator
+    from carecycle_emulator import CareCloudEmulator, CareCycleEmulator
 
     carecycle = CareCycleEmulator(api_keys=("cc_demo_key",), rate_limit=RATE_LIMIT, seed=0).start()
     carecloud = CareCloudEmulator(
@@ -146,35 +130,6 @@ def create_pool() -> None:
 
     db.resetdb()
     Pool.create_or_update_pool(POOL, slots=1, description="careCycle API: 60 requests/minute", include_deferred=False)
-
-
-def load_dag(path: Path, dag_id: str | None = None) -> Any:
-    """Import a DAG file (as a uniquely named module) and return its DAG, with task retries off, so a failure
-    ends a demo or a test at once instead of after the DAG's retry delays.
-
-    :param path: the DAG file.
-    :param dag_id: the DAG to return; may be left out when the file defines exactly one.
-    :raises ValueError: when the file does not define that DAG (or defines several and none was named).
-    """
-    from airflow import DAG
-
-    spec = importlib.util.spec_from_file_location(f"dag_file_{uuid.uuid4().hex[:8]}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    dags = {dag.dag_id: dag for dag in vars(module).values() if isinstance(dag, DAG)}
-    if dag_id is None and len(dags) != 1:
-        raise ValueError(f"{path} defines the DAGs {sorted(dags)}; name the one to run.")
-    dag = dags.get(dag_id or next(iter(dags)))
-    if dag is None:
-        raise ValueError(f"{path} does not define the DAG {dag_id!r}.")
-    for task in dag.tasks:
-        task.retries = 0
-    return dag
-
-
-def task_states(dag_run: Any) -> dict[str, str]:
-    """``task_id -> state`` (plain strings, e.g. ``"success"``) of a finished DAG run."""
-    return {ti.task_id: getattr(ti.state, "value", str(ti.state)) for ti in dag_run.get_task_instances()}
 
 
 def xcom(dag_run: Any, task_id: str) -> Any:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_carecycle.emulator.store import Store, iso
-from airflow_provider_carecycle.vocabulary import MEDICARE_POLICY_TYPES, OTHER_POLICY_TYPES, POLICY_STATUSES
+from carecycle_emulator.carecycle.store import Store, iso
+from carecycle_emulator.carecycle.vocabulary import MEDICARE_POLICY_TYPES, OTHER_POLICY_TYPES, POLICY_STATUSES
 
 _NS = uuid.UUID("6f1c2e0a-8c53-4d8e-9a51-0c8f3b1f7a10")
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from airflow_provider_carecycle.emulator import batch_fingerprint
+from carecycle_emulator import batch_fingerprint
 
 H = {"x-api-key": "cc_test_key"}
 

@@ -1,4 +1,7 @@
-"""``carecloud-crm-emulator``: run the CareCloud CRM emulator until SIGTERM/SIGINT."""
+"""``carecloud-crm-emulator``: run the CareCloud CRM emulator until SIGTERM/SIGINT.
+
+``python -m carecycle_emulator.carecloud.cli`` is the same program.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from airflow_provider_carecycle.emulator.carecloud import (
+from carecycle_emulator.carecloud.server import (
     DEFAULT_APP_ID,
     DEFAULT_LOGIN,
     DEFAULT_PASSWORD,
     CareCloudEmulator,
 )
-from airflow_provider_carecycle.emulator.cli import add_server_arguments, serve, server_settings
+from carecycle_emulator.cli import add_server_arguments, serve, server_settings
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,137 @@
+"""What the two distributions of this repository ship: the provider without the emulator, the emulator on its own.
+
+Both wheels (and the provider's sdist) are built with ``uv build`` into a temporary folder (about a second each; the
+build backend, hatchling, comes from uv's cache or PyPI).
+"""
+
+from __future__ import annotations
+
+import configparser
+import email.parser
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import airflow_provider_carecycle
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSION = airflow_provider_carecycle.__version__
+
+
+def _uv() -> str | None:
+    """The uv binary: the ``uv`` package of this interpreter, else ``uv`` on PATH, else the Makefile's ``.venv``."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found:
+        return found
+    local = ROOT / ".venv" / "bin" / "uv"
+    return str(local) if os.access(local, os.X_OK) else None
+
+
+def _build(kind: str, project: Path, out: Path) -> Path:
+    uv = _uv()
+    if uv is None:
+        pytest.skip("uv is not installed (make creates .venv/bin/uv)")
+    result = subprocess.run(
+        [uv, "build", f"--{kind}", "--out-dir", str(out), str(project)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (built,) = out.glob("*.whl" if kind == "wheel" else "*.tar.gz")
+    return built
+
+
+@pytest.fixture(scope="module")
+def provider_wheel(tmp_path_factory) -> zipfile.ZipFile:
+    with zipfile.ZipFile(_build("wheel", ROOT, tmp_path_factory.mktemp("provider-wheel"))) as wheel:
+        yield wheel
+
+
+@pytest.fixture(scope="module")
+def emulator_wheel(tmp_path_factory) -> zipfile.ZipFile:
+    with zipfile.ZipFile(_build("wheel", ROOT / "emulator", tmp_path_factory.mktemp("emulator-wheel"))) as wheel:
+        yield wheel
+
+
+def _dist_info(wheel: zipfile.ZipFile, name: str) -> str:
+    (path,) = [n for n in wheel.namelist() if n.endswith(f".dist-info/{name}")]
+    return wheel.read(path).decode()
+
+
+def _entry_points(wheel: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(delimiters=("=",))
+    parser.optionxform = str  # keep the names' case
+    parser.read_string(_dist_info(wheel, "entry_points.txt"))
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def _metadata(wheel: zipfile.ZipFile):
+    return email.parser.HeaderParser().parsestr(_dist_info(wheel, "METADATA"))
+
+
+def test_the_provider_wheel_holds_no_emulator_no_demo_and_no_console_script(provider_wheel):
+    names = provider_wheel.namelist()
+    packaged = [n for n in names if not n.startswith(f"airflow_provider_carecycle-{VERSION}.dist-info/")]
+    assert packaged and all(n.startswith("airflow_provider_carecycle/") for n in packaged), packaged
+    assert not [n for n in packaged if "emulator" in n or n.endswith("/demo.py") or "pytest" in n]
+    assert "airflow_provider_carecycle/hooks/carecycle.py" in names
+    assert _entry_points(provider_wheel) == {
+        "apache_airflow_provider": {"provider_info": "airflow_provider_carecycle.get_provider_info:get_provider_info"}
+    }
+
+
+def test_the_provider_pins_the_emulator_of_its_own_version_in_an_extra(provider_wheel):
+    metadata = _metadata(provider_wheel)
+    assert metadata["Version"] == VERSION
+    requires = metadata.get_all("Requires-Dist")
+    assert f"carecycle-emulator=={VERSION}; extra == 'emulator'" in requires
+    # at run time (no extra) the provider needs neither the emulator nor pytest
+    assert not [r for r in requires if "extra ==" not in r and ("emulator" in r or "pytest" in r)]
+
+
+def test_the_emulator_wheel_has_the_package_the_scripts_and_the_pytest_plugin(emulator_wheel):
+    names = emulator_wheel.namelist()
+    for module in ("__init__", "base", "cli", "pytest_plugin", "carecycle/server", "carecloud/server"):
+        assert f"carecycle_emulator/{module}.py" in names
+    packaged = [n for n in names if ".dist-info/" not in n]
+    assert all(n.startswith("carecycle_emulator/") for n in packaged), packaged
+    assert _entry_points(emulator_wheel) == {
+        "console_scripts": {
+            "carecycle-emulator": "carecycle_emulator.carecycle.cli:main",
+            "carecloud-crm-emulator": "carecycle_emulator.carecloud.cli:main",
+        },
+        "pytest11": {"carecycle_emulator": "carecycle_emulator.pytest_plugin"},
+    }
+    metadata = _metadata(emulator_wheel)
+    assert (metadata["Name"], metadata["Version"]) == ("carecycle-emulator", VERSION)
+    # standard library only: every requirement belongs to the `test` extra
+    assert all("extra == 'test'" in r for r in metadata.get_all("Requires-Dist") or [])
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+def test_the_provider_sdist_leaves_the_emulator_and_the_repository_tools_out(tmp_path):
+    with tarfile.open(_build("sdist", ROOT, tmp_path)) as sdist:
+        names = [n.split("/", 1)[1] for n in sdist.getnames() if "/" in n]
+    assert "example_dags/carecycle_crm_lead_feed.py" in names and "docs/index.md" in names
+    assert not [n for n in names if n.split("/")[0] in ("emulator", "dev", "tests", "benchmarks")]
+
+
+def test_the_installed_emulator_is_the_one_in_this_repository():
+    """``make`` installs ``./emulator`` editable; a carecycle-emulator from anywhere else would test nothing here."""
+    import carecycle_emulator
+
+    assert Path(carecycle_emulator.__file__).resolve().is_relative_to(ROOT / "emulator" / "src"), sys.prefix
+    assert carecycle_emulator.__version__ == VERSION
