@@ -10,7 +10,6 @@ truncated file where a downstream task would read it.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import gzip
 import io
 import itertools
@@ -21,12 +20,13 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
 from typing import IO, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_carecycle._compat import ObjectStoragePath
+from airflow_provider_carecycle.records import EXTRA_VALUES_KEY, MalformedRow, json_default
+from airflow_provider_carecycle.records import lookup_path as lookup_path  # re-exported: operators import it from here
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +71,6 @@ def detect_format(path: ObjectStoragePath | str, format: str | None = None) -> t
     return format, gzipped
 
 
-def json_default(value: Any) -> Any:
-    """JSON encoding for the non-JSON values that databases and CSV readers produce."""
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _dumps(record: Any) -> str:
     return json.dumps(record, default=json_default, separators=(",", ":"), ensure_ascii=False)
 
@@ -116,27 +103,8 @@ def _create_private(path: ObjectStoragePath) -> None:
 
 # -- reading --------------------------------------------------------------------------------------------------
 
-EXTRA_VALUES_KEY = "_extraValues"
-"""The key under which :class:`MalformedRow` keeps the CSV values beyond the header's columns."""
-
 _BAD_UTF8 = re.compile("[\udc80-\udcff]")
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
-
-
-class MalformedRow(dict):  # type: ignore[type-arg]
-    """A source row that was read whole but is not a clean record; the lead validator rejects it.
-
-    It holds every value of the row (nothing is lost: the rejected file keeps them), and :attr:`problem` says
-    what is wrong without any value. Only the readers of this module build one, so a key in a JSON source
-    cannot forge it.
-
-    :param values: the row's values by column (extra values under :data:`EXTRA_VALUES_KEY`).
-    :param problem: what is wrong, PHI-free (counts only), e.g. ``"the CSV row has 5 values, the header has 4"``.
-    """
-
-    def __init__(self, values: Iterable[tuple[str, Any]], problem: str) -> None:
-        super().__init__(values)
-        self.problem = problem
 
 
 class _Lines:
@@ -457,20 +425,3 @@ class RecordWriter:
             self._tmp.rename(self.path)
         else:
             self._tmp.unlink(missing_ok=True)
-
-
-def lookup_path(record: Mapping[Any, Any], path: str) -> Any:
-    """The value at ``path`` in a record: a literal key first, else a dotted walk through nested mappings
-    (``"address.zip"``); ``None`` when missing.
-
-    :param record: the record.
-    :param path: a key, or dotted keys into nested mappings.
-    """
-    if path in record:
-        return record[path]
-    current: Any = record
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return None
-        current = current[part]
-    return current
