@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.emulator.pytest_plugin import TEST_API_KEY
 from airflow_provider_carecycle.hooks import _http as http_module
 from airflow_provider_carecycle.hooks import carecycle as carecycle_module
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
@@ -36,6 +35,11 @@ from tests.adversarial.hostile_server import (
     Redirect,
     Reply,
 )
+
+try:  # the emulator as its own distribution, or still inside the provider
+    from carecycle_emulator.pytest_plugin import TEST_API_KEY
+except ImportError:
+    from airflow_provider_carecycle.emulator.pytest_plugin import TEST_API_KEY
 
 UPLOAD = "/v2/leads/upload"
 
