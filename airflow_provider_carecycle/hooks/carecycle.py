@@ -115,7 +115,9 @@ class CareCycleHook(BaseHook):
     (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
     Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
-    raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once.
+    raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
+    ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
+    and ``verify`` win over the environment's (see ``docs/connections.md``).
 
     :param carecycle_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (connection extra ``timeout``; default 30).
