@@ -191,7 +191,10 @@ class RedactQueryFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: drop it rather than risk showing a query
+            return False
         if "?" in message:
             record.msg, record.args = _QUERY.sub("?<redacted>", message), ()
         return True
