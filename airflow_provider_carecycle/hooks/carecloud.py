@@ -37,7 +37,13 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleServerError,
     CareCycleValidationError,
 )
-from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
+from airflow_provider_carecycle.hooks._http import (
+    HttpSender,
+    RequestStats,
+    check_transport_settings,
+    new_session,
+    tested_connection_message,
+)
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 
 API_ROOT = "/webservice/rest-api"
@@ -703,7 +709,7 @@ class CareCloudCrmHook(BaseHook):
         try:
             body = self.request("GET", "/customers", params={"count": 1, "offset": 0}, max_retries=0)
         except (CareCycleAPIError, ValueError) as err:
-            return False, str(err)
+            return False, tested_connection_message(self.carecloud_crm_conn_id, str(err))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or "customers" not in data:
             return False, f"{self.base_url} answered, but not with a CareCloud customer list."
