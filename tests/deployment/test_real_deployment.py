@@ -85,6 +85,7 @@ def airflow_env(home: Path, api_port: int, dags: Path, connections: Mapping[str,
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the REST and CLI connection tests
             # only runs triggered through the API: the daily schedule must not add a run of its own
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -112,12 +113,13 @@ class Deployment:
         self.processes: dict[str, subprocess.Popen] = {}
         self.session = requests.Session()
 
-    def run(self, *args: str, timeout: float = START_TIMEOUT_S) -> None:
-        """Run one ``airflow`` CLI command to its end."""
+    def run(self, *args: str, timeout: float = START_TIMEOUT_S) -> str:
+        """Run one ``airflow`` CLI command to its end; return what it printed."""
         done = subprocess.run(
             [self.airflow, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
 
     def start(self, name: str, *args: str) -> None:
         """Start ``airflow <args>`` in its own process group, its output in ``<home>/<name>.out``."""
@@ -174,17 +176,18 @@ def wait_for(what: str, check: Callable[[], Any], deployment: Deployment, timeou
         time.sleep(every)
 
 
-@pytest.fixture
-def emulators(monkeypatch):
+@pytest.fixture(scope="module")
+def emulators():
     """Both emulators, seeded with CRM customers changed yesterday, and a fresh campaign taking the new leads."""
-    # start_emulators sets these two variables; monkeypatch restores them afterwards
-    monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", "")
-    monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", "")
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    carecycle, carecloud, campaign = start_emulators(today - timedelta(days=1))
-    connections = {
-        name: os.environ[name] for name in ("AIRFLOW_CONN_CARECYCLE_DEFAULT", "AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT")
-    }
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # start_emulators sets these two variables; monkeypatch restores them afterwards
+        monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", "")
+        monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", "")
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        carecycle, carecloud, campaign = start_emulators(today - timedelta(days=1))
+        connections = {
+            name: os.environ[name] for name in ("AIRFLOW_CONN_CARECYCLE_DEFAULT", "AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT")
+        }
     try:
         yield carecycle, carecloud, campaign, connections, today
     finally:
@@ -192,9 +195,10 @@ def emulators(monkeypatch):
         carecloud.stop()
 
 
-@pytest.fixture
-def deployment(tmp_path, emulators) -> Iterator[Deployment]:
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, emulators) -> Iterator[Deployment]:
     """A migrated metadata DB, the pool, and api-server, scheduler, dag-processor and triggerer running."""
+    tmp_path = tmp_path_factory.mktemp("deployment")
     home = tmp_path / "airflow-home"
     dags = tmp_path / "dags"
     home.mkdir()
@@ -383,3 +387,29 @@ def test_the_crm_lead_feed_runs_in_a_real_deployment(deployment, emulators, tmp_
         text = path.read_text(errors="replace")
         leaks += [f"{path.relative_to(deployment.home)}: a {kind}" for kind, p in patterns.items() if p.search(text)]
     assert not leaks, leaks
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="runs the Airflow 3 components (api-server, dag-processor)")
+def test_connection_tests_through_the_rest_api_and_the_cli(deployment, emulators):
+    """What docs/connections.md promises: the REST test and ``airflow connections test`` work; the REST test of a
+    saved connection with ``port: 0`` (what the 3.3.2 UI's Test button sends) is refused by Airflow itself."""
+    carecycle_url = json.loads(emulators[3]["AIRFLOW_CONN_CARECYCLE_DEFAULT"])["host"]
+    api_key = json.loads(emulators[3]["AIRFLOW_CONN_CARECYCLE_DEFAULT"])["password"]
+    saved = {"connection_id": "carecycle_saved", "conn_type": "carecycle", "host": carecycle_url}
+    deployment.send("POST", "/connections", {**saved, "password": api_key})
+
+    # the saved connection, tested with its stored key
+    result = deployment.send("POST", "/connections/test", saved)
+    assert result["status"] is True and f"Connected to careCycle at {carecycle_url}" in result["message"]
+    # a form without a key: the message is about this connection, not Airflow's temporary id
+    result = deployment.send("POST", "/connections/test", {**saved, "connection_id": "carecycle_new", "password": ""})
+    assert result["status"] is False
+    assert result["message"].startswith("This connection has no API key in its password field"), result["message"]
+    # Airflow 3.3.2 refuses port 0 for a saved connection whose port is empty, whatever its type
+    refused = deployment.session.post(f"{deployment.api}/connections/test", json={**saved, "port": 0}, timeout=30)
+    assert refused.status_code == 400 and "differs from the stored connection" in refused.text, (
+        "Airflow no longer refuses port 0: update the 'Test' section of docs/connections.md"
+    )
+    # the CLI
+    done = deployment.run("connections", "test", "carecycle_saved")
+    assert "Connection success!" in done
