@@ -9,11 +9,16 @@ such an id.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_carecycle.emulator.pytest_plugin import TEST_API_KEY
+
+@pytest.fixture
+def api_key(carecycle_emulator):
+    """The key the ``carecycle_emulator`` fixture's ``carecycle_default`` connection uses."""
+    return json.loads(os.environ["AIRFLOW_CONN_CARECYCLE_DEFAULT"])["password"]
 
 
 @pytest.fixture
@@ -37,21 +42,22 @@ def test_like_airflow(monkeypatch) -> Iterator:
     [
         ({"password": ""}, "This connection has no API key in its password field"),
         ({"password": "not_a_key"}, "This connection has an API key that does not start with 'cc_'"),
-        ({"password": TEST_API_KEY, "extra": json.dumps({"timeout": "soon"})}, "This connection: extra 'timeout'"),
-        ({"password": TEST_API_KEY, "extra": json.dumps({"max_retries": -1})}, "This connection: timeout must be"),
+        ({"extra": json.dumps({"timeout": "soon"})}, "This connection: extra 'timeout'"),
+        ({"extra": json.dumps({"max_retries": -1})}, "This connection: timeout must be"),
     ],
 )
 def test_carecycle_test_messages_name_this_connection_not_the_temporary_id(
-    carecycle_emulator, test_like_airflow, fields, expected
+    carecycle_emulator, api_key, test_like_airflow, fields, expected
 ):
+    fields = {"password": api_key, **fields}
     ok, message, temporary_id = test_like_airflow("carecycle", host=carecycle_emulator.url, **fields)
     assert not ok
     assert message.startswith(expected), message
     assert temporary_id not in message
 
 
-def test_carecycle_test_succeeds_and_names_the_host(carecycle_emulator, test_like_airflow):
-    ok, message, temporary_id = test_like_airflow("carecycle", host=carecycle_emulator.url, password=TEST_API_KEY)
+def test_carecycle_test_succeeds_and_names_the_host(carecycle_emulator, api_key, test_like_airflow):
+    ok, message, temporary_id = test_like_airflow("carecycle", host=carecycle_emulator.url, password=api_key)
     assert ok and carecycle_emulator.url in message and temporary_id not in message
 
 
