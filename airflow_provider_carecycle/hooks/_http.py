@@ -322,6 +322,19 @@ def _resolve_verify(conn_id: str, verify: Any) -> bool | str:
     )
 
 
+def tested_connection_message(conn_id: str, message: str) -> str:
+    """A hook's error ``message`` as its ``test_connection`` reports it: ``This connection`` instead of
+    ``Airflow connection '<conn_id>'``.
+
+    Airflow's UI and REST "test connection" hand the hook a temporary random connection id (e.g. ``'DBF7J9An'``),
+    which the user never saw; the connection being tested is the one on their screen.
+
+    :param conn_id: the connection id the hook was given.
+    :param message: the error message, which may name it.
+    """
+    return message.replace(f"Airflow connection {conn_id!r}", "This connection")
+
+
 def backoff_with_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Random | None = None) -> float:
     """The wait before retry number ``attempt`` (1-based): ``backoff * 2**(attempt-1)``, capped, +-20 % jitter.
 

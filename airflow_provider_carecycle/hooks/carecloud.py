@@ -50,6 +50,7 @@ from airflow_provider_carecycle.hooks._http import (
     new_session,
     redirect_refused,
     status_phrase,
+    tested_connection_message,
 )
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 
@@ -749,7 +750,7 @@ class CareCloudCrmHook(BaseHook):
         try:
             body = self.request("GET", "/customers", params={"count": 1, "offset": 0}, max_retries=0)
         except (CareCycleAPIError, ValueError) as err:
-            return False, str(err)
+            return False, tested_connection_message(self.carecloud_crm_conn_id, str(err))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or "customers" not in data:
             return False, f"{self.base_url} answered, but not with a CareCloud customer list."

@@ -35,6 +35,7 @@ from airflow_provider_carecycle.hooks._http import (
     new_session,
     redirect_refused,
     status_phrase,
+    tested_connection_message,
 )
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
@@ -504,7 +505,7 @@ class CareCycleHook(BaseHook):
         try:
             body = self.request("GET", "/v2/customers", params={"page": 1, "perPage": 1}, max_retries=0)
         except (CareCycleAPIError, ValueError) as err:
-            return False, str(err)
+            return False, tested_connection_message(self.carecycle_conn_id, str(err))
         if not isinstance(body, dict) or "items" not in body:
             return False, f"{self.base_url} answered, but not with a careCycle customer list."
         return (

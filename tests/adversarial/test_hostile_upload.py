@@ -7,7 +7,6 @@ answers itself or forwards to the emulator, and the outcome is checked against t
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -19,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.hooks import _http as http_module
-from airflow_provider_carecycle.hooks import carecycle as carecycle_module
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.leads.upload import LeadUploader, UnsettledBatchError, UploadSummary, _LeadSpool
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     Forward,
     ForwardThenDrop,
@@ -35,11 +33,6 @@ from tests.adversarial.hostile_server import (
     Redirect,
     Reply,
 )
-
-try:  # the emulator as its own distribution, or still inside the provider
-    from carecycle_emulator.pytest_plugin import TEST_API_KEY
-except ImportError:
-    from airflow_provider_carecycle.emulator.pytest_plugin import TEST_API_KEY
 
 UPLOAD = "/v2/leads/upload"
 
@@ -546,21 +539,12 @@ def thief_script(request: Recorded) -> Reply:
     return Reply(200, {"succeeded": len(records or []), "failed": 0, "errors": []})
 
 
-def transport_is_hardened() -> bool:
-    """Whether the transport branch (3xx as errors, retryAfter capped by ``max_retry_after``) is merged."""
-    return "max_retry_after" in inspect.getsource(carecycle_module) + inspect.getsource(http_module)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "hostility",
     [
         pytest.param(UPLOAD_HOSTILITY, id="upload-answers"),
-        pytest.param(
-            {**UPLOAD_HOSTILITY, **TRANSPORT_HOSTILITY},
-            id="upload-and-transport-answers",
-            marks=pytest.mark.xfail(strict=False, reason="needs transport branch"),
-        ),
+        pytest.param({**UPLOAD_HOSTILITY, **TRANSPORT_HOSTILITY}, id="upload-and-transport-answers"),
     ],
 )
 def test_ten_thousand_leads_through_a_hostile_server(
@@ -568,9 +552,6 @@ def test_ten_thousand_leads_through_a_hostile_server(
 ):
     extra: dict[str, Any] = {"requests_per_minute": 6000, "max_retries": 8}
     if "huge_retry_after" in hostility:
-        if not transport_is_hardened():
-            # without it the hook would sleep out a 3600 s retryAfter (and follow redirects to another host)
-            pytest.xfail("needs transport branch: retryAfter above max_retry_after, 3xx as errors")
         extra["max_retry_after"] = 5
     too_long: list[float] = []
     import tenacity
