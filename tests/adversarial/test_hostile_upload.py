@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_carecycle.exceptions import CareCycleMalformedAnswerError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
@@ -135,10 +136,17 @@ def test_an_answer_that_does_not_account_for_every_record_leaves_the_batch_unset
     checkpoint = tmp_path / "checkpoint.json"
     records = leads(5)
 
-    with pytest.raises(UnsettledBatchError, match=r"Batch 0: careCycle's answer .* does not account for") as err:
+    # an empty body is refused by the transport already (no JSON where JSON is required); the rest by the engine
+    expected: tuple[type[Exception], str] = (
+        (CareCycleMalformedAnswerError, "empty body where JSON is required")
+        if answer is None
+        else (UnsettledBatchError, r"Batch 0: careCycle's answer .* does not account for")
+    )
+    with pytest.raises(expected[0], match=expected[1]) as err:
         run(hook_for(carecycle_connection, server), records, tmp_path, batch_size=5, checkpoint_path=str(checkpoint))
 
-    assert "5 leads" in str(err.value) and "h-" not in str(err.value)
+    assert answer is None or "5 leads" in str(err.value)
+    assert "h-" not in str(err.value)
     assert (state(checkpoint)["done"], state(checkpoint)["partial"]) == ([], {})  # nothing settled
     assert not (tmp_path / "rejected.jsonl").exists()
 
@@ -351,10 +359,10 @@ def test_a_checkpoint_from_another_destination_starts_afresh(
 
 
 def test_destination_id_depends_on_base_url_and_key_and_never_holds_the_key(carecycle_connection):
-    a = CareCycleHook(carecycle_connection("cc_a", host="http://api.test", password="cc_key_one"))
-    b = CareCycleHook(carecycle_connection("cc_b", host="http://api.test", password="cc_key_two"))
-    c = CareCycleHook(carecycle_connection("cc_c", host="http://staging.test", password="cc_key_one"))
-    same = CareCycleHook(carecycle_connection("cc_d", host="http://api.test/", password="cc_key_one"))
+    a = CareCycleHook(carecycle_connection("cc_a", host="https://api.test", password="cc_key_one"))
+    b = CareCycleHook(carecycle_connection("cc_b", host="https://api.test", password="cc_key_two"))
+    c = CareCycleHook(carecycle_connection("cc_c", host="https://staging.test", password="cc_key_one"))
+    same = CareCycleHook(carecycle_connection("cc_d", host="https://api.test/", password="cc_key_one"))
 
     assert len({a.destination_id, b.destination_id, c.destination_id}) == 3
     assert a.destination_id == same.destination_id
