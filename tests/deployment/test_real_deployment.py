@@ -222,6 +222,15 @@ def emulators():
         carecloud.stop()
 
 
+def task_log_tail(home: Path, task_id: str, lines: int = 40) -> str:
+    """The last lines of every log file of ``task_id`` (PHI-free: the provider logs counts and ids only)."""
+    tails = []
+    for log_file in sorted((home / "logs").rglob(f"task_id={task_id}/*")):
+        text = log_file.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"\n--- {log_file.name}\n" + "\n".join(text))
+    return "".join(tails)
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, emulators) -> Iterator[Deployment]:
     """A migrated metadata DB, the pool, and api-server, scheduler, dag-processor and triggerer running."""
@@ -368,7 +377,9 @@ def test_the_crm_lead_feed_runs_in_a_real_deployment(deployment, emulators, tmp_
     def finished() -> dict | None:
         tis = deployment.get(f"{run_path}/taskInstances")["task_instances"]
         stuck = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")]
-        assert not stuck, f"tasks did not succeed: {[(ti['task_id'], ti['state']) for ti in stuck]}"
+        assert not stuck, f"tasks did not succeed: {[(ti['task_id'], ti['state']) for ti in stuck]}" + "".join(
+            task_log_tail(deployment.home, ti["task_id"]) for ti in stuck
+        )
         state = deployment.get(run_path)["state"]
         return {"state": state, "tis": tis} if state in ("success", "failed") else None
 
