@@ -142,3 +142,51 @@ def test_as_datetime_reads_iso_strings_and_rejects_the_rest():
     assert as_datetime("x", "2026-03-01T00:00:00Z") == datetime(2026, 3, 1, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="changed_since must be a datetime"):
         as_datetime("changed_since", "yesterday")
+
+
+# -- in a real DAG run ----------------------------------------------------------------------------------------
+
+CRM_DAG = """
+from datetime import datetime
+
+from airflow import DAG
+
+from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
+
+with DAG(dag_id="crm_only", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    CareCloudCrmToCareCycleLeadsOperator(
+        task_id="crm_to_leads",
+        changed_since={since!r},
+        changed_before={before!r},
+        defaults={{"sourceId": "crm-feed"}},
+        max_rejected_ratio=1.0,
+        rejected_path={rejected!r},
+    )
+"""
+
+
+@pytest.mark.airflow_dag
+def test_a_dag_run_logs_no_execute_outside_task_instance_warning(
+    run_dag_file, carecloud_emulator, carecycle_emulator, tmp_path, captured_logs, monkeypatch
+):
+    # Airflow's ExecutorSafeguard is silent in unit-test mode (tests/conftest.py); switch it on as in production.
+    # The transfer used to call super().execute(), which on Airflow 2.11 logged
+    # "CareCloudCrmToCareCycleLeadsOperator.execute cannot be called outside TaskInstance!" on every run.
+    from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.bases.operator import ExecutorSafeguard
+    else:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    monkeypatch.setattr(ExecutorSafeguard, "test_mode", False)
+    rejected = tmp_path / "rejected.jsonl"
+    source = CRM_DAG.format(since=START.isoformat(), before=END.isoformat(), rejected=str(rejected))
+
+    dag_run = run_dag_file(source, **({} if AIRFLOW_V_3_0_PLUS else {"execution_date": END}))
+
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states == {"crm_to_leads": "success"}
+    assert rejected.is_file()
+    logs = captured_logs()
+    assert "crm_to_leads" in logs or "CareCloud" in logs  # the run's own log lines were captured
+    assert "cannot be called outside" not in logs
