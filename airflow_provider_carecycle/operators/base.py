@@ -10,11 +10,12 @@ check the rendered values, with one message format for every operator.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from airflow_provider_carecycle._compat import BaseOperator, Context
+from airflow_provider_carecycle._compat import AirflowFailException, BaseOperator, Context
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 
 
@@ -60,6 +61,21 @@ def context_interval(context: Context) -> RunInterval:
     if dag_run is None:
         raise ValueError("No DAG run in the task context: pass the interval's bounds explicitly.")
     return run_interval(dag_run)
+
+
+class InvalidArgumentError(AirflowFailException, ValueError):
+    """A templated argument rendered to an invalid value. The task fails at once: a retry would render the same."""
+
+
+@contextmanager
+def rendered_arguments() -> Iterator[None]:
+    """Turn the ``ValueError`` of a rendered-argument check into :class:`InvalidArgumentError` (no retries)."""
+    try:
+        yield
+    except InvalidArgumentError:
+        raise
+    except ValueError as err:
+        raise InvalidArgumentError(str(err)) from err
 
 
 def rendered_path(name: str, value: Any, *, optional: bool = False) -> Any:

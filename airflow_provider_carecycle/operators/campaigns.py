@@ -10,7 +10,7 @@ from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_path
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
 
 #: the leading columns of a snapshot row; the flattened ``customerStats`` follow
@@ -129,9 +129,10 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         return self._fetch_listed(statuses)
 
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
-        output_path = rendered_path("output_path", self.output_path)
+        with rendered_arguments():
+            output_path = rendered_path("output_path", self.output_path)
+            campaigns = self._campaigns()
         snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        campaigns = self._campaigns()
         summaries = [campaign_summary(c) for c in campaigns]
         rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
         extra_columns = [k for r in rows for k in r if k not in SNAPSHOT_COLUMNS]

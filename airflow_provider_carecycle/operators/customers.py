@@ -27,7 +27,7 @@ from airflow_provider_carecycle.hooks.customer_filters import (
     SORT_DIRECTIONS,
     build_customer_params,
 )
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_path
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 
@@ -358,7 +358,9 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         return build_customer_params({**DEFAULT_CUSTOMER_SORT, **(self.filters or {})}, self.extra_params)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        params = self.query_params()
+        with rendered_arguments():
+            rendered_path("output_path", self.output_path)
+            params = self.query_params()
         pages = self.hook.paginate("/v2/customers", params, self.per_page)
         return self._export(pages, unit="customers")
 
@@ -464,9 +466,10 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
                 self.log.warning("Customer %s was not found (deleted since it was listed?); skipping it.", customer_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        rendered_path("output_path", self.output_path)
-        rendered_path("customer_ids_path", self.customer_ids_path, optional=True)
-        since = _parse_since(self.since)
+        with rendered_arguments():
+            rendered_path("output_path", self.output_path)
+            rendered_path("customer_ids_path", self.customer_ids_path, optional=True)
+            since = _parse_since(self.since)
         counts = _CallCounts()
         pages = self._call_pages(self._iter_customer_ids(), since, counts)
         summary = self._export(pages, unit="calls", leading=("customerId",))

@@ -23,7 +23,7 @@ from airflow_provider_carecycle.leads.upload import (
     check_upload_options,
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_path
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 
 
@@ -147,7 +147,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.checkpoint_path = rendered_path("checkpoint_path", self.checkpoint_path, optional=True)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.check_rendered_arguments()
+        with rendered_arguments():
+            self.check_rendered_arguments()
         return self.upload(context)
 
     def upload(self, context: Context) -> dict[str, Any]:

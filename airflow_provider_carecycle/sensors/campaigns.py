@@ -19,7 +19,7 @@ from airflow_provider_carecycle._compat import (
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
-from airflow_provider_carecycle.operators.base import rendered_text
+from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 
 
@@ -115,7 +115,8 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
 
         :raises ValueError: when ``campaign_id`` rendered to something that is not text, or to blank text.
         """
-        self.campaign_id = rendered_text("campaign_id", self.campaign_id)
+        with rendered_arguments():
+            self.campaign_id = rendered_text("campaign_id", self.campaign_id)
         if not self.deferrable:
             # BaseSensorOperator.execute itself, not through super(): Airflow 2.11's ExecutorSafeguard wrapper takes
             # a super().execute() call for a call from outside the task and logs "cannot be called outside

@@ -13,7 +13,7 @@ from typing import Any
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, customer_to_lead_source
 from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook
-from airflow_provider_carecycle.operators.base import context_interval
+from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator, check_lead_field_names
 
 
@@ -146,8 +146,9 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             yield customer_to_lead_source(customer, mapping)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.check_rendered_arguments()
-        self.interval(context)  # a bad bound fails before anything is read
+        with rendered_arguments():
+            self.check_rendered_arguments()
+            self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
         summary = self.upload(context)
         return {**summary, "crm_rows": self.crm_rows}

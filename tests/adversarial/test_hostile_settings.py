@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_carecycle._compat import AirflowFailException
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
 
 FAST = {"requests_per_minute": 6000}
@@ -33,8 +34,9 @@ def test_a_source_path_that_renders_empty_fails_the_task(carecycle_emulator, tmp
     op = CareCycleUploadLeadsOperator(
         task_id="upload", source_path="{{ params.source }}", hook_params=FAST, rejected_path=str(tmp_path / "r.jsonl")
     )
-    with pytest.raises(ValueError, match="source_path rendered to an empty string"):
+    with pytest.raises(ValueError, match="source_path rendered to an empty string") as failure:
         rendered(op, source=empty).execute({})
+    assert isinstance(failure.value, AirflowFailException)  # no retries: a retry would render the same
     assert not uploads(carecycle_emulator) and not list(tmp_path.iterdir())
 
 
@@ -53,8 +55,9 @@ def test_an_optional_path_that_renders_empty_fails_instead_of_turning_the_featur
     op = CareCycleUploadLeadsOperator(
         task_id="upload", records=RECORDS, hook_params=FAST, **{setting: "{{ params.path }}"}
     )
-    with pytest.raises(ValueError, match=f"{setting} rendered to an empty string.*None to turn it off"):
+    with pytest.raises(ValueError, match=f"{setting} rendered to an empty string.*None to turn it off") as failure:
         rendered(op, path=empty).execute({})
+    assert isinstance(failure.value, AirflowFailException)
     assert not uploads(carecycle_emulator)
 
 
