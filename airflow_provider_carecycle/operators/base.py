@@ -107,8 +107,10 @@ def rendered_text(name: str, value: Any) -> str:
     :param value: its rendered value.
     :raises ValueError: when it is not text or is blank.
     """
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise ValueError(f"{name} must be a non-empty string (check its template), got {type(value).__name__}.")
+    if not value.strip():
+        raise ValueError(f"{name} rendered to an empty string; check its template.")
     return value.strip()
 
 

@@ -82,3 +82,16 @@ def test_a_templated_source_path_that_renders_to_a_file_still_uploads_it(carecyc
     summary = rendered(op).execute({})
     assert (summary["total"], summary["uploaded"]) == (1, 1)
     assert (tmp_path / "rejected_2026-03-01.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_a_sensor_campaign_id_that_renders_empty_fails_at_once(carecycle_emulator, empty):
+    from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
+
+    sensor = CareCycleCampaignStatsSensor(
+        task_id="wait", campaign_id="{{ params.campaign }}", threshold={"completed": 1}, hook_params=FAST
+    )
+    sensor.render_template_fields({"params": {"campaign": empty}})
+    with pytest.raises(AirflowFailException, match="campaign_id rendered to an empty string"):
+        sensor.execute({})
+    assert not carecycle_emulator.request_log()
