@@ -7,14 +7,15 @@ congestion control and botocore's ``adaptive`` retry mode do: **additive increas
 * Each limiter starts at its configured share ``C`` (``requests_per_minute``).
 * A 429 cuts its allowance to ``BETA`` x what it was (at least 1 request per window). Further 429s within the
   API's ``retryAfter`` of a cut belong to the same congestion (requests already in flight) and cut nothing more.
-* After every quiet window (``window_s`` seconds without a cut) the allowance grows by ``INCREASE_RATIO`` x ``C``
-  (at least 1 request), back up to ``C``.
+* After every quiet window (``window_s`` seconds without a cut, counted from the end of the cut's ``retryAfter``,
+  so the cut allowance is tried first) the allowance grows by ``INCREASE_RATIO`` x ``C`` (at least 1 request),
+  back up to ``C``.
 
 Convergence: ``N`` hosts that each start at the key's full limit ``L`` send ``N x L``; every congestion round cuts
 each host that saw a 429 by ``1 - BETA``, so after ``ceil(ln N / ln(1 / BETA))`` rounds (2 for N = 2, 4 for N = 4
-with ``BETA = 0.7``), each about one ``retryAfter`` long, the sum is at or below ``L``. From then on the sum saws
-between about ``L`` and ``L x (1 - (1 - BETA) / N)`` (only the host whose request hit the full window cuts), a
-cycle of ``(1 - BETA) / (N x INCREASE_RATIO)`` windows with a few 429s in it. The figures of the simulation test
+with ``BETA = 0.7``), each about one ``retryAfter`` (about a window) long, the sum is at or below ``L``. From then
+on the sum saws below ``L``: the hosts grow by ``N x INCREASE_RATIO x L`` a window together until a burst meets a
+full window and the host that sent it cuts by ``1 - BETA``. The figures of the simulation test
 (``tests/hooks/test_rate_limit_adaptive.py``) are in ``docs/rate-limits-and-errors.md``.
 
 :class:`Aimd` is plain data, so the host-wide limiter can keep it in its shared state file and every process of a
@@ -55,7 +56,7 @@ class Aimd:
         if math.isinf(self.base):
             return ceiling
         quiet = max(1e-9, window_s * QUIET_WINDOWS)
-        steps = max(0, math.floor((now - self.cut_at) / quiet))
+        steps = max(0, math.floor((now - max(self.cut_at, self.hold_until)) / quiet))
         rate = self.base + steps * max(1.0, INCREASE_RATIO * ceiling)
         if rate >= ceiling:
             self.base, self.cut_at, self.hold_until = math.inf, -math.inf, -math.inf

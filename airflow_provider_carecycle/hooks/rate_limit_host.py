@@ -62,7 +62,8 @@ def state_dir(directory: str | None, conn_id: str = "") -> Path:
     path = Path(directory.strip()).expanduser() if configured and directory else default_state_dir()
     what = f"Airflow connection {conn_id!r}: rate-limit folder {str(path)!r}"
     try:
-        path.mkdir(mode=0o700, parents=configured, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # a file of that name: refused below
+            path.mkdir(mode=0o700, parents=configured, exist_ok=True)
         info = path.lstat()
     except OSError as err:
         raise ValueError(f"{what} cannot be created ({err.strerror}); set the extra 'rate_limit_dir'.") from None
