@@ -10,7 +10,8 @@ _PKG = "airflow_provider_carecycle"
 
 
 def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
-    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit."""
+    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit and
+    where the limit is shared."""
     return {
         "timeout": {
             "label": "Timeout (seconds)",
@@ -24,8 +25,19 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
         },
         "requests_per_minute": {
             "label": "Requests per minute",
-            "description": "Client-side rate limit shared by every task in one worker process.",
+            "description": "Client-side rate limit, shared by the host's task processes (every host, with Redis).",
             "schema": {"type": ["integer", "null"], "minimum": 1, "default": requests_per_minute},
+        },
+        "rate_limit_backend": {
+            "label": "Rate limit backend",
+            "description": "Empty: the limit is shared by every process of the host (adaptive across hosts). "
+            "A redis:// URL: shared exactly by every host through that Redis server.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "rate_limit_dir": {
+            "label": "Rate limit folder",
+            "description": "Folder of the host-wide limit's state (default: a private folder in the temp dir).",
+            "schema": {"type": ["string", "null"]},
         },
     }
 

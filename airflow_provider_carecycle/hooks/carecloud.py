@@ -64,6 +64,8 @@ EXTRA_FIELDS: dict[str, tuple[type, Any]] = {
     "timeout": (float, 30.0),
     "max_retries": (int, 5),
     "requests_per_minute": (int, 300),
+    "rate_limit_backend": (str, None),
+    "rate_limit_dir": (str, None),
 }
 
 _FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -408,8 +410,6 @@ class CareCloudCrmHook(BaseHook):
         settings["base_url"] = self._base_url(conn, settings["interface"], settings["version"])
         settings["proxies"] = extras.get("proxies")
         settings["verify"] = extras.get("verify", True)
-        settings["rate_limit_dir"] = extras.get("rate_limit_dir")
-        settings["rate_limit_backend"] = extras.get("rate_limit_backend")
         return settings
 
     @staticmethod

@@ -42,7 +42,13 @@ _UUID = re.compile(
 )
 
 #: Connection extras the hook reads, with their types (Airflow's forms may store them as strings).
-EXTRA_FIELDS: dict[str, type] = {"timeout": float, "max_retries": int, "requests_per_minute": int}
+EXTRA_FIELDS: dict[str, type] = {
+    "timeout": float,
+    "max_retries": int,
+    "requests_per_minute": int,
+    "rate_limit_backend": str,
+    "rate_limit_dir": str,
+}
 
 log = logging.getLogger(__name__)
 
