@@ -7,7 +7,6 @@ share an injected clock, so nothing sleeps. The real multi-process test is ``tes
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
@@ -20,24 +19,12 @@ from airflow_provider_carecycle.hooks.rate_limit_host import (
     state_dir,
     state_file,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.hooks.limiter_helpers import FakeClock, acquire_from_threads, assert_never_more_than, starts_in_turn
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 def processes(tmp_path, clock, n, limit, window_s=60.0, **kwargs):
@@ -46,13 +33,8 @@ def processes(tmp_path, clock, n, limit, window_s=60.0, **kwargs):
 
 
 def test_processes_on_one_host_share_the_window(tmp_path, clock):
-    limiters = processes(tmp_path, clock, 4, 10)
-    starts = []
-    for i in range(40):
-        limiters[i % 4].acquire()
-        starts.append(clock.now)
-    for i in range(len(starts) - 10):
-        assert starts[i + 10] - starts[i] >= 60.0, "11 requests of the host inside one window"
+    starts = starts_in_turn(processes(tmp_path, clock, 4, 10), clock, 40)
+    assert_never_more_than(10, 60.0, starts)
     assert starts[:10] == [starts[0]] * 10  # the first window's requests go at once, whoever sends them
     assert starts[-1] - starts[0] == pytest.approx(3 * 60.5)  # and then at the limit, not slower
 
@@ -88,19 +70,7 @@ def test_without_adaptive_pacing_a_429_only_pauses(tmp_path, clock):
 
 def test_threads_of_one_process_share_it_safely(tmp_path):
     limiter = HostRateLimiter(tmp_path / "key.window", 50, 60.0)
-    barrier = threading.Barrier(8)
-    waited: list[float] = []
-
-    def worker():
-        barrier.wait()
-        for _ in range(6):
-            waited.append(limiter.acquire())
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    waited = acquire_from_threads(limiter)
     assert len(waited) == 48 and max(waited) == 0.0
     assert limiter.try_acquire() == 0.0 and limiter.try_acquire() == 0.0  # 49th and 50th: all 48 were recorded
     assert limiter.try_acquire() > 0

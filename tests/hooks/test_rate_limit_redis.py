@@ -23,6 +23,7 @@ from airflow_provider_carecycle.hooks.carecycle import CareCycleHook  # noqa: E4
 from airflow_provider_carecycle.hooks.rate_limit import key_digest, limiter_for  # noqa: E402
 from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter  # noqa: E402
 from airflow_provider_carecycle.hooks.rate_limit_redis import RedisRateLimiter, redacted_url  # noqa: E402
+from tests.hooks.limiter_helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
 
 
 def free_port() -> int:
@@ -96,19 +97,6 @@ def redis_client(redis_url) -> Iterator[redis.Redis]:
     client.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def host(redis_url, tmp_path, clock, limit, window_s=60.0, name="k", **kwargs) -> RedisRateLimiter:
     """One 'host': its own Redis client and its own host-wide fallback folder."""
     folder = tmp_path / f"host-{id(clock)}-{len(list(tmp_path.iterdir()))}"
@@ -130,12 +118,8 @@ def host(redis_url, tmp_path, clock, limit, window_s=60.0, name="k", **kwargs) -
 def test_hosts_share_one_exact_window(redis_url, redis_client, tmp_path):
     clock = FakeClock()
     hosts = [host(redis_url, tmp_path, clock, 10) for _ in range(3)]
-    starts = []
-    for i in range(40):
-        hosts[i % 3].acquire()
-        starts.append(clock.now)
-    for i in range(len(starts) - 10):
-        assert starts[i + 10] - starts[i] >= 60.0, "11 requests of the key inside one window"
+    starts = starts_in_turn(hosts, clock, 40)
+    assert_never_more_than(10, 60.0, starts)
     assert starts[-1] - starts[0] == pytest.approx(3 * 60.5)
     assert not any(h.using_fallback for h in hosts)
 
