@@ -131,6 +131,7 @@ class HostRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.set_rate(requests_per_window)
 
     def set_rate(self, requests_per_window: int) -> None:
@@ -143,6 +144,8 @@ class HostRateLimiter:
     def _state(self, *, write: bool = True) -> Iterator[tuple[_State, float]]:
         """Lock the file (threads by a lock, processes by ``flock`` on a fresh descriptor: fork-safe), read it,
         yield it with the time, and write it back."""
+        if self._pid != os.getpid():  # a forked child (Celery prefork): a lock held by a parent thread stays held
+            self._lock, self._pid = threading.Lock(), os.getpid()
         with self._lock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:

@@ -7,6 +7,8 @@ share an injected clock, so nothing sleeps. The real multi-process test is ``tes
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 
@@ -154,3 +156,23 @@ def test_forgetting_a_base_url_empties_its_state(tmp_path):
 def test_an_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match=r"Airflow connection 'cc': extra 'rate_limit_backend' must be 'host' or a"):
         limiter_for("http://x", "cc_one", 60, backend="memcached://x", conn_id="cc")
+
+
+def test_a_forked_child_does_not_inherit_a_held_thread_lock(tmp_path):
+    limiter = HostRateLimiter(tmp_path / "key.window", 5)
+    with limiter._lock:  # a parent thread is inside the limiter when the worker forks
+        pid = os.fork()
+        if pid == 0:  # the child must not wait for a lock no thread of it will release
+            os._exit(0 if limiter.try_acquire() == 0.0 else 1)
+    for _ in range(1000):  # up to 10 s for the child (it hangs forever if it inherited the held lock)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)  # waiting for the child, not timing a behaviour
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child deadlocked on the parent's lock")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert limiter.try_acquire() == 0.0
+    assert HostRateLimiter(limiter.path, 2).try_acquire() > 0  # the child's request and the parent's are recorded
