@@ -202,7 +202,7 @@ def limiter_for(
     """
     from airflow_provider_carecycle.hooks.rate_limit_host import host_limiter
 
-    if backend not in (None, "", "host") and not isinstance(backend, str):
+    if backend is not None and not isinstance(backend, str):
         raise ValueError(f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be a string.")
     backend = (backend or "host").strip()
     if backend == "host":
@@ -232,19 +232,17 @@ def registered(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
         return limiter
 
 
-_forget_hooks: list[Callable[[str], None]] = []
-
-
 def forget_shared_limiters(base_url: str) -> None:
     """Drop the limiters of ``base_url`` (every key, every backend), e.g. once a test emulator reset its windows.
 
-    The host-wide backend also empties the shared state files of ``base_url`` it created in this process.
+    The host-wide state files of ``base_url`` are deleted too (in the folders this process used and the default).
 
     :param base_url: the API's base URL.
     """
+    from airflow_provider_carecycle.hooks.rate_limit_host import forget_state_files
+
     url = base_url.rstrip("/")
     with _registry_lock:
         for key in [key for key in _registry if key[1] == url]:
             del _registry[key]
-    for forget in list(_forget_hooks):
-        forget(url)
+    forget_state_files(url)

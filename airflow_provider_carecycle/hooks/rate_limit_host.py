@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_carecycle.hooks.rate_limit import (
-    _forget_hooks,
     check_rate,
     key_digest,
     registered,
@@ -270,16 +269,14 @@ def host_limiter(
     return limiter
 
 
-def _forget(base_url: str) -> None:
-    """Delete the state files of ``base_url`` in the folders this process used and the default folder."""
+def forget_state_files(base_url: str) -> None:
+    """Delete the state files of ``base_url`` in the folders this process used and the default folder.
+
+    :param base_url: the API's base URL.
+    """
     prefix = _url_prefix(base_url)
     default = default_state_dir()
     for folder in {*_dirs_used, *([default] if default.is_dir() else [])}:
         for path in folder.glob(f"{prefix}-*.window"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-
-
-_forget_hooks.append(_forget)
-
-__all__ = ["HostRateLimiter", "default_state_dir", "host_limiter", "state_dir", "state_file"]
