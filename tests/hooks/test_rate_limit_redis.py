@@ -36,10 +36,12 @@ def redis_server_binary() -> str:
     """``redis-server``, installed from Debian's packages when missing (needs root and apt-get), else a skip."""
     binary = shutil.which("redis-server")
     if binary is None and shutil.which("apt-get") and os.geteuid() == 0:
+        install = ["apt-get", "install", "-y", "-q", "redis-server"]
         try:
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", "redis-server"], check=True, capture_output=True, timeout=600
-            )
+            if subprocess.run(install, capture_output=True, timeout=600).returncode != 0:
+                # a fresh machine may not have package lists yet
+                subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, timeout=600)
+                subprocess.run(install, check=True, capture_output=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as err:
             pytest.skip(f"redis-server is not installed and 'apt-get install -y redis-server' failed: {err}")
         binary = shutil.which("redis-server")
