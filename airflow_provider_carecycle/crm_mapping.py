@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airflow_provider_carecycle.leads import LEAD_FIELDS_BY_NAME, LeadValidator, ValidationResult
-from airflow_provider_carecycle.storage import lookup_path
+from airflow_provider_carecycle.records import lookup_path
 
 CARECLOUD_FIELD_MAPPING: Mapping[str, str] = MappingProxyType(
     {

@@ -3,14 +3,14 @@
 Paths are ``ObjectStoragePath``-style URIs (``file://``, ``s3://``, ``gs://``, ...; a plain local path works too).
 The format follows the name: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (one JSON array), ``.csv``, each
 optionally ending ``.gz``. Readers yield one record at a time; writers write one at a time and only move the
-finished file to its final name when the ``with`` block ends cleanly, so a failed or killed task never leaves a
-truncated file where a downstream task would read it.
+finished file to its final name (or, appending to a local file, add its bytes to the end) when the ``with`` block
+ends cleanly, so a failed or killed task never leaves a truncated file where a downstream task would read it.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
+import fcntl
 import gzip
 import io
 import itertools
@@ -18,15 +18,17 @@ import json
 import logging
 import os
 import re
+import stat
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
 from typing import IO, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_carecycle._compat import ObjectStoragePath
+from airflow_provider_carecycle.records import EXTRA_VALUES_KEY, MalformedRow, json_default
+from airflow_provider_carecycle.records import lookup_path as lookup_path  # re-exported: operators import it from here
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +73,6 @@ def detect_format(path: ObjectStoragePath | str, format: str | None = None) -> t
     return format, gzipped
 
 
-def json_default(value: Any) -> Any:
-    """JSON encoding for the non-JSON values that databases and CSV readers produce."""
-    if isinstance(value, (dt.date, dt.datetime, dt.time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _dumps(record: Any) -> str:
     return json.dumps(record, default=json_default, separators=(",", ":"), ensure_ascii=False)
 
@@ -116,27 +105,8 @@ def _create_private(path: ObjectStoragePath) -> None:
 
 # -- reading --------------------------------------------------------------------------------------------------
 
-EXTRA_VALUES_KEY = "_extraValues"
-"""The key under which :class:`MalformedRow` keeps the CSV values beyond the header's columns."""
-
 _BAD_UTF8 = re.compile("[\udc80-\udcff]")
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
-
-
-class MalformedRow(dict):  # type: ignore[type-arg]
-    """A source row that was read whole but is not a clean record; the lead validator rejects it.
-
-    It holds every value of the row (nothing is lost: the rejected file keeps them), and :attr:`problem` says
-    what is wrong without any value. Only the readers of this module build one, so a key in a JSON source
-    cannot forge it.
-
-    :param values: the row's values by column (extra values under :data:`EXTRA_VALUES_KEY`).
-    :param problem: what is wrong, PHI-free (counts only), e.g. ``"the CSV row has 5 values, the header has 4"``.
-    """
-
-    def __init__(self, values: Iterable[tuple[str, Any]], problem: str) -> None:
-        super().__init__(values)
-        self.problem = problem
 
 
 class _Lines:
@@ -365,9 +335,11 @@ class RecordWriter:
 
     :param uri: the final file.
     :param format: ``jsonl``, ``json`` or ``csv``; default from the name.
-    :param fieldnames: CSV columns; default the keys of the first record (later keys are dropped with a warning).
-        Nested values are written to CSV cells as JSON text.
-    :param append: keep the rows already in the file (copied into the new file first), for time series.
+    :param fieldnames: CSV columns; default the keys of the first record (later keys are dropped with a warning),
+        or, when appending, the existing file's header. Nested values are written to CSV cells as JSON text.
+    :param append: keep the rows already in the file and add the new ones after them, for time series. JSON Lines
+        and CSV only (a ``.json`` array cannot grow without being rewritten whole, so it is refused). See
+        *Appending* below for what it costs.
     :param csv_formula_escape: in CSV output, put a single quote in front of a cell (header included) that starts
         with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, so a spreadsheet shows it as text instead of
         running it as a formula (the OWASP CSV-injection rule). A cell that is just a number (``-5``, ``+12125550142``)
@@ -375,6 +347,16 @@ class RecordWriter:
 
     On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
     created with mode 0600: they may hold patient data.
+
+    **Appending.** On the local file system the new rows are written to the ``.partial`` file first; when the block
+    ends cleanly its bytes are appended to the file (under an exclusive ``flock``) and the file is set to mode 0600.
+    If that copy fails, the file is truncated back to its old size, so it never holds part of a block's rows. Only
+    the new rows are written and, for CSV, only the header line is read, so appending N blocks costs O(N) in total.
+    A gzip file gets one more gzip member (a valid gzip file that every reader decompresses whole); a CSV file gets
+    no second header. The old behaviour, copying the file's rows into a new file, remains for: object stores
+    (``s3://``, ``gs://``, ...: they cannot append to an object), a CSV file whose header differs from
+    ``fieldnames`` (the file gets the new header), and a local name that is not a regular file (e.g. a symlink,
+    which is replaced by a file). That copy reads and writes the whole file each time.
     """
 
     def __init__(
@@ -388,25 +370,63 @@ class RecordWriter:
     ) -> None:
         self.path = to_path(uri)
         self.format, self.gzipped = detect_format(self.path, format)
+        if append and self.format == "json":
+            raise ValueError(
+                f"Cannot append to {self.path.name!r}: a .json file is one JSON array, which only grows by being "
+                "rewritten whole. Write JSON Lines (.jsonl) or CSV to append."
+            )
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self.append = append
         self.csv_formula_escape = csv_formula_escape
+        #: the records written by this block (rows already in an appended file are not counted)
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
         self._text: IO[str] | None = None
         self._handles: list[IO[Any]] = []
         self._csv: csv.DictWriter | None = None
+        self._header_written = False
+        self._append_in_place = False
         self._dropped: set[str] = set()
 
     def __enter__(self) -> RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        copy_old = self.append and self.path.exists()
+        if copy_old and not _is_local(self.path):
+            log.info("Appending to %s rewrites it whole: its file system cannot append.", self.path.name)
+        elif copy_old and _is_nonempty_regular_file(self.path.path):
+            copy_old = not self._can_append_in_place()
+            self._append_in_place = not copy_old
         self._text, self._handles = _open_text(self._tmp, "w", self.gzipped)
         if self.format == "json":
             self._text.write("[")
-        if self.append and self.path.exists():
+        if copy_old:
             for record in iter_records(self.path, format=self.format):
                 self.write(record)
+            self.count = 0
         return self
+
+    def _can_append_in_place(self) -> bool:
+        """Whether the new rows can go after the file's bytes: always for JSON Lines; for CSV when the header
+        matches (``fieldnames`` unset takes the file's header). Reads the header line only."""
+        if self.format != "csv":
+            return True
+        text, handles = _open_text(self.path, "r", self.gzipped)
+        try:
+            header = next(csv.reader(_Lines(text, self.path.name)), None)
+        except (*_GZIP_ERRORS, csv.Error, ValueError):
+            header = None  # a broken file: the copy reads it and reports what is wrong, naming the line
+        finally:
+            for handle in handles:
+                handle.close()
+        if header is None:
+            return False
+        if self.fieldnames is None:
+            self.fieldnames = header
+        elif [self._cell(name) for name in self.fieldnames] != header:
+            log.info("The columns of %s change: rewriting it whole with the new header.", self.path.name)
+            return False
+        self._header_written = True
+        return True
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Write one record."""
@@ -428,7 +448,8 @@ class RecordWriter:
         if self._csv is None:
             self.fieldnames = self.fieldnames or list(record)
             self._csv = csv.DictWriter(self._text, fieldnames=self.fieldnames, extrasaction="ignore")
-            self._csv.writerow({name: self._cell(name) for name in self.fieldnames})
+            if not self._header_written:
+                self._csv.writerow({name: self._cell(name) for name in self.fieldnames})
         extra = set(record) - set(self.fieldnames or ()) - self._dropped
         if extra:
             self._dropped |= extra
@@ -453,24 +474,51 @@ class RecordWriter:
         finally:
             for handle in self._handles:
                 handle.close()
-        if exc_type is None:
-            self._tmp.rename(self.path)
-        else:
+        if exc_type is not None:
             self._tmp.unlink(missing_ok=True)
+        elif self._append_in_place:
+            try:
+                _append_bytes(self._tmp.path, self.path.path, newline_first=not self.gzipped)
+            finally:
+                self._tmp.unlink(missing_ok=True)
+        else:
+            self._tmp.rename(self.path)
 
 
-def lookup_path(record: Mapping[Any, Any], path: str) -> Any:
-    """The value at ``path`` in a record: a literal key first, else a dotted walk through nested mappings
-    (``"address.zip"``); ``None`` when missing.
+def _is_nonempty_regular_file(local_path: str) -> bool:
+    try:
+        info = os.lstat(local_path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
-    :param record: the record.
-    :param path: a key, or dotted keys into nested mappings.
+
+def _append_bytes(source: str, target: str, *, newline_first: bool) -> None:
+    """Append the bytes of local file ``source`` to local file ``target``, all or nothing; ``target`` ends 0600.
+
+    :param source: the finished ``.partial`` file.
+    :param target: the file to grow (not followed if it became a symlink meanwhile).
+    :param newline_first: end an unterminated last line of ``target`` first (plain text only, not gzip).
     """
-    if path in record:
-        return record[path]
-    current: Any = record
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return None
-        current = current[part]
-    return current
+    fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another RecordWriter appending at the same time waits
+        os.fchmod(fd, 0o600)
+        size = os.fstat(fd).st_size
+        try:
+            if newline_first and size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
+                _write_fully(fd, b"\n")
+            with open(source, "rb") as new_rows:
+                while chunk := new_rows.read(_READ_CHUNK):
+                    _write_fully(fd, chunk)
+        except BaseException:
+            os.ftruncate(fd, size)  # never leave part of the new rows behind
+            raise
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

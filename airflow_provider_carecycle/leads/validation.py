@@ -28,7 +28,7 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
-from airflow_provider_carecycle.storage import MalformedRow, lookup_path
+from airflow_provider_carecycle.records import MalformedRow, lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
 
 

@@ -136,10 +136,11 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         with RecordWriter(self.output_path, format=self.format, fieldnames=fieldnames, append=self.append) as out:
             out.write_all(rows)
         self.log.info(
-            "careCycle campaign snapshot at %s: %d campaigns, %d rows now in %s.\n%s",
+            "careCycle campaign snapshot at %s: %d campaigns, %d rows %s %s.\n%s",
             snapshot_at,
             len(rows),
             out.count,
+            "appended to" if self.append else "written to",
             self.output_path,
             format_table(summaries),
         )
