@@ -10,8 +10,8 @@ _PKG = "airflow_provider_carecycle"
 
 
 def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
-    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit and the
-    longest ``Retry-After`` slept through."""
+    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit, the
+    longest ``Retry-After`` slept through, and where the limit is shared."""
     return {
         "timeout": {
             "label": "Timeout (seconds)",
@@ -25,7 +25,7 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
         },
         "requests_per_minute": {
             "label": "Requests per minute",
-            "description": "Client-side rate limit shared by every task in one worker process.",
+            "description": "Client-side rate limit, shared by the host's task processes (every host, with Redis).",
             "schema": {"type": ["integer", "null"], "minimum": 1, "default": requests_per_minute},
         },
         "max_retry_after": {
@@ -33,6 +33,17 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
             "description": "Longest wait a 429 may ask for that the worker sleeps through; a longer one fails the "
             "attempt at once and Airflow's task retries take over.",
             "schema": {"type": ["number", "null"], "minimum": 0, "default": 300},
+        },
+        "rate_limit_backend": {
+            "label": "Rate limit backend",
+            "description": "Empty: the limit is shared by every process of the host (adaptive across hosts). "
+            "A redis:// URL: shared exactly by every host through that Redis server.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "rate_limit_dir": {
+            "label": "Rate limit folder",
+            "description": "Folder of the host-wide limit's state (default: a private folder in the temp dir).",
+            "schema": {"type": ["string", "null"]},
         },
     }
 

@@ -38,7 +38,7 @@ from airflow_provider_carecycle.hooks._http import (
     tested_connection_message,
 )
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -62,6 +62,8 @@ EXTRA_FIELDS: dict[str, type] = {
     "max_retries": int,
     "requests_per_minute": int,
     "max_retry_after": float,
+    "rate_limit_backend": str,
+    "rate_limit_dir": str,
 }
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,9 @@ class CareCycleHook(BaseHook):
 
     The API key comes from the connection's password (it must start with ``cc_``); the base URL from its host
     (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
-    Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
+    Every request carries a timeout, waits for the key's rate limiter (host-wide by default, with adaptive pacing
+    for other hosts; in Redis with the connection extra ``rate_limit_backend``; state folder: extra
+    ``rate_limit_dir``; see ``docs/rate-limits-and-errors.md``), and is retried on 429 (waiting the
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
     raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
     ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
@@ -226,6 +230,8 @@ class CareCycleHook(BaseHook):
             "proxies": extra("proxies", None),
             "verify": extra("verify", None),
             "allow_insecure_http": extra("allow_insecure_http", False),
+            "rate_limit_dir": extra("rate_limit_dir", None),
+            "rate_limit_backend": extra("rate_limit_backend", None),
         }
         check_transport_settings(self.carecycle_conn_id, settings)
         return settings
@@ -236,11 +242,18 @@ class CareCycleHook(BaseHook):
         return self._settings["base_url"]
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The limiter shared by every hook of this process using the same base URL and key."""
-        settings = self._settings
-        return shared_limiter(
-            settings["base_url"], settings["api_key"], settings["requests_per_minute"], self.rate_limit_window
+    def limiter(self) -> Limiter:
+        """The key's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the process
+        using the same base URL and key, and by the host's other processes (or every host, with Redis)."""
+        s = self._settings
+        return limiter_for(
+            s["base_url"],
+            s["api_key"],
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.carecycle_conn_id,
         )
 
     def get_conn(self) -> requests.Session:
