@@ -39,6 +39,7 @@ from airflow_provider_carecycle.exceptions import (
 )
 from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.metrics import request_listener
 
 API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
@@ -337,7 +338,7 @@ class CareCloudCrmHook(BaseHook):
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
         self.token_refresh_margin_s = token_refresh_margin_s
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(carecloud_crm_conn_id))  # counters -> Airflow metrics
         self.logins = 0
         self._token: str | None = None
         self._token_expires_at = 0.0  # time.monotonic()

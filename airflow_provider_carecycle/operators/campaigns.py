@@ -10,7 +10,9 @@ from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
+from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
 
 #: the leading columns of a snapshot row; the flattened ``customerStats`` follow
@@ -128,6 +130,7 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         return self._fetch_listed(_as_list("statuses", self.statuses))
 
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, _as_list("campaign_ids", self.campaign_ids))
         snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         summaries = [campaign_summary(c) for c in self._campaigns()]
         rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
@@ -144,4 +147,8 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             self.output_path,
             format_table(summaries),
         )
+        record_outcome(self, context, "snapshot", {"path": str(out.path), "count": out.count, "campaigns": len(rows)})
         return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in summaries}
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
+    operator_extra_links = (CareCycleCampaignLink(),)

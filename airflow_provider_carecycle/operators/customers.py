@@ -29,6 +29,7 @@ from airflow_provider_carecycle.hooks.customer_filters import (
     build_customer_params,
 )
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 
@@ -369,7 +370,9 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         params = build_customer_params(self.customer_filters, self.extra_params)
         pages = self.hook.paginate("/v2/customers", params, self.per_page)
-        return self._export(pages, unit="customers")
+        summary = self._export(pages, unit="customers")
+        record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
+        return summary
 
 
 # -- calls ----------------------------------------------------------------------------------------------------
@@ -484,4 +487,5 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             since.isoformat() if since else None,
         )
         summary.update(customers=counts.customers, missing_customers=counts.missing)
+        record_outcome(self, context, "calls", summary)  # metrics, asset event, lineage counts
         return summary

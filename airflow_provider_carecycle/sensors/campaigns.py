@@ -19,6 +19,7 @@ from airflow_provider_carecycle._compat import (
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 
 
@@ -112,6 +113,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke (and reschedule) as any sensor, or poke once and defer to the trigger."""
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, [self.campaign_id])
         if not self.deferrable:
             return super().execute(context)
         first = self.poke(context)
@@ -151,3 +153,23 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         if status == "error" and event.get("retryable"):
             raise AirflowException(message)
         raise AirflowFailException(message)
+
+    # -- issue 14: the campaign link and OpenLineage --------------------------------------------------------------
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
+    operator_extra_links = (CareCycleCampaignLink(),)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The campaign the sensor watches, as an OpenLineage input (``carecycle://<host>`` / ``campaigns/<id>``)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The same input once the sensor succeeded.
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)
