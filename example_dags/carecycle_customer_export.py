@@ -6,7 +6,9 @@
     campaign_stats
 
 * ``export_customers``: the customers created on the run's day (``dateField=createdAt``), only the columns
-  analytics needs (``fields=``: exporting less means less patient data at rest), one file per day.
+  analytics needs (``fields=``: exporting less means less patient data at rest), one file per day. Each file is an
+  asset event on the alias ``carecycle_customer_export``, which ``carecycle_customer_export_consumer``
+  (``carecycle_export_consumer.py``) is scheduled on.
 * ``export_calls``: the calls of exactly those customers, reading their ids from the first file (its path comes
   through XCom: ``export_customers.output["path"]``).
 * ``campaign_stats``: one row per active campaign with its ``customerStats``, appended to a monthly file, so the
@@ -27,6 +29,11 @@ try:  # Airflow 3 exposes timetables in its authoring API...
 except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+try:  # Airflow 3 calls them assets...
+    from airflow.sdk import AssetAlias
+except ImportError:  # ...Airflow 2.10/2.11 datasets
+    from airflow.datasets import DatasetAlias as AssetAlias
+
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.operators.customers import (
     CareCycleExtractCustomerCallsOperator,
@@ -34,6 +41,9 @@ from airflow_provider_carecycle.operators.customers import (
 )
 
 CARECYCLE_POOL = "carecycle_api"
+#: the day's customer file, as an asset: each run adds an event for the file it wrote (its rendered URI) to this
+#: alias, and ``carecycle_customer_export_consumer`` is scheduled on it
+CUSTOMER_EXPORT_ALIAS = "carecycle_customer_export"
 #: the day a run exports (a scheduled run's logical date; a manual run's previous day)
 DAY = "{{ data_interval_start | ds }}"
 
@@ -59,6 +69,8 @@ with DAG(
         start_date=DAY,
         end_date=DAY,
         fields=["id", "createdAt", "status", "state", "source.name", "totalCalls", "lastCallDisposition"],
+        # "the daily customer export landed": an asset event for the file's URI, with its row count as extra
+        outlets=[AssetAlias(CUSTOMER_EXPORT_ALIAS)],
         pool=CARECYCLE_POOL,
     )
 
