@@ -60,14 +60,15 @@ def _stats() -> Any:
     return Stats
 
 
-def incr(name: str, count: int, conn_id: str | None) -> None:
-    """Add ``count`` to the counter ``name``, tagged with the connection id; a zero count sends nothing.
+def incr(name: str, count: int, conn_id: str | None, *, send_zero: bool = False) -> None:
+    """Add ``count`` to the counter ``name``, tagged with the connection id.
 
     :param name: one of :data:`ALL_METRICS`.
     :param count: how much to add.
     :param conn_id: the Airflow connection the count belongs to.
+    :param send_zero: send a zero count too (a task's totals: the series then exists from the first run).
     """
-    if count <= 0:
+    if count < 0 or (count == 0 and not send_zero):
         return
     try:
         _stats().incr(name, count=int(count), tags=_tags(conn_id))
@@ -122,7 +123,7 @@ def record_upload(summary: Mapping[str, Any], conn_id: str | None) -> None:
     if summary.get("dry_run"):
         return
     for key, name in _UPLOAD_COUNTERS.items():
-        incr(name, int(summary.get(key) or 0), conn_id)
+        incr(name, int(summary.get(key) or 0), conn_id, send_zero=True)
 
 
 def record_export(unit: str, count: int, conn_id: str | None) -> None:
@@ -134,4 +135,4 @@ def record_export(unit: str, count: int, conn_id: str | None) -> None:
     """
     name = {"customers": CUSTOMERS_EXPORTED, "calls": CALLS_EXPORTED}.get(unit)
     if name is not None:
-        incr(name, count, conn_id)
+        incr(name, count, conn_id, send_zero=True)
