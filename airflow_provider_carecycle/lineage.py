@@ -148,10 +148,11 @@ def _upload_lineage(operator: Any, outcome: Mapping[str, Any] | None) -> tuple[l
 
 
 def _campaign_names(operator: Any) -> list[str]:
-    from airflow_provider_carecycle.operators.campaigns import _as_list
-
-    ids = _as_list("campaign_ids", getattr(operator, "campaign_ids", None) or getattr(operator, "campaign_id", None))
-    return [f"{CAMPAIGNS}/{campaign_id}" for campaign_id in ids] or [CAMPAIGNS]
+    """``campaigns/<id>`` per rendered campaign id of a snapshot or sensor, else ``campaigns`` (a listing)."""
+    ids = getattr(operator, "campaign_ids", None) or getattr(operator, "campaign_id", None) or []
+    if isinstance(ids, str):
+        ids = [ids]
+    return [f"{CAMPAIGNS}/{campaign_id}" for campaign_id in ids if isinstance(campaign_id, str)] or [CAMPAIGNS]
 
 
 def operator_lineage(operator: Any, *, complete: bool) -> Any:
