@@ -142,6 +142,11 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
         """Resume after the trigger: return the final stats, or fail with the trigger's message.
 
+        A ``retryable`` error (no answer, 5xx or 429 once the hook's retries are spent, a connection lookup that
+        failed for another reason than "not defined") raises :class:`AirflowException`, so the task's ``retries``
+        apply; every other outcome (401/403, 404, a connection that is not defined, terminal, timeout) raises
+        :class:`AirflowFailException` and fails the task at once.
+
         :param event: the trigger's event payload.
         """
         status = event.get("status")
