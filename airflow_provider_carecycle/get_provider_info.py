@@ -48,6 +48,21 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
     }
 
 
+def _link_fields() -> dict[str, Any]:
+    """The careCycle ``conn-fields`` the extra link reads (not the hook): the web app's base URL."""
+    return {
+        "app_url": {
+            "label": "Web app URL",
+            "description": "careCycle's web app, for the task's 'careCycle campaign' link.",
+            "schema": {"type": ["string", "null"], "default": "https://app.carecycle.ai"},
+        },
+    }
+
+
+#: ``carecycle://<host>/<name>`` assets, normalised by :func:`airflow_provider_carecycle.assets.normalize_carecycle_uri`
+_CARECYCLE_URIS = {"schemes": ["carecycle"], "handler": f"{_PKG}.assets.normalize_carecycle_uri"}
+
+
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` shows and where Airflow 3.2+ reads the connection form from.
 
@@ -99,6 +114,11 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
         ],
+        # issue 14: the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
+        # "careCycle campaign" extra link
+        "asset-uris": [_CARECYCLE_URIS],
+        "dataset-uris": [_CARECYCLE_URIS],
+        "extra-links": [f"{_PKG}.links.CareCycleCampaignLink"],
         "connection-types": [
             {
                 "connection-type": "carecycle",
@@ -115,6 +135,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
                 "conn-fields": {
                     **_transport_fields(requests_per_minute=60),
+                    **_link_fields(),
                 },
             },
             {

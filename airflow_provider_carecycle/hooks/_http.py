@@ -222,6 +222,8 @@ class RequestStats:
     waited_s: float = 0.0
     by_status: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: called with the counts of every ``add`` (outside the lock), e.g. to send them as metrics
+    listener: Callable[[Mapping[str, float]], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, *, status: int | None = None, **counts: float) -> None:
         """Add to the named counters (``requests=1``, ``waited_s=0.5``, ...) and count one answer ``status``.
@@ -234,6 +236,8 @@ class RequestStats:
                 setattr(self, name, getattr(self, name) + amount)
             if status is not None:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
+        if self.listener is not None and counts:
+            self.listener(counts)
 
 
 def new_session(

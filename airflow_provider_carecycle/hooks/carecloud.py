@@ -53,6 +53,7 @@ from airflow_provider_carecycle.hooks._http import (
     tested_connection_message,
 )
 from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.metrics import request_listener
 
 API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
@@ -361,7 +362,7 @@ class CareCloudCrmHook(BaseHook):
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
         self.token_refresh_margin_s = token_refresh_margin_s
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(carecloud_crm_conn_id))  # counters -> Airflow metrics
         self.logins = 0
         self._token: str | None = None
         self._token_expires_at = 0.0  # time.monotonic()

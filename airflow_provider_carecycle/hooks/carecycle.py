@@ -39,6 +39,7 @@ from airflow_provider_carecycle.hooks._http import (
 )
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.metrics import request_listener
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -160,7 +161,7 @@ class CareCycleHook(BaseHook):
         }
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(carecycle_conn_id))  # counters -> Airflow metrics
 
     # -- connection form (Airflow 2.x - 3.1; 3.2+ reads the same from get_provider_info) -----------------------
 

@@ -28,6 +28,7 @@ from airflow_provider_carecycle.hooks.customer_filters import (
     build_customer_params,
 )
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 
@@ -362,7 +363,9 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
             rendered_path("output_path", self.output_path)
             params = self.query_params()
         pages = self.hook.paginate("/v2/customers", params, self.per_page)
-        return self._export(pages, unit="customers")
+        summary = self._export(pages, unit="customers")
+        record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
+        return summary
 
 
 # -- calls ----------------------------------------------------------------------------------------------------
@@ -481,4 +484,5 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             since.isoformat() if since else None,
         )
         summary.update(customers=counts.customers, missing_customers=counts.missing)
+        record_outcome(self, context, "calls", summary)  # metrics, asset event, lineage counts
         return summary

@@ -19,6 +19,7 @@ from airflow_provider_carecycle._compat import (
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 
@@ -117,6 +118,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         """
         with rendered_arguments():
             self.campaign_id = rendered_text("campaign_id", self.campaign_id)
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, [self.campaign_id])
         if not self.deferrable:
             # BaseSensorOperator.execute itself, not through super(): Airflow 2.11's ExecutorSafeguard wrapper takes
             # a super().execute() call for a call from outside the task and logs "cannot be called outside
@@ -165,3 +167,23 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         if status == "error" and event.get("retryable"):
             raise AirflowException(message)
         raise AirflowFailException(message)
+
+    # -- issue 14: the campaign link and OpenLineage --------------------------------------------------------------
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
+    operator_extra_links = (CareCycleCampaignLink(),)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The campaign the sensor watches, as an OpenLineage input (``carecycle://<host>`` / ``campaigns/<id>``)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The same input once the sensor succeeded.
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)
