@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_carecycle._compat import AirflowFailException
 from airflow_provider_carecycle.exceptions import CareCycleServerError
-from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, build_customer_params
+from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, customer_query_params
 from airflow_provider_carecycle.operators import customers as module
 from airflow_provider_carecycle.operators.customers import (
     CareCycleExtractCustomerCallsOperator,
@@ -202,7 +202,7 @@ def test_each_filter_narrows_the_export_like_the_api(carecycle_emulator, tmp_pat
         filters = {"campaign_ids": [carecycle_emulator.list_campaigns()[0]["id"]]}
     summary = export_customers(tmp_path, per_page=40, filters=filters)
 
-    expected = carecycle_emulator.query_customers(build_customer_params({**filters}, OLDEST_FIRST))
+    expected = carecycle_emulator.query_customers(customer_query_params({**filters}, OLDEST_FIRST))
     everyone = carecycle_emulator.query_customers(OLDEST_FIRST)
     assert 0 < len(expected) < len(everyone)  # the filter really narrows
     assert [r["id"] for r in iter_records(summary["path"])] == [c["id"] for c in expected]
