@@ -420,6 +420,8 @@ def test_calls_from_comma_separated_text(carecycle_emulator, tmp_path):
     ("source", "message"),
     [
         ({"customer_ids": ["not-a-uuid"]}, "Customer id #1 is not a careCycle customer UUID"),
+        # hex in UUID shape, but no RFC 9562 version/variant: the hook refuses it, so the operator does too, up front
+        ({"customer_ids": ["12345678-1234-1234-1234-123456789012"]}, "Customer id #1 is not a careCycle customer UUID"),
         ({"customer_ids_path": "ids.jsonl"}, "Row 2 of ids.jsonl has no 'id'"),
     ],
 )
@@ -430,6 +432,8 @@ def test_bad_customer_ids_fail_clearly(carecycle_emulator, tmp_path, source, mes
     with pytest.raises(ValueError, match=message):
         export_calls(tmp_path / "out", **source)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    if "customer_ids" in source:  # a list is checked whole before the first request (a file is streamed)
+        assert api_requests(carecycle_emulator, "/v2/customers/") == []
 
 
 def test_killed_export_leaves_nothing_at_output_path(carecycle_emulator, tmp_path):
