@@ -77,6 +77,8 @@ def _first(name: str, *modules: str) -> Any:
             return getattr(module, name)
         except AttributeError:
             tried.append(f"{module_name} (no {name})")
+        except ImportError as exc:  # a lazy module (airflow.sdk) whose submodule for the name fails to import
+            tried.append(f"{module_name} (its {name} is not importable: {exc})")
     raise ImportError(
         f"airflow-provider-carecycle cannot find {name!r} in Apache Airflow {AIRFLOW_VERSION}; tried "
         + "; ".join(tried)

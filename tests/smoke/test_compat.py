@@ -50,6 +50,21 @@ def test_a_name_found_nowhere_is_an_import_error_naming_it_and_every_place_tried
     assert "airflow.exceptions (no BaseHook)" in message
 
 
+def test_a_module_whose_lazy_name_fails_to_import_is_passed_over(monkeypatch):
+    import types
+
+    broken = types.ModuleType("carecycle_broken_lazy_module")
+
+    def lazy(name):
+        raise ImportError(f"cannot import the submodule behind {name}")
+
+    broken.__getattr__ = lazy
+    monkeypatch.setitem(sys.modules, broken.__name__, broken)
+    assert _compat._first("AirflowException", broken.__name__, "airflow.exceptions") is _compat.AirflowException
+    with pytest.raises(ImportError, match="its BaseHook is not importable: cannot import the submodule"):
+        _compat._first("BaseHook", broken.__name__)
+
+
 def test_unknown_attributes_stay_attribute_errors():
     with pytest.raises(AttributeError, match="NoSuchName"):
         _compat.NoSuchName  # noqa: B018
