@@ -69,7 +69,7 @@ BUILD_KWARGS = {
         "threshold": {"completed": 1},
         "deferrable": True,
     },
-    "SqlToCareCycleLeadsOperator": {"sql": "SELECT * FROM leads", "conn_id": "warehouse_default"},
+    "SqlToCareCycleLeadsOperator": {"sql": "SELECT * FROM leads", "sql_conn_id": "warehouse_default"},
     "CareCloudCrmToCareCycleLeadsOperator": {},
 }
 
@@ -126,7 +126,7 @@ def test_crm_lead_feed_example_dag_runs_with_its_sensor_deferred(
 
     # the full suite's run of the example DAG, with every outcome check it makes
     example_dags.test_crm_lead_feed_uploads_or_rejects_every_changed_crm_customer(
-        run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path
+        run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path, mode="with_logical_date"
     )
 
     assert "deferred" in task_states
