@@ -446,3 +446,12 @@ class CareCycleHook(BaseHook):
             True,
             f"Connected to careCycle at {self.base_url} ({body.get('itemsTotal', '?')} customers visible).",
         )
+
+    @property
+    def destination_id(self) -> str:
+        """Names where this hook's requests go without revealing the key: sha256 of the base URL and the API key,
+        first 32 hex digits (lead upload checkpoints are bound to it)."""
+        import hashlib  # here, so this property stays one self-contained addition
+
+        digest = hashlib.sha256(f"{self._settings['base_url']}\n{self._settings['api_key']}".encode())
+        return digest.hexdigest()[:32]

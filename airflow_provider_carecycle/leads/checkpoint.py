@@ -2,25 +2,33 @@
 
 The checkpoint is one small JSON document on object storage (``file://``, ``s3://``, ``gs://``, ...), rewritten
 atomically (a temporary name, then a move) each time a request is answered, so a worker killed at any moment leaves
-either the previous or the new version, never half of one. It holds no records: only the input's fingerprint,
-batch numbers, positions inside batches and, for API rejections, the API's reason text (which, like the rejected
-file, may quote an offending value: keep the checkpoint where the rejected file goes).
+either the previous or the new version, never half of one. It holds no records: only the input's fingerprint, a
+hash naming the destination, batch numbers, positions inside batches and, for API rejections, the API's reason text
+(which, like the rejected file, may quote an offending value: keep the checkpoint where the rejected file goes). On a
+local filesystem it and its temporary files are created ``0600``.
 
 Layout::
 
-    {"version": 1, "fingerprint": "<sha256>", "batch_size": 200, "batches": 50,
+    {"version": 2, "fingerprint": "<sha256>", "destination": "<hash of base URL and API key>",
+     "batch_size": 200, "batches": 50,
      "done": [0, 1, 4],                                   # batches fully settled
      "partial": {"3": [0, 1, 2, ...]},                    # positions settled in a batch still in progress
      "rejected": {"1": [[17, "sourceId", "api_error", "API: Source not found"]]}}
 
-A position is *settled* when the API accepted it (200) or rejected it for good (a per-record error, or a
-``VALIDATION_ERROR`` isolated to it). Rejections whose record the API did not name carry ``null`` as position.
+A position is *settled* when the API accepted it (an answer accounting for every record sent) or rejected it for
+good (a per-record error tied to it, or a ``VALIDATION_ERROR`` isolated to it).
+
+A checkpoint is bound to its input (the fingerprint and batch size) and to its destination (the base URL and a hash
+of the API key, never the key): one written for another input or another careCycle (staging, then production) is
+ignored, and so is one that is not a well-formed checkpoint (with a warning). The upload then starts afresh, and the
+old document is replaced before the first request, which also proves the place writable.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable
@@ -30,58 +38,147 @@ from airflow_provider_carecycle.storage import to_path
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+_LOCAL_PROTOCOLS = ("file", "local")
 
-#: ``(position or None, field or None, code, reason)``: one API rejection as stored in the checkpoint.
-StoredRejection = tuple[int | None, str | None, str, str]
+#: ``(position, field or None, code, reason)``: one API rejection as stored in the checkpoint.
+StoredRejection = tuple[int, str | None, str, str]
+
+
+class CheckpointShapeError(ValueError):
+    """A checkpoint document that is valid JSON but not a well-formed upload checkpoint."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index(value: Any, limit: int, what: str) -> int:
+    """``value`` as an index from 0 to ``limit - 1``; batch numbers arrive as JSON object keys, i.e. text."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not _is_int(value) or not 0 <= value < limit:
+        raise CheckpointShapeError(f"{what} must be a whole number from 0 to {limit - 1}")
+    return value
+
+
+def _mapping(state: dict[str, Any], key: str) -> dict[str, Any]:
+    value = state[key]
+    if not isinstance(value, dict):
+        raise CheckpointShapeError(f"{key!r} must be an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise CheckpointShapeError(f"{what} must be a list")
+    return value
+
+
+def _rejection(value: Any, batch_size: int) -> StoredRejection:
+    if not isinstance(value, list) or len(value) != 4:
+        raise CheckpointShapeError("a rejection must be [position, field, code, reason]")
+    position, field_name, code, reason = value
+    if not (field_name is None or isinstance(field_name, str)) or not isinstance(code, str):
+        raise CheckpointShapeError("a rejection's field must be text or null and its code text")
+    if not isinstance(reason, str):
+        raise CheckpointShapeError("a rejection's reason must be text")
+    return (_index(position, batch_size, "a rejection's position"), field_name, code, reason)
 
 
 class UploadCheckpoint:
-    """The acknowledged batches of one upload, kept at ``uri``.
+    """The acknowledged batches of one upload to one destination, kept at ``uri``.
 
-    A checkpoint written for another input (a different fingerprint or batch size) is ignored, and the upload
-    starts afresh; the old document is replaced at the first acknowledgement.
+    Constructing it reads the document (ignoring one for another input or destination, or of the wrong shape) and
+    writes the state back at once, so an unwritable place fails before any lead is sent.
 
     :param uri: where the checkpoint lives (an ``ObjectStoragePath``-style URI or a local path).
     :param fingerprint: the sha256 of the normalised, deduplicated batches in order (see the upload engine).
     :param batch_size: the batch size the batches were cut with.
     :param batches: how many batches the input has.
+    :param destination: names the careCycle the leads go to (the hook's ``destination_id``: a hash of the base URL
+        and the API key).
+    :raises OSError: when the checkpoint cannot be written at ``uri``.
     """
 
-    def __init__(self, uri: str, *, fingerprint: str, batch_size: int, batches: int) -> None:
+    def __init__(self, uri: str, *, fingerprint: str, batch_size: int, batches: int, destination: str) -> None:
         self.path = to_path(uri)
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.batches = batches
+        self.destination = destination
         self.resumed = False
         self._lock = threading.Lock()
         self._done: set[int] = set()
         self._partial: dict[int, set[int]] = {}
         self._rejected: dict[int, list[StoredRejection]] = {}
         self._load()
+        try:
+            self._write()
+        except OSError as err:
+            raise OSError(
+                f"Cannot write the upload checkpoint {self.path} ({type(err).__name__}: {err.strerror or err}). "
+                "Nothing was sent. Point checkpoint_path at a file in a writable directory (or drop it)."
+            ) from err
 
     # -- reading -------------------------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
         try:
+            if not self.path.exists():
+                return
             state = json.loads(self.path.read_text())
         except (ValueError, OSError) as err:
             log.warning("Ignoring unreadable checkpoint %s (%s); starting afresh.", self.path, type(err).__name__)
             return
-        if (
-            not isinstance(state, dict)
-            or state.get("version") != CHECKPOINT_VERSION
-            or state.get("fingerprint") != self.fingerprint
-            or state.get("batch_size") != self.batch_size
+        if isinstance(state, dict) and state.get("version") != CHECKPOINT_VERSION:
+            log.warning(
+                "Checkpoint %s was written by another version of the provider (or is not a checkpoint); "
+                "starting afresh.",
+                self.path,
+            )
+            return
+        if isinstance(state, dict) and (
+            state.get("fingerprint") != self.fingerprint or state.get("batch_size") != self.batch_size
         ):
             log.info("Checkpoint %s was written for a different input; starting afresh.", self.path)
             return
-        self._done = {int(b) for b in state.get("done", [])}
-        self._partial = {int(b): {int(p) for p in ps} for b, ps in state.get("partial", {}).items()}
-        self._rejected = {int(b): [(r[0], r[1], r[2], r[3]) for r in rs] for b, rs in state.get("rejected", {}).items()}
+        if isinstance(state, dict) and state.get("destination") != self.destination:
+            log.warning(
+                "Checkpoint %s was written for another careCycle destination (another base URL or API key); "
+                "starting afresh: every batch is sent to this one.",
+                self.path,
+            )
+            return
+        try:
+            done, partial, rejected = self._parse(state)
+        except (CheckpointShapeError, KeyError) as err:
+            problem = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            log.warning("Checkpoint %s is not a valid upload checkpoint (%s); starting afresh.", self.path, problem)
+            return
+        self._done, self._partial, self._rejected = done, partial, rejected
         self.resumed = bool(self._done or self._partial)
+
+    def _parse(self, state: Any) -> tuple[set[int], dict[int, set[int]], dict[int, list[StoredRejection]]]:
+        """The settled state of a checkpoint of this input and destination, checked field by field."""
+        if not isinstance(state, dict):
+            raise CheckpointShapeError(f"a {type(state).__name__}, not an object")
+        if state["batches"] != self.batches or not _is_int(state["batches"]):
+            raise CheckpointShapeError(f"'batches' must be {self.batches}")
+        done = {_index(b, self.batches, "a done batch") for b in _list(state["done"], "'done'")}
+        partial: dict[int, set[int]] = {}
+        for key, positions in _mapping(state, "partial").items():
+            batch = _index(key, self.batches, "a partial batch")
+            if batch in done:
+                raise CheckpointShapeError("a batch cannot be both done and partial")
+            partial[batch] = {_index(p, self.batch_size, "a settled position") for p in _list(positions, "positions")}
+        rejected: dict[int, list[StoredRejection]] = {}
+        for key, entries in _mapping(state, "rejected").items():
+            batch = _index(key, self.batches, "a batch with rejections")
+            rejected[batch] = [_rejection(entry, self.batch_size) for entry in _list(entries, "rejections")]
+            if batch not in done and not {r[0] for r in rejected[batch]} <= partial.get(batch, set()):
+                raise CheckpointShapeError("a rejection must be of a settled position")
+        return done, partial, rejected
 
     def is_done(self, batch: int) -> bool:
         """Whether every record of ``batch`` is settled (accepted or rejected for good).
@@ -136,6 +233,7 @@ class UploadCheckpoint:
         return {
             "version": CHECKPOINT_VERSION,
             "fingerprint": self.fingerprint,
+            "destination": self.destination,
             "batch_size": self.batch_size,
             "batches": self.batches,
             "done": sorted(self._done),
@@ -145,7 +243,30 @@ class UploadCheckpoint:
 
     def _write(self) -> None:
         text = json.dumps(self._state(), separators=(",", ":"))
+        if self.path.protocol in _LOCAL_PROTOCOLS:
+            _write_private(self.path.path, text)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
         tmp.write_text(text)
         tmp.rename(self.path)
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to the local file ``path`` atomically, through a temporary file created ``0600``."""
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

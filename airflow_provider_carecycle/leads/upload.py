@@ -14,10 +14,14 @@ How a run goes:
    that order, so the same input always gives the same batches.
 3. **Upload**: batches of ``batch_size`` go out through the hook (whose process-wide limiter keeps to the API's
    rate limit and which retries 429/5xx/dropped connections), with up to ``max_in_flight`` requests at once.
-   Per-record ``errors[]`` of a 200 answer become rejections. A batch answered 400 ``VALIDATION_ERROR`` has its
-   offenders isolated (by ``failedRecords``/error paths when the API names them, else by bisecting) and the rest
-   re-sent. With a checkpoint, each answered request is recorded durably before moving on; a rerun on the same
-   input skips what was settled and sends nothing twice.
+   A 200 answer must account for every record sent (``succeeded + failed`` equal to the records sent, one
+   ``errors[]`` entry per failure, each tied to a record sent by its ``externalId``); its per-record errors become
+   rejections. Any other 200 answer leaves the batch *unsettled*: :class:`UnsettledBatchError`, nothing counted.
+   A batch answered 400 ``VALIDATION_ERROR`` has its offenders isolated (by ``failedRecords``/error paths when the
+   API names them, else by bisecting) and the rest re-sent. A 413 halves the batch once; any other 4xx (and a 413
+   for a half) fails the batch at once, unsettled. With a checkpoint (bound to the input and to the destination),
+   each settled request is recorded durably before moving on; a rerun on the same input to the same careCycle
+   skips what was settled and sends the rest.
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
@@ -36,9 +40,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
-from airflow_provider_carecycle.exceptions import CareCycleValidationError
+from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
 from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
 from airflow_provider_carecycle.progress import Progress
@@ -58,6 +63,25 @@ STAGE_API = "api"
 CODE_API_ERROR = "api_error"
 #: rejection code of a record the API refused with 400 VALIDATION_ERROR
 CODE_API_VALIDATION = "api_validation_error"
+
+
+class UnsettledBatchError(CareCycleAPIError):
+    """careCycle did not settle a batch: its answer did not account for every lead sent, a per-record error could
+    not be tied to a lead sent, or it refused the batch (a 4xx) without naming the leads at fault.
+
+    None of the batch's unsettled leads counts as uploaded and none is in the checkpoint, so a rerun with the same
+    ``checkpoint_path`` sends them again (careCycle's upload is an upsert by ``externalId``).
+
+    :param message: what went wrong, PHI-free (batch number, counts, statuses).
+    :param batch: the batch number.
+    :param unsettled: how many leads of the batch stay unsettled.
+    :param status: the HTTP status of the answer.
+    """
+
+    def __init__(self, message: str, *, batch: int, unsettled: int, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.batch = batch
+        self.unsettled = unsettled
 
 
 def check_upload_options(batch_size: int, max_in_flight: int) -> None:
@@ -204,8 +228,8 @@ def _record_text(record: Any) -> str:
 
 def _record_position(path: Any, size: int) -> int | None:
     """The record index an API error path (``["records", 3, "dateOfBirth"]``) points at, if any."""
-    if isinstance(path, list) and len(path) >= 2 and path[0] == "records" and isinstance(path[1], int):
-        return path[1] if 0 <= path[1] < size else None
+    if isinstance(path, list) and len(path) >= 2 and path[0] == "records" and _is_count(path[1]):
+        return path[1] if path[1] < size else None
     return None
 
 
@@ -328,11 +352,18 @@ class LeadUploader:
     def _upload(self, spool: _LeadSpool, summary: UploadSummary, writer: Any) -> None:
         checkpoint = None
         if self.checkpoint_path is not None:
+            destination = getattr(self.hook, "destination_id", None)
+            if not isinstance(destination, str) or not destination:
+                raise ValueError(
+                    "checkpoint_path needs a hook with a destination_id (the careCycle the leads go to), "
+                    f"and {type(self.hook).__name__} has none."
+                )
             checkpoint = UploadCheckpoint(
                 self.checkpoint_path,
                 fingerprint=spool.fingerprint(self.batch_size),
                 batch_size=self.batch_size,
                 batches=summary.batches,
+                destination=destination,
             )
             if checkpoint.resumed:
                 self.log.info(
@@ -341,27 +372,40 @@ class LeadUploader:
                     checkpoint.done_count,
                     summary.batches,
                 )
+        validation_rejected = summary.rejected
         progress = Progress(self.log, "leads", total=spool.count, every_s=self.progress_every_s)
         getattr(self.hook, "limiter", None)  # resolve the connection and shared limiter before threads start
-        pending: dict[Future[list[_Settlement]], tuple[int, list[_Item]]] = {}
+        pending: dict[Future[None], int] = {}
+        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]] = SimpleQueue()
         failure: BaseException | None = None
         with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="carecycle-upload") as pool:
             for number, items in enumerate(spool.batches(self.batch_size)):
                 if failure is not None:
                     break
-                todo = self._todo(number, items, checkpoint, summary, writer)
+                todo = self._todo(number, items, checkpoint, summary, writer, progress)
                 if not todo:
-                    progress.total = (progress.total or 0) - len(items)
                     continue
-                submit = self._send_all if checkpoint is None else self._send_all_checkpointed
-                future = pool.submit(submit, number, items, todo, checkpoint)
-                pending[future] = (number, items)
+                future = pool.submit(self._send_batch, number, items, todo, checkpoint, settled)
+                pending[future] = number
                 while len(pending) >= self.max_in_flight:
-                    failure = self._collect(pending, summary, writer, progress) or failure
+                    failure = self._collect(pending, settled, summary, writer, progress) or failure
             while pending:
-                failure = self._collect(pending, summary, writer, progress) or failure
+                failure = self._collect(pending, settled, summary, writer, progress) or failure
         self.log.info("%s", progress.line())
         if failure is not None:
+            api_rejected = summary.rejected - validation_rejected
+            self.log.error(
+                "Lead upload stopped: %d of %d leads are settled (%d uploaded, %d rejected by the API); the other "
+                "%d are unsettled and none of them counts as uploaded. %s",
+                summary.uploaded + api_rejected,
+                spool.count,
+                summary.uploaded,
+                api_rejected,
+                spool.count - summary.uploaded - api_rejected,
+                "A rerun with the same checkpoint_path sends only those."
+                if checkpoint is not None
+                else "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId).",
+            )
             raise failure
 
     def _todo(
@@ -371,38 +415,44 @@ class LeadUploader:
         checkpoint: UploadCheckpoint | None,
         summary: UploadSummary,
         writer: Any,
+        progress: Progress,
     ) -> list[int]:
         """The positions of batch ``number`` still to send; account for the ones an earlier run settled."""
         if checkpoint is None:
             return list(range(len(items)))
         settled = set(range(len(items))) if checkpoint.is_done(number) else checkpoint.settled(number)
         if settled:
-            earlier = [r for r in checkpoint.rejections(number) if r[0] is None or r[0] in settled]
+            earlier = [r for r in checkpoint.rejections(number) if r[0] in settled]
             self._account(number, items, _Settlement(sorted(settled), earlier), summary, writer)
+            progress.total = (progress.total or 0) - len(settled)
         if checkpoint.is_done(number):
             summary.skipped_batches += 1
         return [p for p in range(len(items)) if p not in settled]
 
     def _collect(
         self,
-        pending: dict[Future[list[_Settlement]], tuple[int, list[_Item]]],
+        pending: dict[Future[None], int],
+        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
         summary: UploadSummary,
         writer: Any,
         progress: Progress,
     ) -> BaseException | None:
-        """Wait for at least one request group to finish and account for it; return its error, if any."""
+        """Wait for at least one batch to finish, account for every settlement so far; return a batch's error.
+
+        Settlements are accounted as they come, so the part of a batch settled before it failed counts too.
+        """
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        while not settled.empty():
+            number, items, settlement = settled.get()
+            self._account(number, items, settlement, summary, writer)
+            progress.add(len(settlement.positions))
         failure = None
         for future in done:
-            number, items = pending.pop(future)
+            number = pending.pop(future)
             error = future.exception()
             if error is not None:
                 failure = failure or error
                 self.log.error("Batch %d failed: %s", number, getattr(error, "message", type(error).__name__))
-                continue
-            for settlement in future.result():
-                self._account(number, items, settlement, summary, writer)
-            progress.add(len(items))
         return failure
 
     def _account(
@@ -411,115 +461,217 @@ class LeadUploader:
         """Count a settlement and write its rejections (main thread only)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)
         for position, field_name, code, reason in settlement.rejections:
-            item = items[position] if position is not None else None
+            item = items[position]
             summary.rejected += 1
             summary.reasons[f"api: {field_name or 'record'} ({code})"] += 1
             writer.write(
                 {
                     "stage": STAGE_API,
-                    "row": item.row if item else None,
+                    "row": item.row,
                     "batch": number,
                     "field": field_name,
                     "code": code,
                     "reason": reason,
-                    "record": json.loads(item.original) if item else None,
+                    "record": json.loads(item.original),
                 }
             )
 
     # -- sending (worker threads) --------------------------------------------------------------------------------
 
-    def _send_all_checkpointed(
-        self, number: int, items: list[_Item], todo: list[int], checkpoint: UploadCheckpoint
-    ) -> list[_Settlement]:
+    def _send_batch(
+        self,
+        number: int,
+        items: list[_Item],
+        todo: list[int],
+        checkpoint: UploadCheckpoint | None,
+        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
+    ) -> None:
+        """Send the ``todo`` positions of batch ``number``; checkpoint each settlement, then hand it to the main
+        thread through ``settled``."""
+
         def settle(settlement: _Settlement) -> None:
-            checkpoint.record(number, settlement.positions, settlement.rejections, batch_len=len(items))
+            if checkpoint is not None:
+                checkpoint.record(number, settlement.positions, settlement.rejections, batch_len=len(items))
+            settled.put((number, items, settlement))
 
-        return self._send(items, todo, settle)
-
-    def _send_all(self, number: int, items: list[_Item], todo: list[int], checkpoint: None) -> list[_Settlement]:
-        return self._send(items, todo, lambda settlement: None)
+        self._send(number, items, todo, settle)
 
     def _send(
-        self, items: list[_Item], positions: list[int], on_settled: Callable[[_Settlement], None]
-    ) -> list[_Settlement]:
-        """Send ``positions`` of a batch in one request; isolate offenders of a 400 and re-send the rest."""
-        settlements: list[_Settlement] = []
-        queue = [positions]
+        self, number: int, items: list[_Item], positions: list[int], on_settled: Callable[[_Settlement], None]
+    ) -> None:
+        """Send ``positions`` of batch ``number``; isolate offenders of a 400, halve a 413 once, re-send the rest.
+
+        :raises UnsettledBatchError: when careCycle does not settle a group (see the class); the groups settled
+            before stay settled (and checkpointed).
+        """
+        queue: list[tuple[list[int], bool]] = [(positions, False)]  # (group, halved after a 413 already)
         while queue:
-            group = queue.pop(0)
+            group, halved = queue.pop(0)
+            unsettled = len(group) + sum(len(g) for g, _ in queue)
             try:
                 answer = self.hook.upload_leads([items[p].lead for p in group])
             except CareCycleValidationError as error:
-                offenders, rest = self._isolate(error, group)
+                offenders, rest, halved = self._split_refused(number, error, group, halved, unsettled)
                 if offenders:
-                    settlement = _Settlement([p for p, _ in offenders], [r for _, r in offenders])
-                    on_settled(settlement)
-                    settlements.append(settlement)
-                queue[:0] = [part for part in rest if part]
+                    on_settled(_Settlement([p for p, _ in offenders], [r for _, r in offenders]))
+                queue[:0] = [(part, halved) for part in rest if part]
                 continue
-            settlement = _Settlement(group, self._answer_rejections(answer, items, group))
-            on_settled(settlement)
-            settlements.append(settlement)
-        return settlements
+            on_settled(_Settlement(group, self._answer_rejections(number, answer, items, group, unsettled)))
+
+    def _split_refused(
+        self, number: int, error: CareCycleValidationError, group: list[int], halved: bool, unsettled: int
+    ) -> tuple[list[tuple[int, StoredRejection]], list[list[int]], bool]:
+        """What to do with a group careCycle refused with a 4xx: ``(offenders, groups to re-send, halved)``.
+
+        * the API names the records at fault (``failedRecords[].index``, ``errors[].path`` into ``records``) of a
+          400 or a ``VALIDATION_ERROR``: those are rejected, the rest re-sent;
+        * a 400 ``VALIDATION_ERROR`` naming none: a single record is the offender, a larger group is bisected;
+        * a 413 (payload too large): the group is halved once (logged); a 413 for a half fails;
+        * anything else (405, 409, 415, 422, a 400 of another code, ...): the batch fails at once, unsettled.
+        """
+        named = self._named_offenders(error, group)
+        validation = error.code == "VALIDATION_ERROR"
+        if named and (error.status == 400 or validation):
+            offenders = []
+            for local, found in sorted(named.items()):
+                field_name = found[0][0] if found else None
+                text = "; ".join(f"{f}: {m}" if f else m for f, m in found) or "rejected by the API (VALIDATION_ERROR)"
+                offenders.append((group[local], (group[local], field_name, CODE_API_VALIDATION, f"API: {text}")))
+            return offenders, [[p for i, p in enumerate(group) if i not in named]], halved
+        if error.status == 400 and validation:
+            if len(group) == 1:
+                return [(group[0], (group[0], None, CODE_API_VALIDATION, f"API: {error.message}"))], [], halved
+            middle = len(group) // 2
+            return [], [group[:middle], group[middle:]], halved
+        if error.status == 413 and not halved and len(group) > 1:
+            middle = len(group) // 2
+            self.log.warning(
+                "Batch %d: careCycle answered 413 (payload too large) for %d leads; sending them in two halves "
+                "of %d and %d. Lower batch_size if this keeps happening.",
+                number,
+                len(group),
+                middle,
+                len(group) - middle,
+            )
+            return [], [group[:middle], group[middle:]], True
+        if error.status == 413:
+            what = f"careCycle answered 413 (payload too large) even for half the batch ({len(group)} leads)"
+            advice = "Lower batch_size."
+        else:
+            code = f", code {error.code}" if isinstance(error.code, str) and error.code.isidentifier() else ""
+            what = f"careCycle refused the upload of {len(group)} leads ({error.status}{code})"
+            advice = "It named no lead at fault, so the batch was neither bisected nor retried."
+        raise UnsettledBatchError(
+            f"Batch {number}: {what}. {advice} {unsettled} leads of the batch stay unsettled and count as not "
+            "uploaded; a rerun with the same checkpoint_path sends them again.",
+            batch=number,
+            unsettled=unsettled,
+            status=error.status,
+        ) from error
 
     @staticmethod
-    def _isolate(
-        error: CareCycleValidationError, group: list[int]
-    ) -> tuple[list[tuple[int, StoredRejection]], list[list[int]]]:
-        """Split a 400'd group into rejected offenders and the groups to re-send.
-
-        The offenders are the records the API named (``failedRecords[].index``, ``errors[].path``). When it named
-        none, a single record is the offender; a larger group is cut in two and each half re-sent.
-        """
+    def _named_offenders(error: CareCycleValidationError, group: list[int]) -> dict[int, list[tuple[str | None, str]]]:
+        """The group's records the API named (local index -> ``(field, message)`` pairs, maybe none)."""
         reasons: dict[int, list[tuple[str | None, str]]] = {}
         for issue in error.errors:
-            local = _record_position(issue.get("path"), len(group))
+            local = _record_position(issue.get("path"), len(group)) if isinstance(issue, dict) else None
             if local is not None:
                 path = issue.get("path") or []
                 field_name = str(path[2]) if len(path) > 2 else None
                 reasons.setdefault(local, []).append((field_name, str(issue.get("message") or "invalid")))
         for failed in error.failed_records:
             index = failed.get("index") if isinstance(failed, dict) else None
-            if isinstance(index, int) and 0 <= index < len(group):
+            if _is_count(index) and index < len(group):
                 reasons.setdefault(index, [])
-        if not reasons and len(group) == 1:
-            reasons[0] = [(None, error.message)]
-        if not reasons:
-            middle = len(group) // 2
-            return [], [group[:middle], group[middle:]]
-        offenders = []
-        for local, found in sorted(reasons.items()):
-            field_name = found[0][0] if found else None
-            text = "; ".join(f"{f}: {m}" if f else m for f, m in found) or "rejected by the API (VALIDATION_ERROR)"
-            offenders.append((group[local], (group[local], field_name, CODE_API_VALIDATION, f"API: {text}")))
-        rest = [p for i, p in enumerate(group) if i not in reasons]
-        return offenders, [rest]
+        return reasons
 
     @staticmethod
-    def _answer_rejections(answer: Any, items: list[_Item], group: list[int]) -> list[StoredRejection]:
-        """The per-record ``errors[]`` of a 200 answer, matched to positions by ``externalId``."""
-        errors = answer.get("errors") if isinstance(answer, dict) else None
-        if not isinstance(errors, list) or not errors:
-            return []
+    def _answer_rejections(
+        number: int, answer: Any, items: list[_Item], group: list[int], unsettled: int
+    ) -> list[StoredRejection]:
+        """The per-record rejections of a 200 answer, once it is checked to account for every record sent.
+
+        :raises UnsettledBatchError: when the answer does not account for every record sent, or one of its
+            ``errors[]`` cannot be tied to exactly one record sent (by ``externalId``, or the only record without).
+        """
+        problem = _unaccounted(answer, len(group))
+        if problem:
+            raise UnsettledBatchError(
+                f"Batch {number}: careCycle's answer to an upload of {len(group)} leads does not account for "
+                f"them ({problem}). None of them counts as uploaded; {unsettled} leads of the batch stay unsettled "
+                "and a rerun with the same checkpoint_path sends them again.",
+                batch=number,
+                unsettled=unsettled,
+                status=200,
+            )
         by_external_id = {
             str(items[p].lead["externalId"]): p for p in group if items[p].lead.get("externalId") is not None
         }
         without_id = [p for p in group if items[p].lead.get("externalId") is None]
         rejections: list[StoredRejection] = []
+        untied: list[int] = []
         taken: set[int] = set()
-        for error in errors:
-            if not isinstance(error, dict):
-                continue
+        for index, error in enumerate(answer.get("errors") or []):
             external_id = error.get("externalId")
-            position = by_external_id.get(str(external_id)) if external_id is not None else None
-            if position is None and external_id is None and len(without_id) == 1:
-                position = without_id[0]
-            if position in taken:
-                position = None
-            if position is not None:
-                taken.add(position)
+            if external_id is not None:
+                position = by_external_id.get(str(external_id))
+            else:
+                position = without_id[0] if len(without_id) == 1 else None
+            if position is None or position in taken:
+                untied.append(index)
+                continue
+            taken.add(position)
             rejections.append((position, None, CODE_API_ERROR, f"API: {error.get('error') or 'record failed'}"))
+        if untied:
+            raise UnsettledBatchError(
+                f"Batch {number}: careCycle reported {len(untied)} per-record error(s) (errors[{_indices(untied)}]) "
+                "that cannot be tied to a lead sent: an externalId not in the batch, the same lead twice, or no "
+                "externalId while several leads have none. Which leads failed is unknown, so none of the "
+                f"{len(group)} counts as uploaded; {unsettled} leads stay unsettled. Give every lead an "
+                "externalId so careCycle's errors name it.",
+                batch=number,
+                unsettled=unsettled,
+                status=200,
+            )
         return rejections
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _indices(indices: list[int], most: int = 5) -> str:
+    shown = ", ".join(str(i) for i in indices[:most])
+    return shown + (", ..." if len(indices) > most else "")
+
+
+def _unaccounted(answer: Any, sent: int) -> str | None:
+    """Why a 200 answer to an upload of ``sent`` records does not account for each of them, or ``None``.
+
+    careCycle answers ``{"succeeded": int, "failed": int, "errors": [{"id", "externalId", "error"}]}``:
+    ``succeeded + failed`` must be the records sent and ``errors`` must hold one object per failure. Only types and
+    counts are described, never values.
+    """
+    if not isinstance(answer, dict):
+        return "an empty answer" if answer is None else f"a JSON {type(answer).__name__}, not an object"
+    counts = {}
+    for name in ("succeeded", "failed"):
+        value = answer.get(name)
+        if not _is_count(value):
+            return f"{name} is {'missing' if value is None else 'not a whole number >= 0'}"
+        counts[name] = value
+    if counts["succeeded"] + counts["failed"] != sent:
+        return f"succeeded {counts['succeeded']} + failed {counts['failed']} is not the {sent} sent"
+    errors = answer.get("errors")
+    if errors is None and counts["failed"] == 0:
+        return None
+    if not isinstance(errors, list):
+        return "errors is not a list"
+    if len(errors) != counts["failed"]:
+        return f"failed is {counts['failed']} but errors lists {len(errors)}"
+    if not all(isinstance(error, dict) for error in errors):
+        return "an errors entry is not an object"
+    return None
 
 
 class _NullWriter:

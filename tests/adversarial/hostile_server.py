@@ -1,9 +1,10 @@
 """A scriptable hostile HTTP server on loopback, for the adversarial suite (not part of the emulator).
 
 A test queues what the next requests get (:class:`Reply`, :class:`Redirect`, :class:`DropMidBody`,
-:class:`Trickle`, :class:`Forward`); once the queue is empty every request gets the server's ``default`` action
-(forward to an upstream emulator when one is given, else a 500). Every request is recorded with its headers and
-body, so a test can assert what reached the server, e.g. that no redirect target ever saw the API key.
+:class:`Trickle`, :class:`Forward`, :class:`ForwardThenReply`, :class:`ForwardThenDrop`); once the queue is empty
+every request gets the server's ``default`` action (forward to an upstream emulator when one is given, else a 500).
+Every request is recorded with its headers and body (and, when forwarded, the upstream's status), so a test can
+assert what reached the server, e.g. that no redirect target ever saw the API key.
 
 .. code-block:: python
 
@@ -67,7 +68,27 @@ class Forward:
     upstream: str | None = None
 
 
-Action = Reply | Redirect | DropMidBody | Trickle | Forward
+@dataclass
+class ForwardThenReply:
+    """Send the request on to the upstream (which acts on it), discard its answer and answer ``reply`` instead.
+
+    An upstream that did the work but whose answer the client never sees: e.g. leads stored, answer ``{}``.
+    """
+
+    reply: Reply
+    upstream: str | None = None
+
+
+@dataclass
+class ForwardThenDrop:
+    """Send the request on to the upstream (which acts on it), then relay only ``sent`` bytes of its answer
+    (announcing the full ``Content-Length``) and close the connection: the work is done, the answer lost."""
+
+    sent: int = 5
+    upstream: str | None = None
+
+
+Action = Reply | Redirect | DropMidBody | Trickle | Forward | ForwardThenReply | ForwardThenDrop
 
 
 @dataclass
@@ -78,6 +99,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: the status the upstream answered when the request was forwarded (``None``: not forwarded)
+    upstream_status: int | None = None
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -160,7 +183,14 @@ class HostileServer:
                 request = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 action = server._next_action(request)
                 if isinstance(action, Forward):
+                    status, headers, data = self._forward(action.upstream or server.upstream, request)
+                    self._relay(status, headers, data)
+                elif isinstance(action, ForwardThenReply):
                     self._forward(action.upstream or server.upstream, request)
+                    self._reply(action.reply)
+                elif isinstance(action, ForwardThenDrop):
+                    status, headers, data = self._forward(action.upstream or server.upstream, request)
+                    self._relay(status, headers, data, sent=action.sent)
                 elif isinstance(action, Redirect):
                     self.send_response(action.status)
                     self.send_header("Location", action.location)
@@ -190,32 +220,44 @@ class HostileServer:
                         pass
                     self.close_connection = True
                 else:
-                    data, kind = _encode(action.body) if action.body is not None else (b"", "application/json")
-                    self.send_response(action.status)
-                    self.send_header("Content-Type", kind)
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in action.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
+                    self._reply(action)
 
-            def _forward(self, upstream: str | None, request: Recorded) -> None:
+            def _reply(self, action: Reply) -> None:
+                data, kind = _encode(action.body) if action.body is not None else (b"", "application/json")
+                self.send_response(action.status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in action.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self, upstream: str | None, request: Recorded) -> tuple[int, list[tuple[str, str]], bytes]:
                 if not upstream:
                     raise RuntimeError("Forward with no upstream")
                 host_port = upstream.split("://", 1)[1]
                 conn = http.client.HTTPConnection(host_port, timeout=30)
                 headers = {k: v for k, v in request.headers.items() if k not in ("host", "connection")}
-                conn.request(request.method, request.path, body=request.body or None, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
+                try:
+                    conn.request(request.method, request.path, body=request.body or None, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                request.upstream_status = answer.status
+                return answer.status, answer.getheaders(), data
+
+            def _relay(self, status: int, headers: list[tuple[str, str]], data: bytes, sent: int | None = None) -> None:
+                self.send_response(status)
+                for name, value in headers:
                     if name.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
-                conn.close()
+                self.wfile.write(data if sent is None else data[:sent])
+                if sent is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

@@ -12,7 +12,12 @@ import pytest
 from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.leads.upload import LeadUploader, UploadSummary, check_upload_options
+from airflow_provider_carecycle.leads.upload import (
+    LeadUploader,
+    UnsettledBatchError,
+    UploadSummary,
+    check_upload_options,
+)
 
 
 class StubHook:
@@ -21,6 +26,8 @@ class StubHook:
     :param names_offenders: answer 400 with ``failedRecords``/paths (True) or with a bare 400 (False).
     :param fail_after: answer every request after this many with a 503 that retries could not get past.
     """
+
+    destination_id = "stub-api"
 
     def __init__(self, *, names_offenders: bool = True, fail_after: int | None = None) -> None:
         self.names_offenders = names_offenders
@@ -111,14 +118,17 @@ def test_per_record_errors_without_external_id_are_matched_when_unambiguous(tmp_
     assert (entry["row"], entry["reason"]) == (2, "API: Source not found")
 
 
-def test_unattributable_errors_are_still_counted(tmp_path):
+def test_errors_that_cannot_be_tied_to_a_record_leave_the_batch_unsettled(tmp_path):
     hook = StubHook()
     records = [lead(1, city="NOSOURCE", with_id=False), lead(2, city="NOSOURCE", with_id=False)]
+    checkpoint = tmp_path / "cp.json"
 
-    summary = run(hook, records, tmp_path)
+    with pytest.raises(UnsettledBatchError, match="cannot be tied to a lead sent") as err:
+        run(hook, records, tmp_path, checkpoint_path=str(checkpoint))
 
-    assert (summary.uploaded, summary.rejected) == (0, 2)
-    assert [e["row"] for e in rejected(tmp_path)] == [None, None]
+    assert (err.value.batch, err.value.unsettled) == (0, 2)
+    assert json.loads(checkpoint.read_text())["done"] == []
+    assert not (tmp_path / "rejected.jsonl").exists()  # never a rejection with "row": null
 
 
 def test_a_failure_stops_the_run_after_in_flight_batches_are_checkpointed(tmp_path):
@@ -156,14 +166,49 @@ def test_a_partly_settled_batch_resends_only_its_unsettled_records(tmp_path):
     assert [e["row"] for e in rejected(tmp_path)] == [2]
 
 
-def test_checkpoint_for_other_input_is_ignored(tmp_path):
+def checkpoint_at(uri: str, fingerprint: str = "a", batch_size: int = 10, batches: int = 2, destination: str = "d"):
+    return UploadCheckpoint(
+        uri, fingerprint=fingerprint, batch_size=batch_size, batches=batches, destination=destination
+    )
+
+
+def test_checkpoint_for_other_input_or_destination_is_ignored(tmp_path):
     uri = str(tmp_path / "cp.json")
-    UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).record(0, range(10), [], batch_len=10)
-    assert UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).is_done(0)
-    assert not UploadCheckpoint(uri, fingerprint="b", batch_size=10, batches=2).is_done(0)
-    assert not UploadCheckpoint(uri, fingerprint="a", batch_size=20, batches=1).is_done(0)
+    checkpoint_at(uri).record(0, range(10), [(3, None, "api_error", "API: x")], batch_len=10)
+    assert checkpoint_at(uri).is_done(0) and checkpoint_at(uri).rejections(0) == [(3, None, "api_error", "API: x")]
+    assert not checkpoint_at(uri, fingerprint="b").is_done(0)
+    assert not checkpoint_at(uri, destination="e").is_done(0)
+    assert not checkpoint_at(uri, batch_size=20, batches=1).is_done(0)
     Path(uri).write_text("{not json")
-    assert not UploadCheckpoint(uri, fingerprint="a", batch_size=10, batches=2).resumed
+    assert not checkpoint_at(uri).resumed
+
+
+def test_a_checkpoint_of_an_earlier_layout_starts_afresh(tmp_path):
+    uri = tmp_path / "cp.json"
+    old = {"version": 1, "fingerprint": "a", "batch_size": 10, "batches": 2, "done": [0], "partial": {}, "rejected": {}}
+    uri.write_text(json.dumps(old))
+    assert not checkpoint_at(str(uri)).resumed
+    assert json.loads(uri.read_text())["version"] == 2  # rewritten at once, before any request
+
+
+def test_a_checkpoint_is_written_at_once_and_replaced_atomically_0600(tmp_path):
+    uri = tmp_path / "deep" / "cp.json"
+    checkpoint_at(str(uri))
+    assert json.loads(uri.read_text())["done"] == [] and oct(uri.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in uri.parent.iterdir()] == ["cp.json"]
+
+
+def test_a_checkpoint_on_other_object_storage_is_written_through_fsspec():
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    try:
+        from airflow.sdk.io.store import attach
+    except ImportError:  # Airflow 2
+        from airflow.io.store import attach
+    attach("memory", fs=MemoryFileSystem())  # Airflow 2 knows no memory:// until told
+    uri = "memory://checkpoints/cp.json"
+    checkpoint_at(uri).record(1, range(3), [], batch_len=3)
+    assert checkpoint_at(uri).is_done(1)
 
 
 def test_summary_accounts_for_every_record(tmp_path):
