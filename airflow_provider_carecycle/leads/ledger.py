@@ -9,7 +9,7 @@ A ledger is a **folder** (``sync_state_path``: ``s3://``, ``gs://``, ``file://``
 files named ``ledger-<binding>-<generation>-<random>.sqlite``. Each holds:
 
 - ``meta``: ``format`` (``carecycle-sync-ledger``), ``version``, ``binding``, ``generation``, ``entries``,
-  ``written_at`` (UTC, ISO 8601);
+  ``written_at`` (UTC, ISO 8601), ``based_on`` (the names of the files its run had read);
 - ``entries(id, hash, ts)``: one row per lead, where ``id`` is a 16-byte keyed BLAKE2b hash of the lead's identity
   (:meth:`~airflow_provider_carecycle.leads.validation.LeadValidator.identity`: ``externalId``, else the phone
   number), ``hash`` a 16-byte keyed BLAKE2b hash of the normalised lead exactly as sent (compact JSON, sorted keys),
@@ -18,23 +18,26 @@ files named ``ledger-<binding>-<generation>-<random>.sqlite``. Each holds:
 No field value is stored in clear: not the identity, not the lead. The hash key is derived from a secret (by
 default the destination id, itself a hash of the careCycle base URL and API key); ``binding`` is another hash of
 the destination and the key, so the files say which careCycle they belong to without saying which. A phone number
-has few possible values, so someone who holds both the ledger and the key could test guesses: keep the ledger where
-the rejected file and the checkpoint go.
+has few possible values, so someone who holds both the ledger and the key (the API key, or the destination id that
+an upload checkpoint stores) could test guesses: keep the ledger where the rejected file and the checkpoint go.
 
 How it is read and written
 --------------------------
 Every run merges all files of its binding into a local working copy (files of another destination are left alone:
 another destination starts empty; a file that is not a well-formed ledger is ignored with a warning, so its leads
 are sent again). A lead is *unchanged* when the ledger holds its identity with the same hash, acknowledged less
-than ``resend_after`` ago. After the run, the leads careCycle acknowledged go into **one new file** (written under a
-temporary name, then renamed, so a reader never sees half of one); when there are more than ``max_files`` files of
-this binding, or on ``full_sync``, the new file holds the whole merged ledger instead and the files it merged are
-deleted. Files are never overwritten, so two runs saving the same ledger at once both keep their entries.
+than ``resend_after`` ago. Each save (the upload engine saves every minute and at the end of a run) writes the leads
+careCycle acknowledged since the last one into **one new file** (written under a temporary name, then renamed, so a
+reader never sees half of one); when there are more than ``max_files`` files of this binding, or at a
+``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted. Files
+are never overwritten, so two runs saving the same ledger at once both keep their entries.
 
-Merging keeps, per identity, the latest acknowledgement. Two *different* versions of one lead acknowledged within
-``conflict_window_s`` of each other (two runs sending different data for the same lead at once: careCycle holds
-whichever it processed last, which the acknowledgement times cannot tell) are both forgotten, so the next run sends
-the lead again. Every doubt resolves towards sending again, never towards skipping.
+Merging keeps, per identity, the latest acknowledgement: each file names the files its run had read
+(``based_on``), so a later run's version replaces an earlier one at once. Two *different* versions of one lead
+acknowledged by runs that had not read each other's files, within ``conflict_window_s`` of each other (two runs
+sending different data for the same lead at once: careCycle holds whichever it processed last, which the
+acknowledgement times cannot tell), are both forgotten, so the next run sends the lead again. Every doubt resolves
+towards sending again, never towards skipping.
 """
 
 from __future__ import annotations
@@ -257,6 +260,8 @@ class SyncLedger:
         self._pending: list[tuple[bytes, bytes, int]] = []
         self._read: list[_File] = []
         self.recorded = 0
+        self.unsaved = 0
+        self._replaced = False
         self.loaded = 0
         self.ignored: list[str] = []
 
@@ -374,20 +379,18 @@ class SyncLedger:
             self._db = self._connect(work)
             _create_schema(self._db)
             return
-        valid.sort(key=lambda v: (v[2], v[0].generation), reverse=True)
-        os.replace(valid[0][1], work)
+        ancestors = _ancestors({file.name: based_on for file, _, _, based_on in valid})
+        # a file's generation is above those of the files its run had read: this order merges them before it
+        ordered = sorted(valid, key=lambda v: (v[0].generation, v[0].name))
+        os.replace(ordered[0][1], work)  # the oldest file, usually the compacted one (the largest), starts the copy
         self._db = self._connect(work)
         self._db.execute("CREATE TEMP TABLE forgotten (id BLOB PRIMARY KEY, ts INTEGER NOT NULL) WITHOUT ROWID")
-        merged = {valid[0][0].name: valid[0][3]}
-        for file, local, _, based_on in valid[1:]:
-            if set(merged) <= based_on:
-                order = "newer"  # its run read every file merged so far: its acknowledgements came after theirs
-            elif all(file.name in known for known in merged.values()):
-                order = "older"
-            else:
-                order = "concurrent"
-            self._merge_file(local, order)
-            merged[file.name] = based_on
+        merged = [ordered[0][0].name]
+        for file, local, _, _ in ordered[1:]:
+            # newer: its run had read (the files behind) every file merged so far, so its entries win outright
+            newer = all(name in ancestors[file.name] for name in merged)
+            self._merge_file(local, newer=newer)
+            merged.append(file.name)
             os.unlink(local)
         (self.loaded,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
         log.info(
@@ -397,11 +400,11 @@ class SyncLedger:
             len(valid),
         )
 
-    def _merge_file(self, local: str, order: str) -> None:
+    def _merge_file(self, local: str, *, newer: bool) -> None:
         """Merge another file of this binding into the working copy (see the module docstring for the rule).
 
-        :param order: ``newer`` when the file's run had read every file merged so far (its entries win),
-            ``older`` when every one of them had read it (theirs win), else ``concurrent``.
+        :param newer: the file's run had read every file merged so far: its entries win. Otherwise the runs were
+            concurrent: the later acknowledgement wins, and two versions acknowledged close together are forgotten.
         """
         db = self._db
         assert db is not None
@@ -409,18 +412,11 @@ class SyncLedger:
         db.execute("ATTACH DATABASE ? AS other", (local,))
         try:
             db.execute("BEGIN")
-            if order == "newer":
+            if newer:
                 db.execute("DELETE FROM temp.forgotten WHERE id IN (SELECT id FROM other.entries)")
                 db.execute(
                     "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM other.entries WHERE true "
                     "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts"
-                )
-                db.execute("COMMIT")
-                return
-            if order == "older":
-                db.execute(
-                    "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM other.entries o "
-                    "WHERE o.id NOT IN (SELECT id FROM temp.forgotten) ON CONFLICT(id) DO NOTHING"
                 )
                 db.execute("COMMIT")
                 return
@@ -506,6 +502,7 @@ class SyncLedger:
             self._require_open()
             self._pending.append(entry)
             self.recorded += 1
+            self.unsaved += 1
             if len(self._pending) >= _RECORD_CHUNK:
                 self._flush_pending()
 
@@ -524,28 +521,32 @@ class SyncLedger:
     # -- saving --------------------------------------------------------------------------------------------------
 
     def save(self) -> LedgerSave:
-        """Publish this run's acknowledgements as a new file (compacting the ledger when it has too many files).
+        """Publish the acknowledgements noted since the last save as a new file.
 
-        :raises SyncLedgerError: when the folder cannot be written; the leads acknowledged in this run will then be
-            sent again by the next run.
+        The new file holds only those, unless the ledger has more than ``max_files`` files of this destination, or
+        this is a full sync's first save: then it holds the whole ledger, and the files it replaces are deleted.
+        It can be called as often as wanted during a run (each call that has something to say writes a file).
+
+        :raises SyncLedgerError: when the folder cannot be written; the leads acknowledged since the last save will
+            then be sent again by the next run.
         """
         with self._lock:
             db = self._require_open()
             assert self._run is not None and self._tmp is not None
             self._flush_pending()
             (count,) = self._run.execute("SELECT count(*) FROM entries").fetchone()
-            compact = self.full_sync or len(self._read) + 1 > self.max_files
-            if not count and not compact:
+            replace = self.full_sync and not self._replaced
+            if not count and not replace:
                 return LedgerSave(None, 0, False, 0)
+            compact = replace or len(self._read) + 1 > self.max_files
             generation = max((f.generation for f in self._read), default=0) + 1
             name = f"{_NAME_PREFIX}{self.binding}-{generation:010d}-{uuid.uuid4().hex[:12]}{_NAME_SUFFIX}"
+            run_path = os.path.join(self._tmp, "run.sqlite")
             if compact:
-                self._run.close()
-                self._run = None
-                self._merge_run(os.path.join(self._tmp, "run.sqlite"))
+                self._merge_run(run_path)
                 target, source = db, os.path.join(self._tmp, "work.sqlite")
             else:
-                target, source = self._run, os.path.join(self._tmp, "run.sqlite")
+                target, source = self._run, run_path
             (entries,) = target.execute("SELECT count(*) FROM entries").fetchone()
             _write_meta(target, self.binding, generation, entries, [f.name for f in self._read])
             try:
@@ -553,7 +554,8 @@ class SyncLedger:
             except OSError as err:
                 raise SyncLedgerError(
                     f"Cannot write the sync ledger at {self.store.location} ({type(err).__name__}: {err}). The "
-                    f"{self.recorded} leads acknowledged in this run are not recorded: the next run sends them again."
+                    f"{self.unsaved} leads acknowledged since it was last saved are not recorded: the next run sends "
+                    "them again."
                 ) from err
             removed = 0
             if compact:
@@ -561,21 +563,26 @@ class SyncLedger:
                     self.store.delete(file.name)
                     removed += 1
                 self._read = [_File(name, generation)]
+                self._replaced = True
             else:
+                self._merge_run(run_path)  # the working copy holds everything saved, for a later compaction
                 self._read.append(_File(name, generation))
-                self._run.execute("DELETE FROM entries")
+            self.unsaved = 0
             log.info(
                 "Sync ledger %s: wrote %s (%d leads%s).",
                 self.store.location,
                 name,
                 entries,
-                f", compacting {removed} file(s)" if compact else "",
+                f", replacing {removed} file(s)" if compact else "",
             )
             return LedgerSave(name, entries, compact, removed)
 
     def _merge_run(self, run_path: str) -> None:
-        """Merge this run's acknowledgements into the working copy: they are the newest, so they win."""
+        """Move this run's acknowledgements into the working copy: they are the newest, so they win."""
         db = self._require_open()
+        if self._run is not None:
+            self._run.close()
+            self._run = None
         db.execute("ATTACH DATABASE ? AS run", (run_path,))
         try:
             db.execute("BEGIN")
@@ -630,6 +637,24 @@ def _write_meta(db: sqlite3.Connection, binding: str, generation: int, entries: 
     db.execute("DELETE FROM meta")
     db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", values.items())
     db.execute("COMMIT")
+
+
+def _ancestors(based_on: dict[str, frozenset[str]]) -> dict[str, set[str]]:
+    """For each file, every file its run had read, directly or through a file it read that is still there."""
+    found: dict[str, set[str]] = {}
+
+    def walk(name: str, path: frozenset[str]) -> set[str]:
+        if name not in found:
+            result: set[str] = set(based_on.get(name, ()))
+            for parent in based_on.get(name, ()):
+                if parent in based_on and parent not in path:
+                    result |= walk(parent, path | {name})
+            found[name] = result
+        return found[name]
+
+    for name in based_on:
+        walk(name, frozenset())
+    return found
 
 
 def _parse_name(name: str) -> tuple[str, int] | None:

@@ -24,7 +24,8 @@ How a run goes:
    for a half) fails the batch at once, unsettled. With a checkpoint (bound to the input and to the destination),
    each settled request is recorded durably before moving on; a rerun on the same input to the same careCycle
    skips what was settled and sends the rest. Every lead careCycle accepted (in this run, or in an earlier one
-   that the checkpoint resumes) is noted in the sync ledger, which is saved when the run ends, even when it fails.
+   that the checkpoint resumes) is noted in the sync ledger, which is saved every minute and when the run ends,
+   even when it fails.
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
@@ -62,6 +63,8 @@ DEFAULT_BATCH_SIZE = MAX_RECORDS_PER_UPLOAD
 DEFAULT_MAX_IN_FLIGHT = 4
 MAX_IN_FLIGHT_LIMIT = 32
 TOP_REASONS = 5
+#: least seconds between two saves of the sync ledger during a run (it is saved at the end too)
+LEDGER_SAVE_EVERY_S = 60.0
 
 STAGE_VALIDATION = "validation"
 STAGE_API = "api"
@@ -300,6 +303,7 @@ class LeadUploader:
         self.full_sync = full_sync
         self.resend_after = check_resend_after(resend_after)
         self._ledger: SyncLedger | None = None
+        self._ledger_saved_at = 0.0
         self.hook = hook
         self.validator = validator
         self.batch_size = batch_size
@@ -328,6 +332,7 @@ class LeadUploader:
                 self._prepare(records, spool, summary, writer)
                 if self.sync_state_path is not None and not self.dry_run and spool.count:
                     self._ledger = self._open_ledger()
+                    self._ledger_saved_at = time.monotonic()
                     summary.unchanged = spool.mark_unchanged(self._ledger)
                     self.log.info(
                         "Sync ledger: %d of %d leads unchanged since careCycle accepted them; %d to send.",
@@ -375,7 +380,7 @@ class LeadUploader:
         if ledger is None:
             return
         try:
-            if ledger.recorded or (ledger.full_sync and not failed):
+            if ledger.unsaved or (ledger.full_sync and not ledger.recorded and not failed):
                 ledger.save()
         except SyncLedgerError as err:
             if not failed:
@@ -547,6 +552,9 @@ class LeadUploader:
                 if position not in refused:
                     lead = items[position].lead
                     self._ledger.record(self.validator.identity(lead), _dumps(lead))
+            if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= LEDGER_SAVE_EVERY_S:
+                self._ledger.save()
+                self._ledger_saved_at = time.monotonic()
         for position, field_name, code, reason in settlement.rejections:
             item = items[position]
             summary.rejected += 1

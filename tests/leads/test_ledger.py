@@ -84,6 +84,19 @@ def test_only_recorded_leads_enter_the_ledger(tmp_path):
     assert unchanged(tmp_path, range(4)) == [1]
 
 
+@pytest.mark.parametrize("full_sync", [False, True])
+def test_saving_during_a_run_then_compacting_keeps_every_save(tmp_path, full_sync):
+    sync(tmp_path, range(100, 103))
+    with ledger_at(tmp_path, max_files=3, full_sync=full_sync) as ledger:
+        for i in range(6):
+            ledger.record(f"ext:e{i}", lead_text(i))
+            ledger.save()
+        assert ledger.save().name is None  # nothing new: no file
+    assert len(ledger_files(tmp_path)) <= 3
+    kept = [] if full_sync else [100, 101, 102]
+    assert unchanged(tmp_path, [*range(6), 100, 101, 102]) == [*range(6), *kept]
+
+
 def test_unsaved_records_are_not_in_the_ledger(tmp_path):
     with ledger_at(tmp_path) as ledger:
         ledger.record("ext:e1", lead_text(1))  # closed without save: as after a crash
