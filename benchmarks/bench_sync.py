@@ -70,12 +70,9 @@ def write_feed(path: Path, size: int, *, changed: float = 0.0, new: float = 0.0)
 
 
 CHILD = """
-import json, sys, threading, time
+import json, sys, time
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-
-def rss_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+from benchmarks._memory import PeakRss
 
 source, ledger, mode, rpm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 op = CareCycleUploadLeadsOperator(
@@ -86,22 +83,11 @@ hook = op.hook
 if mode == "stub":  # acknowledge every batch at once, as careCycle would, without a request
     hook.upload_leads = lambda records: {"succeeded": len(records), "failed": 0, "errors": []}
 hook.limiter  # connect before the baseline
-before = peak = rss_mb()
-done = threading.Event()
-
-def sample():
-    global peak
-    while not done.wait(0.01):
-        peak = max(peak, rss_mb())
-
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-started, cpu = time.monotonic(), time.process_time()
-result = op.execute({})
-elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
-done.set()
-sampler.join()
-print(json.dumps({**result, "rss_mb": max(peak, rss_mb()), "before_mb": before, "wall_s": elapsed,
+with PeakRss() as memory:
+    started, cpu = time.monotonic(), time.process_time()
+    result = op.execute({})
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+print(json.dumps({**result, "rss_mb": memory.peak_mb, "before_mb": memory.before_mb, "wall_s": elapsed,
                   "cpu_s": cpu, "requests": hook.stats.requests}))
 """
 
@@ -111,6 +97,7 @@ def run_feed(source: Path, ledger: Path, *, mode: str = "real", requests_per_min
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(source), str(ledger), mode, str(requests_per_minute)],
         env=dict(os.environ),
+        cwd=Path(__file__).resolve().parent.parent,  # the worker imports benchmarks._memory
         capture_output=True,
         text=True,
         check=False,
@@ -124,6 +111,14 @@ def upload_requests(emu: CareCycleEmulator) -> int:
     return sum(1 for e in emu.request_log() if e["path"] == "/v2/leads/upload")
 
 
+def measured_run(emu: CareCycleEmulator, source: Path, ledger: Path) -> tuple[dict[str, Any], int]:
+    """The feed at careCycle's real rate limit: its result and the upload requests it sent."""
+    emu.configure(rate_limit=60, rate_window_s=60.0)
+    before = upload_requests(emu)
+    result = run_feed(source, ledger)
+    return result, upload_requests(emu) - before
+
+
 def bench_small(emu: CareCycleEmulator, workdir: Path) -> None:
     ledger = workdir / "ledger-100k"
     first, second = workdir / "feed-100k-day1.jsonl", workdir / "feed-100k-day2.jsonl"
@@ -135,10 +130,7 @@ def bench_small(emu: CareCycleEmulator, workdir: Path) -> None:
         f"day 1 (seeding, no rate limit): {seed['uploaded']:,} uploaded in {seed['requests']} requests, "
         f"{seed['wall_s']:.1f} s"
     )
-    emu.configure(rate_limit=60, rate_window_s=60.0)
-    before = upload_requests(emu)
-    day2 = run_feed(second, ledger)
-    requests = upload_requests(emu) - before
+    day2, requests = measured_run(emu, second, ledger)
     per_min = total / day2["wall_s"] * 60
     print(
         f"day 2: {total:,} source leads ({CHANGED:.0%} changed, {NEW:.1%} new): {day2['uploaded']:,} uploaded, "
@@ -170,12 +162,10 @@ def bench_large(emu: CareCycleEmulator, workdir: Path) -> None:
         f"1M seeding run (stub acknowledges at once): {seed['uploaded']:,} leads in {seed['wall_s']:.1f} s, "
         f"peak RSS {seed['rss_mb']:.0f} MB"
     )
-    emu.configure(rate_limit=60, rate_window_s=60.0)
-    before = upload_requests(emu)
-    run = run_feed(second, ledger)
+    run, requests = measured_run(emu, second, ledger)
     print(
         f"1M run, {CHANGED:.0%} changed: {run['uploaded']:,} uploaded, {run['unchanged']:,} unchanged, "
-        f"{upload_requests(emu) - before} upload requests"
+        f"{requests} upload requests"
     )
     print(
         f"1M run wall time: {run['wall_s']:.1f} s, {run['cpu_s']:.1f} s CPU (goal <= {LARGE_TIME_GOAL_S:.0f} s: "
