@@ -612,6 +612,82 @@ class SyncLedger:
             self._tmp = None
 
 
+# -- the CRM watermark ---------------------------------------------------------------------------------------------
+
+
+class SyncWatermark:
+    """The highest source change time a run fully synced, kept as a small JSON object in the ledger's folder.
+
+    One per ``key`` (the CRM connection and the careCycle destination, hashed: the name says neither). Written like
+    a ledger file: a temporary name, then a rename. An unreadable watermark is ignored with a warning (the run then
+    reads from its data interval).
+
+    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param key: names the source and destination the watermark is for.
+    """
+
+    def __init__(self, location: str | LedgerStore, *, key: str) -> None:
+        self.store: LedgerStore = (
+            ObjectStorageLedgerStore(location) if isinstance(location, str) else location  # type: ignore[assignment]
+        )
+        self.name = f"watermark-{hashlib.blake2b(key.encode(), digest_size=8, person=b'ccsync-mark').hexdigest()}.json"
+
+    def read(self) -> datetime | None:
+        """The stored watermark (an aware datetime), or ``None`` when there is none yet."""
+        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
+            local = os.path.join(tmp, "watermark.json")
+            try:
+                self.store.download(self.name, local)
+            except FileNotFoundError:
+                return None
+            except OSError as err:
+                raise SyncLedgerError(
+                    f"Cannot read the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err})."
+                ) from err
+            try:
+                with open(local, encoding="utf-8") as handle:
+                    state = json.load(handle)
+                value = datetime.fromisoformat(state["last_change"])
+                if state.get("version") != 1 or value.tzinfo is None:
+                    raise ValueError("not a version 1 watermark with a time zone")
+            except (ValueError, KeyError, TypeError) as err:
+                log.warning(
+                    "Ignoring the unreadable watermark %s/%s (%s); reading from the data interval. Delete it to "
+                    "silence this warning.",
+                    self.store.location,
+                    self.name,
+                    type(err).__name__,
+                )
+                return None
+            return value
+
+    def write(self, value: datetime) -> None:
+        """Store ``value`` (an aware datetime) as the watermark.
+
+        :raises SyncLedgerError: when the folder cannot be written.
+        """
+        if value.tzinfo is None:
+            raise ValueError("the watermark must be an aware datetime")
+        text = json.dumps(
+            {
+                "version": 1,
+                "last_change": value.astimezone(timezone.utc).isoformat(),
+                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
+            local = os.path.join(tmp, "watermark.json")
+            with open(local, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            try:
+                self.store.upload(local, self.name)
+            except OSError as err:
+                raise SyncLedgerError(
+                    f"Cannot write the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err}); "
+                    "the next run reads from the previous watermark again."
+                ) from err
+
+
 # -- the file format -----------------------------------------------------------------------------------------------
 
 
