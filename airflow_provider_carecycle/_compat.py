@@ -23,11 +23,11 @@ if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
         PokeReturnValue,
         conf,
     )
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException, TaskDeferred
     from airflow.sdk.log import mask_secret
 else:  # Airflow 2.10 / 2.11
     from airflow.configuration import conf
-    from airflow.exceptions import AirflowException, AirflowFailException, TaskDeferred
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException, TaskDeferred
     from airflow.hooks.base import BaseHook
     from airflow.io.path import ObjectStoragePath
     from airflow.models.baseoperator import BaseOperator
@@ -45,6 +45,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",

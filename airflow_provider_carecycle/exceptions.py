@@ -7,9 +7,81 @@ contain record contents or the API key.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowException, AirflowFailException
+
+#: What an API-supplied token (an error ``code``, a rule, a path segment) may look like to be kept: a short
+#: identifier. Anything else (free text, a value the API echoed back) is dropped, since it may hold patient data.
+_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]-]{0,63}$")
+#: What a field error's ``expected`` may look like to be kept: short printable ASCII.
+_RULE = re.compile(r"^[\x20-\x7e]{1,80}$")
+
+
+def api_token(value: Any) -> str | None:
+    """``value`` if it is a short identifier (``VALIDATION_ERROR``, ``invalid_string``, ``dateOfBirth``), else ``None``.
+
+    :param value: something the API sent.
+    """
+    return value if isinstance(value, str) and _TOKEN.match(value) else None
+
+
+def _path_segment(value: Any) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return api_token(value) or "?"
+
+
+def _expected(err: dict[str, Any]) -> str | None:
+    """A field error's ``expected`` (a type, a format, a bound such as ``<=255``), unless it could be a value: longer
+    than 80 characters, not printable ASCII, or containing what the API says it ``received``."""
+    expected, received = err.get("expected"), err.get("received")
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        expected = str(expected)
+    if not isinstance(expected, str) or not _RULE.match(expected):
+        return None
+    if isinstance(received, (str, int, float)) and len(str(received)) >= 3 and str(received) in expected:
+        return None
+    return expected
+
+
+def sanitize_field_errors(errors: Any) -> list[dict[str, Any]]:
+    """The API's ``errors[]`` reduced to what holds no values: ``path``, ``code``, ``expected`` and a ``message``
+    rebuilt from those two (``too_big (expected <=255)``). The API's own ``message`` and ``received`` are dropped:
+    they may echo the rejected value (``Invalid enum value ..., received 'Jane Doe'``).
+
+    :param errors: the ``errors`` list of an error answer (anything else gives ``[]``).
+    """
+    kept: list[dict[str, Any]] = []
+    for err in errors if isinstance(errors, list) else []:
+        if not isinstance(err, dict):
+            continue
+        path = err.get("path")
+        code = api_token(err.get("code"))
+        expected = _expected(err)
+        rule = (code or "invalid") + (f" (expected {expected})" if expected else "")
+        kept.append(
+            {
+                "path": [_path_segment(p) for p in path] if isinstance(path, list) else [],
+                "code": code,
+                "expected": expected,
+                "message": rule,
+            }
+        )
+    return kept
+
+
+def sanitize_failed_records(records: Any) -> list[dict[str, Any]]:
+    """The ``failedRecords`` of an error answer reduced to ``index`` and ``externalId``.
+
+    :param records: the ``failedRecords`` list (anything else gives ``[]``).
+    """
+    kept: list[dict[str, Any]] = []
+    for record in records if isinstance(records, list) else []:
+        if isinstance(record, dict):
+            kept.append({key: record[key] for key in ("index", "externalId") if record.get(key) is not None})
+    return kept
 
 
 class CareCycleAPIError(AirflowException):
@@ -18,8 +90,10 @@ class CareCycleAPIError(AirflowException):
     :param message: a readable, PHI-free description.
     :param status: the HTTP status, or ``None`` when no answer arrived.
     :param code: the API's error ``code`` (``UNAUTHORIZED``, ``VALIDATION_ERROR``, ...).
-    :param errors: the per-field validation errors of a ``VALIDATION_ERROR`` answer.
-    :param failed_records: the ``failedRecords`` of a lead upload ``VALIDATION_ERROR`` answer.
+    :param errors: the per-field validation errors of a ``VALIDATION_ERROR`` answer, kept as ``path``, ``code``,
+        ``expected`` and a rebuilt ``message`` only (see :func:`sanitize_field_errors`).
+    :param failed_records: the ``failedRecords`` of a lead upload ``VALIDATION_ERROR`` answer (``index`` and
+        ``externalId`` only).
     :param retry_after: seconds to wait before retrying, from a 429 answer.
     """
 
@@ -37,8 +111,8 @@ class CareCycleAPIError(AirflowException):
         self.message = message
         self.status = status
         self.code = code
-        self.errors = errors or []
-        self.failed_records = failed_records or []
+        self.errors = sanitize_field_errors(errors)
+        self.failed_records = sanitize_failed_records(failed_records)
         self.retry_after = retry_after
 
     @property
@@ -59,10 +133,10 @@ class CareCycleValidationError(CareCycleAPIError):
     """400 ``VALIDATION_ERROR`` (or another 4xx the API rejected as invalid)."""
 
     def field_errors(self) -> list[str]:
-        """The validation errors as ``"records.3.dateOfBirth: Invalid date"`` lines (paths and messages only)."""
+        """The validation errors as ``"records.3.dateOfBirth: invalid_string"`` lines: the path and the rule (the
+        error ``code``, plus ``expected`` for a type error), never the API's message or the value it received."""
         return [
-            "{}: {}".format(".".join(str(p) for p in err.get("path") or []) or "(request)", err.get("message", ""))
-            for err in self.errors
+            "{}: {}".format(".".join(str(p) for p in err["path"]) or "(request)", err["message"]) for err in self.errors
         ]
 
 
@@ -74,9 +148,25 @@ class CareCycleRateLimitError(CareCycleAPIError):
         return True
 
 
+class CareCycleRetryAfterTooLongError(CareCycleRateLimitError):
+    """429 whose ``retryAfter`` is longer than the connection's ``max_retry_after``.
+
+    The hook does not sleep that long in a worker: it raises this at once, and Airflow's task ``retries`` (with
+    a ``retry_delay`` of at least ``retry_after``) take over. ``retry_after`` says how long careCycle asked to wait.
+    """
+
+
 class CareCycleServerError(CareCycleAPIError):
     """A 5xx answer, a dropped connection or a timeout: transient, retried with backoff."""
 
     @property
     def retryable(self) -> bool:
         return True
+
+
+class CareCycleMalformedAnswerError(CareCycleServerError):
+    """A success answer that is not what the API documents: not JSON, an empty body, a list without ``items``.
+
+    It is raised after the request succeeded, so the hook does not send the request again; the task fails and
+    Airflow's task retries apply.
+    """

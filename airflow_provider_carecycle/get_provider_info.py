@@ -10,7 +10,8 @@ _PKG = "airflow_provider_carecycle"
 
 
 def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
-    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit."""
+    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit and the
+    longest ``Retry-After`` slept through."""
     return {
         "timeout": {
             "label": "Timeout (seconds)",
@@ -26,6 +27,12 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
             "label": "Requests per minute",
             "description": "Client-side rate limit shared by every task in one worker process.",
             "schema": {"type": ["integer", "null"], "minimum": 1, "default": requests_per_minute},
+        },
+        "max_retry_after": {
+            "label": "Max retry-after (seconds)",
+            "description": "Longest wait a 429 may ask for that the worker sleeps through; a longer one fails the "
+            "attempt at once and Airflow's task retries take over.",
+            "schema": {"type": ["number", "null"], "minimum": 0, "default": 300},
         },
     }
 
@@ -92,7 +99,7 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {
                         "host": "https://api.carecycle.ai",
                         "password": "cc_...",
-                        "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60}',
+                        "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60, "max_retry_after": 300}',
                     },
                 },
                 "conn-fields": {

@@ -12,7 +12,9 @@
 * ``campaign_stats``: one row per active campaign with its ``customerStats``, appended to a monthly file, so the
   file becomes a day-by-day time series.
 
-Files go to ``params.output_root`` (any ``ObjectStoragePath`` URI: ``s3://...``, ``gs://...``, ``file:///...``).
+A manual run exports the UTC day before it was triggered, with or without a logical date
+(``airflow dags trigger carecycle_customer_export``). Files go to ``params.output_root`` (any
+``ObjectStoragePath`` URI: ``s3://...``, ``gs://...``, ``file:///...``).
 Every careCycle task runs in the ``carecycle_api`` pool (``airflow pools set carecycle_api 1 "careCycle API"``).
 """
 
@@ -27,6 +29,7 @@ try:  # Airflow 3 exposes timetables in its authoring API...
 except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+from airflow_provider_carecycle.operators.base import run_interval
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.operators.customers import (
     CareCycleExtractCustomerCallsOperator,
@@ -34,8 +37,9 @@ from airflow_provider_carecycle.operators.customers import (
 )
 
 CARECYCLE_POOL = "carecycle_api"
-#: the day a run exports (a scheduled run's logical date; a manual run's previous day)
-DAY = "{{ data_interval_start | ds }}"
+#: the day a run exports: its data interval's start (a manual run's previous day); for a manual Airflow 3 run
+#: without a logical date, which has no data interval, the day before it was triggered
+DAY = "{{ run_interval(dag_run).start | ds }}"
 
 with DAG(
     dag_id="carecycle_customer_export",
@@ -47,6 +51,7 @@ with DAG(
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     params={"output_root": "file:///tmp/carecycle"},
+    user_defined_macros={"run_interval": run_interval},
     tags=["carecycle", "example", "export"],
     doc_md=__doc__,
 ) as dag:
@@ -55,9 +60,7 @@ with DAG(
         output_path="{{ params.output_root }}/customers/" + DAY + ".jsonl",
         # careCycle's date filters take whole days and endDate is inclusive, so both bounds are the run's day:
         # consecutive runs then never export a customer twice.
-        date_field="createdAt",
-        start_date=DAY,
-        end_date=DAY,
+        filters={"date_field": "createdAt", "start_date": DAY, "end_date": DAY},
         fields=["id", "createdAt", "status", "state", "source.name", "totalCalls", "lastCallDisposition"],
         pool=CARECYCLE_POOL,
     )
@@ -74,7 +77,7 @@ with DAG(
     campaign_stats = CareCycleCampaignSnapshotOperator(
         task_id="campaign_stats",
         statuses=["active"],
-        output_path="{{ params.output_root }}/campaign_stats/{{ data_interval_start.strftime('%Y-%m') }}.csv",
+        output_path="{{ params.output_root }}/campaign_stats/{{ run_interval(dag_run).start.strftime('%Y-%m') }}.csv",
         append=True,  # each run adds today's rows to the month's file
         pool=CARECYCLE_POOL,
     )

@@ -52,7 +52,7 @@ def carecycle_connection(monkeypatch):
     def define(
         conn_id: str = "carecycle_default",
         *,
-        host: str = "http://api.test",
+        host: str = "https://api.test",
         password: str = "cc_test_key",
         conn_type: str = "carecycle",
         **fields,

@@ -9,24 +9,48 @@ with a timeout, and retries it with tenacity while the error raised for the answ
 
 The wait before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with
 +-20 % jitter (``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the
-shared limiter for that wait, so every thread of the process backs off together.
+shared limiter for that wait, so every thread of the process backs off together; a ``retry_after`` above
+``max_retry_after`` is not slept but raised at once as :class:`CareCycleRetryAfterTooLongError`.
+
+Fail-closed transport rules, the same for every hook:
+
+* redirects are never followed (``allow_redirects=False``): a 3xx is an error naming its status and target host,
+  so the API key and request bodies reach only the configured host;
+* the session ignores the environment (``trust_env=False``: no ``.netrc``, no environment proxies or CA bundle
+  over the connection's); :func:`new_session` applies the environment only where the connection says nothing;
+* every attempt has an overall deadline of ``timeout`` seconds for the whole body (a server that trickles bytes
+  cannot hold a worker), and a body cut mid-way is a dropped connection, retried like one;
+* the ``urllib3.connectionpool`` logger gets a filter that removes query strings (search terms) from its records.
 """
 
 from __future__ import annotations
 
+import http
+import http.client
+import ipaddress
 import logging
+import os
 import platform
 import random
+import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
+import urllib3.exceptions
 
 from airflow_provider_carecycle import __version__
-from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleRateLimitError
+from airflow_provider_carecycle.exceptions import (
+    CareCycleAPIError,
+    CareCycleMalformedAnswerError,
+    CareCycleRateLimitError,
+    CareCycleRetryAfterTooLongError,
+)
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
@@ -38,6 +62,152 @@ USER_AGENT = (
 
 ErrorForResponse = Callable[[str, str, requests.Response], CareCycleAPIError]
 ErrorForNoAnswer = Callable[[str, str, Exception], CareCycleAPIError]
+
+#: Default of the ``max_retry_after`` extra: the longest ``retryAfter`` a worker sleeps through.
+DEFAULT_MAX_RETRY_AFTER_S = 300.0
+#: Largest piece of an answer body read at once (the deadline is checked between pieces).
+READ_CHUNK = 64 * 1024
+#: Environment variables ``requests`` reads a CA bundle from, in its order.
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+#: An HTTP header value the provider sends: printable ASCII, no spaces or control characters (CR/LF).
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
+_QUERY = re.compile(r"\?[^\s\"']*")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+#: Errors raised while an answer's body is read that mean the connection broke (retried like no answer).
+BROKEN_BODY_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+class AnswerDeadlineExceeded(requests.Timeout):
+    """The answer did not arrive completely within the attempt's overall deadline."""
+
+
+def describe_no_answer(error: Exception) -> str:
+    """What to say about a request that got no (complete) answer: never the URL, which may hold a search term.
+
+    :param error: the ``requests``/``urllib3`` error, or :class:`AnswerDeadlineExceeded`.
+    """
+    if isinstance(error, AnswerDeadlineExceeded):
+        return str(error)
+    return f"no answer ({type(error).__name__})"
+
+
+def status_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (never the server's own, which it could fill with anything).
+
+    :param status: an HTTP status.
+    """
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown status"
+
+
+def redirect_refused(where: str, response: requests.Response) -> str:
+    """The message for a 3xx: its status and the target's host (not its path or query), and what to do.
+
+    :param where: ``"careCycle API POST /v2/leads/upload"``.
+    :param response: the 3xx response.
+    """
+    location = response.headers.get("Location")
+    host = urlsplit(urljoin(response.url or "", location)).hostname if location else None
+    host = re.sub(r"[^A-Za-z0-9.:\[\]-]", "?", host or "")[:100]
+    target = f"to host {host!r}" if host else "without a usable Location"
+    return (
+        f"{where}: the server answered {response.status_code} (redirect) {target}. Redirects are not followed, so "
+        "the API key and data go only to the configured base URL: set the connection's host to the API's real "
+        "address."
+    )
+
+
+def json_answer(response: requests.Response, where: str, error_class: type[CareCycleMalformedAnswerError]) -> Any:
+    """The JSON body of a success answer; an empty or non-JSON body raises ``error_class``.
+
+    :param response: the (status < 300) response.
+    :param where: ``"careCycle API GET /v2/customers"``, for the message.
+    :param error_class: the vendor's malformed-answer exception.
+    """
+    status = response.status_code
+    if not response.content:
+        raise error_class(f"{where}: answer {status} has an empty body where JSON is required.", status=status)
+    try:
+        return response.json()
+    except ValueError:
+        kind = (response.headers.get("Content-Type") or "no Content-Type").split(";")[0][:60]
+        raise error_class(f"{where}: answer {status} is not JSON ({kind}).", status=status) from None
+
+
+def header_safe(value: str) -> bool:
+    """Whether ``value`` may be sent as an HTTP header value as is (printable ASCII, no spaces, CR or LF).
+
+    :param value: a key or token.
+    """
+    return bool(_HEADER_SAFE.match(value))
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is ``localhost``, in 127.0.0.0/8 or ``::1``.
+
+    :param host: a URL's hostname.
+    """
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def as_bool(conn_id: str, name: str, value: Any) -> bool:
+    """A boolean extra given as ``true``/``false`` or as text (``"true"``, ``"0"``, ...).
+
+    :param conn_id: the connection, named in the message.
+    :param name: the extra, named in the message.
+    :param value: what the connection holds.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"Airflow connection {conn_id!r}: extra {name!r} must be true or false, got {value!r}.")
+
+
+class RedactQueryFilter(logging.Filter):
+    """Removes query strings from ``urllib3`` records (``"GET /v2/customers?search=Jane+Doe"`` -> ``"?<redacted>"``).
+
+    The query of a list call can hold a search term (a patient's name or phone), and urllib3 logs every request's
+    full path at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: drop it rather than risk showing a query
+            return False
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?<redacted>", message), ()
+        return True
+
+
+_REDACT_FILTER = RedactQueryFilter()
+
+
+def install_urllib3_redaction() -> None:
+    """Add :class:`RedactQueryFilter` to the ``urllib3.connectionpool`` logger (once)."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _REDACT_FILTER not in logger.filters:
+        logger.addFilter(_REDACT_FILTER)
 
 
 @dataclass
@@ -64,32 +234,105 @@ class RequestStats:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
-def new_session(headers: Mapping[str, str], *, proxies: Mapping[str, str] | None, verify: Any) -> requests.Session:
+def new_session(
+    headers: Mapping[str, str], *, base_url: str, proxies: Mapping[str, str] | None, verify: bool | str
+) -> requests.Session:
     """A ``requests.Session`` sending JSON ``Accept``, the provider's ``User-Agent`` and ``headers``.
 
+    The session does not read the environment itself (``trust_env=False``): the connection's ``proxies`` are used
+    as given (``{}``: no proxy); when the connection has none, the environment's ``HTTP(S)_PROXY``/``ALL_PROXY``
+    with ``NO_PROXY`` for ``base_url`` are used. ``verify`` is already resolved by :func:`check_transport_settings`.
+
     :param headers: the vendor's own headers (auth, language).
-    :param proxies: ``requests`` proxies, from the connection's extras.
-    :param verify: ``requests`` TLS verification (bool or CA bundle path), from the connection's extras.
+    :param base_url: the API's base URL (for ``NO_PROXY``).
+    :param proxies: ``requests`` proxies from the connection's extras, or ``None`` when it names none.
+    :param verify: ``requests`` TLS verification (bool or CA bundle path).
     """
+    install_urllib3_redaction()
     session = requests.Session()
+    session.trust_env = False
     session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT, **headers})
-    if proxies:
-        session.proxies.update(proxies)
+    if proxies is None:
+        proxies = requests.utils.get_environ_proxies(base_url)
+    session.proxies.update({scheme: url for scheme, url in proxies.items() if scheme != "no"})
     session.verify = verify
     return session
 
 
-def check_transport_settings(conn_id: str, settings: Mapping[str, Any]) -> None:
-    """Raise one clear ``ValueError`` when a connection's ``timeout``/``max_retries``/``requests_per_minute`` is
-    out of range.
+def check_transport_settings(conn_id: str, settings: dict[str, Any]) -> None:
+    """Check a connection's transport settings, raising one clear ``ValueError`` naming the connection and the
+    setting; resolve ``verify`` (``None``: the environment's CA bundle, else ``True``) in place.
+
+    * ``timeout`` > 0, ``max_retries`` >= 0, ``requests_per_minute`` >= 1, ``max_retry_after`` >= 0;
+    * ``base_url`` is ``https://``, or ``http://`` to a loopback host or with ``allow_insecure_http``;
+    * ``proxies`` is ``None`` or a mapping of scheme to proxy URL; ``verify`` a boolean or an existing path.
 
     :param conn_id: the Airflow connection, named in the message.
-    :param settings: the hook's resolved settings.
+    :param settings: the hook's resolved settings (``verify`` and ``allow_insecure_http`` are normalized).
     """
-    if settings["timeout"] <= 0 or settings["max_retries"] < 0 or settings["requests_per_minute"] < 1:
+    if (
+        settings["timeout"] <= 0
+        or settings["max_retries"] < 0
+        or settings["requests_per_minute"] < 1
+        or not settings["max_retry_after"] >= 0
+    ):
         raise ValueError(
-            f"Airflow connection {conn_id!r}: timeout must be > 0, max_retries >= 0 and requests_per_minute >= 1."
+            f"Airflow connection {conn_id!r}: timeout must be > 0, max_retries >= 0, requests_per_minute >= 1 "
+            "and max_retry_after >= 0."
         )
+    allow_http = as_bool(conn_id, "allow_insecure_http", settings.get("allow_insecure_http") or False)
+    settings["allow_insecure_http"] = allow_http
+    parts = urlsplit(settings["base_url"])
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: the host (base URL) must be an https:// URL with a host name, got a "
+            f"{parts.scheme or 'schemeless'} URL."
+        )
+    if parts.scheme == "http" and not (allow_http or is_loopback(parts.hostname)):
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: the host (base URL) is http://{parts.hostname}, which would send the "
+            "credentials and patient data unencrypted. Use https://, or set the extra allow_insecure_http: true for "
+            "a test server on a trusted network (loopback hosts are always allowed)."
+        )
+    proxies = settings.get("proxies")
+    if proxies is not None and not (
+        isinstance(proxies, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in proxies.items())
+    ):
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: extra 'proxies' must be a mapping such as "
+            '{"https": "http://proxy.internal:3128"} (or {} for no proxy).'
+        )
+    settings["verify"] = _resolve_verify(conn_id, settings.get("verify"))
+
+
+def _resolve_verify(conn_id: str, verify: Any) -> bool | str:
+    """The connection's ``verify`` if set (``true``/``false``/CA bundle path), else the environment's
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, else ``True``."""
+    if verify is None or verify == "":
+        return next((os.environ[name] for name in CA_BUNDLE_ENV if os.environ.get(name)), True)
+    if isinstance(verify, bool):
+        return verify
+    if isinstance(verify, str) and verify.strip().lower() in _TRUE + _FALSE:
+        return as_bool(conn_id, "verify", verify)
+    if isinstance(verify, str) and os.path.exists(verify):
+        return verify
+    raise ValueError(
+        f"Airflow connection {conn_id!r}: extra 'verify' must be true, false or the path of an existing CA bundle, "
+        f"got {verify!r}."
+    )
+
+
+def tested_connection_message(conn_id: str, message: str) -> str:
+    """A hook's error ``message`` as its ``test_connection`` reports it: ``This connection`` instead of
+    ``Airflow connection '<conn_id>'``.
+
+    Airflow's UI and REST "test connection" hand the hook a temporary random connection id (e.g. ``'DBF7J9An'``),
+    which the user never saw; the connection being tested is the one on their screen.
+
+    :param conn_id: the connection id the hook was given.
+    :param message: the error message, which may name it.
+    """
+    return message.replace(f"Airflow connection {conn_id!r}", "This connection")
 
 
 def backoff_with_jitter(attempt: int, backoff: float, max_backoff: float, rng: random.Random | None = None) -> float:
@@ -110,7 +353,7 @@ class HttpSender:
     :param session: the ``requests.Session`` to send with (auth headers may also be passed per request).
     :param base_url: prefix of every ``path``.
     :param limiter: the rate limiter every attempt waits for.
-    :param timeout: seconds to wait for each answer.
+    :param timeout: seconds each attempt may take, from sending the request to the last byte of the answer.
     :param max_retries: retries after the first attempt.
     :param error_for: builds the exception for an error answer (status >= 400).
     :param no_answer: builds the exception for a connection error or timeout.
@@ -119,6 +362,7 @@ class HttpSender:
     :param log: where retries are logged (method, path, status and wait only).
     :param stats: counters to update (a fresh :class:`RequestStats` by default).
     :param sleep: the sleep function (injectable for tests).
+    :param max_retry_after: the longest ``retry_after`` slept through; a longer one is raised at once.
     """
 
     def __init__(
@@ -136,9 +380,10 @@ class HttpSender:
         log: logging.Logger | logging.LoggerAdapter | None = None,
         stats: RequestStats | None = None,
         sleep: Callable[[float], None] = tenacity.nap.sleep,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER_S,
     ) -> None:
-        if timeout <= 0 or max_retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ValueError("timeout must be > 0; max_retries, backoff and max_backoff must be >= 0.")
+        if timeout <= 0 or max_retries < 0 or backoff < 0 or max_backoff < 0 or not max_retry_after >= 0:
+            raise ValueError("timeout must be > 0; max_retries, backoff, max_backoff and max_retry_after must be >= 0.")
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter
@@ -151,6 +396,7 @@ class HttpSender:
         self.log = log or logging.getLogger(__name__)
         self.stats = stats if stats is not None else RequestStats()
         self._sleep_fn = sleep
+        self.max_retry_after = max_retry_after
 
     def send(
         self,
@@ -162,7 +408,8 @@ class HttpSender:
         headers: Mapping[str, str] | None = None,
         max_retries: int | None = None,
     ) -> requests.Response:
-        """Send ``method path`` until it succeeds or retries run out; return the (status < 400) response.
+        """Send ``method path`` until it succeeds or retries run out; return the (status < 300) response, its body
+        read completely.
 
         :param method: the HTTP method.
         :param path: the path under ``base_url``.
@@ -177,7 +424,7 @@ class HttpSender:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(retries + 1),
             wait=self._wait,
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, CareCycleAPIError) and e.retryable),
+            retry=tenacity.retry_if_exception(_retry_in_worker),
             before_sleep=self._before_sleep,
             sleep=self._sleep,
             reraise=True,
@@ -193,17 +440,41 @@ class HttpSender:
         headers: Mapping[str, str] | None,
     ) -> requests.Response:
         self.stats.add(waited_s=self.limiter.acquire(), requests=1)
+        deadline = time.monotonic() + self.timeout
         try:
             response = self.session.request(
-                method, f"{self.base_url}{path}", params=params, json=json, headers=headers, timeout=self.timeout
+                method,
+                f"{self.base_url}{path}",
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
             )
         except (requests.ConnectionError, requests.Timeout) as err:
             raise self.no_answer(method, path, err) from None
+        try:
+            _read_body(response, deadline, self.timeout)
+        except BROKEN_BODY_ERRORS as err:
+            raise self.no_answer(method, path, err) from None
+        finally:
+            response.close()
         status = response.status_code
         self.stats.add(status=status)
-        if status < 400:
+        if status < 300:
             return response
-        raise self.error_for(method, path, response)
+        error = self.error_for(method, path, response)
+        if isinstance(error, CareCycleRateLimitError) and (error.retry_after or 0) > self.max_retry_after:
+            raise CareCycleRetryAfterTooLongError(
+                f"{error.message} That is more than the connection's max_retry_after ({self.max_retry_after:g} s), "
+                "so the worker does not sleep through it: the task fails now and Airflow's task retries take over "
+                "(give the task a retry_delay of at least that long).",
+                status=error.status,
+                code=error.code,
+                retry_after=error.retry_after,
+            )
+        raise error
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -226,3 +497,30 @@ class HttpSender:
     def _sleep(self, seconds: float) -> None:
         self.stats.add(waited_s=seconds)
         self._sleep_fn(seconds)
+
+
+def _retry_in_worker(error: BaseException) -> bool:
+    """Whether the sender retries ``error`` itself (a retryable API error that is not left to task retries)."""
+    return (
+        isinstance(error, CareCycleAPIError)
+        and error.retryable
+        and not isinstance(error, CareCycleRetryAfterTooLongError)
+    )
+
+
+def _read_body(response: requests.Response, deadline: float, timeout: float) -> None:
+    """Read ``response``'s whole body into ``response.content`` piece by piece, checking ``deadline`` between pieces.
+
+    :raises AnswerDeadlineExceeded: when the body is still incomplete at ``deadline``.
+    """
+    raw = response.raw
+    pieces: list[bytes] = []
+    while True:
+        if time.monotonic() > deadline:
+            raise AnswerDeadlineExceeded(f"the answer did not arrive completely within {timeout:g} s")
+        piece = raw.read1(READ_CHUNK, decode_content=True) if hasattr(raw, "read1") else raw.read(READ_CHUNK)
+        if not piece:
+            break
+        pieces.append(piece)
+    response._content = b"".join(pieces)
+    response._content_consumed = True

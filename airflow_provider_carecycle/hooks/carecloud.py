@@ -32,12 +32,26 @@ from airflow_provider_carecycle._compat import BaseHook, mask_secret
 from airflow_provider_carecycle.exceptions import (
     CareCycleAPIError,
     CareCycleAuthError,
+    CareCycleMalformedAnswerError,
     CareCycleNotFoundError,
     CareCycleRateLimitError,
     CareCycleServerError,
     CareCycleValidationError,
+    api_token,
 )
-from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
+from airflow_provider_carecycle.hooks._http import (
+    DEFAULT_MAX_RETRY_AFTER_S,
+    HttpSender,
+    RequestStats,
+    check_transport_settings,
+    describe_no_answer,
+    header_safe,
+    json_answer,
+    new_session,
+    redirect_refused,
+    status_phrase,
+    tested_connection_message,
+)
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 
 API_ROOT = "/webservice/rest-api"
@@ -64,6 +78,7 @@ EXTRA_FIELDS: dict[str, tuple[type, Any]] = {
     "timeout": (float, 30.0),
     "max_retries": (int, 5),
     "requests_per_minute": (int, 300),
+    "max_retry_after": (float, DEFAULT_MAX_RETRY_AFTER_S),
 }
 
 _FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -77,8 +92,8 @@ class CareCloudAPIError(CareCycleAPIError):
     """An error answer (or no answer) from the CareCloud CRM API.
 
     :param message: a readable description (never contains customer data or credentials).
-    :param invalid_params: the ``error_data.invalid_params`` of a 400 answer, as ``{name, reason, message}``
-        (the offending ``value`` is dropped: it may be an email or a phone number).
+    :param invalid_params: the ``error_data.invalid_params`` of a 400 answer, as ``{name, reason}`` (the
+        offending ``value`` and the free-text ``message`` are dropped: they may hold an email or a phone number).
     :param kwargs: ``status``, ``code`` (the ``exception`` name) and ``retry_after`` as in the careCycle family.
     """
 
@@ -87,11 +102,8 @@ class CareCloudAPIError(CareCycleAPIError):
         self.invalid_params = invalid_params or []
 
     def field_errors(self) -> list[str]:
-        """The invalid parameters as ``"birthdate: invalid_value_format (...)"`` lines (no values)."""
-        return [
-            f"{p.get('name', '?')}: {p.get('reason', '')}" + (f" ({p['message']})" if p.get("message") else "")
-            for p in self.invalid_params
-        ]
+        """The invalid parameters as ``"birthdate: invalid_value_format"`` lines (no values)."""
+        return [f"{p.get('name') or '?'}: {p.get('reason') or 'invalid'}" for p in self.invalid_params]
 
 
 class CareCloudAuthError(CareCloudAPIError, CareCycleAuthError):
@@ -114,26 +126,35 @@ class CareCloudServerError(CareCloudAPIError, CareCycleServerError):
     """500/502/503/504, a dropped connection or a timeout: retried with backoff."""
 
 
+class CareCloudMalformedAnswerError(CareCloudServerError, CareCycleMalformedAnswerError):
+    """A success answer that is not what the API documents (not JSON, empty, no ``data.customers`` list)."""
+
+
 def _error_from(method: str, path: str, response: requests.Response) -> CareCloudAPIError:
-    """The exception for an error answer, from its status and ``{"error": {...}}`` body."""
+    """The exception for an error answer (3xx or >= 400), from its status and ``{"error": {...}}`` body.
+
+    Only the ``exception`` name, the status and each invalid parameter's ``name`` and ``reason`` are kept; the
+    free-text ``title``, ``detail`` and ``message`` may echo a value and are dropped.
+    """
     status = response.status_code
+    where = f"CareCloud API {method} {path}"
+    if 300 <= status < 400:
+        return CareCloudAPIError(redirect_refused(where, response), status=status)
     try:
         body = response.json()
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
-    exception = error.get("exception") if isinstance(error.get("exception"), str) else None
-    title = error.get("title") if isinstance(error.get("title"), str) else (response.reason or "")
+    exception = api_token(error.get("exception"))
     error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
     raw_params = error_data.get("invalid_params") if isinstance(error_data.get("invalid_params"), list) else []
     invalid_params = [
-        {key: p.get(key) for key in ("name", "reason", "message") if p.get(key) is not None}
+        {key: api_token(p.get(key)) for key in ("name", "reason") if api_token(p.get(key))}
         for p in raw_params
         if isinstance(p, dict)
     ]
-    where = f"CareCloud API {method} {path}"
-    said = f"{status} {exception or ''}: {title}".strip()
+    said = f"{status} {exception or status_phrase(status)}"
     kwargs: dict[str, Any] = {"status": status, "code": exception, "invalid_params": invalid_params}
     if status == 401:
         return CareCloudAuthError(
@@ -163,7 +184,7 @@ def _error_from(method: str, path: str, response: requests.Response) -> CareClou
 
 
 def _no_answer(method: str, path: str, error: Exception) -> CareCloudServerError:
-    return CareCloudServerError(f"CareCloud API {method} {path}: no answer ({type(error).__name__}).")
+    return CareCloudServerError(f"CareCloud API {method} {path}: {describe_no_answer(error)}.")
 
 
 # ------------------------------------------------------------------------------------------- value helpers
@@ -378,6 +399,9 @@ class CareCloudCrmHook(BaseHook):
         conn = self.get_connection(self.carecloud_crm_conn_id)
         extras = conn.extra_dejson or {}
         settings = {name: self._extra(extras, name) for name in EXTRA_FIELDS}
+        settings["proxies"] = extras.get("proxies")
+        settings["verify"] = extras.get("verify")
+        settings["allow_insecure_http"] = extras.get("allow_insecure_http")
         settings["login"] = (conn.login or "").strip()
         settings["password"] = conn.password or ""
         missing = [
@@ -396,7 +420,11 @@ class CareCloudCrmHook(BaseHook):
                 "user_external_application_id."
             )
         mask_secret(settings["password"])
-        check_transport_settings(self.carecloud_crm_conn_id, settings)
+        if settings["accept_language"] and not re.fullmatch(r"[A-Za-z0-9,;=.*\- ]{1,100}", settings["accept_language"]):
+            raise ValueError(
+                f"Airflow connection {self.carecloud_crm_conn_id!r}: extra 'accept_language' must be a language "
+                "list such as 'en' or 'cs, en;q=0.8'."
+            )
         try:
             settings["tz"] = ZoneInfo(settings["project_timezone"])
         except (ZoneInfoNotFoundError, ValueError):
@@ -405,8 +433,7 @@ class CareCloudCrmHook(BaseHook):
                 f"{settings['project_timezone']!r} is not an IANA time zone such as 'Europe/Prague'."
             ) from None
         settings["base_url"] = self._base_url(conn, settings["interface"], settings["version"])
-        settings["proxies"] = extras.get("proxies")
-        settings["verify"] = extras.get("verify", True)
+        check_transport_settings(self.carecloud_crm_conn_id, settings)
         return settings
 
     @staticmethod
@@ -447,7 +474,7 @@ class CareCloudCrmHook(BaseHook):
     def _session(self) -> requests.Session:
         s = self._settings
         language = {"Accept-Language": s["accept_language"]} if s["accept_language"] else {}
-        return new_session(language, proxies=s["proxies"], verify=s["verify"])
+        return new_session(language, base_url=s["base_url"], proxies=s["proxies"], verify=s["verify"])
 
     @cached_property
     def _sender(self) -> HttpSender:
@@ -463,6 +490,7 @@ class CareCloudCrmHook(BaseHook):
             backoff=self.retry_backoff,
             log=self.log,
             stats=self.stats,
+            max_retry_after=s["max_retry_after"],
         )
 
     # -- authentication ------------------------------------------------------------------------------------------
@@ -477,11 +505,17 @@ class CareCloudCrmHook(BaseHook):
         }
         started = time.monotonic()
         response = self._sender.send("POST", "/users/actions/login", json=body)
-        data = _json(response, "POST /users/actions/login").get("data") or {}
-        token = data.get("bearer_token")
+        body = _json(response, "POST /users/actions/login")
+        data = body.get("data") if isinstance(body, dict) else None
+        token = data.get("bearer_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise CareCloudAuthError("CareCloud API POST /users/actions/login answered without a bearer_token.")
         mask_secret(token)
+        if not header_safe(token):
+            raise CareCloudAuthError(
+                "CareCloud API POST /users/actions/login answered a bearer_token with characters an HTTP header "
+                "cannot carry (a line break, a space, a control or non-ASCII character); it is not used."
+            )
         self.logins += 1
         self._token = token
         self._token_expires_at = started + self._token_lifetime(data.get("valid_to"))
@@ -543,27 +577,36 @@ class CareCloudCrmHook(BaseHook):
     ) -> Iterator[CustomerPage]:
         """Yield the pages of a ``count``/``offset`` list lazily, one request per page.
 
-        Stops on an empty page, once ``offset`` reaches ``total_items``, or (without ``total_items``) on a short
-        page; ``offset`` grows with every page, so it can never loop.
+        Stops on an empty page, or on a short page (fewer than ``count`` items) once ``offset`` reached
+        ``total_items`` (or without ``total_items``): a ``total_items`` lower than the real list does not cut it
+        short, and one that disagrees with what was paged is logged as a warning. ``offset`` grows with every page,
+        so it can never loop.
 
         :param path: the list's path, e.g. ``/customers``.
         :param params: query parameters other than ``count``/``offset``.
         :param items_key: the list's key inside ``data`` (``"customers"``).
         :param count: page size (>= 1).
+        :raises CareCloudMalformedAnswerError: for an answer without a ``data.<items_key>`` list of objects, or
+            with a ``total_items`` that is not an integer.
         """
         count = _positive_int("count", count, 1)
         offset = 0
         while True:
             body = self.request("GET", path, params={**(params or {}), "count": count, "offset": offset})
+            where = f"CareCloud API GET {path} offset {offset}"
             data = body.get("data") if isinstance(body, dict) else None
-            data = data if isinstance(data, dict) else {}
-            items = data.get(items_key) if isinstance(data.get(items_key), list) else []
+            items = data.get(items_key) if isinstance(data, dict) else None
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise CareCloudMalformedAnswerError(f"{where}: the answer has no 'data.{items_key}' list.", status=200)
             total = data.get("total_items")
-            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+                raise CareCloudMalformedAnswerError(f"{where}: 'total_items' is not an integer.", status=200)
             yield CustomerPage(items=items, offset=offset, total_items=total)
             offset += len(items)
-            if not items or (total is not None and offset >= total) or (total is None and len(items) < count):
-                return
+            if not items or (len(items) < count and (total is None or offset >= total)):
+                break
+        if total is not None and total != offset:
+            self.log.warning("CareCloud API GET %s: total_items said %d, %d were paged.", path, total, offset)
 
     # -- public API ----------------------------------------------------------------------------------------------
 
@@ -696,14 +739,18 @@ class CareCloudCrmHook(BaseHook):
             raise ValueError(f"customer_id must be a CareCloud id (letters, digits, - and _), got {customer_id!r}.")
         body = self.request("GET", f"/customers/{customer_id}")
         data = body.get("data") if isinstance(body, dict) else None
-        return data if isinstance(data, dict) else body
+        if not isinstance(data, dict):
+            raise CareCloudMalformedAnswerError(
+                "CareCloud API GET /customers/{id}: the answer has no 'data' object.", status=200
+            )
+        return data
 
     def test_connection(self) -> tuple[bool, str]:
         """Log in and read one customer; return ``(ok, message)``."""
         try:
             body = self.request("GET", "/customers", params={"count": 1, "offset": 0}, max_retries=0)
         except (CareCycleAPIError, ValueError) as err:
-            return False, str(err)
+            return False, tested_connection_message(self.carecloud_crm_conn_id, str(err))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or "customers" not in data:
             return False, f"{self.base_url} answered, but not with a CareCloud customer list."
@@ -711,18 +758,14 @@ class CareCloudCrmHook(BaseHook):
 
 
 def _json(response: requests.Response, what: str) -> Any:
-    if not response.content:
-        return {}
-    try:
-        return response.json()
-    except ValueError:
-        raise CareCloudServerError(f"CareCloud API {what}: answer {response.status_code} is not JSON.") from None
+    return json_answer(response, f"CareCloud API {what}", CareCloudMalformedAnswerError)
 
 
 __all__ = [
     "CareCloudAPIError",
     "CareCloudAuthError",
     "CareCloudCrmHook",
+    "CareCloudMalformedAnswerError",
     "CareCloudNotFoundError",
     "CareCloudRateLimitError",
     "CareCloudServerError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,12 +17,26 @@ from airflow_provider_carecycle._compat import BaseHook, mask_secret
 from airflow_provider_carecycle.exceptions import (
     CareCycleAPIError,
     CareCycleAuthError,
+    CareCycleMalformedAnswerError,
     CareCycleNotFoundError,
     CareCycleRateLimitError,
     CareCycleServerError,
     CareCycleValidationError,
+    api_token,
 )
-from airflow_provider_carecycle.hooks._http import HttpSender, RequestStats, check_transport_settings, new_session
+from airflow_provider_carecycle.hooks._http import (
+    DEFAULT_MAX_RETRY_AFTER_S,
+    HttpSender,
+    RequestStats,
+    check_transport_settings,
+    describe_no_answer,
+    header_safe,
+    json_answer,
+    new_session,
+    redirect_refused,
+    status_phrase,
+    tested_connection_message,
+)
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
 from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
 from airflow_provider_carecycle.vocabulary import (
@@ -42,7 +57,12 @@ _UUID = re.compile(
 )
 
 #: Connection extras the hook reads, with their types (Airflow's forms may store them as strings).
-EXTRA_FIELDS: dict[str, type] = {"timeout": float, "max_retries": int, "requests_per_minute": int}
+EXTRA_FIELDS: dict[str, type] = {
+    "timeout": float,
+    "max_retries": int,
+    "requests_per_minute": int,
+    "max_retry_after": float,
+}
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +88,21 @@ def _require_uuid(name: str, value: str) -> str:
     return value
 
 
+def retry_after_seconds(value: Any) -> float:
+    """The wait a 429 asked for: ``value`` (``retryAfter`` or the ``Retry-After`` header) when it is a finite number
+    >= 0, else the documented default of 60 s.
+
+    :param value: what the API sent (a number, a text, ``None``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return DEFAULT_RETRY_AFTER_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_S
+    return seconds if math.isfinite(seconds) and seconds >= 0 else DEFAULT_RETRY_AFTER_S
+
+
 def _per_page(per_page: int) -> int:
     if not 1 <= int(per_page) <= MAX_PER_PAGE:
         raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}.")
@@ -81,12 +116,16 @@ class CareCycleHook(BaseHook):
     (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
     Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
-    raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once.
+    raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
+    ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
+    and ``verify`` win over the environment's (see ``docs/connections.md``).
 
     :param carecycle_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (connection extra ``timeout``; default 30).
     :param max_retries: retries after the first attempt (connection extra ``max_retries``; default 5).
     :param requests_per_minute: client-side rate limit (connection extra ``requests_per_minute``; default 60).
+    :param max_retry_after: the longest ``retryAfter`` of a 429 the worker sleeps through (connection extra
+        ``max_retry_after``; default 300 s); a longer one fails the attempt at once so Airflow's task retries take over.
     :param retry_backoff: first backoff in seconds for 5xx and connection errors, doubling up to 30 s.
     :param rate_limit_window: the rate limit's window in seconds (60 for careCycle; shorter for emulator tests).
     """
@@ -103,6 +142,7 @@ class CareCycleHook(BaseHook):
         timeout: float | None = None,
         max_retries: int | None = None,
         requests_per_minute: int | None = None,
+        max_retry_after: float | None = None,
         retry_backoff: float = 1.0,
         rate_limit_window: float = 60.0,
     ) -> None:
@@ -112,6 +152,7 @@ class CareCycleHook(BaseHook):
             "timeout": timeout,
             "max_retries": max_retries,
             "requests_per_minute": requests_per_minute,
+            "max_retry_after": max_retry_after,
         }
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
@@ -128,7 +169,7 @@ class CareCycleHook(BaseHook):
             "placeholders": {
                 "host": DEFAULT_BASE_URL,
                 "password": "cc_...",
-                "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60}',
+                "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60, "max_retry_after": 300}',
             },
         }
 
@@ -149,6 +190,12 @@ class CareCycleHook(BaseHook):
                 "(from the careCycle Developer Dashboard, it starts with 'cc_') in the connection's password."
             )
         mask_secret(api_key)
+        if not header_safe(api_key):
+            raise CareCycleAuthError(
+                f"Airflow connection {self.carecycle_conn_id!r} has an API key with characters an HTTP header cannot "
+                "carry (a line break, a space, a control or non-ASCII character). Copy the key again from the "
+                "careCycle Developer Dashboard into the connection's password, without surrounding text."
+            )
         extras = conn.extra_dejson or {}
 
         def extra(name: str, default: Any) -> Any:
@@ -175,8 +222,10 @@ class CareCycleHook(BaseHook):
             "timeout": extra("timeout", 30.0),
             "max_retries": extra("max_retries", 5),
             "requests_per_minute": extra("requests_per_minute", 60),
+            "max_retry_after": extra("max_retry_after", DEFAULT_MAX_RETRY_AFTER_S),
             "proxies": extra("proxies", None),
-            "verify": extra("verify", True),
+            "verify": extra("verify", None),
+            "allow_insecure_http": extra("allow_insecure_http", False),
         }
         check_transport_settings(self.carecycle_conn_id, settings)
         return settings
@@ -201,7 +250,12 @@ class CareCycleHook(BaseHook):
     @cached_property
     def _session(self) -> requests.Session:
         settings = self._settings
-        return new_session({"x-api-key": settings["api_key"]}, proxies=settings["proxies"], verify=settings["verify"])
+        return new_session(
+            {"x-api-key": settings["api_key"]},
+            base_url=settings["base_url"],
+            proxies=settings["proxies"],
+            verify=settings["verify"],
+        )
 
     # -- requests ------------------------------------------------------------------------------------------------
 
@@ -214,7 +268,8 @@ class CareCycleHook(BaseHook):
         json: Any = None,
         max_retries: int | None = None,
     ) -> Any:
-        """Send one API request with rate limiting and retries; return the decoded JSON body.
+        """Send one API request with rate limiting and retries; return the decoded JSON body (required: an empty or
+        non-JSON success answer raises :class:`~airflow_provider_carecycle.exceptions.CareCycleMalformedAnswerError`).
 
         :param method: the HTTP method.
         :param path: the path under the base URL, e.g. ``/v2/customers``.
@@ -224,14 +279,7 @@ class CareCycleHook(BaseHook):
         :raises CareCycleAPIError: (a subclass of) when the API answers an error, or retries are exhausted.
         """
         response = self._sender.send(method, path, params=params, json=json, max_retries=max_retries)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CareCycleServerError(
-                f"careCycle API {method} {path}: answer {response.status_code} is not JSON."
-            ) from None
+        return json_answer(response, f"careCycle API {method} {path}", CareCycleMalformedAnswerError)
 
     @cached_property
     def _sender(self) -> HttpSender:
@@ -248,6 +296,7 @@ class CareCycleHook(BaseHook):
             log=self.log,
             stats=self.stats,
             sleep=lambda seconds: self._sleep(seconds),
+            max_retry_after=settings["max_retry_after"],
         )
 
     @staticmethod
@@ -255,57 +304,55 @@ class CareCycleHook(BaseHook):
         tenacity.nap.sleep(seconds)
 
     def _no_answer(self, method: str, path: str, error: Exception) -> CareCycleServerError:
-        return CareCycleServerError(
-            f"careCycle API {method} {path}: no answer ({type(error).__name__}) from {self.base_url}."
-        )
+        return CareCycleServerError(f"careCycle API {method} {path}: {describe_no_answer(error)} from {self.base_url}.")
 
     @staticmethod
     def _error_from(method: str, path: str, response: requests.Response) -> CareCycleAPIError:
-        """Build the exception for an error answer from its status and ``{message, code, ...}`` body."""
+        """Build the exception for an error answer (3xx or >= 400) from its status and ``{code, errors, ...}`` body.
+
+        The API's free-text ``message`` is not kept (it may echo a value, ``Invalid search 'Jane Doe'``): messages
+        carry the status, the ``code`` and the field paths and rules of ``errors[]`` only.
+        """
         status = response.status_code
+        where = f"careCycle API {method} {path}"
+        if 300 <= status < 400:
+            return CareCycleAPIError(redirect_refused(where, response), status=status)
         try:
             body = response.json()
         except ValueError:
             body = {}
         if not isinstance(body, dict):
             body = {}
-        code = body.get("code")
-        api_message = body.get("message") or response.reason or ""
-        where = f"careCycle API {method} {path}"
+        code = api_token(body.get("code"))
+        said = f"{status} {code or status_phrase(status)}"
         kwargs: dict[str, Any] = {"status": status, "code": code}
         if status in (401, 403):
             return CareCycleAuthError(
-                f"{where} was refused ({status} {code or ''}: {api_message}). Check the API key in the Airflow "
+                f"{where} was refused ({said}). Check the API key in the Airflow "
                 "connection: it must be a valid, unexpired careCycle key with permission for this endpoint.",
                 **kwargs,
             )
         if status == 404:
-            return CareCycleNotFoundError(f"{where}: not found ({api_message}).", **kwargs)
+            return CareCycleNotFoundError(f"{where}: not found ({said}).", **kwargs)
         if status == 429:
-            retry_after = body.get("retryAfter")
-            if retry_after is None:
-                retry_after = response.headers.get("Retry-After")
-            try:
-                seconds = float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER_S
-            except ValueError:
-                seconds = DEFAULT_RETRY_AFTER_S
+            seconds = retry_after_seconds(body.get("retryAfter", response.headers.get("Retry-After")))
             return CareCycleRateLimitError(
-                f"{where}: rate limit exceeded; retry after {seconds:g} s.", retry_after=seconds, **kwargs
+                f"{where}: rate limit exceeded; careCycle asked to wait {seconds:g} s.", retry_after=seconds, **kwargs
             )
         if status in RETRYABLE_STATUSES:
-            return CareCycleServerError(f"{where}: server error {status} ({code or api_message}).", **kwargs)
+            return CareCycleServerError(f"{where}: server error ({said}).", **kwargs)
         if 400 <= status < 500:
             error = CareCycleValidationError(
-                f"{where}: request rejected ({status} {code or ''}: {api_message}).",
-                errors=body.get("errors") if isinstance(body.get("errors"), list) else None,
-                failed_records=body.get("failedRecords") if isinstance(body.get("failedRecords"), list) else None,
+                f"{where}: request rejected ({said}).",
+                errors=body.get("errors"),
+                failed_records=body.get("failedRecords"),
                 **kwargs,
             )
             if error.errors:
                 error.message = f"{error.message} Field errors: {'; '.join(error.field_errors()[:10])}"
                 error.args = (error.message,)
             return error
-        return CareCycleAPIError(f"{where}: unexpected answer {status} ({code or api_message}).", **kwargs)
+        return CareCycleAPIError(f"{where}: unexpected answer ({said}).", **kwargs)
 
     # -- pagination ----------------------------------------------------------------------------------------------
 
@@ -314,31 +361,42 @@ class CareCycleHook(BaseHook):
     ) -> Iterator[Page]:
         """Yield the pages of a ``page``/``perPage`` list lazily, one request per page.
 
-        Stops when ``nextPage`` is null, absent, 0 or does not advance, on an empty page, or once ``itemsTotal``
-        items have been seen, so it can never loop forever.
+        Goes on to the real last page: stops when ``nextPage`` is null, absent or 0, or on an empty page. A
+        ``nextPage`` that does not advance also stops it (with a warning), so it can never loop forever.
+        ``itemsTotal`` only informs: when it disagrees with the items paged, a warning says so.
 
         :param path: the list's path.
         :param params: query parameters other than ``page``/``perPage``.
         :param per_page: page size, 1-100.
+        :raises CareCycleMalformedAnswerError: for an answer that is not an object with an ``items`` list, or whose
+            ``nextPage`` is neither an integer nor null.
         """
         per_page = _per_page(per_page)
-        page, seen = 1, 0
+        page, seen, total = 1, 0, None
         while True:
-            body = self.request("GET", path, params={**(params or {}), "page": page, "perPage": per_page}) or {}
-            items = body.get("items") or []
-            total = body.get("itemsTotal")
-            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            body = self.request("GET", path, params={**(params or {}), "page": page, "perPage": per_page})
+            where = f"careCycle API GET {path} page {page}"
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise CareCycleMalformedAnswerError(f"{where}: the answer has no 'items' list.", status=200)
+            next_page = body.get("nextPage")
+            if next_page is not None and (isinstance(next_page, bool) or not isinstance(next_page, int)):
+                raise CareCycleMalformedAnswerError(
+                    f"{where}: 'nextPage' is neither an integer nor null ({type(next_page).__name__}).", status=200
+                )
+            page_total = body.get("itemsTotal")
+            if isinstance(page_total, int) and not isinstance(page_total, bool):
+                total = page_total
             yield Page(items=items, number=page, items_total=total)
             seen += len(items)
-            next_page = body.get("nextPage")
-            if (
-                not items
-                or not isinstance(next_page, int)
-                or next_page <= page
-                or (total is not None and seen >= total)
-            ):
-                return
+            if not items or not next_page:
+                break
+            if next_page <= page:
+                self.log.warning("%s: nextPage %d does not advance; stopping after %d items.", where, next_page, seen)
+                break
             page = next_page
+        if total is not None and total != seen:
+            self.log.warning("careCycle API GET %s: itemsTotal said %d items, %d were paged.", path, total, seen)
 
     def _iter_items(self, path: str, params: Mapping[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
         for page in self.paginate(path, params, per_page):
@@ -364,7 +422,11 @@ class CareCycleHook(BaseHook):
 
         :param customer_id: the customer's UUID.
         """
-        return self.request("GET", f"/v2/customers/{_require_uuid('customer_id', customer_id)}")
+        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}"
+        body = self.request("GET", path)
+        if not isinstance(body, dict):
+            raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a customer.", status=200)
+        return body
 
     def iter_customer_calls(
         self,
@@ -431,15 +493,19 @@ class CareCycleHook(BaseHook):
 
         :param campaign_id: the campaign's UUID.
         """
-        body = self.request("GET", f"/v2/campaigns/{_require_uuid('campaign_id', campaign_id)}")
-        return body.get("campaign", body) if isinstance(body, dict) else body
+        path = f"/v2/campaigns/{_require_uuid('campaign_id', campaign_id)}"
+        body = self.request("GET", path)
+        campaign = body.get("campaign", body) if isinstance(body, dict) else None
+        if not isinstance(campaign, dict):
+            raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a campaign.", status=200)
+        return campaign
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key and URL with the cheapest call (one customer); return ``(ok, message)``."""
         try:
             body = self.request("GET", "/v2/customers", params={"page": 1, "perPage": 1}, max_retries=0)
         except (CareCycleAPIError, ValueError) as err:
-            return False, str(err)
+            return False, tested_connection_message(self.carecycle_conn_id, str(err))
         if not isinstance(body, dict) or "items" not in body:
             return False, f"{self.base_url} answered, but not with a careCycle customer list."
         return (

@@ -166,6 +166,11 @@ class ObjectStorageLedgerStore:
             pass
 
 
+def _store(location: Any) -> LedgerStore:
+    """A :class:`LedgerStore` as given, or the object storage folder a URI, path or ``ObjectStoragePath`` names."""
+    return location if hasattr(location, "list_names") else ObjectStorageLedgerStore(location)
+
+
 def _publish_local(source: str, temporary: str, final: str) -> None:
     """Copy ``source`` to ``temporary`` (created 0600, fsynced), then rename it to ``final``."""
     os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
@@ -226,7 +231,7 @@ class SyncLedger:
 
     def __init__(
         self,
-        location: str | LedgerStore,
+        location: str | os.PathLike[str] | LedgerStore,
         *,
         destination: str,
         secret: bytes | None = None,
@@ -240,9 +245,7 @@ class SyncLedger:
             raise ValueError("destination must name the careCycle the leads go to.")
         if max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {max_files!r}.")
-        self.store: LedgerStore = (
-            ObjectStorageLedgerStore(location) if isinstance(location, str) else location  # type: ignore[assignment]
-        )
+        self.store: LedgerStore = _store(location)
         self.full_sync = bool(full_sync)
         self.resend_after_s = check_resend_after(resend_after)
         self.max_files = max_files
@@ -626,10 +629,8 @@ class SyncWatermark:
     :param key: names the source and destination the watermark is for.
     """
 
-    def __init__(self, location: str | LedgerStore, *, key: str) -> None:
-        self.store: LedgerStore = (
-            ObjectStorageLedgerStore(location) if isinstance(location, str) else location  # type: ignore[assignment]
-        )
+    def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
+        self.store: LedgerStore = _store(location)
         self.name = f"watermark-{hashlib.blake2b(key.encode(), digest_size=8, person=b'ccsync-mark').hexdigest()}.json"
 
     def read(self) -> datetime | None:

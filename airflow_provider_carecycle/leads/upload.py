@@ -292,7 +292,7 @@ class LeadUploader:
         rejected_path: str | None = None,
         checkpoint_path: str | None = None,
         dry_run: bool = False,
-        sync_state_path: str | None = None,
+        sync_state_path: Any = None,
         full_sync: bool = False,
         resend_after: timedelta | float | None = None,
         logger: logging.Logger | None = None,

@@ -19,6 +19,7 @@ from airflow_provider_carecycle._compat import (
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 
 
@@ -67,8 +68,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(campaign_id, str) or not campaign_id.strip():
-            raise ValueError(f"campaign_id must be a campaign UUID (or a template), got {campaign_id!r}.")
+        # campaign_id and carecycle_conn_id are templated: checked in execute, once rendered
         self.campaign_id = campaign_id
         self.conditions = parse_threshold(threshold)
         self.threshold = threshold_to_json(self.conditions)
@@ -111,9 +111,18 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def execute(self, context: Context) -> Any:
-        """Poke (and reschedule) as any sensor, or poke once and defer to the trigger."""
+        """Poke (and reschedule) as any sensor, or poke once and defer to the trigger.
+
+        :raises ValueError: when ``campaign_id`` rendered to something that is not text, or to blank text.
+        """
+        with rendered_arguments():
+            self.campaign_id = rendered_text("campaign_id", self.campaign_id)
         if not self.deferrable:
-            return super().execute(context)
+            # BaseSensorOperator.execute itself, not through super(): Airflow 2.11's ExecutorSafeguard wrapper takes
+            # a super().execute() call for a call from outside the task and logs "cannot be called outside
+            # TaskInstance!" on every run (Airflow 3's wrapper tells them apart)
+            sensor_execute = getattr(BaseSensorOperator.execute, "__wrapped__", BaseSensorOperator.execute)
+            return sensor_execute(self, context)
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
@@ -139,6 +148,11 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
         """Resume after the trigger: return the final stats, or fail with the trigger's message.
+
+        A ``retryable`` error (no answer, 5xx or 429 once the hook's retries are spent, a connection lookup that
+        failed for another reason than "not defined") raises :class:`AirflowException`, so the task's ``retries``
+        apply; every other outcome (401/403, 404, a connection that is not defined, terminal, timeout) raises
+        :class:`AirflowFailException` and fails the task at once.
 
         :param event: the trigger's event payload.
         """

@@ -7,7 +7,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from airflow_provider_carecycle._compat import BaseTrigger, TriggerEvent
+from airflow_provider_carecycle._compat import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    BaseTrigger,
+    TriggerEvent,
+)
 from airflow_provider_carecycle.campaign_stats import (
     TERMINAL_STATUSES,
     Evaluation,
@@ -106,10 +111,16 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
                 yield TriggerEvent(error_event(f"careCycle campaign {self.campaign_id} was not found (404).", False))
                 return
             except Exception as err:
-                retryable = isinstance(err, CareCycleAPIError) and err.retryable
-                yield TriggerEvent(
-                    error_event(f"Polling careCycle campaign {self.campaign_id} failed: {err}", retryable)
-                )
+                retryable = is_retryable(err)
+                if not isinstance(err, CareCycleAPIError):
+                    # not an API answer (a connection lookup, a secrets backend, ...): keep the traceback here
+                    self.log.warning(
+                        "Polling careCycle campaign %s failed (%s).",
+                        self.campaign_id,
+                        type(err).__name__,
+                        exc_info=True,
+                    )
+                yield TriggerEvent(error_event(self._failure_message(err, retryable), retryable))
                 return
             event = self._event_for(result)
             if event is not None:
@@ -118,6 +129,19 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
             delay = self._next_delay()
             self.log.info("careCycle campaign %s: %s. Next poll in %.3g s.", self.campaign_id, result.describe(), delay)
             await asyncio.sleep(delay)
+
+    def _failure_message(self, err: Exception, retryable: bool) -> str:
+        """The error event's message: what failed, and whether a task retry may help.
+
+        :param err: what the poll raised.
+        :param retryable: what :func:`is_retryable` said about it.
+        """
+        what = str(err) if isinstance(err, CareCycleAPIError) else f"{type(err).__name__}: {err}"
+        what = what.rstrip(". ")
+        if isinstance(err, AirflowNotFoundException):
+            what = f"{what} (the Airflow connection {self.carecycle_conn_id!r} is not defined)"
+        hint = " The task's retries apply." if retryable else ""
+        return f"Polling careCycle campaign {self.campaign_id} failed: {what}.{hint}"
 
     def _next_delay(self) -> float:
         """Seconds until the next poll.
@@ -147,6 +171,22 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
                 f"timeout: {result.describe()}.",
             }
         return None
+
+
+def is_retryable(err: BaseException) -> bool:
+    """Whether a task retry may succeed after the trigger's poll raised ``err``.
+
+    API answers say so themselves (:attr:`CareCycleAPIError.retryable`: yes for no answer, 5xx and 429 once the
+    hook's own retries are spent; no for 401/403, 404 and rejected requests). A connection that is not defined, a
+    refused secrets lookup (``PermissionError``), an invalid setting (``ValueError``) and an explicit
+    ``AirflowFailException`` are not retryable either. Anything else (a secrets backend that did not answer, a
+    dropped connection lookup, an OS error) is taken as transient.
+
+    :param err: the exception the poll raised.
+    """
+    if isinstance(err, CareCycleAPIError):
+        return err.retryable
+    return not isinstance(err, (AirflowNotFoundException, AirflowFailException, PermissionError, ValueError))
 
 
 def error_event(message: str, retryable: bool) -> dict[str, Any]:

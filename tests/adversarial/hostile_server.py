@@ -55,10 +55,14 @@ class DropMidBody:
 
 @dataclass
 class Trickle:
-    """Send a 200 JSON body one byte every ``every_s`` seconds (a server that never quite times out)."""
+    """Send a 200 JSON body one byte every ``every_s`` seconds (a server that never quite times out).
+
+    ``written`` counts the bytes of the body sent so far (until the client hangs up or the body is complete).
+    """
 
     body: Any = field(default_factory=lambda: {"items": [], "nextPage": None})
     every_s: float = 0.2
+    written: int = field(default=0, init=False)
 
 
 @dataclass
@@ -132,7 +136,9 @@ class HostileServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hostile-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-server", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -215,6 +221,7 @@ class HostileServer:
                         for byte in data:
                             self.wfile.write(bytes([byte]))
                             self.wfile.flush()
+                            action.written += 1
                             time.sleep(action.every_s)
                     except OSError:
                         pass

@@ -48,7 +48,12 @@ class StubHook:
                     "careCycle API POST /v2/leads/upload: request rejected (400 VALIDATION_ERROR).",
                     status=400,
                     code="VALIDATION_ERROR",
-                    errors=[{"path": ["records", i, "city"], "message": "Invalid city"} for i in bad] if named else [],
+                    errors=[
+                        {"path": ["records", i, "city"], "message": "Invalid city", "code": "invalid_string"}
+                        for i in bad
+                    ]
+                    if named
+                    else [],
                     failed_records=[{"index": i} for i in bad] if named else [],
                 )
             failed = [r for r in records if r.get("city") == "NOSOURCE"]
@@ -104,7 +109,7 @@ def test_named_offenders_are_removed_in_one_step(tmp_path):
     assert (summary.uploaded, summary.rejected) == (8, 2)
     assert [len(s) for s in hook.sent] == [10, 8]
     reasons = {r["row"]: r["reason"] for r in rejected(tmp_path)}
-    assert reasons == {3: "API: city: Invalid city", 8: "API: city: Invalid city"}
+    assert reasons == {3: "API: city: invalid_string", 8: "API: city: invalid_string"}  # the rule, not the message
 
 
 def test_per_record_errors_without_external_id_are_matched_when_unambiguous(tmp_path):

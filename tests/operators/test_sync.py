@@ -139,7 +139,8 @@ def test_constructor_rejects_a_bad_resend_after(kwargs, message):
     ("kwargs", "message"),
     [
         ({"full_sync": "yes please"}, "full_sync must be True or False"),
-        ({"sync_state_path": 42}, "sync_state_path must be a folder URI"),
+        ({"sync_state_path": 42}, "sync_state_path must be a folder URI or path"),
+        ({"sync_state_path": " "}, "sync_state_path rendered to an empty string"),
     ],
 )
 def test_templated_arguments_are_checked_when_the_task_runs(carecycle_emulator, tmp_path, kwargs, message):
@@ -151,7 +152,7 @@ def test_templated_arguments_are_checked_when_the_task_runs(carecycle_emulator, 
 
 def test_every_lead_upload_operator_has_the_sync_arguments():
     op = SqlToCareCycleLeadsOperator(
-        task_id="t", sql="SELECT 1", conn_id="x", sync_state_path="s3://b/{{ ds }}", full_sync="{{ params.f }}"
+        task_id="t", sql="SELECT 1", sql_conn_id="x", sync_state_path="s3://b/{{ ds }}", full_sync="{{ params.f }}"
     )
     assert {"sync_state_path", "full_sync"} <= set(op.template_fields)
     assert (op.sync_state_path, op.full_sync) == ("s3://b/{{ ds }}", "{{ params.f }}")

@@ -343,3 +343,60 @@ def test_dag_run_campaign_cancelled_mid_wait_fails_fast(run_dag, carecycle_emula
     assert states["wait"] == "failed"
     assert time.monotonic() - started < 60  # long before the 600 s timeout
     assert len(campaign_gets(emu, campaign["id"])) <= 5
+
+
+@pytest.mark.airflow_dag
+def test_dag_run_a_failed_connection_lookup_while_deferred_is_retried(
+    airflow_db, carecycle_emulator, tmp_path, monkeypatch
+):
+    """The trigger's connection lookup fails once (a secrets backend that did not answer): the task's retry runs
+    and succeeds, instead of the task failing for good."""
+    from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+    from dev.dag_loader import dag_bundle_config, load_dag
+
+    emu = carecycle_emulator
+    campaign = first_campaign(emu)
+    target = campaign["customerStats"]["statusCounts"]["completed"] + 1
+    lookups: list[str] = []
+    lookup = CareCycleHook.get_connection
+
+    def completed():
+        return emu.store.get_campaign(campaign["id"])["customerStats"]["statusCounts"]["completed"]
+
+    def flaky_lookup(conn_id):
+        lookups.append(conn_id)
+        if len(lookups) == 2:  # the trigger's, after the sensor's first check on the worker
+            while completed() < target:  # the campaign moves on meanwhile
+                emu.tick_dialer(1)
+            raise ConnectionResetError("the secrets backend did not answer")
+        return lookup(conn_id)
+
+    monkeypatch.setattr(CareCycleHook, "get_connection", staticmethod(flaky_lookup))
+    dag_id = f"campaign_stats_{uuid.uuid4().hex[:8]}"
+    xcom_file = tmp_path / "xcom.json"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "retried.py").write_text(
+        DAG_FILE.format(
+            dag_id=dag_id,
+            campaign_id=campaign["id"],
+            xcom_file=str(xcom_file),
+            hook_params=FAST,
+            sensor_kwargs={"threshold": {"completed": target}, "deferrable": True, "poke_interval": 0.1, "timeout": 60},
+        )
+    )
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", dag_bundle_config(dags))
+    dag = load_dag(dags / "retried.py", dag_id)
+    dag.get_task("wait").retries = 1
+    dag.get_task("wait").retry_delay = timedelta(0)
+
+    dag_run = dag.test()
+
+    wait = dag_run.get_task_instance("wait")
+    assert {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()} == {
+        "wait": "success",
+        "record": "success",
+    }
+    assert wait.try_number == 2  # the first try failed on the lookup; the retry succeeded
+    assert len(lookups) >= 2
+    assert json.loads(xcom_file.read_text())["status_completed"] >= target

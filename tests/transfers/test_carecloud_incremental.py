@@ -9,13 +9,18 @@ import pytest
 
 from airflow_provider_carecycle._compat import AirflowFailException
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
-from tests.transfers.test_carecloud import START, in_interval
+from tests.transfers.test_carecloud import START, in_interval, run_context
 
 DAY = timedelta(days=1)
 
 
 def interval(day: int) -> dict[str, object]:
-    return {"data_interval_start": START + day * DAY, "data_interval_end": START + (day + 1) * DAY}
+    """The task context of the run for ``day`` (0: the day from START)."""
+    return run_context(START + day * DAY, START + (day + 1) * DAY)
+
+
+def bounds(day: int) -> tuple[object, object]:
+    return START + day * DAY, START + (day + 1) * DAY
 
 
 def incremental(tmp_path, **kwargs):
@@ -34,7 +39,7 @@ def newest(customers):
 
 
 def test_a_failed_day_is_read_by_the_next_run(carecloud_emulator, carecycle_emulator, tmp_path):
-    day0 = in_interval(carecloud_emulator, *interval(0).values())
+    day0 = in_interval(carecloud_emulator, *bounds(0))
     first = incremental(tmp_path).execute(interval(0))
     assert first["crm_rows"] == len(day0)
     mark = first["watermark"]
@@ -48,7 +53,7 @@ def test_a_failed_day_is_read_by_the_next_run(carecloud_emulator, carecycle_emul
     third = incremental(tmp_path).execute(interval(2))  # day 2's run reads from day 0's watermark
     since = START.fromisoformat(mark) - timedelta(minutes=5)
     expected = in_interval(carecloud_emulator, since, START + 3 * DAY)
-    assert third["crm_rows"] == len(expected) > len(in_interval(carecloud_emulator, *interval(2).values()))
+    assert third["crm_rows"] == len(expected) > len(in_interval(carecloud_emulator, *bounds(2)))
     assert third["total"] == third["uploaded"] + third["rejected"] + third["duplicates"] + third["unchanged"]
     assert third["watermark"] > mark
 
@@ -65,7 +70,7 @@ def test_the_overlap_is_free_and_a_deleted_watermark_falls_back_to_the_interval(
     for path in (tmp_path / "ledger").glob("watermark-*.json"):
         path.unlink()
     reset = incremental(tmp_path).execute(interval(2))
-    assert reset["crm_rows"] == len(in_interval(carecloud_emulator, *interval(2).values()))
+    assert reset["crm_rows"] == len(in_interval(carecloud_emulator, *bounds(2)))
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
+import threading
 import time
 
 import pytest
 
+from airflow_provider_carecycle._compat import AirflowException, AirflowFailException
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger, min_poll_interval
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
@@ -212,3 +218,138 @@ def test_last_poll_before_the_end_time_keeps_to_the_rate_limit():
     trigger.end_time = time.time() + 5
     assert 4 < trigger._next_delay() <= 5  # otherwise the wait ends at the end time
     assert make_trigger(UNKNOWN_ID, {"total": 1}, end_in=60, poll_interval=10)._next_delay() == 10
+
+
+# -- transient and permanent failures -------------------------------------------------------------------------------
+#
+# A retryable error event lets the task's ``retries`` apply (the sensor raises AirflowException); a non-retryable
+# one fails the task at once (AirflowFailException). See test_the_sensor_turns_error_events_into_the_right_failure.
+
+
+@contextlib.contextmanager
+def answering(status, body):
+    """A hostile careCycle on 127.0.0.1 answering every request with ``status`` and the JSON ``body``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def error_event_for(campaign_id, **kwargs):
+    event = asyncio.run(first_event(make_trigger(campaign_id, {"total": 1}, **kwargs)))
+    assert event["status"] == "error"
+    return event
+
+
+def test_no_answer_after_the_hooks_retries_is_retryable(carecycle_emulator):
+    carecycle_emulator.configure(fault_rate=1.0, fault_kinds=("drop",))
+    campaign_id = first_campaign(carecycle_emulator)["id"]
+    event = error_event_for(campaign_id, hook_params={**FAST, "max_retries": 1, "retry_backoff": 0.01})
+    assert event["retryable"] is True
+    assert "no answer" in event["message"] and "retries apply" in event["message"]
+    assert len(campaign_gets(carecycle_emulator, campaign_id)) == 2  # the hook's own retry came first
+
+
+def test_rate_limited_after_the_hooks_retries_is_retryable(carecycle_emulator):
+    emu = carecycle_emulator
+    campaign_id = first_campaign(emu)["id"]
+    emu.configure(rate_limit=1)
+    CareCycleHook(**FAST).get_campaign(campaign_id)  # the emulator's one request a minute is used up
+    event = error_event_for(campaign_id, hook_params={**FAST, "max_retries": 0})
+    assert event["retryable"] is True
+    assert "rate limit exceeded" in event["message"]
+    assert [r["status"] for r in campaign_gets(emu, campaign_id)] == [200, 429]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "UNAUTHORIZED"), (403, "FORBIDDEN"), (404, "NOT_FOUND"), (400, "VALIDATION_ERROR")]
+)
+def test_auth_not_found_and_rejected_answers_are_not_retryable(carecycle_connection, status, code):
+    with answering(status, {"message": "no", "code": code}) as url:
+        conn_id = carecycle_connection("cc_hostile", host=url)
+        event = error_event_for(UNKNOWN_ID, carecycle_conn_id=conn_id, hook_params={**FAST, "max_retries": 2})
+    assert event["retryable"] is False
+    assert str(status) in event["message"] or "not found" in event["message"]
+
+
+def test_a_connection_that_is_not_defined_is_not_retryable_and_is_named(carecycle_emulator):
+    event = error_event_for(first_campaign(carecycle_emulator)["id"], carecycle_conn_id="cc_nowhere")
+    assert event["retryable"] is False
+    assert "'cc_nowhere'" in event["message"] and "not defined" in event["message"]
+
+
+def test_an_invalid_connection_setting_is_not_retryable(carecycle_emulator, carecycle_connection):
+    conn_id = carecycle_connection("cc_bad_extra", host=carecycle_emulator.url, extra=json.dumps({"timeout": "soon"}))
+    event = error_event_for(first_campaign(carecycle_emulator)["id"], carecycle_conn_id=conn_id, hook_params={})
+    assert event["retryable"] is False
+    assert "'cc_bad_extra'" in event["message"] and "timeout" in event["message"]
+
+
+def test_a_connection_without_an_api_key_is_not_retryable(carecycle_emulator, carecycle_connection):
+    conn_id = carecycle_connection("cc_no_key", host=carecycle_emulator.url, password="")
+    event = error_event_for(first_campaign(carecycle_emulator)["id"], carecycle_conn_id=conn_id)
+    assert event["retryable"] is False and "no API key" in event["message"]
+
+
+class SecretsBackendUnavailable(Exception):
+    """What a secrets backend client raises when its service does not answer."""
+
+
+@pytest.mark.parametrize(
+    "lookup_error",
+    [
+        SecretsBackendUnavailable("vault.internal:8200 did not answer"),
+        ConnectionResetError("supervisor socket closed"),
+        TimeoutError("connection lookup timed out"),
+        RuntimeError("Reader loop exited"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_failed_connection_lookup_is_retryable(carecycle_emulator, monkeypatch, lookup_error):
+    """A connection lookup that fails for another reason than "not defined" may work on the task's next try."""
+
+    def failing_lookup(conn_id):
+        raise lookup_error
+
+    monkeypatch.setattr(CareCycleHook, "get_connection", staticmethod(failing_lookup))
+    campaign_id = first_campaign(carecycle_emulator)["id"]
+    event = error_event_for(campaign_id)
+    assert event["retryable"] is True
+    assert type(lookup_error).__name__ in event["message"] and campaign_id in event["message"]
+    assert campaign_gets(carecycle_emulator, campaign_id) == []  # nothing was sent
+
+
+def test_the_sensor_turns_error_events_into_the_right_failure(carecycle_emulator, monkeypatch):
+    """A retryable event raises AirflowException (the task's retries apply); the others AirflowFailException."""
+    campaign_id = first_campaign(carecycle_emulator)["id"]
+    sensor = CareCycleCampaignStatsSensor(task_id="wait", campaign_id=campaign_id, threshold={"total": 1})
+
+    missing = error_event_for(campaign_id, carecycle_conn_id="cc_nowhere")
+    with pytest.raises(AirflowFailException, match="cc_nowhere"):
+        sensor.execute_complete({}, missing)
+
+    def failing_lookup(conn_id):
+        raise SecretsBackendUnavailable("vault.internal:8200 did not answer")
+
+    monkeypatch.setattr(CareCycleHook, "get_connection", staticmethod(failing_lookup))
+    blip = error_event_for(campaign_id)
+    with pytest.raises(AirflowException, match="SecretsBackendUnavailable") as raised:
+        sensor.execute_complete({}, blip)
+    assert not isinstance(raised.value, AirflowFailException)
