@@ -10,8 +10,8 @@ _PKG = "airflow_provider_carecycle"
 
 
 def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
-    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit and the
-    longest ``Retry-After`` slept through."""
+    """The ``conn-fields`` every HTTP hook of this provider reads: timeout, retries, client-side rate limit, the
+    longest ``Retry-After`` slept through, and where the limit is shared."""
     return {
         "timeout": {
             "label": "Timeout (seconds)",
@@ -25,7 +25,7 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
         },
         "requests_per_minute": {
             "label": "Requests per minute",
-            "description": "Client-side rate limit shared by every task in one worker process.",
+            "description": "Client-side rate limit, shared by the host's task processes (every host, with Redis).",
             "schema": {"type": ["integer", "null"], "minimum": 1, "default": requests_per_minute},
         },
         "max_retry_after": {
@@ -34,7 +34,33 @@ def _transport_fields(*, requests_per_minute: int) -> dict[str, Any]:
             "attempt at once and Airflow's task retries take over.",
             "schema": {"type": ["number", "null"], "minimum": 0, "default": 300},
         },
+        "rate_limit_backend": {
+            "label": "Rate limit backend",
+            "description": "Empty: the limit is shared by every process of the host (adaptive across hosts). "
+            "A redis:// URL: shared exactly by every host through that Redis server.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "rate_limit_dir": {
+            "label": "Rate limit folder",
+            "description": "Folder of the host-wide limit's state (default: a private folder in the temp dir).",
+            "schema": {"type": ["string", "null"]},
+        },
     }
+
+
+def _link_fields() -> dict[str, Any]:
+    """The careCycle ``conn-fields`` the extra link reads (not the hook): the web app's base URL."""
+    return {
+        "app_url": {
+            "label": "Web app URL",
+            "description": "careCycle's web app, for the task's 'careCycle campaign' link.",
+            "schema": {"type": ["string", "null"], "default": "https://app.carecycle.ai"},
+        },
+    }
+
+
+#: ``carecycle://<host>/<name>`` assets, normalised by :func:`airflow_provider_carecycle.assets.normalize_carecycle_uri`
+_CARECYCLE_URIS = {"schemes": ["carecycle"], "handler": f"{_PKG}.assets.normalize_carecycle_uri"}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -88,6 +114,11 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
         ],
+        # issue 14: the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
+        # "careCycle campaign" extra link
+        "asset-uris": [_CARECYCLE_URIS],
+        "dataset-uris": [_CARECYCLE_URIS],
+        "extra-links": [f"{_PKG}.links.CareCycleCampaignLink"],
         "connection-types": [
             {
                 "connection-type": "carecycle",
@@ -104,6 +135,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
                 "conn-fields": {
                     **_transport_fields(requests_per_minute=60),
+                    **_link_fields(),
                 },
             },
             {

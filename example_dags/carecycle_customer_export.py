@@ -6,7 +6,9 @@
     campaign_stats
 
 * ``export_customers``: the customers created on the run's day (``dateField=createdAt``), only the columns
-  analytics needs (``fields=``: exporting less means less patient data at rest), one file per day.
+  analytics needs (``fields=``: exporting less means less patient data at rest), one file per day. Each file is an
+  asset event on the alias ``carecycle_customer_export``, which ``carecycle_customer_export_consumer``
+  (``carecycle_export_consumer.py``) is scheduled on.
 * ``export_calls``: the calls of exactly those customers, reading their ids from the first file (its path comes
   through XCom: ``export_customers.output["path"]``).
 * ``campaign_stats``: one row per active campaign with its ``customerStats``, appended to a monthly file, so the
@@ -29,6 +31,11 @@ try:  # Airflow 3 exposes timetables in its authoring API...
 except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+try:  # Airflow 3 calls them assets...
+    from airflow.sdk import AssetAlias
+except ImportError:  # ...Airflow 2.10/2.11 datasets
+    from airflow.datasets import DatasetAlias as AssetAlias
+
 from airflow_provider_carecycle.operators.base import run_interval
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.operators.customers import (
@@ -37,6 +44,9 @@ from airflow_provider_carecycle.operators.customers import (
 )
 
 CARECYCLE_POOL = "carecycle_api"
+#: the day's customer file, as an asset: each run adds an event for the file it wrote (its rendered URI) to this
+#: alias, and ``carecycle_customer_export_consumer`` is scheduled on it
+CUSTOMER_EXPORT_ALIAS = "carecycle_customer_export"
 #: the day a run exports: its data interval's start (a manual run's previous day); for a manual Airflow 3 run
 #: without a logical date, which has no data interval, the day before it was triggered
 DAY = "{{ run_interval(dag_run).start | ds }}"
@@ -62,6 +72,8 @@ with DAG(
         # consecutive runs then never export a customer twice.
         filters={"date_field": "createdAt", "start_date": DAY, "end_date": DAY},
         fields=["id", "createdAt", "status", "state", "source.name", "totalCalls", "lastCallDisposition"],
+        # "the daily customer export landed": an asset event for the file's URI, with its row count as extra
+        outlets=[AssetAlias(CUSTOMER_EXPORT_ALIAS)],
         pool=CARECYCLE_POOL,
     )
 

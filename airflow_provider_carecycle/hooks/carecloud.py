@@ -52,7 +52,8 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.metrics import request_listener
 
 API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
@@ -79,6 +80,8 @@ EXTRA_FIELDS: dict[str, tuple[type, Any]] = {
     "max_retries": (int, 5),
     "requests_per_minute": (int, 300),
     "max_retry_after": (float, DEFAULT_MAX_RETRY_AFTER_S),
+    "rate_limit_backend": (str, None),
+    "rate_limit_dir": (str, None),
 }
 
 _FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -315,8 +318,9 @@ class CareCloudCrmHook(BaseHook):
     ``password`` are the API user's; extras ``user_external_application_id`` (required), ``interface``
     (``enterprise-interface``), ``version`` (``v1.0``), ``accept_language``, ``project_timezone`` (IANA name of
     the project's time zone, used for ``valid_to`` and ``last_change``; default ``UTC``), ``timeout``,
-    ``max_retries`` and ``requests_per_minute`` (default 300). The bearer token is cached until shortly before it
-    expires and renewed once on a 401.
+    ``max_retries``, ``requests_per_minute`` (default 300), ``rate_limit_backend`` and ``rate_limit_dir`` (where the
+    limit is shared: host-wide by default, or in Redis; see ``docs/rate-limits-and-errors.md``). The bearer token
+    is cached until shortly before it expires and renewed once on a 401.
 
     :param carecloud_crm_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (overrides the connection extra).
@@ -358,7 +362,7 @@ class CareCloudCrmHook(BaseHook):
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
         self.token_refresh_margin_s = token_refresh_margin_s
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(carecloud_crm_conn_id))  # counters -> Airflow metrics
         self.logins = 0
         self._token: str | None = None
         self._token_expires_at = 0.0  # time.monotonic()
@@ -460,11 +464,20 @@ class CareCloudCrmHook(BaseHook):
         return self._settings["tz"]
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The limiter shared by every hook of this process using the same base URL and API user."""
+    def limiter(self) -> Limiter:
+        """The API user's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the
+        process using the same base URL and API user, and by the host's other processes (or every host, with Redis)."""
         s = self._settings
         identity = f"{s['login']}|{s['user_external_application_id']}"
-        return shared_limiter(s["base_url"], identity, s["requests_per_minute"], self.rate_limit_window)
+        return limiter_for(
+            s["base_url"],
+            identity,
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.carecloud_crm_conn_id,
+        )
 
     def get_conn(self) -> requests.Session:
         """The hook's ``requests.Session`` (JSON and User-Agent headers; the bearer token is added per request)."""

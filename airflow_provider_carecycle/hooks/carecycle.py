@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,24 +36,23 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
-from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.ids import require_uuid
+from airflow_provider_carecycle.metrics import request_listener
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
     CAMPAIGN_STATUSES,
     MAX_PER_PAGE,
     MAX_RECORDS_PER_UPLOAD,
+    SORT_DIRECTIONS,
 )
 
 DEFAULT_BASE_URL = "https://api.carecycle.ai"
 API_KEY_PREFIX = "cc_"
 DEFAULT_RETRY_AFTER_S = 60.0
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-_UUID = re.compile(
-    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
-    r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
-)
 
 #: Connection extras the hook reads, with their types (Airflow's forms may store them as strings).
 EXTRA_FIELDS: dict[str, type] = {
@@ -62,6 +60,8 @@ EXTRA_FIELDS: dict[str, type] = {
     "max_retries": int,
     "requests_per_minute": int,
     "max_retry_after": float,
+    "rate_limit_backend": str,
+    "rate_limit_dir": str,
 }
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,6 @@ class Page:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"Invalid {name} {value!r}. Valid values: {', '.join(choices)}.")
-    return value
-
-
-def _require_uuid(name: str, value: str) -> str:
-    if not isinstance(value, str) or not _UUID.match(value):
-        raise ValueError(f"{name} must be a careCycle UUID, got {value!r}.")
     return value
 
 
@@ -114,7 +108,9 @@ class CareCycleHook(BaseHook):
 
     The API key comes from the connection's password (it must start with ``cc_``); the base URL from its host
     (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
-    Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
+    Every request carries a timeout, waits for the key's rate limiter (host-wide by default, with adaptive pacing
+    for other hosts; in Redis with the connection extra ``rate_limit_backend``; state folder: extra
+    ``rate_limit_dir``; see ``docs/rate-limits-and-errors.md``), and is retried on 429 (waiting the
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
     raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
     ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
@@ -156,7 +152,7 @@ class CareCycleHook(BaseHook):
         }
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(carecycle_conn_id))  # counters -> Airflow metrics
 
     # -- connection form (Airflow 2.x - 3.1; 3.2+ reads the same from get_provider_info) -----------------------
 
@@ -226,6 +222,8 @@ class CareCycleHook(BaseHook):
             "proxies": extra("proxies", None),
             "verify": extra("verify", None),
             "allow_insecure_http": extra("allow_insecure_http", False),
+            "rate_limit_dir": extra("rate_limit_dir", None),
+            "rate_limit_backend": extra("rate_limit_backend", None),
         }
         check_transport_settings(self.carecycle_conn_id, settings)
         return settings
@@ -236,11 +234,18 @@ class CareCycleHook(BaseHook):
         return self._settings["base_url"]
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The limiter shared by every hook of this process using the same base URL and key."""
-        settings = self._settings
-        return shared_limiter(
-            settings["base_url"], settings["api_key"], settings["requests_per_minute"], self.rate_limit_window
+    def limiter(self) -> Limiter:
+        """The key's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the process
+        using the same base URL and key, and by the host's other processes (or every host, with Redis)."""
+        s = self._settings
+        return limiter_for(
+            s["base_url"],
+            s["api_key"],
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.carecycle_conn_id,
         )
 
     def get_conn(self) -> requests.Session:
@@ -402,6 +407,51 @@ class CareCycleHook(BaseHook):
         for page in self.paginate(path, params, per_page):
             yield from page.items
 
+    def customer_pages(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        extra_params: Mapping[str, Any] | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[Page]:
+        """The pages of ``GET /v2/customers`` for the filters, fetched lazily, one request per page.
+
+        The filters and the page size are checked at once, before any request; the pages come as they are read.
+
+        :param filters: snake_case customer filters (see ``customer_filters.CUSTOMER_FILTERS``), e.g.
+            ``{"statuses": ["Lead"], "states": ["FL", "TX"], "start_date": date(2026, 1, 1)}``.
+        :param extra_params: raw query parameters passed through unchanged (they win over the filters).
+        :param per_page: page size, 1-100.
+        :raises ValueError: for an unknown filter, an invalid value or page size.
+        """
+        params = customer_query_params(filters or {}, extra_params)
+        return self.paginate("/v2/customers", params, _per_page(per_page))
+
+    def call_pages(
+        self,
+        customer_id: str,
+        *,
+        sort_by: str = "createdAt",
+        sort_direction: str = "desc",
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[Page]:
+        """The pages of ``GET /v2/customers/{customer_id}/calls``, fetched lazily, one request per page.
+
+        The arguments are checked at once, before any request.
+
+        :param customer_id: the customer's UUID.
+        :param sort_by: ``createdAt``, ``disposition`` or ``duration``.
+        :param sort_direction: ``asc`` or ``desc``.
+        :param per_page: page size, 1-100.
+        :raises ValueError: for an id that is not a UUID, an unknown order or an invalid page size.
+        """
+        params = {
+            "sortBy": _choice("sort_by", sort_by, CALL_SORT_FIELDS),
+            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
+        }
+        path = f"/v2/customers/{require_uuid('customer_id', customer_id)}/calls"
+        return self.paginate(path, params, _per_page(per_page))
+
     # -- public API ----------------------------------------------------------------------------------------------
 
     def iter_customers(
@@ -414,15 +464,15 @@ class CareCycleHook(BaseHook):
         :param filters: snake_case customer filters (see ``customer_filters.CUSTOMER_FILTERS``), e.g.
             ``statuses=["Lead"], states=["FL", "TX"], start_date=date(2026, 1, 1)``.
         """
-        params = build_customer_params(filters, extra_params)
-        return self._iter_items("/v2/customers", params, per_page)
+        pages = self.customer_pages(filters, extra_params=extra_params, per_page=per_page)
+        return (item for page in pages for item in page.items)
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         """One customer with full details (policies, prescriptions, providers, dependents, custom fields).
 
         :param customer_id: the customer's UUID.
         """
-        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}"
+        path = f"/v2/customers/{require_uuid('customer_id', customer_id)}"
         body = self.request("GET", path)
         if not isinstance(body, dict):
             raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a customer.", status=200)
@@ -443,12 +493,8 @@ class CareCycleHook(BaseHook):
         :param sort_direction: ``asc`` or ``desc``.
         :param per_page: page size, 1-100.
         """
-        params = {
-            "sortBy": _choice("sort_by", sort_by, CALL_SORT_FIELDS),
-            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
-        }
-        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}/calls"
-        return self._iter_items(path, params, per_page)
+        pages = self.call_pages(customer_id, sort_by=sort_by, sort_direction=sort_direction, per_page=per_page)
+        return (item for page in pages for item in page.items)
 
     def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Upload 1-200 lead records in one request; return the API's answer as is.
@@ -493,7 +539,7 @@ class CareCycleHook(BaseHook):
 
         :param campaign_id: the campaign's UUID.
         """
-        path = f"/v2/campaigns/{_require_uuid('campaign_id', campaign_id)}"
+        path = f"/v2/campaigns/{require_uuid('campaign_id', campaign_id)}"
         body = self.request("GET", path)
         campaign = body.get("campaign", body) if isinstance(body, dict) else None
         if not isinstance(campaign, dict):

@@ -137,3 +137,20 @@ class CareCycleBaseOperator(BaseOperator):
     def hook(self) -> CareCycleHook:
         """The careCycle hook, built on first use (at run time, never at DAG parse time)."""
         return CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+
+    # -- OpenLineage (issue 14): apache-airflow-providers-openlineage calls these; imported only then ------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The task's OpenLineage inputs and outputs, known once its arguments are rendered (no counts yet)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The task's OpenLineage inputs and outputs, with the row counts it reported (never record contents).
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)

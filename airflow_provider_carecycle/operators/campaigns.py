@@ -7,11 +7,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
+from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, campaign_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
-from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
+from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
+from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES, STATUS_COUNT_KEYS
 
 #: the leading columns of a snapshot row; the flattened ``customerStats`` follow
 ROW_KEY_COLUMNS = ("snapshot_at", "id", "name", "status")
@@ -132,6 +134,7 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         with rendered_arguments():
             output_path = rendered_path("output_path", self.output_path)
             campaigns = self._campaigns()
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, _as_list("campaign_ids", self.campaign_ids))
         snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         summaries = [campaign_summary(c) for c in campaigns]
         rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
@@ -148,4 +151,8 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             output_path,
             format_table(summaries),
         )
+        record_outcome(self, context, "snapshot", {"path": str(out.path), "count": out.count, "campaigns": len(rows)})
         return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in summaries}
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
+    operator_extra_links = (CareCycleCampaignLink(),)

@@ -27,6 +27,7 @@ from airflow_provider_carecycle.leads.upload import (
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 
 
@@ -220,6 +221,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         )
         summary = uploader.run(self.iter_source(context))
         self._log_summary(summary)
+        record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)
         if message:
             raise AirflowFailException(message)

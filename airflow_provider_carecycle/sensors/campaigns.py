@@ -18,9 +18,11 @@ from airflow_provider_carecycle._compat import (
 )
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
-from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
-from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
+from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger, min_poll_interval
+from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES
 
 
 class CareCycleCampaignStatsSensor(BaseSensorOperator):
@@ -117,6 +119,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         """
         with rendered_arguments():
             self.campaign_id = rendered_text("campaign_id", self.campaign_id)
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, [self.campaign_id])
         if not self.deferrable:
             # BaseSensorOperator.execute itself, not through super(): Airflow 2.11's ExecutorSafeguard wrapper takes
             # a super().execute() call for a call from outside the task and logs "cannot be called outside
@@ -133,8 +136,8 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         )
 
     def _trigger(self) -> CareCycleCampaignStatsTrigger:
-        """The trigger, polling no faster than one request per rate-limit slot."""
-        min_interval = self.hook.rate_limit_window / self.hook.limiter.limit
+        """The trigger, polling no faster than one request per rate-limit slot (the first poke built the limiter)."""
+        min_interval = min_poll_interval(self.hook_params, self.hook)
         return CareCycleCampaignStatsTrigger(
             campaign_id=self.campaign_id,
             threshold=self.threshold,
@@ -165,3 +168,23 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         if status == "error" and event.get("retryable"):
             raise AirflowException(message)
         raise AirflowFailException(message)
+
+    # -- issue 14: the campaign link and OpenLineage --------------------------------------------------------------
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
+    operator_extra_links = (CareCycleCampaignLink(),)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The campaign the sensor watches, as an OpenLineage input (``carecycle://<host>`` / ``campaigns/<id>``)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The same input once the sensor succeeded.
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)

@@ -323,7 +323,7 @@ def test_logs_and_xcom_hold_no_record_contents(carecycle_emulator, tmp_path, cap
         "Bartholomew",
         "Cornelius",
         "04-17-1948",
-        "1948",
+        "1948-04-17",  # the normalised form (a bare "1948" also turns up in log timestamps)
         "11/09/1951",
         "1949-02-30",
         "1EG4TE5K7",
