@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read")
+BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read", "sync")
 
 
 def main(argv: list[str]) -> int:

@@ -115,34 +115,20 @@ def bench_naive(emu: CareCycleEmulator) -> dict[str, float]:
 
 
 CHILD = """
-import json, sys, threading, time
+import json, sys, time
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-
-def rss_mb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+from benchmarks._memory import PeakRss
 
 op = CareCycleUploadLeadsOperator(
     task_id="bench", source_path=sys.argv[1], rejected_path=sys.argv[2], max_in_flight=4,
     hook_params={"requests_per_minute": 100000, "rate_limit_window": 60.0},
 )
 op.hook.limiter  # connect (and import requests) before the baseline
-before = peak = rss_mb()
-done = threading.Event()
-
-def sample():
-    global peak
-    while not done.wait(0.01):
-        peak = max(peak, rss_mb())
-
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-started = time.monotonic()
-result = op.execute({})
-elapsed = time.monotonic() - started
-done.set()
-sampler.join()
-print(json.dumps({"rss_mb": max(peak, rss_mb()), "before_mb": before, "uploaded": result["uploaded"],
+with PeakRss() as memory:
+    started = time.monotonic()
+    result = op.execute({})
+    elapsed = time.monotonic() - started
+print(json.dumps({"rss_mb": memory.peak_mb, "before_mb": memory.before_mb, "uploaded": result["uploaded"],
                   "elapsed_s": elapsed}))
 """
 
@@ -159,6 +145,7 @@ def bench_memory(emu: CareCycleEmulator, workdir: Path) -> dict[int, dict[str, f
         child = subprocess.run(
             [sys.executable, "-c", CHILD, str(source), str(workdir / f"rejected-{size}.jsonl")],
             env=dict(os.environ),
+            cwd=Path(__file__).resolve().parent.parent,  # the worker imports benchmarks._memory
             capture_output=True,
             text=True,
             check=True,

@@ -111,6 +111,11 @@ with DAG(
         batch_size=100,  # records per request (1-200); the hook keeps every request under the rate limit
         # A retry of this run skips the batches careCycle already acknowledged.
         checkpoint_path="{{ params.output_root }}/checkpoints/crm_leads_" + DAY + ".json",
+        # Read from the last change a successful run synced, not from the interval's start, so a failed or skipped
+        # day is read by the next run; the ledger in the same folder sends only what changed since careCycle last
+        # accepted it (docs/operators/sync.md).
+        incremental=True,
+        sync_state_path="{{ params.output_root }}/ledgers/crm_leads",
         pool=CARECYCLE_POOL,
     )
 

@@ -10,6 +10,8 @@ How a run goes:
    rejected file. A valid lead is stored in a temporary SQLite file keyed by its identity (``externalId``, else
    the phone number); a later record with the same identity is merged into it field by field (the last value wins)
    and counted as a duplicate. Memory stays bounded by a batch whatever the input size: the spool is on disk.
+   With a sync ledger (``sync_state_path``, see :mod:`~airflow_provider_carecycle.leads.ledger`), the leads
+   careCycle already holds exactly as they are now are marked *unchanged* and not sent.
 2. **Fingerprint**: sha256 over the batch size and the normalised leads in first-seen order. Batches are cut from
    that order, so the same input always gives the same batches.
 3. **Upload**: batches of ``batch_size`` go out through the hook (whose process-wide limiter keeps to the API's
@@ -21,7 +23,9 @@ How a run goes:
    API names them, else by bisecting) and the rest re-sent. A 413 halves the batch once; any other 4xx (and a 413
    for a half) fails the batch at once, unsettled. With a checkpoint (bound to the input and to the destination),
    each settled request is recorded durably before moving on; a rerun on the same input to the same careCycle
-   skips what was settled and sends the rest.
+   skips what was settled and sends the rest. Every lead careCycle accepted (in this run, or in an earlier one
+   that the checkpoint resumes) is noted in the sync ledger, which is saved every minute and when the run ends,
+   even when it fails.
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
@@ -30,6 +34,7 @@ PHI-free reasons. The rejected file (which holds the original records) is the on
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -40,11 +45,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from queue import SimpleQueue
 from typing import Any
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
 from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
+from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import RecordWriter, json_default
@@ -56,6 +63,8 @@ DEFAULT_BATCH_SIZE = MAX_RECORDS_PER_UPLOAD
 DEFAULT_MAX_IN_FLIGHT = 4
 MAX_IN_FLIGHT_LIMIT = 32
 TOP_REASONS = 5
+#: least seconds between two saves of the sync ledger during a run (it is saved at the end too)
+LEDGER_SAVE_EVERY_S = 60.0
 
 STAGE_VALIDATION = "validation"
 STAGE_API = "api"
@@ -102,13 +111,14 @@ def check_upload_options(batch_size: int, max_in_flight: int) -> None:
 class UploadSummary:
     """The outcome of an upload: counts only, never record contents (this is what goes to XCom).
 
-    ``total == uploaded + rejected + duplicates`` once every batch is settled.
+    ``total == uploaded + rejected + duplicates + unchanged`` once every batch is settled.
 
     :param total: source records read.
     :param valid: source records that passed validation (duplicates included).
     :param uploaded: leads the API accepted (in this run or, when resuming, in an earlier one).
     :param rejected: source records rejected, by validation or by the API.
     :param duplicates: valid records merged into an earlier record with the same identity.
+    :param unchanged: leads not sent because the sync ledger holds them, unchanged, as accepted by careCycle.
     :param batches: batches the deduplicated leads were cut into.
     :param skipped_batches: batches already settled by an earlier run (from the checkpoint).
     :param rejected_path: where the rejected records were written, or ``None``.
@@ -121,6 +131,7 @@ class UploadSummary:
     uploaded: int = 0
     rejected: int = 0
     duplicates: int = 0
+    unchanged: int = 0
     batches: int = 0
     skipped_batches: int = 0
     rejected_path: str | None = None
@@ -172,9 +183,28 @@ class _LeadSpool:
             self._db.execute(f"PRAGMA {pragma}")
         self._db.execute(
             "CREATE TABLE leads (seq INTEGER PRIMARY KEY, identity TEXT NOT NULL UNIQUE, "
-            "row INTEGER NOT NULL, lead TEXT NOT NULL, original TEXT NOT NULL)"
+            "row INTEGER NOT NULL, lead TEXT NOT NULL, original TEXT NOT NULL, send INTEGER NOT NULL DEFAULT 1)"
         )
         self.count = 0
+        self.unchanged = 0
+
+    @property
+    def to_send(self) -> int:
+        """How many leads are to be sent (all but the unchanged ones)."""
+        return self.count - self.unchanged
+
+    def mark_unchanged(self, ledger: SyncLedger) -> int:
+        """Mark the leads the ledger holds as unchanged (they are not sent); return how many."""
+        self._db.execute("CREATE TEMP TABLE unchanged (seq INTEGER PRIMARY KEY)")
+        rows = self._db.execute("SELECT seq, identity, lead FROM leads ORDER BY seq")
+        insert = self._db.cursor()
+        found = ledger.unchanged(rows)
+        while chunk := list(itertools.islice(found, 10_000)):
+            insert.executemany("INSERT INTO temp.unchanged (seq) VALUES (?)", ((seq,) for seq in chunk))
+        self._db.execute("UPDATE leads SET send = 0 WHERE seq IN (SELECT seq FROM temp.unchanged)")
+        (self.unchanged,) = self._db.execute("SELECT count(*) FROM leads WHERE send = 0").fetchone()
+        self._db.execute("DROP TABLE temp.unchanged")
+        return self.unchanged
 
     def add(self, identity: str, row: int, lead: Mapping[str, Any], original: str) -> bool:
         """Store a lead; merge it into an earlier one with the same identity. Return True for a duplicate."""
@@ -194,15 +224,15 @@ class _LeadSpool:
         return True
 
     def batches(self, batch_size: int) -> Iterator[list[_Item]]:
-        """Yield the leads in first-seen order, ``batch_size`` at a time."""
-        cursor = self._db.execute("SELECT row, lead, original FROM leads ORDER BY seq")
+        """Yield the leads to send in first-seen order, ``batch_size`` at a time."""
+        cursor = self._db.execute("SELECT row, lead, original FROM leads WHERE send = 1 ORDER BY seq")
         while rows := cursor.fetchmany(batch_size):
             yield [_Item(row, json.loads(lead), original) for row, lead, original in rows]
 
     def fingerprint(self, batch_size: int) -> str:
-        """sha256 over the batch size and every normalised lead in order."""
+        """sha256 over the batch size and every normalised lead to send, in order."""
         digest = hashlib.sha256(f"carecycle-leads:v1:batch_size={batch_size}\n".encode())
-        for (lead,) in self._db.execute("SELECT lead FROM leads ORDER BY seq"):
+        for (lead,) in self._db.execute("SELECT lead FROM leads WHERE send = 1 ORDER BY seq"):
             digest.update(lead.encode())
             digest.update(b"\n")
         return digest.hexdigest()
@@ -242,7 +272,12 @@ class LeadUploader:
     :param max_in_flight: requests sent concurrently (the hook's limiter still caps the rate).
     :param rejected_path: JSON Lines file for the rejected records (``None``: count them only).
     :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash (``None``: no resume).
-    :param dry_run: validate, normalise and write the rejected file, but send nothing.
+    :param dry_run: validate, normalise and write the rejected file, but send nothing (the sync ledger is not read).
+    :param sync_state_path: the sync ledger's folder (``None``: send every lead); needs a hook with a
+        ``destination_id``.
+    :param full_sync: with a ledger, send every lead and replace the ledger with what careCycle accepts.
+    :param resend_after: with a ledger, send again a lead last accepted longer ago than this (``timedelta`` or
+        seconds; ``None``: never for its age).
     :param logger: where progress and summaries go (an operator's ``self.log``).
     :param progress_every_s: least seconds between two progress lines.
     """
@@ -257,10 +292,18 @@ class LeadUploader:
         rejected_path: str | None = None,
         checkpoint_path: str | None = None,
         dry_run: bool = False,
+        sync_state_path: Any = None,
+        full_sync: bool = False,
+        resend_after: timedelta | float | None = None,
         logger: logging.Logger | None = None,
         progress_every_s: float = 30.0,
     ) -> None:
         check_upload_options(batch_size, max_in_flight)
+        self.sync_state_path = sync_state_path
+        self.full_sync = full_sync
+        self.resend_after = check_resend_after(resend_after)
+        self._ledger: SyncLedger | None = None
+        self._ledger_saved_at = 0.0
         self.hook = hook
         self.validator = validator
         self.batch_size = batch_size
@@ -283,10 +326,21 @@ class LeadUploader:
         started = time.monotonic()
         summary = UploadSummary(rejected_path=self.rejected_path, dry_run=self.dry_run)
         spool = _LeadSpool()
+        failed = True
         try:
             with self._rejected_writer() as writer:
                 self._prepare(records, spool, summary, writer)
-                summary.batches = -(-spool.count // self.batch_size)
+                if self.sync_state_path is not None and not self.dry_run and spool.count:
+                    self._ledger = self._open_ledger()
+                    self._ledger_saved_at = time.monotonic()
+                    summary.unchanged = spool.mark_unchanged(self._ledger)
+                    self.log.info(
+                        "Sync ledger: %d of %d leads unchanged since careCycle accepted them; %d to send.",
+                        summary.unchanged,
+                        spool.count,
+                        spool.to_send,
+                    )
+                summary.batches = -(-spool.to_send // self.batch_size)
                 if self.dry_run:
                     self.log.info(
                         "Dry run: %d records, %d valid, %d rejected, %d duplicates, %d batches; nothing sent.",
@@ -296,12 +350,44 @@ class LeadUploader:
                         summary.duplicates,
                         summary.batches,
                     )
-                elif spool.count:
+                elif spool.to_send:
                     self._upload(spool, summary, writer)
+            failed = False
         finally:
             spool.close()
+            self._close_ledger(failed)
         summary.elapsed_s = time.monotonic() - started
         return summary
+
+    def _open_ledger(self) -> SyncLedger:
+        destination = getattr(self.hook, "destination_id", None)
+        if not isinstance(destination, str) or not destination:
+            raise ValueError(
+                "sync_state_path needs a hook with a destination_id (the careCycle the leads go to), "
+                f"and {type(self.hook).__name__} has none."
+            )
+        assert self.sync_state_path is not None
+        return SyncLedger(
+            self.sync_state_path, destination=destination, full_sync=self.full_sync, resend_after=self.resend_after
+        ).open()
+
+    def _close_ledger(self, failed: bool) -> None:
+        """Save what careCycle accepted in this run (also when it failed), then drop the working copy.
+
+        :param failed: the run is failing; an error saving the ledger is then logged, not raised over the failure.
+        """
+        ledger, self._ledger = self._ledger, None
+        if ledger is None:
+            return
+        try:
+            if ledger.unsaved or (ledger.full_sync and not ledger.recorded and not failed):
+                ledger.save()
+        except SyncLedgerError as err:
+            if not failed:
+                raise
+            self.log.error("%s", err)
+        finally:
+            ledger.close()
 
     def _rejected_writer(self) -> Any:
         if self.rejected_path is None:
@@ -373,7 +459,7 @@ class LeadUploader:
                     summary.batches,
                 )
         validation_rejected = summary.rejected
-        progress = Progress(self.log, "leads", total=spool.count, every_s=self.progress_every_s)
+        progress = Progress(self.log, "leads", total=spool.to_send, every_s=self.progress_every_s)
         getattr(self.hook, "limiter", None)  # resolve the connection and shared limiter before threads start
         pending: dict[Future[None], int] = {}
         settled: SimpleQueue[tuple[int, list[_Item], _Settlement]] = SimpleQueue()
@@ -398,10 +484,10 @@ class LeadUploader:
                 "Lead upload stopped: %d of %d leads are settled (%d uploaded, %d rejected by the API); the other "
                 "%d are unsettled and none of them counts as uploaded. %s",
                 summary.uploaded + api_rejected,
-                spool.count,
+                spool.to_send,
                 summary.uploaded,
                 api_rejected,
-                spool.count - summary.uploaded - api_rejected,
+                spool.to_send - summary.uploaded - api_rejected,
                 "A rerun with the same checkpoint_path sends only those."
                 if checkpoint is not None
                 else "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId).",
@@ -458,8 +544,17 @@ class LeadUploader:
     def _account(
         self, number: int, items: list[_Item], settlement: _Settlement, summary: UploadSummary, writer: Any
     ) -> None:
-        """Count a settlement and write its rejections (main thread only)."""
+        """Count a settlement, note its accepted leads in the sync ledger and write its rejections (main thread)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)
+        if self._ledger is not None:
+            refused = {r[0] for r in settlement.rejections}
+            for position in settlement.positions:
+                if position not in refused:
+                    lead = items[position].lead
+                    self._ledger.record(self.validator.identity(lead), _dumps(lead))
+            if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= LEDGER_SAVE_EVERY_S:
+                self._ledger.save()
+                self._ledger_saved_at = time.monotonic()
         for position, field_name, code, reason in settlement.rejections:
             item = items[position]
             summary.rejected += 1

@@ -663,6 +663,11 @@ class LeadValidator:
         for name, value in self.defaults.items():
             if not _is_absent(value):
                 self._normalize_one(LEAD_FIELDS_BY_NAME[name], value, raise_errors=True)
+        #: careCycle fields taken from a same-named source key: neither mapped nor the source of a mapping
+        self._direct = frozenset(
+            spec.name for spec in LEAD_FIELDS if spec.name not in self.field_mapping and spec.name not in self._sources
+        )
+        self._present_defaults = {name: value for name, value in self.defaults.items() if not _is_absent(value)}
 
     def validate(self, record: Mapping[str, Any]) -> ValidationResult:
         """Validate one source record and build the careCycle lead.
@@ -713,18 +718,21 @@ class LeadValidator:
         ]
 
     def _extract(self, record: Mapping[Any, Any]) -> dict[str, Any]:
+        """Each careCycle field's raw value: mapped path, else same-named source key, else default; absent dropped.
+
+        Visits the record's own keys rather than every careCycle field: a record has a few of them.
+        """
         values: dict[str, Any] = {}
-        for spec in LEAD_FIELDS:
-            name = spec.name
-            if name in self.field_mapping:
-                value = lookup_path(record, self.field_mapping[name])
-            elif name not in self._sources:
-                value = record.get(name)
-            else:
-                value = None
-            if _is_absent(value):
-                value = self.defaults.get(name)
+        for name, path in self.field_mapping.items():
+            value = lookup_path(record, path)
             if not _is_absent(value):
+                values[name] = value
+        direct = self._direct
+        for key, value in record.items():
+            if key in direct and not _is_absent(value):
+                values[key] = value
+        for name, value in self._present_defaults.items():
+            if name not in values:
                 values[name] = value
         return values
 

@@ -10,11 +10,14 @@ here in :class:`CareCycleLeadUploadBaseOperator`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.leads.fields import LEAD_FIELDS_BY_NAME
+from airflow_provider_carecycle.leads.ledger import check_resend_after
 from airflow_provider_carecycle.leads.upload import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
@@ -69,6 +72,23 @@ def rejection_failure_message(summary: UploadSummary, max_rejected_ratio: float)
     )
 
 
+def _sync_state_path(value: Any) -> Any:
+    """The rendered ``sync_state_path``: ``None`` (no ledger) or a folder URI or path; blank text is an error."""
+    value = rendered_path("sync_state_path", value, optional=True)
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"sync_state_path must be a folder URI or path, got {type(value).__name__}.")
+    return value
+
+
+def _flag(argument: str, value: Any) -> bool:
+    """A rendered boolean argument: ``True``/``False``, or the text a template renders them to."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{argument} must be True or False (or render to 'true'/'false'), got {value!r}.")
+
+
 class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     """Options and run logic shared by the lead upload operators; subclasses say where records come from.
 
@@ -86,12 +106,26 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         skips the batches the API already acknowledged. Template it per run (``.../{{ ds }}.json``).
     :param dry_run: validate, normalise and write the rejected file, but send nothing.
     :param progress_every_s: least seconds between two progress lines.
+    :param sync_state_path: object storage folder (``s3://``, ``gs://``, ``file://``) of the sync ledger: send only
+        the leads that are new or changed since careCycle last accepted them; the rest count as ``unchanged``.
+        Keep it per careCycle destination and feed, not per run (see ``docs/operators/sync.md``).
+    :param full_sync: with ``sync_state_path``, send every lead and replace the ledger with what careCycle accepts
+        (templated: ``True``/``False`` or ``"true"``/``"false"``).
+    :param resend_after: with ``sync_state_path``, send again a lead careCycle accepted longer ago than this
+        (a ``timedelta`` or seconds), for a periodic refresh.
 
     Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
     task can take ``upload.output["rejected_path"]``.
     """
 
-    template_fields: tuple[str, ...] = ("field_mapping", "defaults", "rejected_path", "checkpoint_path")
+    template_fields: tuple[str, ...] = (
+        "field_mapping",
+        "defaults",
+        "rejected_path",
+        "checkpoint_path",
+        "sync_state_path",
+        "full_sync",
+    )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
 
     def __init__(
@@ -107,6 +141,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         checkpoint_path: str | None = None,
         dry_run: bool = False,
         progress_every_s: float = 30.0,
+        sync_state_path: str | None = None,
+        full_sync: bool | str = False,
+        resend_after: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -129,6 +166,10 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.checkpoint_path = checkpoint_path
         self.dry_run = dry_run
         self.progress_every_s = progress_every_s
+        self.sync_state_path = sync_state_path
+        self.full_sync = full_sync
+        self.resend_after = resend_after
+        check_resend_after(resend_after)
 
     def iter_source(self, context: Context) -> Iterable[Any]:
         """The source records, as a stream. Subclasses implement it."""
@@ -146,6 +187,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         check_lead_field_names("defaults", self.defaults)
         self.rejected_path = rendered_path("rejected_path", self.rejected_path, optional=True)
         self.checkpoint_path = rendered_path("checkpoint_path", self.checkpoint_path, optional=True)
+        self.sync_state_path = _sync_state_path(self.sync_state_path)
+        self.full_sync = _flag("full_sync", self.full_sync)
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
@@ -170,6 +213,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             rejected_path=self.rejected_path,
             checkpoint_path=self.checkpoint_path,
             dry_run=self.dry_run,
+            sync_state_path=self.sync_state_path,
+            full_sync=self.full_sync,
+            resend_after=self.resend_after,
             logger=self.log,
             progress_every_s=self.progress_every_s,
         )
@@ -183,12 +229,14 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
 
     def _log_summary(self, summary: UploadSummary) -> None:
         self.log.info(
-            "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d batches (%d skipped) in %.1f s.",
+            "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d unchanged, %d batches (%d skipped) "
+            "in %.1f s.",
             " (dry run)" if summary.dry_run else "",
             summary.total,
             summary.uploaded,
             summary.rejected,
             summary.duplicates,
+            summary.unchanged,
             summary.batches,
             summary.skipped_batches,
             summary.elapsed_s,

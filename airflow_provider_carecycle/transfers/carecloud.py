@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, customer_to_lead_source
-from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook
+from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook, parse_carecloud_datetime
+from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator, check_lead_field_names
 
@@ -60,6 +61,13 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         midnight UTC of the ``run_after`` day).
     :param page_size: CRM customers per request.
     :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND); templated.
+    :param incremental: read from a **watermark** rather than from the data interval's start: the highest
+        ``last_change`` a successful run read, kept in ``sync_state_path`` (required) per CRM connection and
+        careCycle destination. It advances only when the run succeeds (every lead settled), so a failed or skipped
+        day is read by the next run. Without a watermark yet, the run reads from ``changed_since`` or the data
+        interval's start. Not used by a dry run.
+    :param overlap: with ``incremental``, re-read this much before the watermark, for clock skew (a ``timedelta``
+        or seconds; default 5 minutes); the sync ledger makes re-read leads free.
     :param kwargs: the lead upload options of :class:`CareCycleLeadUploadBaseOperator` (``defaults``,
         ``rejected_path``, ``max_rejected_ratio``, ``batch_size``, ``checkpoint_path``, ``dry_run``, ...) and
         the careCycle connection arguments.
@@ -88,6 +96,8 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         changed_before: datetime | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         extra_params: Mapping[str, Any] | None = None,
+        incremental: bool = False,
+        overlap: timedelta | float = timedelta(minutes=5),
         **kwargs: Any,
     ) -> None:
         if kwargs.get("field_mapping") is not None:
@@ -105,7 +115,16 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         self.changed_before = changed_before
         self.page_size = page_size
         self.extra_params = extra_params
+        self.incremental = incremental
+        if incremental and not kwargs.get("sync_state_path"):
+            raise ValueError("incremental=True keeps its watermark next to the sync ledger: set sync_state_path.")
+        seconds = overlap.total_seconds() if isinstance(overlap, timedelta) else overlap
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 86400:
+            raise ValueError(f"overlap must be a duration from 0 to 1 day (timedelta or seconds), got {overlap!r}.")
+        self.overlap = timedelta(seconds=seconds)
         self.crm_rows = 0
+        self._newest: datetime | None = None
+        self._watermark: SyncWatermark | None = None
 
     @cached_property
     def carecloud_hook(self) -> CareCloudCrmHook:
@@ -124,6 +143,20 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             before = fallback.end if before is None else before
         return as_datetime("changed_since", since), as_datetime("changed_before", before)
 
+    def _incremental_since(self, since: datetime) -> datetime:
+        """The watermark minus the overlap, when there is a watermark; else ``since``."""
+        self._watermark = SyncWatermark(
+            self.sync_state_path,
+            key=f"{self.carecloud_crm_conn_id}\n{self.carecloud_hook.base_url}\n{self.hook.destination_id}",
+        )
+        mark = self._watermark.read()
+        self._newest = mark
+        if mark is None:
+            self.log.info("No watermark yet in %s: reading from %s.", self.sync_state_path, since.isoformat())
+            return since
+        self.log.info("Watermark %s (minus an overlap of %s).", mark.isoformat(), self.overlap)
+        return mark - self.overlap
+
     def check_rendered_arguments(self) -> None:
         """Also check ``crm_field_mapping`` and ``extra_params``, once rendered.
 
@@ -136,13 +169,24 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
+        track = self.incremental and not self.dry_run
+        if track:
+            since = self._incremental_since(since)
+            if since >= before:
+                self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
+                return
         mapping = self.crm_field_mapping or CARECLOUD_FIELD_MAPPING
         self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
         customers = self.carecloud_hook.iter_changed_customers(
             since, before, count=self.page_size, extra_params=self.extra_params
         )
+        tz = self.carecloud_hook.project_tz
         for customer in customers:
             self.crm_rows += 1
+            if track:
+                changed = parse_carecloud_datetime(customer.get("last_change"), tz)
+                if changed is not None and (self._newest is None or changed > self._newest):
+                    self._newest = changed
             yield customer_to_lead_source(customer, mapping)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -150,5 +194,10 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             self.check_rendered_arguments()
             self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
-        summary = self.upload(context)
-        return {**summary, "crm_rows": self.crm_rows}
+        self._newest, self._watermark = None, None
+        summary = self.upload(context)  # raises unless every lead is settled: the watermark stays
+        result = {**summary, "crm_rows": self.crm_rows}
+        if self._watermark is not None and self._newest is not None:
+            self._watermark.write(self._newest)
+            result["watermark"] = self._newest.isoformat()
+        return result

@@ -220,13 +220,14 @@ def test_summary_accounts_for_every_record(tmp_path):
     hook = StubHook()
     records = [lead(1), lead(1), {"phoneNumber": "bad"}, lead(2, city="NOSOURCE"), lead(3)]
     summary = run(hook, records, tmp_path)
-    assert summary.total == summary.uploaded + summary.rejected + summary.duplicates == 5
+    assert summary.total == summary.uploaded + summary.rejected + summary.duplicates + summary.unchanged == 5
     assert set(summary.as_dict()) == {
         "total",
         "valid",
         "uploaded",
         "rejected",
         "duplicates",
+        "unchanged",
         "batches",
         "skipped_batches",
         "rejected_path",

@@ -21,6 +21,7 @@ SUMMARY_KEYS = {
     "uploaded",
     "rejected",
     "duplicates",
+    "unchanged",
     "batches",
     "skipped_batches",
     "rejected_path",

@@ -1,0 +1,787 @@
+"""The sync ledger: which version of each lead careCycle has acknowledged, so a run sends only what changed.
+
+Pure Python (no Airflow at import time; object storage is reached lazily through
+:func:`airflow_provider_carecycle.storage.to_path`, or through any :class:`LedgerStore`).
+
+What is stored
+--------------
+A ledger is a **folder** (``sync_state_path``: ``s3://``, ``gs://``, ``file://``, a local path) of immutable SQLite
+files named ``ledger-<binding>-<generation>-<random>.sqlite``. Each holds:
+
+- ``meta``: ``format`` (``carecycle-sync-ledger``), ``version``, ``binding``, ``generation``, ``entries``,
+  ``written_at`` (UTC, ISO 8601), ``based_on`` (the names of the files its run had read);
+- ``entries(id, hash, ts)``: one row per lead, where ``id`` is a 16-byte keyed BLAKE2b hash of the lead's identity
+  (:meth:`~airflow_provider_carecycle.leads.validation.LeadValidator.identity`: ``externalId``, else the phone
+  number), ``hash`` a 16-byte keyed BLAKE2b hash of the normalised lead exactly as sent (compact JSON, sorted keys),
+  and ``ts`` the Unix time (seconds) at which careCycle acknowledged it.
+
+No field value is stored in clear: not the identity, not the lead. The hash key is derived from a secret (by
+default the destination id, itself a hash of the careCycle base URL and API key); ``binding`` is another hash of
+the destination and the key, so the files say which careCycle they belong to without saying which. A phone number
+has few possible values, so someone who holds both the ledger and the key (the API key, or the destination id that
+an upload checkpoint stores) could test guesses: keep the ledger where the rejected file and the checkpoint go.
+
+How it is read and written
+--------------------------
+Every run merges all files of its binding into a local working copy (files of another destination are left alone:
+another destination starts empty; a file that is not a well-formed ledger is ignored with a warning, so its leads
+are sent again). A lead is *unchanged* when the ledger holds its identity with the same hash, acknowledged less
+than ``resend_after`` ago. Each save (the upload engine saves every minute and at the end of a run) writes the leads
+careCycle acknowledged since the last one into **one new file** (written under a temporary name, then renamed, so a
+reader never sees half of one); when there are more than ``max_files`` files of this binding, or at a
+``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted. Files
+are never overwritten, so two runs saving the same ledger at once both keep their entries.
+
+Merging keeps, per identity, the latest acknowledgement: each file names the files its run had read
+(``based_on``), so a later run's version replaces an earlier one at once. Two *different* versions of one lead
+acknowledged by runs that had not read each other's files, within ``conflict_window_s`` of each other (two runs
+sending different data for the same lead at once: careCycle holds whichever it processed last, which the
+acknowledgement times cannot tell), are both forgotten, so the next run sends the lead again. Every doubt resolves
+towards sending again, never towards skipping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+LEDGER_FORMAT = "carecycle-sync-ledger"
+LEDGER_VERSION = 1
+HASH_BYTES = 16
+#: files of one binding beyond which a save compacts them into one
+DEFAULT_MAX_FILES = 8
+#: two different versions of a lead acknowledged this close together (seconds) are forgotten
+DEFAULT_CONFLICT_WINDOW_S = 600
+_NAME_PREFIX = "ledger-"
+_NAME_SUFFIX = ".sqlite"
+_PROBE_CHUNK = 20_000
+_RECORD_CHUNK = 5_000
+_LIST_ATTEMPTS = 5
+_LOCAL_PROTOCOLS = ("file", "local")
+
+
+class SyncLedgerError(RuntimeError):
+    """The sync ledger cannot be read or written (the message names the place and what to do)."""
+
+
+def check_resend_after(value: Any) -> float | None:
+    """``resend_after`` as seconds (``None``: never re-send an unchanged lead for its age).
+
+    :param value: a ``timedelta``, a number of seconds, or ``None``.
+    :raises ValueError: when it is not a positive duration.
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"resend_after must be a timedelta or a number of seconds, got {type(value).__name__}.")
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"resend_after must be a positive duration, got {value!r}.")
+    return seconds
+
+
+# -- where the files live ------------------------------------------------------------------------------------------
+
+
+class LedgerStore(Protocol):
+    """The few operations the ledger needs from its folder."""
+
+    location: str
+
+    def list_names(self) -> list[str]:
+        """Names of the files in the folder (an absent folder has none)."""
+
+    def download(self, name: str, local_path: str) -> None:
+        """Copy file ``name`` to ``local_path``; ``FileNotFoundError`` when it is gone."""
+
+    def upload(self, local_path: str, name: str) -> None:
+        """Publish ``local_path`` as ``name`` atomically: a reader sees all of it or nothing."""
+
+    def delete(self, name: str) -> None:
+        """Remove file ``name``; a missing file is not an error."""
+
+
+class ObjectStorageLedgerStore:
+    """A folder on object storage (or a local folder), through ``ObjectStoragePath``.
+
+    :param uri: the folder: ``s3://bucket/ledgers/feed``, ``file:///data/ledger``, ``/data/ledger``.
+    """
+
+    def __init__(self, uri: str | Any) -> None:
+        from airflow_provider_carecycle.storage import to_path  # here: the ledger module imports no Airflow
+
+        self.folder = to_path(uri)
+        self.location = str(uri)
+        self._local = getattr(self.folder, "protocol", None) in _LOCAL_PROTOCOLS
+
+    def list_names(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        if not self.folder.is_dir():
+            raise SyncLedgerError(
+                f"sync_state_path {self.location} is a file; it must be a folder (the ledger keeps several files)."
+            )
+        return sorted(child.name for child in self.folder.iterdir())
+
+    def download(self, name: str, local_path: str) -> None:
+        with (self.folder / name).open("rb") as source, open(local_path, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+
+    def upload(self, local_path: str, name: str) -> None:
+        temporary = f".{name}.{uuid.uuid4().hex[:12]}.partial"
+        if self._local:
+            _publish_local(local_path, os.path.join(self.folder.path, temporary), os.path.join(self.folder.path, name))
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / temporary
+        try:
+            with open(local_path, "rb") as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            target.rename(self.folder / name)
+        except BaseException:
+            _quietly(lambda: target.unlink())
+            raise
+
+    def delete(self, name: str) -> None:
+        try:
+            (self.folder / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _store(location: Any) -> LedgerStore:
+    """A :class:`LedgerStore` as given, or the object storage folder a URI, path or ``ObjectStoragePath`` names."""
+    return location if hasattr(location, "list_names") else ObjectStorageLedgerStore(location)
+
+
+def _publish_local(source: str, temporary: str, final: str) -> None:
+    """Copy ``source`` to ``temporary`` (created 0600, fsynced), then rename it to ``final``."""
+    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        _quietly(lambda: os.unlink(temporary))
+        raise
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except OSError:
+        pass
+
+
+# -- the ledger ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerSave:
+    """What :meth:`SyncLedger.save` wrote: the new file's name, its entry count, whether it compacted the ledger."""
+
+    name: str | None
+    entries: int
+    compacted: bool
+    removed: int
+
+
+@dataclass(frozen=True)
+class _File:
+    name: str
+    generation: int
+
+
+class SyncLedger:
+    """The acknowledged version of each lead of one destination, kept in a folder.
+
+    Use it as a context manager (or call :meth:`close`): :meth:`open` reads the folder, :meth:`unchanged` says which
+    leads need not be sent, :meth:`record` notes a lead careCycle acknowledged, :meth:`save` publishes the notes.
+
+    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param destination: names the careCycle the leads go to (the hook's ``destination_id``); a ledger written for
+        another destination is not used.
+    :param secret: the key of the identity and lead hashes (default: derived from ``destination``).
+    :param full_sync: treat every lead as changed, and replace the ledger with this run's acknowledgements.
+    :param resend_after: re-send a lead acknowledged longer ago than this (a ``timedelta`` or seconds).
+    :param max_files: files of this destination beyond which a save compacts them into one.
+    :param conflict_window_s: see the module docstring (two versions acknowledged this close are forgotten).
+    :param clock: the current Unix time (tests replace it).
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | LedgerStore,
+        *,
+        destination: str,
+        secret: bytes | None = None,
+        full_sync: bool = False,
+        resend_after: timedelta | float | None = None,
+        max_files: int = DEFAULT_MAX_FILES,
+        conflict_window_s: float = DEFAULT_CONFLICT_WINDOW_S,
+        clock: Any = time.time,
+    ) -> None:
+        if not destination:
+            raise ValueError("destination must name the careCycle the leads go to.")
+        if max_files < 1:
+            raise ValueError(f"max_files must be at least 1, got {max_files!r}.")
+        self.store: LedgerStore = _store(location)
+        self.full_sync = bool(full_sync)
+        self.resend_after_s = check_resend_after(resend_after)
+        self.max_files = max_files
+        self.conflict_window_s = conflict_window_s
+        self.clock = clock
+        key_material = secret if secret is not None else destination.encode()
+        self._key = hashlib.blake2b(key_material, digest_size=32, person=b"ccsync-key").digest()
+        self.binding = hashlib.blake2b(
+            destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
+        ).hexdigest()
+        self._lock = threading.Lock()
+        self._tmp: str | None = None
+        self._db: sqlite3.Connection | None = None
+        self._run: sqlite3.Connection | None = None
+        self._pending: list[tuple[bytes, bytes, int]] = []
+        self._read: list[_File] = []
+        self.recorded = 0
+        self.unsaved = 0
+        self._replaced = False
+        self.loaded = 0
+        self.ignored: list[str] = []
+
+    # -- hashing -------------------------------------------------------------------------------------------------
+
+    def identity_hash(self, identity: str) -> bytes:
+        """The stored form of a lead identity (16 bytes, keyed)."""
+        return hashlib.blake2b(identity.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-id").digest()
+
+    def lead_hash(self, lead_text: str) -> bytes:
+        """The stored form of a normalised lead, given as the exact JSON text sent (16 bytes, keyed)."""
+        return hashlib.blake2b(
+            lead_text.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-lead"
+        ).digest()
+
+    # -- opening -------------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> SyncLedger:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> SyncLedger:
+        """Read every file of this destination into a local working copy.
+
+        :raises SyncLedgerError: when the folder cannot be listed or read.
+        """
+        if self._db is not None:
+            return self
+        self._tmp = tempfile.mkdtemp(prefix="carecycle-ledger-")
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                self._load()
+                break
+            except FileNotFoundError:  # a concurrent save compacted a file away between listing and reading it
+                log.info("Sync ledger %s changed while being read; reading it again.", self.store.location)
+                self._reset_working_copy()
+                if attempt == _LIST_ATTEMPTS - 1:
+                    raise SyncLedgerError(
+                        f"The sync ledger at {self.store.location} kept changing while being read "
+                        f"({_LIST_ATTEMPTS} attempts); another run is compacting it. Retry the task."
+                    ) from None
+            except SyncLedgerError:
+                self.close()
+                raise
+            except (OSError, sqlite3.Error) as err:
+                self.close()
+                raise SyncLedgerError(
+                    f"Cannot read the sync ledger at {self.store.location} ({type(err).__name__}: {err}). "
+                    "Check that sync_state_path is a folder this worker can read and write; nothing was sent."
+                ) from err
+        self._run = self._connect(os.path.join(self._tmp, "run.sqlite"))
+        _create_schema(self._run)
+        return self
+
+    def _reset_working_copy(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        for name in os.listdir(self._tmp or ""):
+            os.unlink(os.path.join(self._tmp or "", name))
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32000", "temp_store=FILE"):
+            db.execute(f"PRAGMA {pragma}")
+        return db
+
+    def _load(self) -> None:
+        assert self._tmp is not None
+        files: list[_File] = []
+        others = 0
+        for name in self.store.list_names():
+            parsed = _parse_name(name)
+            if parsed is None:
+                continue
+            binding, generation = parsed
+            if binding != self.binding:
+                others += 1
+                continue
+            files.append(_File(name, generation))
+        if others:
+            log.info("Sync ledger %s: %d file(s) of other destinations left alone.", self.store.location, others)
+        self._read = []
+        self.ignored = []
+        self.loaded = 0
+        work = os.path.join(self._tmp, "work.sqlite")
+        if self.full_sync:  # nothing read is used; the files are only replaced at save
+            self._read = files
+            self._db = self._connect(work)
+            _create_schema(self._db)
+            return
+        valid: list[tuple[_File, str, int, frozenset[str]]] = []
+        for file in files:
+            local = os.path.join(self._tmp, f"in-{len(valid)}-{file.generation}.sqlite")
+            self.store.download(file.name, local)
+            problem, count, based_on = _check_file(local, self.binding)
+            if problem:
+                self.ignored.append(file.name)
+                log.warning(
+                    "Ignoring sync ledger file %s/%s: %s. Its leads will be sent again; delete the file to silence "
+                    "this warning.",
+                    self.store.location,
+                    file.name,
+                    problem,
+                )
+                os.unlink(local)
+                continue
+            valid.append((file, local, count, based_on))
+        self._read = [file for file, _, _, _ in valid]
+        if not valid:
+            self._db = self._connect(work)
+            _create_schema(self._db)
+            return
+        ancestors = _ancestors({file.name: based_on for file, _, _, based_on in valid})
+        # a file's generation is above those of the files its run had read: this order merges them before it
+        ordered = sorted(valid, key=lambda v: (v[0].generation, v[0].name))
+        os.replace(ordered[0][1], work)  # the oldest file, usually the compacted one (the largest), starts the copy
+        self._db = self._connect(work)
+        self._db.execute("CREATE TEMP TABLE forgotten (id BLOB PRIMARY KEY, ts INTEGER NOT NULL) WITHOUT ROWID")
+        merged = [ordered[0][0].name]
+        for file, local, _, _ in ordered[1:]:
+            # newer: its run had read (the files behind) every file merged so far, so its entries win outright
+            newer = all(name in ancestors[file.name] for name in merged)
+            self._merge_file(local, newer=newer)
+            merged.append(file.name)
+            os.unlink(local)
+        (self.loaded,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
+        log.info(
+            "Sync ledger %s: %d leads acknowledged earlier, from %d file(s).",
+            self.store.location,
+            self.loaded,
+            len(valid),
+        )
+
+    def _merge_file(self, local: str, *, newer: bool) -> None:
+        """Merge another file of this binding into the working copy (see the module docstring for the rule).
+
+        :param newer: the file's run had read every file merged so far: its entries win. Otherwise the runs were
+            concurrent: the later acknowledgement wins, and two versions acknowledged close together are forgotten.
+        """
+        db = self._db
+        assert db is not None
+        window = self.conflict_window_s
+        db.execute("ATTACH DATABASE ? AS other", (local,))
+        try:
+            db.execute("BEGIN")
+            if newer:
+                db.execute("DELETE FROM temp.forgotten WHERE id IN (SELECT id FROM other.entries)")
+                db.execute(
+                    "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM other.entries WHERE true "
+                    "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts"
+                )
+                db.execute("COMMIT")
+                return
+            db.execute("DROP TABLE IF EXISTS temp.clash")
+            db.execute(
+                "CREATE TEMP TABLE clash AS SELECT o.id AS id, max(o.ts, m.ts) AS ts FROM other.entries o "
+                "JOIN main.entries m ON m.id = o.id WHERE o.hash != m.hash AND abs(o.ts - m.ts) < ?",
+                (window,),
+            )
+            db.execute("DELETE FROM main.entries WHERE id IN (SELECT id FROM temp.clash)")
+            db.execute(
+                "INSERT INTO temp.forgotten (id, ts) SELECT id, ts FROM temp.clash WHERE true "
+                "ON CONFLICT(id) DO UPDATE SET ts = max(ts, excluded.ts)"
+            )
+            db.execute(
+                "INSERT INTO main.entries (id, hash, ts) SELECT o.id, o.hash, o.ts FROM other.entries o "
+                "WHERE NOT EXISTS (SELECT 1 FROM temp.forgotten f WHERE f.id = o.id AND abs(f.ts - o.ts) < ?) "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts "
+                "WHERE excluded.ts > entries.ts OR (excluded.ts = entries.ts AND excluded.hash > entries.hash)",
+                (window,),
+            )
+            db.execute("COMMIT")
+        finally:
+            db.execute("DETACH DATABASE other")
+
+    # -- diffing -------------------------------------------------------------------------------------------------
+
+    def unchanged(self, leads: Iterable[tuple[Any, str, str]]) -> Iterator[Any]:
+        """The keys of the leads careCycle already holds as they are now (they need not be sent).
+
+        A lead is unchanged when the ledger holds its identity with the same hash, acknowledged less than
+        ``resend_after`` ago. With ``full_sync`` nothing is unchanged.
+
+        :param leads: ``(key, identity, lead_text)``: any key the caller likes (a row number), the lead's identity
+            and its normalised JSON text as it would be sent.
+        :return: the keys of the unchanged leads, in the order given.
+        """
+        db = self._require_open()
+        if self.full_sync or not self.loaded:
+            for _ in leads:
+                pass
+            return
+        cutoff = -1 if self.resend_after_s is None else int(self.clock() - self.resend_after_s)
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS probe (n INTEGER PRIMARY KEY, id BLOB NOT NULL, hash BLOB NOT NULL)"
+        )
+        keys: list[Any] = []
+        rows: list[tuple[int, bytes, bytes]] = []
+
+        def flush() -> Iterator[Any]:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO temp.probe (n, id, hash) VALUES (?, ?, ?)", rows)
+            found = db.execute(
+                "SELECT p.n FROM temp.probe p JOIN main.entries e ON e.id = p.id "
+                "WHERE e.hash = p.hash AND e.ts >= ? ORDER BY p.n",
+                (cutoff,),
+            ).fetchall()
+            db.execute("DELETE FROM temp.probe")
+            db.execute("COMMIT")
+            for (n,) in found:
+                yield keys[n]
+            keys.clear()
+            rows.clear()
+
+        for key, identity, lead_text in leads:
+            rows.append((len(keys), self.identity_hash(identity), self.lead_hash(lead_text)))
+            keys.append(key)
+            if len(rows) >= _PROBE_CHUNK:
+                yield from flush()
+        if rows:
+            yield from flush()
+
+    # -- recording -----------------------------------------------------------------------------------------------
+
+    def record(self, identity: str, lead_text: str) -> None:
+        """Note that careCycle acknowledged this lead, as sent (call it only after the acknowledgement).
+
+        :param identity: the lead's identity (``LeadValidator.identity``).
+        :param lead_text: the normalised lead's JSON text exactly as sent.
+        """
+        entry = (self.identity_hash(identity), self.lead_hash(lead_text), int(self.clock()))
+        with self._lock:
+            self._require_open()
+            self._pending.append(entry)
+            self.recorded += 1
+            self.unsaved += 1
+            if len(self._pending) >= _RECORD_CHUNK:
+                self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending or self._run is None:
+            return
+        self._run.execute("BEGIN")
+        self._run.executemany(
+            "INSERT INTO entries (id, hash, ts) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts",
+            self._pending,
+        )
+        self._run.execute("COMMIT")
+        self._pending.clear()
+
+    # -- saving --------------------------------------------------------------------------------------------------
+
+    def save(self) -> LedgerSave:
+        """Publish the acknowledgements noted since the last save as a new file.
+
+        The new file holds only those, unless the ledger has more than ``max_files`` files of this destination, or
+        this is a full sync's first save: then it holds the whole ledger, and the files it replaces are deleted.
+        It can be called as often as wanted during a run (each call that has something to say writes a file).
+
+        :raises SyncLedgerError: when the folder cannot be written; the leads acknowledged since the last save will
+            then be sent again by the next run.
+        """
+        with self._lock:
+            db = self._require_open()
+            assert self._run is not None and self._tmp is not None
+            self._flush_pending()
+            (count,) = self._run.execute("SELECT count(*) FROM entries").fetchone()
+            replace = self.full_sync and not self._replaced
+            if not count and not replace:
+                return LedgerSave(None, 0, False, 0)
+            compact = replace or len(self._read) + 1 > self.max_files
+            generation = max((f.generation for f in self._read), default=0) + 1
+            name = f"{_NAME_PREFIX}{self.binding}-{generation:010d}-{uuid.uuid4().hex[:12]}{_NAME_SUFFIX}"
+            run_path = os.path.join(self._tmp, "run.sqlite")
+            if compact:
+                self._merge_run(run_path)
+                target, source = db, os.path.join(self._tmp, "work.sqlite")
+            else:
+                target, source = self._run, run_path
+            (entries,) = target.execute("SELECT count(*) FROM entries").fetchone()
+            _write_meta(target, self.binding, generation, entries, [f.name for f in self._read])
+            try:
+                self.store.upload(source, name)
+            except OSError as err:
+                raise SyncLedgerError(
+                    f"Cannot write the sync ledger at {self.store.location} ({type(err).__name__}: {err}). The "
+                    f"{self.unsaved} leads acknowledged since it was last saved are not recorded: the next run sends "
+                    "them again."
+                ) from err
+            removed = 0
+            if compact:
+                for file in self._read:
+                    self.store.delete(file.name)
+                    removed += 1
+                self._read = [_File(name, generation)]
+                self._replaced = True
+            else:
+                self._merge_run(run_path)  # the working copy holds everything saved, for a later compaction
+                self._read.append(_File(name, generation))
+            self.unsaved = 0
+            log.info(
+                "Sync ledger %s: wrote %s (%d leads%s).",
+                self.store.location,
+                name,
+                entries,
+                f", replacing {removed} file(s)" if compact else "",
+            )
+            return LedgerSave(name, entries, compact, removed)
+
+    def _merge_run(self, run_path: str) -> None:
+        """Move this run's acknowledgements into the working copy: they are the newest, so they win."""
+        db = self._require_open()
+        if self._run is not None:
+            self._run.close()
+            self._run = None
+        db.execute("ATTACH DATABASE ? AS run", (run_path,))
+        try:
+            db.execute("BEGIN")
+            db.execute(
+                "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM run.entries WHERE true "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts"
+            )
+            db.execute("COMMIT")
+        finally:
+            db.execute("DETACH DATABASE run")
+        self._run = self._connect(run_path)
+        self._run.execute("DELETE FROM entries")
+
+    def _require_open(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("SyncLedger is not open: call open() or use it as a context manager.")
+        return self._db
+
+    def close(self) -> None:
+        """Drop the local working copy (unsaved acknowledgements are lost: the next run sends them again)."""
+        for db in (self._db, self._run):
+            if db is not None:
+                db.close()
+        self._db = self._run = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+# -- the CRM watermark ---------------------------------------------------------------------------------------------
+
+
+class SyncWatermark:
+    """The highest source change time a run fully synced, kept as a small JSON object in the ledger's folder.
+
+    One per ``key`` (the CRM connection and the careCycle destination, hashed: the name says neither). Written like
+    a ledger file: a temporary name, then a rename. An unreadable watermark is ignored with a warning (the run then
+    reads from its data interval).
+
+    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param key: names the source and destination the watermark is for.
+    """
+
+    def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
+        self.store: LedgerStore = _store(location)
+        self.name = f"watermark-{hashlib.blake2b(key.encode(), digest_size=8, person=b'ccsync-mark').hexdigest()}.json"
+
+    def read(self) -> datetime | None:
+        """The stored watermark (an aware datetime), or ``None`` when there is none yet."""
+        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
+            local = os.path.join(tmp, "watermark.json")
+            try:
+                self.store.download(self.name, local)
+            except FileNotFoundError:
+                return None
+            except OSError as err:
+                raise SyncLedgerError(
+                    f"Cannot read the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err})."
+                ) from err
+            try:
+                with open(local, encoding="utf-8") as handle:
+                    state = json.load(handle)
+                value = datetime.fromisoformat(state["last_change"])
+                if state.get("version") != 1 or value.tzinfo is None:
+                    raise ValueError("not a version 1 watermark with a time zone")
+            except (ValueError, KeyError, TypeError) as err:
+                log.warning(
+                    "Ignoring the unreadable watermark %s/%s (%s); reading from the data interval. Delete it to "
+                    "silence this warning.",
+                    self.store.location,
+                    self.name,
+                    type(err).__name__,
+                )
+                return None
+            return value
+
+    def write(self, value: datetime) -> None:
+        """Store ``value`` (an aware datetime) as the watermark.
+
+        :raises SyncLedgerError: when the folder cannot be written.
+        """
+        if value.tzinfo is None:
+            raise ValueError("the watermark must be an aware datetime")
+        text = json.dumps(
+            {
+                "version": 1,
+                "last_change": value.astimezone(timezone.utc).isoformat(),
+                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
+            local = os.path.join(tmp, "watermark.json")
+            with open(local, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            try:
+                self.store.upload(local, self.name)
+            except OSError as err:
+                raise SyncLedgerError(
+                    f"Cannot write the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err}); "
+                    "the next run reads from the previous watermark again."
+                ) from err
+
+
+# -- the file format -----------------------------------------------------------------------------------------------
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS entries "
+        "(id BLOB PRIMARY KEY, hash BLOB NOT NULL, ts INTEGER NOT NULL) WITHOUT ROWID"
+    )
+
+
+def _write_meta(db: sqlite3.Connection, binding: str, generation: int, entries: int, based_on: list[str]) -> None:
+    values = {
+        "based_on": json.dumps(sorted(based_on)),
+        "format": LEDGER_FORMAT,
+        "version": str(LEDGER_VERSION),
+        "binding": binding,
+        "generation": str(generation),
+        "entries": str(entries),
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    db.execute("BEGIN")
+    db.execute("DELETE FROM meta")
+    db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", values.items())
+    db.execute("COMMIT")
+
+
+def _ancestors(based_on: dict[str, frozenset[str]]) -> dict[str, set[str]]:
+    """For each file, every file its run had read, directly or through a file it read that is still there."""
+    found: dict[str, set[str]] = {}
+
+    def walk(name: str, path: frozenset[str]) -> set[str]:
+        if name not in found:
+            result: set[str] = set(based_on.get(name, ()))
+            for parent in based_on.get(name, ()):
+                if parent in based_on and parent not in path:
+                    result |= walk(parent, path | {name})
+            found[name] = result
+        return found[name]
+
+    for name in based_on:
+        walk(name, frozenset())
+    return found
+
+
+def _parse_name(name: str) -> tuple[str, int] | None:
+    """``(binding, generation)`` of a ledger file name, or ``None`` for any other name (temporary files too)."""
+    if not name.startswith(_NAME_PREFIX) or not name.endswith(_NAME_SUFFIX):
+        return None
+    parts = name[len(_NAME_PREFIX) : -len(_NAME_SUFFIX)].split("-")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _check_file(local: str, binding: str) -> tuple[str | None, int, frozenset[str]]:
+    """``(problem or None, entries, based_on)``: whether a downloaded file is a well-formed ledger of this binding,
+    how many entries it has and the names of the files its run had read."""
+    try:
+        db = sqlite3.connect(f"file:{local}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        return f"not a SQLite file ({err})", 0, frozenset()
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != LEDGER_FORMAT:
+            return "not a careCycle sync ledger", 0, frozenset()
+        if meta.get("version") != str(LEDGER_VERSION):
+            return (
+                f"ledger version {meta.get('version')!r}, this provider reads version {LEDGER_VERSION}",
+                0,
+                frozenset(),
+            )
+        if meta.get("binding") != binding:
+            return "its name and contents name different destinations", 0, frozenset()
+        try:
+            based_on = json.loads(meta.get("based_on", ""))
+        except ValueError:
+            based_on = None
+        if not isinstance(based_on, list) or not all(isinstance(n, str) for n in based_on):
+            return "its based_on entry is not a list of file names", 0, frozenset()
+        columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+        if columns != ["id", "hash", "ts"]:
+            return "its entries table has the wrong columns", 0, frozenset()
+        (bad,) = db.execute(
+            "SELECT count(*) FROM entries WHERE typeof(id) != 'blob' OR length(id) != ? "
+            "OR typeof(hash) != 'blob' OR length(hash) != ? OR typeof(ts) != 'integer'",
+            (HASH_BYTES, HASH_BYTES),
+        ).fetchone()
+        if bad:
+            return f"{bad} malformed entries", 0, frozenset()
+        (count,) = db.execute("SELECT count(*) FROM entries").fetchone()
+        return None, count, frozenset(based_on)
+    except sqlite3.Error as err:
+        return f"unreadable ({type(err).__name__}: {err})", 0, frozenset()
+    finally:
+        db.close()
