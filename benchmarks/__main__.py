@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read")
+BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read", "import")
 
 
 def main(argv: list[str]) -> int:
