@@ -14,34 +14,17 @@ import subprocess
 import sys
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_carecycle.get_provider_info import get_provider_info
+from benchmarks.bench_import import base_imports, provider_modules
 
 #: Modules only a task that sends requests needs (``requests`` alone is about 170 ms of import).
 HEAVY = ("requests", "urllib3", "charset_normalizer", "tenacity")
-
-BASE_IMPORTS = (
-    "import airflow.sdk"
-    if AIRFLOW_V_3_0_PLUS
-    else "import airflow\nfrom airflow.models.dag import DAG\nfrom airflow.models.baseoperator import BaseOperator"
-)
-
-
-def parse_time_modules() -> list[str]:
-    """Every operator, sensor, transfer and trigger module the provider declares."""
-    info = get_provider_info()
-    return [
-        module
-        for section in ("operators", "sensors", "triggers")
-        for entry in info[section]
-        for module in entry["python-modules"]
-    ] + [entry["python-module"] for entry in info["transfers"]]
 
 
 def import_in_fresh_process(modules: list[str]) -> dict[str, list[str]]:
     """``{"base": heavy modules the base imports load, "added": heavy modules importing ``modules`` adds}``."""
     code = f"""
 import importlib, json, sys
-{BASE_IMPORTS}
+{base_imports()}
 heavy = {HEAVY!r}
 base = {{name for name in heavy if name in sys.modules}}
 for module in {modules!r}:
@@ -55,7 +38,7 @@ print(json.dumps({{"base": sorted(base), "added": added}}))
 
 
 def test_importing_every_operator_module_loads_no_heavy_module():
-    modules = parse_time_modules()
+    modules = provider_modules()
     assert len(modules) == 7
     found = import_in_fresh_process(modules)
     assert found["added"] == [], f"importing the provider's operators loads {found['added']} at DAG-parse time"
