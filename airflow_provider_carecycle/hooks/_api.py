@@ -7,7 +7,8 @@ host/schema/port. It builds one session and one :class:`~airflow_provider_carecy
 every error answer into the vendor's exception through one status ladder (:func:`error_for_answer`), and decodes
 JSON answers or raises. A vendor hook supplies:
 
-* ``form`` and ``errors`` (class attributes): its connection form and its exception family;
+* ``form`` and ``errors`` (class attributes): its connection form and its exception family, and its own
+  ``get_ui_field_behaviour()`` (Airflow 2.x-3.1 read it only from the hook class itself, never inherited);
 * :meth:`ApiHook._connection_settings`: credentials and the base URL from the connection;
 * :meth:`ApiHook._session_headers`, :meth:`ApiHook._read_error` and :meth:`ApiHook._auth_advice`;
 * a ``limiter`` property (which credentials share a rate limit).
@@ -172,11 +173,6 @@ class ApiHook(BaseHook):
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
         self.stats = RequestStats()
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow 2.x-3.1 (3.2+ reads the same from provider info)."""
-        return cls.form.ui_field_behaviour()
 
     @property
     def conn_id(self) -> str:

@@ -307,6 +307,12 @@ class CareCloudCrmHook(ApiHook):
         self._token_expires_at = 0.0  # time.monotonic()
         self._token_lock = threading.Lock()
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow 2.x-3.1 (3.2+ reads the same from provider info). Airflow reads it only
+        from the hook class's own ``__dict__``, so each hook defines it rather than inheriting it."""
+        return cls.form.ui_field_behaviour()
+
     # -- settings ------------------------------------------------------------------------------------------------
 
     def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:

@@ -147,6 +147,12 @@ class CareCycleHook(ApiHook):
             rate_limit_window=rate_limit_window,
         )
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow 2.x-3.1 (3.2+ reads the same from provider info). Airflow reads it only
+        from the hook class's own ``__dict__``, so each hook defines it rather than inheriting it."""
+        return cls.form.ui_field_behaviour()
+
     # -- the key -------------------------------------------------------------------------------------------------
 
     def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:
