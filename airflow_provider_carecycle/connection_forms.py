@@ -68,7 +68,7 @@ def transport_fields(*, requests_per_minute: int, in_placeholder: bool) -> tuple
     :param requests_per_minute: the vendor's default client-side limit.
     :param in_placeholder: whether the extra field's placeholder shows them (with their defaults).
     """
-    fields = (
+    fields: tuple[ExtraField, ...] = (
         ExtraField("timeout", "Timeout (seconds)", "Seconds to wait for each API answer.", float, 30, 1),
         ExtraField(
             "max_retries",
@@ -81,10 +81,9 @@ def transport_fields(*, requests_per_minute: int, in_placeholder: bool) -> tuple
         ExtraField(
             "requests_per_minute",
             "Requests per minute",
-            # One task instance is one process: the limiter is shared by the threads and hooks of that process for
-            # the same host and credentials (and by the triggers of one triggerer), not across tasks.
-            "Client-side rate limit for these credentials, shared by the threads and hooks of one task (and by the "
-            "deferred sensors of one triggerer); tasks running at the same time each count their own.",
+            # Each task instance is its own process: the limit is shared through the host-wide state file (or Redis),
+            # not by "every task in one worker process".
+            "Client-side rate limit, shared by the host's task processes (every host, with Redis).",
             int,
             requests_per_minute,
             1,
@@ -97,6 +96,17 @@ def transport_fields(*, requests_per_minute: int, in_placeholder: bool) -> tuple
             float,
             DEFAULT_MAX_RETRY_AFTER_S,
             0,
+        ),
+        ExtraField(
+            "rate_limit_backend",
+            "Rate limit backend",
+            "Empty: the limit is shared by every process of the host (adaptive across hosts). "
+            "A redis:// URL: shared exactly by every host through that Redis server.",
+        ),
+        ExtraField(
+            "rate_limit_dir",
+            "Rate limit folder",
+            "Folder of the host-wide limit's state (default: a private folder in the temp dir).",
         ),
     )
     if not in_placeholder:
@@ -163,7 +173,16 @@ CARECYCLE_FORM = ConnectionForm(
     hidden_fields=("schema", "login", "port"),
     relabeling={"host": "Base URL", "password": "API key"},
     placeholders={"host": CARECYCLE_DEFAULT_BASE_URL, "password": "cc_..."},
-    fields=transport_fields(requests_per_minute=60, in_placeholder=True),
+    fields=(
+        *transport_fields(requests_per_minute=60, in_placeholder=True),
+        # read by the extra link (links.py), not by the hook
+        ExtraField(
+            "app_url",
+            "Web app URL",
+            "careCycle's web app, for the task's 'careCycle campaign' link.",
+            default="https://app.carecycle.ai",
+        ),
+    ),
 )
 
 CARECLOUD_CRM_FORM = ConnectionForm(

@@ -10,6 +10,10 @@ from airflow_provider_carecycle.connection_forms import CONNECTION_FORMS
 _PKG = "airflow_provider_carecycle"
 
 
+#: ``carecycle://<host>/<name>`` assets, normalised by :func:`airflow_provider_carecycle.assets.normalize_carecycle_uri`
+_CARECYCLE_URIS = {"schemes": ["carecycle"], "handler": f"{_PKG}.assets.normalize_carecycle_uri"}
+
+
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` shows and where Airflow 3.2+ reads the connection form from.
 
@@ -62,5 +66,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
         ],
+        # issue 14: the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
+        # "careCycle campaign" extra link
+        "asset-uris": [_CARECYCLE_URIS],
+        "dataset-uris": [_CARECYCLE_URIS],
+        "extra-links": [f"{_PKG}.links.CareCycleCampaignLink"],
         "connection-types": [form.provider_info() for form in CONNECTION_FORMS],
     }

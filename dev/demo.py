@@ -67,8 +67,6 @@ def prepare_airflow_home(home: Path, dags_folder: Path) -> None:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor" if _airflow_major() < 3 else "LocalExecutor",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundle_config(dags_folder),
-            # the sensor checks the campaign every second instead of every five minutes
-            "CARECYCLE_EXAMPLE_POKE_INTERVAL_S": "1",
         }
     )
 

@@ -22,16 +22,19 @@ Before the first run:
       airflow pools set carecycle_api 1 "careCycle API: 60 requests/minute shared by every DAG"
 
   (a task in a pool that does not exist is never scheduled);
-* the campaign to watch: trigger with ``{"campaign_id": "<uuid>"}`` or set the Variable ``carecycle_campaign_id``;
+* the campaign to watch: trigger with ``{"campaign_id": "<uuid>"}`` (``airflow dags trigger carecycle_crm_lead_feed
+  --conf '{"campaign_id": "<uuid>"}'``) or set the Variable ``carecycle_campaign_id``;
 * where files go: ``params.output_root`` (any ``ObjectStoragePath`` URI: ``s3://...``, ``gs://...``,
   ``file:///...``). The rejected file holds patient data: put it where your PHI policy allows.
+
+A manual run works on the UTC day before it was triggered, with or without a logical date (on Airflow 3 a run
+triggered without one has no data interval; ``run_interval`` below then takes the day before its ``run_after``).
 
 Run it locally against the bundled emulators with ``make demo``.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow import DAG
@@ -41,6 +44,7 @@ try:  # Airflow 3 exposes timetables in its authoring API...
 except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+from airflow_provider_carecycle.operators.base import run_interval
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
@@ -50,13 +54,11 @@ CARECYCLE_POOL = "carecycle_api"
 #: the campaign to snapshot and watch: the run's ``campaign_id`` param, else the ``carecycle_campaign_id`` Variable
 #: (both read when the task runs, never when the DAG file is parsed)
 CAMPAIGN_ID = "{{ params.campaign_id or var.value.carecycle_campaign_id }}"
-#: the day whose CRM changes a run uploads (a scheduled run's logical date; a manual run's previous day)
-DAY = "{{ data_interval_start | ds }}"
+#: the day whose CRM changes a run uploads: the run's data interval's start (a manual run's previous day); for a
+#: manual Airflow 3 run without a logical date, which has no data interval, the day before it was triggered
+DAY = "{{ run_interval(dag_run).start | ds }}"
 #: one file per day; ``append=True`` below adds the "after" rows to the "before" rows, a small time series
 STATS_PATH = "{{ params.output_root }}/campaign_stats/" + DAY + ".jsonl"
-#: how often the sensor asks careCycle for the campaign's figures (one request each time). Calls take minutes, so
-#: five minutes is plenty; ``make demo`` and the tests shorten it through this environment variable.
-POKE_INTERVAL_S = float(os.environ.get("CARECYCLE_EXAMPLE_POKE_INTERVAL_S", "300"))
 
 with DAG(
     dag_id="carecycle_crm_lead_feed",
@@ -79,6 +81,8 @@ with DAG(
         "output_root": "file:///tmp/carecycle",
         "campaign_id": None,
     },
+    # run_interval(dag_run) in templates: the run's data interval, or the day before run_after without one
+    user_defined_macros={"run_interval": run_interval},
     tags=["carecycle", "example", "leads"],
     doc_md=__doc__,
 ) as dag:
@@ -92,10 +96,11 @@ with DAG(
 
     crm_to_leads = CareCloudCrmToCareCycleLeadsOperator(
         task_id="crm_to_leads",
-        # The CRM customers changed in [data_interval_start, data_interval_end) by default; pass changed_since /
-        # changed_before (templated) to backfill another window. The default mapping (names, email, phone,
-        # birthdate, zip, city, externalId = CRM customer_id) can be replaced with crm_field_mapping=.
-        carecloud_conn_id="carecloud_crm_default",
+        # The CRM customers changed in the run's data interval by default (the day before run_after for a run
+        # without one); pass changed_since / changed_before (templated) to backfill another window. The default
+        # mapping (names, email, phone, birthdate, zip, city, externalId = CRM customer_id) can be replaced with
+        # crm_field_mapping=.
+        carecloud_crm_conn_id="carecloud_crm_default",
         carecycle_conn_id="carecycle_default",
         # Every record that cannot become a lead goes here with its field and reason (it holds patient data).
         rejected_path="{{ params.output_root }}/rejected/crm_leads_" + DAY + ".jsonl",
@@ -124,7 +129,7 @@ with DAG(
         # Deferrable: after one check the wait moves to the triggerer, so no worker slot (or pool slot) is held
         # for hours. Needs a running triggerer (`airflow triggerer`); dag.test() runs the trigger in-process.
         deferrable=True,
-        poke_interval=POKE_INTERVAL_S,
+        poke_interval=300,  # one request per check; calls take minutes, so five minutes is plenty
         timeout=int(timedelta(hours=6).total_seconds()),  # then the task fails: nobody was reached in 6 hours
         pool=CARECYCLE_POOL,
     )

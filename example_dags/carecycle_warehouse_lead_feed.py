@@ -14,6 +14,9 @@ Before the first run:
       airflow pools set carecycle_api 1 "careCycle API: 60 requests/minute shared by every DAG"
 
 * the table: ``params.lead_table``, with an ``updated_at`` timestamp column (text in ISO 8601 or a timestamp).
+
+A manual run uploads the rows of the UTC day before it was triggered, with or without a logical date
+(``airflow dags trigger carecycle_warehouse_lead_feed --conf '{"lead_table": "crm.marketing_leads"}'``).
 """
 
 from __future__ import annotations
@@ -28,16 +31,19 @@ except ImportError:  # ...Airflow 2 (and early 3.x) elsewhere
     from airflow.models.param import Param
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+from airflow_provider_carecycle.operators.base import run_interval
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
 
 CARECYCLE_POOL = "carecycle_api"
-#: the day whose rows a run uploads (a scheduled run's logical date; a manual run's previous day)
-DAY = "{{ data_interval_start | ds }}"
+#: the day whose rows a run uploads: its data interval's start (a manual run's previous day); for a manual
+#: Airflow 3 run without a logical date, which has no data interval, the day before it was triggered
+DAY = "{{ run_interval(dag_run).start | ds }}"
 
 # The rows changed in the run's data interval. The bounds are rendered by Airflow (not user input), so inlining
 # them is safe and works with every driver's SQL dialect; compare them with a timestamp column in yours.
 # Column aliases give careCycle's field names directly; `field_mapping` below shows the other way.
 LEADS_SQL = """
+{%- set interval = run_interval(dag_run) %}
 SELECT
     lead_id        AS "externalId",
     first_name     AS "firstName",
@@ -48,8 +54,8 @@ SELECT
     zip            AS "postalCode",
     state
 FROM {{ params.lead_table }}
-WHERE updated_at >= '{{ data_interval_start.strftime("%Y-%m-%d %H:%M:%S") }}'
-  AND updated_at <  '{{ data_interval_end.strftime("%Y-%m-%d %H:%M:%S") }}'
+WHERE updated_at >= '{{ interval.start.strftime("%Y-%m-%d %H:%M:%S") }}'
+  AND updated_at <  '{{ interval.end.strftime("%Y-%m-%d %H:%M:%S") }}'
 ORDER BY updated_at
 """
 
@@ -70,12 +76,13 @@ with DAG(
             "marketing_leads", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
         ),
     },
+    user_defined_macros={"run_interval": run_interval},
     tags=["carecycle", "example", "leads"],
     doc_md=__doc__,
 ) as dag:
     SqlToCareCycleLeadsOperator(
         task_id="warehouse_to_leads",
-        conn_id="warehouse_default",
+        sql_conn_id="warehouse_default",
         sql=LEADS_SQL,
         # careCycle field -> column, for the columns not already aliased in the query
         field_mapping={"phoneNumber": "phone", "dateOfBirth": "birth_date"},

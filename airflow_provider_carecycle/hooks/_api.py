@@ -36,12 +36,13 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
+from airflow_provider_carecycle.metrics import request_listener
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_provider_carecycle.connection_forms import ConnectionForm
-    from airflow_provider_carecycle.hooks.rate_limit import RateLimiter
+    from airflow_provider_carecycle.hooks.rate_limit import Limiter
 
 #: 5xx answers worth retrying.
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -172,7 +173,7 @@ class ApiHook(BaseHook):
         self._overrides = dict(overrides)
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
-        self.stats = RequestStats()
+        self.stats = RequestStats(listener=request_listener(self.conn_id))  # counters -> Airflow metrics
 
     @property
     def conn_id(self) -> str:
@@ -198,7 +199,7 @@ class ApiHook(BaseHook):
         raise NotImplementedError
 
     @property
-    def limiter(self) -> RateLimiter:
+    def limiter(self) -> Limiter:
         """The rate limiter every request waits for."""
         raise NotImplementedError
 

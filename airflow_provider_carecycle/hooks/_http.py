@@ -1,6 +1,6 @@
 """A small, vendor-neutral HTTP sender for the provider's hooks.
 
-:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.rate_limit.RateLimiter`,
+:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.rate_limit.Limiter`,
 with a timeout, and retries it with tenacity while the error raised for the answer says it is retryable
 (:attr:`~airflow_provider_carecycle.exceptions.ApiError.retryable`: 429, 5xx, no answer). It belongs to no vendor:
 a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` (which classes to raise) and
@@ -12,8 +12,10 @@ a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` 
 
 The wait before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with
 +-20 % jitter (``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the
-shared limiter for that wait, so every thread of the process backs off together; a ``retry_after`` above
-``max_retry_after`` is not slept but raised at once as the family's ``retry_after_too_long`` error.
+shared limiter for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
+backs off together; a ``retry_after`` above ``max_retry_after`` is not slept but raised at once as the family's
+``retry_after_too_long`` error. Each answer is also reported to the limiter (``on_success``/``on_rate_limited``)
+for adaptive pacing.
 
 Fail-closed transport rules, the same for every hook:
 
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
     import requests
     import tenacity
 
-    from airflow_provider_carecycle.hooks.rate_limit import RateLimiter
+    from airflow_provider_carecycle.hooks.rate_limit import Limiter
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
@@ -238,6 +240,8 @@ class RequestStats:
     waited_s: float = 0.0
     by_status: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: called with the counts of every ``add`` (outside the lock), e.g. to send them as metrics
+    listener: Callable[[Mapping[str, float]], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, *, status: int | None = None, **counts: float) -> None:
         """Add to the named counters (``requests=1``, ``waited_s=0.5``, ...) and count one answer ``status``.
@@ -250,6 +254,8 @@ class RequestStats:
                 setattr(self, name, getattr(self, name) + amount)
             if status is not None:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
+        if self.listener is not None and counts:
+            self.listener(counts)
 
 
 def new_session(
@@ -390,7 +396,7 @@ class HttpSender:
         self,
         session: requests.Session,
         base_url: str,
-        limiter: RateLimiter,
+        limiter: Limiter,
         *,
         timeout: float,
         max_retries: int,
@@ -490,8 +496,11 @@ class HttpSender:
         status = response.status_code
         self.stats.add(status=status)
         if status < 300:
+            self.limiter.on_success()
             return response
         error = self.error_for(method, path, response)
+        if isinstance(error, self.errors.rate_limit):
+            self.limiter.on_rate_limited(error.retry_after)
         if isinstance(error, self.errors.rate_limit) and (error.retry_after or 0) > self.max_retry_after:
             raise self.errors.retry_after_too_long(
                 f"{error.message} That is more than the connection's max_retry_after ({self.max_retry_after:g} s), "

@@ -31,7 +31,7 @@ from airflow_provider_carecycle.connection_forms import CARECLOUD_CRM_DEFAULT_CO
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily, api_token
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 
 if TYPE_CHECKING:
     import requests
@@ -255,9 +255,11 @@ class CareCloudCrmHook(ApiHook):
     ``password`` are the API user's; extras ``user_external_application_id`` (required), ``interface``
     (``enterprise-interface``), ``version`` (``v1.0``), ``accept_language``, ``project_timezone`` (IANA name of
     the project's time zone, used for ``valid_to`` and ``last_change``; default ``UTC``), ``timeout``,
-    ``max_retries`` and ``requests_per_minute`` (default 300). The bearer token is cached until shortly before it
-    expires and renewed once on a 401. Settings, session, retries and error answers are the transport's
-    (:class:`~airflow_provider_carecycle.hooks._api.ApiHook`); this class is the login and the endpoints.
+    ``max_retries``, ``requests_per_minute`` (default 300), ``rate_limit_backend`` and ``rate_limit_dir`` (where the
+    limit is shared: host-wide by default, or in Redis; see ``docs/rate-limits-and-errors.md``). The bearer token
+    is cached until shortly before it expires and renewed once on a 401. Settings, session, retries and error
+    answers are the transport's (:class:`~airflow_provider_carecycle.hooks._api.ApiHook`); this class is the login
+    and the endpoints.
 
     :param carecloud_crm_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (overrides the connection extra).
@@ -368,11 +370,20 @@ class CareCloudCrmHook(ApiHook):
         return self._settings["tz"]
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The limiter shared by every hook of this process using the same base URL and API user."""
+    def limiter(self) -> Limiter:
+        """The API user's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the
+        process using the same base URL and API user, and by the host's other processes (or every host, with Redis)."""
         s = self._settings
         identity = f"{s['login']}|{s['user_external_application_id']}"
-        return shared_limiter(s["base_url"], identity, s["requests_per_minute"], self.rate_limit_window)
+        return limiter_for(
+            s["base_url"],
+            identity,
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.carecloud_crm_conn_id,
+        )
 
     def _session_headers(self) -> dict[str, str]:
         language = self._settings["accept_language"]

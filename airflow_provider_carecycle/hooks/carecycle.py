@@ -26,7 +26,7 @@ from airflow_provider_carecycle.exceptions import (
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, shared_limiter
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -99,7 +99,9 @@ class CareCycleHook(ApiHook):
 
     The API key comes from the connection's password (it must start with ``cc_``); the base URL from its host
     (default ``https://api.carecycle.ai``; a host without a scheme takes the connection's schema, else ``https``).
-    Every request carries a timeout, waits for the process-wide rate limiter, and is retried on 429 (waiting the
+    Every request carries a timeout, waits for the key's rate limiter (host-wide by default, with adaptive pacing
+    for other hosts; in Redis with the connection extra ``rate_limit_backend``; state folder: extra
+    ``rate_limit_dir``; see ``docs/rate-limits-and-errors.md``), and is retried on 429 (waiting the
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
     raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
     ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
@@ -180,11 +182,18 @@ class CareCycleHook(ApiHook):
         return {"x-api-key": self._settings["api_key"]}
 
     @cached_property
-    def limiter(self) -> RateLimiter:
-        """The limiter shared by every hook of this process using the same base URL and key."""
-        settings = self._settings
-        return shared_limiter(
-            settings["base_url"], settings["api_key"], settings["requests_per_minute"], self.rate_limit_window
+    def limiter(self) -> Limiter:
+        """The key's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the process
+        using the same base URL and key, and by the host's other processes (or every host, with Redis)."""
+        s = self._settings
+        return limiter_for(
+            s["base_url"],
+            s["api_key"],
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.carecycle_conn_id,
         )
 
     def _auth_advice(self, status: int) -> str:

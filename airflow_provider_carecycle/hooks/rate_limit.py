@@ -1,9 +1,21 @@
-"""A client-side rate limiter shared by every hook in the process that talks to the same API with the same key.
+"""Client-side rate limiting: the interface every limiter offers, the in-process limiter, and the choice of backend.
 
-The careCycle API allows ``N`` requests per sliding minute and answers 429 beyond that. The limiter keeps the time
-of each of the last ``N`` requests and lets a new one go only when the oldest is more than a window (plus a small
-guard for network jitter) in the past, so steady-state work runs at the limit and never provokes a 429. A 429 that
-arrives anyway (another process using the same key) pauses every thread until the API's ``retryAfter`` has passed.
+The careCycle API allows ``N`` requests per sliding minute **per API key** and answers 429 beyond that. A limiter
+keeps the time of each of the last ``N`` requests and lets a new one go only when fewer than ``N`` started within a
+window (plus a small guard for network jitter), so steady-state work runs at the limit and never provokes a 429.
+A 429 that arrives anyway pauses every caller sharing the limiter until the API's ``retryAfter`` has passed.
+
+Three backends share the :class:`Limiter` interface (see ``docs/rate-limits-and-errors.md``):
+
+* :class:`RateLimiter` (this module): one process. Kept for direct use and tests; the hooks use the others.
+* :class:`~airflow_provider_carecycle.hooks.rate_limit_host.HostRateLimiter`: every process of one host, through
+  an ``fcntl``-locked file, with adaptive pacing (AIMD, :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`)
+  for the hosts it cannot see. The default.
+* :class:`~airflow_provider_carecycle.hooks.rate_limit_redis.RedisRateLimiter`: every host, exactly, through one
+  atomic Lua script per request in Redis (connection extra ``rate_limit_backend = "redis://..."``).
+
+:func:`limiter_for` picks one from a connection's extras and returns the same instance to every hook of the process
+that uses the same base URL, key and window.
 """
 
 from __future__ import annotations
@@ -12,7 +24,8 @@ import hashlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 #: Extra seconds added to the window, so requests that left ``window`` apart do not arrive closer than that at the
 #: server when the network or a busy host delays one of them: 1 % of the window, within 0.1-0.5 s.
@@ -21,8 +34,76 @@ WINDOW_GUARD_MIN_S = 0.1
 WINDOW_GUARD_RATIO = 0.01
 
 
+@runtime_checkable
+class Limiter(Protocol):
+    """What :class:`~airflow_provider_carecycle.hooks._http.HttpSender` needs from a rate limiter.
+
+    ``limit`` is the configured requests per window (the ceiling), ``window_s`` the window in seconds.
+    """
+
+    limit: int
+    window_s: float
+
+    def acquire(self) -> float:
+        """Wait for a free slot and claim it; return the seconds waited."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller sharing the limiter back for ``seconds`` (the API said to wait)."""
+        ...
+
+    def on_success(self) -> None:
+        """An answer below 400 arrived (feedback for adaptive pacing)."""
+        ...
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """A 429 arrived; ``retry_after`` is the API's wait in seconds, if it gave one."""
+        ...
+
+
+def window_span(window_s: float) -> float:
+    """The window plus the jitter guard: how long a request keeps its slot.
+
+    :param window_s: the API's window in seconds.
+    """
+    return window_s + min(WINDOW_GUARD_S, max(WINDOW_GUARD_MIN_S, WINDOW_GUARD_RATIO * window_s))
+
+
+def window_delay(sent: Sequence[float], limit: int, span: float, now: float, paused_until: float) -> float:
+    """Seconds until one more request may start (``<= 0``: now), given the start times still inside the window.
+
+    :param sent: start times of the requests in the window, oldest first (already pruned to ``now - span``).
+    :param limit: requests allowed per window.
+    :param span: the window plus guard (:func:`window_span`).
+    :param now: the current time on the clock ``sent`` was taken with.
+    :param paused_until: no request before this time.
+    """
+    delay = paused_until - now
+    if len(sent) >= limit:
+        # the slot frees when all but limit - 1 of the requests in the window have left it
+        delay = max(delay, sent[len(sent) - limit] + span - now)
+    return delay
+
+
+def check_rate(requests_per_window: int) -> int:
+    """``requests_per_window`` as an int, or a ``ValueError`` when it is below 1."""
+    if requests_per_window < 1:
+        raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_window}")
+    return int(requests_per_window)
+
+
+def key_digest(base_url: str, api_key: str) -> str:
+    """A stable name for ``(base_url, api_key)`` that does not reveal the key: hex SHA-256 of URL and key hash.
+
+    :param base_url: the API's base URL (a trailing ``/`` is ignored).
+    :param api_key: the API key (or another credential identity); only its hash enters the digest.
+    """
+    key_hash = hashlib.sha256(api_key.encode()).hexdigest()
+    return hashlib.sha256(f"{base_url.rstrip('/')}\n{key_hash}".encode()).hexdigest()
+
+
 class RateLimiter:
-    """Blocks callers so at most ``requests_per_window`` requests start in any ``window_s`` seconds.
+    """Blocks callers so at most ``requests_per_window`` requests start in any ``window_s`` seconds (one process).
 
     :param requests_per_window: how many requests the API accepts per window.
     :param window_s: the window length in seconds (60 for careCycle).
@@ -44,15 +125,14 @@ class RateLimiter:
         self._sent: deque[float] = deque()
         self._paused_until = 0.0
         self.window_s = window_s
-        self._span = window_s + min(WINDOW_GUARD_S, max(WINDOW_GUARD_MIN_S, WINDOW_GUARD_RATIO * window_s))
+        self._span = window_span(window_s)
         self.set_rate(requests_per_window)
 
     def set_rate(self, requests_per_window: int) -> None:
         """Change the limit (the most recent hook's setting wins)."""
-        if requests_per_window < 1:
-            raise ValueError(f"requests_per_minute must be at least 1, got {requests_per_window}")
+        limit = check_rate(requests_per_window)
         with self._lock:
-            self.limit = int(requests_per_window)
+            self.limit = limit
 
     def acquire(self) -> float:
         """Wait for a free slot and claim it; return the seconds waited."""
@@ -62,9 +142,7 @@ class RateLimiter:
                 now = self._clock()
                 while self._sent and self._sent[0] + self._span <= now:
                     self._sent.popleft()
-                delay = self._paused_until - now
-                if len(self._sent) >= self.limit:
-                    delay = max(delay, self._sent[0] + self._span - now)
+                delay = window_delay(self._sent, self.limit, self._span, now, self._paused_until)
                 if delay <= 0:
                     self._sent.append(now)
                     return waited
@@ -76,30 +154,95 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    def on_success(self) -> None:
+        """No feedback needed: this limiter does not adapt."""
 
-_registry: dict[tuple[str, str, float], RateLimiter] = {}
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """No feedback needed: :meth:`pause` already holds callers back."""
+
+
+_registry: dict[tuple[str, ...], Limiter] = {}
 _registry_lock = threading.Lock()
 
 
 def shared_limiter(base_url: str, api_key: str, requests_per_window: int, window_s: float = 60.0) -> RateLimiter:
-    """The process-wide limiter for ``(base_url, api_key)``, set to ``requests_per_window``.
+    """The process-wide in-process limiter for ``(base_url, api_key)``, set to ``requests_per_window``.
 
     The key is only hashed, never stored.
     """
-    key = (base_url.rstrip("/"), hashlib.sha256(api_key.encode()).hexdigest(), window_s)
-    with _registry_lock:
-        limiter = _registry.get(key)
-        if limiter is None:
-            limiter = _registry[key] = RateLimiter(requests_per_window, window_s)
+    key = ("process", base_url.rstrip("/"), key_digest(base_url, api_key), repr(float(window_s)), "")
+    limiter = registered(key, lambda: RateLimiter(requests_per_window, window_s))
+    assert isinstance(limiter, RateLimiter)
     limiter.set_rate(requests_per_window)
     return limiter
 
 
+def limiter_for(
+    base_url: str,
+    api_key: str,
+    requests_per_window: int,
+    window_s: float = 60.0,
+    *,
+    backend: str | None = None,
+    directory: str | None = None,
+    conn_id: str = "",
+) -> Limiter:
+    """The limiter every hook of this process uses for ``(base_url, api_key)``, picked from the connection extras.
+
+    :param base_url: the API's base URL.
+    :param api_key: the key (or credential identity) the limit belongs to; only its hash is kept.
+    :param requests_per_window: this process's share of the key's limit (``requests_per_minute``).
+    :param window_s: the window in seconds.
+    :param backend: extra ``rate_limit_backend``: ``None``/``""``/``"host"`` for the host-wide limiter with
+        adaptive pacing, or a ``redis://``/``rediss://``/``unix://`` URL for the Redis backend.
+    :param directory: extra ``rate_limit_dir``: where the host-wide state lives (default: a per-user folder under
+        the system temp dir).
+    :param conn_id: the Airflow connection, named in error messages.
+    :raises ValueError: when ``backend`` or ``directory`` is not usable (the message names the connection and extra).
+    """
+    from airflow_provider_carecycle.hooks.rate_limit_host import host_limiter
+
+    if backend is not None and not isinstance(backend, str):
+        raise ValueError(f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be a string.")
+    backend = (backend or "host").strip()
+    if backend == "host":
+        return host_limiter(base_url, api_key, requests_per_window, window_s, directory=directory, conn_id=conn_id)
+    if backend.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
+        from airflow_provider_carecycle.hooks.rate_limit_redis import redis_limiter
+
+        return redis_limiter(
+            backend, base_url, api_key, requests_per_window, window_s, directory=directory, conn_id=conn_id
+        )
+    raise ValueError(
+        f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be 'host' or a redis://, rediss:// or "
+        "unix:// URL of a Redis server."
+    )
+
+
+def registered(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
+    """The process-wide limiter registered under ``key``, made by ``make`` the first time.
+
+    :param key: ``(backend, base URL, key digest, window, location)``; never a credential.
+    :param make: builds the limiter.
+    """
+    with _registry_lock:
+        limiter = _registry.get(key)
+        if limiter is None:
+            limiter = _registry[key] = make()
+        return limiter
+
+
 def forget_shared_limiters(base_url: str) -> None:
-    """Drop the process-wide limiters of ``base_url`` (every key), e.g. once a test emulator reset its windows.
+    """Drop the limiters of ``base_url`` (every key, every backend), e.g. once a test emulator reset its windows.
+
+    The host-wide state files of ``base_url`` are deleted too (in the folders this process used and the default).
 
     :param base_url: the API's base URL.
     """
+    from airflow_provider_carecycle.hooks.rate_limit_host import forget_state_files
+
+    url = base_url.rstrip("/")
     with _registry_lock:
-        for key in [key for key in _registry if key[0] == base_url.rstrip("/")]:
+        for key in [key for key in _registry if key[1] == url]:
             del _registry[key]
+    forget_state_files(url)

@@ -1,13 +1,117 @@
-"""What every careCycle operator shares: the connection argument and a lazily built hook."""
+"""What every careCycle operator shares: the connection argument, a lazily built hook, and the run-time checks of
+templated arguments.
+
+Airflow's rule for templated arguments: ``__init__`` stores them exactly as given (a Jinja string, an XComArg, a
+value mapped by ``.expand()``), and they are checked in ``execute``, once rendered. So an operator's ``__init__``
+checks only its non-templated arguments (and whether mutually exclusive ones were both given); the helpers here
+check the rendered values, with one message format for every operator.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
-from airflow_provider_carecycle._compat import BaseOperator
+from airflow_provider_carecycle._compat import AirflowFailException, BaseOperator, Context
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+
+
+class RunInterval(NamedTuple):
+    """The ``[start, end)`` window a DAG run works on."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+def run_interval(dag_run: Any) -> RunInterval:
+    """The run's data interval, or, for a run without one, the UTC day before the run was triggered.
+
+    A run without a data interval is a manual Airflow 3 run triggered without a logical date
+    (``airflow dags trigger`` without ``--logical-date``, the REST API with ``"logical_date": null``, the UI's
+    default); it is given ``[midnight UTC the day before run_after, midnight UTC of run_after's day)``, the same
+    day a daily interval timetable gives a manual run *with* a logical date. Usable in templates too:
+    ``user_defined_macros={"run_interval": run_interval}`` and ``{{ run_interval(dag_run).start | ds }}``.
+
+    :param dag_run: the run (``context["dag_run"]``, or ``dag_run`` in a template).
+    :raises ValueError: when the run has neither a data interval nor a ``run_after``.
+    """
+    start = getattr(dag_run, "data_interval_start", None)
+    end = getattr(dag_run, "data_interval_end", None)
+    if start is not None and end is not None:
+        return RunInterval(start, end)
+    run_after = getattr(dag_run, "run_after", None)
+    if run_after is None:
+        raise ValueError("This DAG run has no data interval and no run_after: pass the interval's bounds explicitly.")
+    if run_after.tzinfo is None:
+        run_after = run_after.replace(tzinfo=dt.timezone.utc)
+    day_end = dt.datetime.combine(run_after.astimezone(dt.timezone.utc).date(), dt.time(), dt.timezone.utc)
+    return RunInterval(day_end - dt.timedelta(days=1), day_end)
+
+
+def context_interval(context: Context) -> RunInterval:
+    """:func:`run_interval` of the running task's DAG run (``context["dag_run"]``).
+
+    :param context: the task's context.
+    :raises ValueError: when the context holds no DAG run (the operator's ``execute`` was called directly).
+    """
+    dag_run = context.get("dag_run")
+    if dag_run is None:
+        raise ValueError("No DAG run in the task context: pass the interval's bounds explicitly.")
+    return run_interval(dag_run)
+
+
+class InvalidArgumentError(AirflowFailException, ValueError):
+    """A templated argument rendered to an invalid value. The task fails at once: a retry would render the same."""
+
+
+@contextmanager
+def rendered_arguments() -> Iterator[None]:
+    """Turn the ``ValueError`` of a rendered-argument check into :class:`InvalidArgumentError` (no retries)."""
+    try:
+        yield
+    except InvalidArgumentError:
+        raise
+    except ValueError as err:
+        raise InvalidArgumentError(str(err)) from err
+
+
+def rendered_path(name: str, value: Any, *, optional: bool = False) -> Any:
+    """A rendered path argument: ``None`` when optional and not given; blank text is an error, never "off".
+
+    :param name: the argument, named in the message.
+    :param value: its rendered value (text, ``pathlib.Path`` or ``ObjectStoragePath``).
+    :param optional: whether ``None`` means "not used".
+    :raises ValueError: for ``None`` when required, or for text that rendered empty.
+    """
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name} is required (an object storage URI or a local path).")
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(
+                f"{name} rendered to an empty string; check its template "
+                + ("(pass None to turn it off)." if optional else "(it must give an object storage URI or a path).")
+            )
+        return value.strip()
+    return value
+
+
+def rendered_text(name: str, value: Any) -> str:
+    """A rendered, required text argument (an id, a query), stripped.
+
+    :param name: the argument, named in the message.
+    :param value: its rendered value.
+    :raises ValueError: when it is not text or is blank.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a non-empty string (check its template), got {type(value).__name__}.")
+    if not value.strip():
+        raise ValueError(f"{name} rendered to an empty string; check its template.")
+    return value.strip()
 
 
 class CareCycleBaseOperator(BaseOperator):
@@ -33,3 +137,20 @@ class CareCycleBaseOperator(BaseOperator):
     def hook(self) -> CareCycleHook:
         """The careCycle hook, built on first use (at run time, never at DAG parse time)."""
         return CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+
+    # -- OpenLineage (issue 14): apache-airflow-providers-openlineage calls these; imported only then ------------
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The task's OpenLineage inputs and outputs, known once its arguments are rendered (no counts yet)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The task's OpenLineage inputs and outputs, with the row counts it reported (never record contents).
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)

@@ -10,7 +10,9 @@ from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.links import CareCycleCampaignLink
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
 
 #: the leading columns of a snapshot row; the flattened ``customerStats`` follow
@@ -34,10 +36,6 @@ def _as_list(name: str, value: str | Iterable[str] | None) -> list[str]:
     if not all(isinstance(v, str) and v for v in values):
         raise ValueError(f"{name} must be a list of non-empty strings, got {value!r}.")
     return values
-
-
-def _is_template(values: Sequence[str]) -> bool:
-    return any("{{" in v or "{%" in v for v in values)
 
 
 def format_table(summaries: Iterable[Mapping[str, Any]]) -> str:
@@ -88,14 +86,9 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(output_path, str) or not output_path.strip():
-            raise ValueError(f"output_path must be a non-empty path or URI, got {output_path!r}.")
-        ids, status_list = _as_list("campaign_ids", campaign_ids), _as_list("statuses", statuses)
-        if ids and (status_list or search):
+        # templated values are checked in execute, once rendered; whether they were given is known now
+        if campaign_ids is not None and (statuses is not None or search is not None):
             raise ValueError("Pass either campaign_ids, or statuses and/or search, not both.")
-        bad = [s for s in status_list if s not in CAMPAIGN_STATUSES]
-        if bad and not _is_template(status_list):
-            raise ValueError(f"Unknown campaign statuses {bad}. Valid statuses: {', '.join(CAMPAIGN_STATUSES)}.")
         if format is not None and format not in FORMATS:
             raise ValueError(f"Unknown format {format!r}. Valid formats: {', '.join(FORMATS)}.")
         self.output_path = output_path
@@ -121,19 +114,33 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
                     yield campaign
 
     def _campaigns(self) -> Iterator[dict[str, Any]]:
-        """The chosen campaigns, fetched lazily."""
-        ids = _as_list("campaign_ids", self.campaign_ids)
+        """The chosen campaigns (rendered arguments checked first), fetched lazily.
+
+        :raises ValueError: for ids and statuses/search together, or an unknown status.
+        """
+        ids, statuses = _as_list("campaign_ids", self.campaign_ids), _as_list("statuses", self.statuses)
+        if ids and (statuses or self.search):
+            raise ValueError("Pass either campaign_ids, or statuses and/or search, not both.")
+        bad = [s for s in statuses if s not in CAMPAIGN_STATUSES]
+        if bad:
+            raise ValueError(f"Unknown campaign statuses {bad}. Valid statuses: {', '.join(CAMPAIGN_STATUSES)}.")
+        if self.search is not None and not isinstance(self.search, str):
+            raise ValueError(f"search must render to text, got {type(self.search).__name__}.")
         if ids:
             return self._fetch_by_id(ids)
-        return self._fetch_listed(_as_list("statuses", self.statuses))
+        return self._fetch_listed(statuses)
 
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
+        with rendered_arguments():
+            output_path = rendered_path("output_path", self.output_path)
+            campaigns = self._campaigns()
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, _as_list("campaign_ids", self.campaign_ids))
         snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        summaries = [campaign_summary(c) for c in self._campaigns()]
+        summaries = [campaign_summary(c) for c in campaigns]
         rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
         extra_columns = [k for r in rows for k in r if k not in SNAPSHOT_COLUMNS]
         fieldnames = [*SNAPSHOT_COLUMNS, *dict.fromkeys(extra_columns)]
-        with RecordWriter(self.output_path, format=self.format, fieldnames=fieldnames, append=self.append) as out:
+        with RecordWriter(output_path, format=self.format, fieldnames=fieldnames, append=self.append) as out:
             out.write_all(rows)
         self.log.info(
             "careCycle campaign snapshot at %s: %d campaigns, %d rows %s %s.\n%s",
@@ -141,7 +148,11 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             len(rows),
             out.count,
             "appended to" if self.append else "written to",
-            self.output_path,
+            output_path,
             format_table(summaries),
         )
+        record_outcome(self, context, "snapshot", {"path": str(out.path), "count": out.count, "campaigns": len(rows)})
         return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in summaries}
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
+    operator_extra_links = (CareCycleCampaignLink(),)

@@ -24,11 +24,11 @@ from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CALL_SORT_FIELDS, MAX_PER_PAGE, CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import (
-    CUSTOMER_FILTERS,
     SORT_DIRECTIONS,
     build_customer_params,
 )
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 
@@ -43,18 +43,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _T = TypeVar("_T")
 
 
-# -- argument checks (constructor time) ----------------------------------------------------------------------
-
-
-def _is_templated(value: Any) -> bool:
-    """Whether ``value`` is only known at run time: Jinja text, an XComArg, or a collection holding one."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, (list, tuple, set)):
-        return any(_is_templated(v) for v in value)
-    if isinstance(value, Mapping):
-        return any(_is_templated(v) for v in value.values())
-    return hasattr(value, "resolve")  # XComArg and friends
+# -- argument checks ------------------------------------------------------------------------------------------
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -222,8 +211,6 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             _check_choice("format", format, FORMATS)
         if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
             raise ValueError(f"per_page must be an integer from 1 to {MAX_PER_PAGE}, got {per_page!r}.")
-        if not output_path:
-            raise ValueError("output_path is required (an object storage URI or a local path).")
         self.output_path = output_path
         self.format = format
         self.fields = _check_fields(fields)
@@ -249,16 +236,17 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         :param unit: what a row is, for log lines (``customers``, ``calls``).
         :param leading: columns that always come first (e.g. ``customerId``), projection or not.
         """
+        output_path = rendered_path("output_path", self.output_path)
         hook: CareCycleHook = self.hook
         stats = hook.stats
         requests_before, limited_before = stats.requests, stats.rate_limited
         columns = list(dict.fromkeys([*leading, *self.fields])) if self.fields else None
-        fmt = _output_format(self.output_path, self.format)
+        fmt = _output_format(output_path, self.format)
         progress = Progress(self.log, unit)
         records: list[dict[str, Any]] | None = [] if self.return_records else None
         page_count = 0
         with RecordWriter(
-            self.output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
+            output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
         ) as writer:
             for page in _prefetched(pages):
                 page_count += 1
@@ -304,42 +292,44 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
 class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
     """Export the careCycle customers matching the filters to one file on object storage, as a stream.
 
-    Every customer filter of :meth:`CareCycleHook.iter_customers` is a keyword argument of the same snake_case name
-    (``statuses``, ``campaign_ids``, ``states``, ``date_field``, ``start_date``, ``end_date``, ... ; the table
-    is ``hooks.customer_filters.CUSTOMER_FILTERS``), and each is templated (they are kept, and rendered, in the
-    ``customer_filters`` dict, because ``start_date``/``end_date`` would otherwise overwrite the task's own
-    schedule dates). Unless ``sort_by``/``sort_direction``
-    are given, customers come oldest first (``createdAt`` ascending), so customers created during the export do
-    not shift the pages still to be read.
+    The customer filters of :meth:`CareCycleHook.iter_customers` are given as one mapping, ``filters``, keyed by
+    their snake_case names (``statuses``, ``campaign_ids``, ``states``, ``date_field``, ``start_date``,
+    ``end_date``, ... ; the table is ``hooks.customer_filters.CUSTOMER_FILTERS``). The mapping is templated (each
+    value may be a Jinja string) and can be mapped with ``.expand(filters=[...])``; it is checked once rendered,
+    before the first request. Unless ``sort_by``/``sort_direction`` are given, customers come oldest first
+    (``createdAt`` ascending), so customers created during the export do not shift the pages still to be read.
 
     .. code-block:: python
 
         CareCycleExtractCustomersOperator(
             task_id="export_customers",
             output_path="gs://analytics/carecycle/customers/{{ ds }}.jsonl.gz",
-            statuses=["Lead", "Active"],
-            date_field="createdAt",
-            start_date="{{ data_interval_start | ds }}",
-            end_date="{{ data_interval_end | ds }}",
+            filters={
+                "statuses": ["Lead", "Active"],
+                "date_field": "createdAt",
+                "start_date": "{{ data_interval_start | ds }}",
+                "end_date": "{{ data_interval_start | ds }}",
+            },
             fields=["id", "status", "state", "campaigns", "lastCallDisposition", "totalCalls"],
         )
 
     :param output_path: where to write; templated. See :class:`_CareCycleExtractOperator` for ``format``,
         ``fields``, ``per_page`` and ``return_records``.
+    :param filters: the customer filters, by snake_case name; templated.
     :param extra_params: raw ``GET /v2/customers`` query parameters, passed through unchanged (they win over the
         filters); templated.
-    :param filters: the customer filters, by snake_case name.
     :return: ``{"path", "format", "count", "pages", "requests", "rate_limited", "elapsed_s"}`` (plus ``records``
         with ``return_records=True``).
     """
 
-    template_fields: Sequence[str] = ("output_path", "customer_filters", "extra_params")
-    template_fields_renderers = {"customer_filters": "json", "extra_params": "json"}
+    template_fields: Sequence[str] = ("output_path", "filters", "extra_params")
+    template_fields_renderers = {"filters": "json", "extra_params": "json"}
 
     def __init__(
         self,
         *,
         output_path: str,
+        filters: Mapping[str, Any] | None = None,
         extra_params: Mapping[str, Any] | None = None,
         format: str | None = None,
         fields: Sequence[str] | None = None,
@@ -347,9 +337,6 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         return_records: bool = False,
         **kwargs: Any,
     ) -> None:
-        # The filters are taken out before BaseOperator sees the rest: ``start_date``/``end_date`` are customer
-        # filters here, not the task's schedule dates (those still come from the DAG or ``default_args``).
-        filters = {name: kwargs.pop(name) for name in CUSTOMER_FILTERS if name in kwargs}
         super().__init__(
             output_path=output_path,
             format=format,
@@ -358,18 +345,27 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
             return_records=return_records,
             **kwargs,
         )
-        self.customer_filters = {**DEFAULT_CUSTOMER_SORT, **filters}
-        self.extra_params = extra_params if _is_templated(extra_params) else dict(extra_params or {})
-        # check what is known now; templated values are checked once rendered, before the first request
-        build_customer_params(
-            {k: v for k, v in self.customer_filters.items() if not _is_templated(v)},
-            None if _is_templated(extra_params) else extra_params,
-        )
+        self.filters = filters
+        self.extra_params = extra_params
+
+    def query_params(self) -> dict[str, str]:
+        """The rendered ``filters`` and ``extra_params`` as ``GET /v2/customers`` query parameters, checked.
+
+        :raises ValueError: for a mapping that is not one, an unknown filter or an invalid value.
+        """
+        for name, value in (("filters", self.filters), ("extra_params", self.extra_params)):
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(f"{name} must render to a mapping of name -> value, got {type(value).__name__}.")
+        return build_customer_params({**DEFAULT_CUSTOMER_SORT, **(self.filters or {})}, self.extra_params)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        params = build_customer_params(self.customer_filters, self.extra_params)
+        with rendered_arguments():
+            rendered_path("output_path", self.output_path)
+            params = self.query_params()
         pages = self.hook.paginate("/v2/customers", params, self.per_page)
-        return self._export(pages, unit="customers")
+        summary = self._export(pages, unit="customers")
+        record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
+        return summary
 
 
 # -- calls ----------------------------------------------------------------------------------------------------
@@ -422,14 +418,13 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             return_records=return_records,
             **kwargs,
         )
+        # whether each argument was given (None or not) is known now; templated values are checked in execute
         if (customer_ids is None) == (customer_ids_path is None):
             raise ValueError("Pass exactly one of customer_ids (a list or XComArg) and customer_ids_path (a file).")
         _check_choice("sort_by", sort_by, CALL_SORT_FIELDS)
         _check_choice("sort_direction", sort_direction, SORT_DIRECTIONS)
         if since is not None and (sort_by, sort_direction) != ("createdAt", "desc"):
             raise ValueError("since needs the calls newest first: sort_by='createdAt', sort_direction='desc'.")
-        if not _is_templated(since):
-            _parse_since(since)
         self.customer_ids = customer_ids
         self.customer_ids_path = customer_ids_path
         self.sort_by = sort_by
@@ -438,8 +433,8 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
 
     def _iter_customer_ids(self) -> Iterator[str]:
         """The customer ids to export, streamed from the file or de-duplicated from the list."""
-        if self.customer_ids_path:
-            path = to_path(self.customer_ids_path)
+        if self.customer_ids_path is not None:
+            path = to_path(rendered_path("customer_ids_path", self.customer_ids_path))
             for number, row in enumerate(iter_records(path), start=1):
                 if not row.get("id"):
                     raise ValueError(f"Row {number} of {path.name} has no 'id': export customers with 'id' in fields.")
@@ -448,7 +443,9 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
         ids = self.customer_ids
         if isinstance(ids, str):
             ids = [part for part in re.split(r"[\s,]+", ids) if part]
-        yield from dict.fromkeys(_customer_id(value, n) for n, value in enumerate(ids or (), start=1))
+        elif ids is None or isinstance(ids, Mapping) or not isinstance(ids, Iterable):
+            raise ValueError(f"customer_ids must render to a list of customer UUIDs, got {type(ids).__name__}.")
+        yield from dict.fromkeys(_customer_id(value, n) for n, value in enumerate(ids, start=1))
 
     def _call_pages(
         self, customer_ids: Iterable[str], since: dt.datetime | None, counts: _CallCounts
@@ -472,7 +469,10 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
                 self.log.warning("Customer %s was not found (deleted since it was listed?); skipping it.", customer_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        since = _parse_since(self.since)
+        with rendered_arguments():
+            rendered_path("output_path", self.output_path)
+            rendered_path("customer_ids_path", self.customer_ids_path, optional=True)
+            since = _parse_since(self.since)
         counts = _CallCounts()
         pages = self._call_pages(self._iter_customer_ids(), since, counts)
         summary = self._export(pages, unit="calls", leading=("customerId",))
@@ -484,4 +484,5 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             since.isoformat() if since else None,
         )
         summary.update(customers=counts.customers, missing_customers=counts.missing)
+        record_outcome(self, context, "calls", summary)  # metrics, asset event, lineage counts
         return summary

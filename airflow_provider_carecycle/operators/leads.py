@@ -23,13 +23,20 @@ from airflow_provider_carecycle.leads.upload import (
     check_upload_options,
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:
-    """``field_mapping``/``defaults`` keys must be careCycle lead fields (their values may be templated)."""
-    if value is None or hasattr(value, "resolve"):
+    """A rendered ``field_mapping``/``defaults``/``crm_field_mapping``: ``None``, or a mapping keyed by careCycle
+    lead fields.
+
+    :param argument: the argument, named in the message.
+    :param value: its rendered value.
+    :raises ValueError: for a value that is not a mapping, or keys that are not lead fields.
+    """
+    if value is None:
         return
     if not isinstance(value, Mapping):
         raise ValueError(f"{argument} must be a mapping of careCycle lead field -> value, got {type(value).__name__}.")
@@ -104,8 +111,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
-        check_lead_field_names("field_mapping", field_mapping)
-        check_lead_field_names("defaults", defaults)
+        # only the non-templated options are checked here; the templated ones in execute, once rendered
         check_upload_options(batch_size, max_in_flight)
         if isinstance(max_rejected_ratio, bool) or not isinstance(max_rejected_ratio, (int, float)):
             raise ValueError(f"max_rejected_ratio must be a number from 0.0 to 1.0, got {max_rejected_ratio!r}.")
@@ -128,21 +134,48 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         """The source records, as a stream. Subclasses implement it."""
         raise NotImplementedError
 
+    def check_rendered_arguments(self) -> None:
+        """Check the rendered templated arguments before anything is read or sent; subclasses add theirs.
+
+        ``rejected_path``/``checkpoint_path``: ``None`` turns the feature off; text that rendered empty is an
+        error (a template that lost its value must not silently switch off the rejected file or the checkpoint).
+
+        :raises ValueError: naming the argument.
+        """
+        check_lead_field_names("field_mapping", self.field_mapping)
+        check_lead_field_names("defaults", self.defaults)
+        self.rejected_path = rendered_path("rejected_path", self.rejected_path, optional=True)
+        self.checkpoint_path = rendered_path("checkpoint_path", self.checkpoint_path, optional=True)
+
     def execute(self, context: Context) -> dict[str, Any]:
+        with rendered_arguments():
+            self.check_rendered_arguments()
+        return self.upload(context)
+
+    def upload(self, context: Context) -> dict[str, Any]:
+        """Validate, upload and account for every source record; the shared body of ``execute``.
+
+        Subclasses call this (not ``super().execute()``: on Airflow 2 an ``execute`` called from another operator
+        method logs "execute cannot be called outside TaskInstance!").
+
+        :param context: the task's context.
+        :return: the upload summary.
+        """
         validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
         uploader = LeadUploader(
             None if self.dry_run else self.hook,
             validator,
             batch_size=self.batch_size,
             max_in_flight=self.max_in_flight,
-            rejected_path=self.rejected_path or None,
-            checkpoint_path=self.checkpoint_path or None,
+            rejected_path=self.rejected_path,
+            checkpoint_path=self.checkpoint_path,
             dry_run=self.dry_run,
             logger=self.log,
             progress_every_s=self.progress_every_s,
         )
         summary = uploader.run(self.iter_source(context))
         self._log_summary(summary)
+        record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)
         if message:
             raise AirflowFailException(message)
@@ -214,41 +247,62 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # whether each source was given is known now; their (templated) values are checked in execute
         if (records is None) == (source_path is None):
             raise ValueError("Pass exactly one of records (a list of dicts or an XComArg) and source_path.")
-        if records is not None and not hasattr(records, "resolve") and not isinstance(records, (list, tuple)):
-            raise ValueError(f"records must be a list of dicts or an XComArg, got {type(records).__name__}.")
-        if source_format is not None and source_format not in FORMATS:
-            raise ValueError(f"source_format must be one of {', '.join(FORMATS)}, got {source_format!r}.")
         self.records = records
         self.source_path = source_path
         self.source_format = source_format
         self._resolved_records: Iterable[Any] | None = None
 
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render as usual, but keep the records out of Airflow's rendered-fields store (they hold PHI).
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: Any,
+        seen_oids: set[int],
+    ) -> None:
+        """Render as usual, but keep the records out of Jinja and of Airflow's rendered-fields store (PHI).
 
-        A literal list is not run through Jinja (its strings are data, not templates); an XComArg is resolved.
+        This is the method both ``render_template_fields`` and a mapped task's rendering (``.expand()``) call. A
+        literal list is not run through Jinja (its strings are data, not templates); an XComArg is resolved.
         Afterwards ``records`` shows only a count in the UI.
         """
-        literal = self.records if isinstance(self.records, (list, tuple)) else self._resolved_records
-        if literal is not None:
-            self.records = None
-        super().render_template_fields(context, jinja_env)
-        resolved = literal if literal is not None else self.records
-        if resolved is None:
+        if parent is not self or "records" not in template_fields:
+            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
             return
-        if isinstance(resolved, (str, bytes, Mapping)) or not isinstance(resolved, Iterable):
-            raise ValueError(f"records must resolve to a list of dicts, got {type(resolved).__name__}.")
-        self._resolved_records = resolved
-        count = len(resolved) if hasattr(resolved, "__len__") else "?"
+        others = [name for name in template_fields if name != "records"]
+        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
+        records = self._resolved_records if self._resolved_records is not None else self.records
+        if records is None:
+            return
+        if not isinstance(records, (list, tuple)):
+            records = self.render_template(records, context, jinja_env, seen_oids)
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise ValueError(f"records must resolve to a list of dicts, got {type(records).__name__}.")
+        self._resolved_records = records
+        count = len(records) if hasattr(records, "__len__") else "?"
         self.records = f"<{count} records, not shown: they may hold patient data>"
 
+    def check_rendered_arguments(self) -> None:
+        """Also check the source: ``source_path`` must not render empty, ``source_format`` must be known.
+
+        :raises ValueError: naming the argument.
+        """
+        super().check_rendered_arguments()
+        if self.source_path is not None:
+            self.source_path = rendered_path("source_path", self.source_path)
+        if self.source_format is not None and self.source_format not in FORMATS:
+            raise ValueError(f"source_format must be one of {', '.join(FORMATS)}, got {self.source_format!r}.")
+        if self.records is not None and self._resolved_records is None and not isinstance(self.records, (list, tuple)):
+            raise ValueError(
+                f"records must be a list of dicts (or an XComArg run by Airflow), got {type(self.records).__name__}."
+            )
+
     def iter_source(self, context: Context) -> Iterator[Any]:
-        if self.source_path:
+        if self.source_path is not None:
             yield from iter_records(self.source_path, format=self.source_format)
             return
         records = self._resolved_records if self._resolved_records is not None else self.records
-        if hasattr(records, "resolve"):
-            raise ValueError("records is an XComArg that was not resolved; run the task through Airflow.")
         yield from records or ()

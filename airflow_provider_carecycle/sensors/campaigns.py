@@ -19,6 +19,8 @@ from airflow_provider_carecycle._compat import (
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.links import CareCycleCampaignLink
+from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 
 
@@ -67,8 +69,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(campaign_id, str) or not campaign_id.strip():
-            raise ValueError(f"campaign_id must be a campaign UUID (or a template), got {campaign_id!r}.")
+        # campaign_id and carecycle_conn_id are templated: checked in execute, once rendered
         self.campaign_id = campaign_id
         self.conditions = parse_threshold(threshold)
         self.threshold = threshold_to_json(self.conditions)
@@ -111,9 +112,19 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def execute(self, context: Context) -> Any:
-        """Poke (and reschedule) as any sensor, or poke once and defer to the trigger."""
+        """Poke (and reschedule) as any sensor, or poke once and defer to the trigger.
+
+        :raises ValueError: when ``campaign_id`` rendered to something that is not text, or to blank text.
+        """
+        with rendered_arguments():
+            self.campaign_id = rendered_text("campaign_id", self.campaign_id)
+        CareCycleCampaignLink.persist(context, self.carecycle_conn_id, [self.campaign_id])
         if not self.deferrable:
-            return super().execute(context)
+            # BaseSensorOperator.execute itself, not through super(): Airflow 2.11's ExecutorSafeguard wrapper takes
+            # a super().execute() call for a call from outside the task and logs "cannot be called outside
+            # TaskInstance!" on every run (Airflow 3's wrapper tells them apart)
+            sensor_execute = getattr(BaseSensorOperator.execute, "__wrapped__", BaseSensorOperator.execute)
+            return sensor_execute(self, context)
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
@@ -156,3 +167,23 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         if status == "error" and event.get("retryable"):
             raise AirflowException(message)
         raise AirflowFailException(message)
+
+    # -- issue 14: the campaign link and OpenLineage --------------------------------------------------------------
+
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
+    operator_extra_links = (CareCycleCampaignLink(),)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The campaign the sensor watches, as an OpenLineage input (``carecycle://<host>`` / ``campaigns/<id>``)."""
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The same input once the sensor succeeded.
+
+        :param task_instance: the finished task instance.
+        """
+        from airflow_provider_carecycle.lineage import safe_operator_lineage
+
+        return safe_operator_lineage(self, complete=True)

@@ -13,6 +13,7 @@ from typing import Any
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, customer_to_lead_source
 from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook
+from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator, check_lead_field_names
 
 
@@ -47,15 +48,18 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     .. seealso:: ``docs/operators/carecloud-to-carecycle.md``
 
-    :param carecloud_conn_id: the CareCloud CRM Airflow connection.
+    :param carecloud_crm_conn_id: the CareCloud CRM Airflow connection.
     :param carecloud_hook_params: extra keyword arguments for :class:`CareCloudCrmHook`.
     :param crm_field_mapping: careCycle lead field -> dotted path into a CareCloud customer; default
         :data:`~airflow_provider_carecycle.crm_mapping.CARECLOUD_FIELD_MAPPING`. Fields it does not map can still
         come from ``defaults`` (``sourceId``, ``timezone``, ...).
-    :param changed_since: the interval's start, inclusive (templated; default: the run's ``data_interval_start``).
-    :param changed_before: the interval's end, exclusive (templated; default: the run's ``data_interval_end``).
+    :param changed_since: the interval's start, inclusive (templated; default: the run's ``data_interval_start``,
+        or for a run without a data interval, a manual Airflow 3 run without a logical date, midnight UTC the day
+        before its ``run_after``; see :func:`~airflow_provider_carecycle.operators.base.run_interval`).
+    :param changed_before: the interval's end, exclusive (templated; default: the run's ``data_interval_end``, or
+        midnight UTC of the ``run_after`` day).
     :param page_size: CRM customers per request.
-    :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND).
+    :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND); templated.
     :param kwargs: the lead upload options of :class:`CareCycleLeadUploadBaseOperator` (``defaults``,
         ``rejected_path``, ``max_rejected_ratio``, ``batch_size``, ``checkpoint_path``, ``dry_run``, ...) and
         the careCycle connection arguments.
@@ -77,7 +81,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     def __init__(
         self,
         *,
-        carecloud_conn_id: str = CareCloudCrmHook.default_conn_name,
+        carecloud_crm_conn_id: str = CareCloudCrmHook.default_conn_name,
         carecloud_hook_params: Mapping[str, Any] | None = None,
         crm_field_mapping: Mapping[str, str] | None = None,
         changed_since: datetime | str | None = None,
@@ -86,18 +90,17 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         extra_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("field_mapping"):
+        if kwargs.get("field_mapping") is not None:
             raise ValueError(
                 "field_mapping does not apply to CRM customers: use crm_field_mapping "
                 "(careCycle field -> dotted path into a CareCloud customer)."
             )
         super().__init__(**kwargs)
-        check_lead_field_names("crm_field_mapping", crm_field_mapping)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValueError(f"page_size must be a positive integer, got {page_size!r}.")
-        self.carecloud_conn_id = carecloud_conn_id
+        self.carecloud_crm_conn_id = carecloud_crm_conn_id
         self.carecloud_hook_params = dict(carecloud_hook_params or {})
-        self.crm_field_mapping = dict(crm_field_mapping) if crm_field_mapping is not None else None
+        self.crm_field_mapping = crm_field_mapping
         self.changed_since = changed_since
         self.changed_before = changed_before
         self.page_size = page_size
@@ -107,18 +110,29 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     @cached_property
     def carecloud_hook(self) -> CareCloudCrmHook:
         """The CareCloud CRM hook, built on first use (at run time, never at DAG parse time)."""
-        return CareCloudCrmHook(self.carecloud_conn_id, **self.carecloud_hook_params)
+        return CareCloudCrmHook(self.carecloud_crm_conn_id, **self.carecloud_hook_params)
 
     def interval(self, context: Context) -> tuple[datetime, datetime]:
-        """``(changed_since, changed_before)``, falling back to the run's data interval."""
-        since = self.changed_since if self.changed_since is not None else context.get("data_interval_start")
-        before = self.changed_before if self.changed_before is not None else context.get("data_interval_end")
+        """``(changed_since, changed_before)``, falling back to the run's interval for a bound not given.
+
+        :raises ValueError: for a bound that is not a datetime or ISO 8601 text.
+        """
+        since, before = self.changed_since, self.changed_before
         if since is None or before is None:
-            raise ValueError(
-                "This run has no data interval: pass changed_since and changed_before "
-                "(e.g. '{{ macros.ds_add(ds, -1) }}' and '{{ ds }}')."
-            )
+            fallback = context_interval(context)
+            since = fallback.start if since is None else since
+            before = fallback.end if before is None else before
         return as_datetime("changed_since", since), as_datetime("changed_before", before)
+
+    def check_rendered_arguments(self) -> None:
+        """Also check ``crm_field_mapping`` and ``extra_params``, once rendered.
+
+        :raises ValueError: naming the argument.
+        """
+        super().check_rendered_arguments()
+        check_lead_field_names("crm_field_mapping", self.crm_field_mapping)
+        if self.extra_params is not None and not isinstance(self.extra_params, Mapping):
+            raise ValueError(f"extra_params must render to a mapping, got {type(self.extra_params).__name__}.")
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
@@ -132,6 +146,9 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             yield customer_to_lead_source(customer, mapping)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with rendered_arguments():
+            self.check_rendered_arguments()
+            self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
-        summary = super().execute(context)
+        summary = self.upload(context)
         return {**summary, "crm_rows": self.crm_rows}

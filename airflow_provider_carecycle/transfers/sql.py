@@ -43,10 +43,10 @@ class SqlToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     .. seealso:: ``docs/operators/sql-to-carecycle.md``
 
-    :param sql: the query (or a path ending ``.sql``, rendered as a template).
-    :param conn_id: any Airflow connection whose hook is a common-sql ``DbApiHook`` (Postgres, Snowflake,
+    :param sql: the query (or a path ending ``.sql``, rendered as a template); templated.
+    :param sql_conn_id: any Airflow connection whose hook is a common-sql ``DbApiHook`` (Postgres, Snowflake,
         BigQuery, SQLite, ...).
-    :param parameters: query parameters passed to ``cursor.execute``.
+    :param parameters: query parameters passed to ``cursor.execute``; templated.
     :param fetch_size: rows fetched per ``fetchmany`` call.
     :param kwargs: the shared lead upload options and :class:`CareCycleBaseOperator` arguments.
     """
@@ -60,32 +60,46 @@ class SqlToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         self,
         *,
         sql: str,
-        conn_id: str,
+        sql_conn_id: str,
         parameters: Mapping[str, Any] | Sequence[Any] | None = None,
         fetch_size: int = DEFAULT_FETCH_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(sql, str) or not sql.strip():
-            raise ValueError("sql must be a non-empty query string (or a path to a .sql file).")
-        if not isinstance(conn_id, str) or not conn_id:
-            raise ValueError("conn_id must name an Airflow SQL connection.")
+        # sql and parameters are templated: checked in execute, once rendered
+        if not isinstance(sql_conn_id, str) or not sql_conn_id:
+            raise ValueError("sql_conn_id must name an Airflow SQL connection.")
         if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
             raise ValueError(f"fetch_size must be a positive integer, got {fetch_size!r}.")
         self.sql = sql
-        self.conn_id = conn_id
+        self.sql_conn_id = sql_conn_id
         self.parameters = parameters
         self.fetch_size = fetch_size
 
     def _db_hook(self) -> Any:
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-        hook = BaseHook.get_connection(self.conn_id).get_hook()
+        hook = BaseHook.get_connection(self.sql_conn_id).get_hook()
         if not isinstance(hook, DbApiHook):
             raise ValueError(
-                f"Connection {self.conn_id!r} has a {type(hook).__name__}, not a SQL (DbApiHook) connection."
+                f"Connection {self.sql_conn_id!r} has a {type(hook).__name__}, not a SQL (DbApiHook) connection."
             )
         return hook
+
+    def check_rendered_arguments(self) -> None:
+        """Also check the rendered query and its parameters.
+
+        :raises ValueError: naming the argument.
+        """
+        super().check_rendered_arguments()
+        if not isinstance(self.sql, str) or not self.sql.strip():
+            raise ValueError("sql must render to a non-empty query (check its template or .sql file).")
+        if self.parameters is not None and (
+            isinstance(self.parameters, (str, bytes)) or not isinstance(self.parameters, (Mapping, Sequence))
+        ):
+            raise ValueError(
+                f"parameters must render to a mapping or a sequence, got {type(self.parameters).__name__}."
+            )
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         connection = self._db_hook().get_conn()

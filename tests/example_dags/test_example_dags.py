@@ -25,10 +25,41 @@ CRM_FEED = EXAMPLE_DAGS / "carecycle_crm_lead_feed.py"
 WAREHOUSE_FEED = EXAMPLE_DAGS / "carecycle_warehouse_lead_feed.py"
 CUSTOMER_EXPORT = EXAMPLE_DAGS / "carecycle_customer_export.py"
 DAG_IDS = {"carecycle_crm_lead_feed", "carecycle_warehouse_lead_feed", "carecycle_customer_export"}
+#: example DAGs without careCycle tasks (scheduled on the export's asset)
+DOWNSTREAM_DAG_IDS = {"carecycle_customer_export_consumer"}
 
 #: the data interval of the runs in these tests: a manual run's is the scheduled day before its logical date
 DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
 RUN_DATE = {("logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"): DAY + timedelta(days=1)}
+
+
+def manual_run(day: datetime, mode: str) -> dict:
+    """``dag.test()`` arguments for a manual run working on ``day``.
+
+    ``with_logical_date``: the run's logical date is the next midnight, its data interval ``day``.
+    ``without_logical_date``: how ``airflow dags trigger`` (no ``--logical-date``) and the REST API with
+    ``"logical_date": null`` start a run on Airflow 3: no logical date, no data interval, only ``run_after``
+    (here the next morning); the DAGs then work on the day before ``run_after``.
+    """
+    if mode == "with_logical_date":
+        return {("logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"): day + timedelta(days=1)}
+    return {"logical_date": None, "run_after": day + timedelta(days=1, hours=5, minutes=17)}
+
+
+RUN_MODES = [
+    "with_logical_date",
+    pytest.param(
+        "without_logical_date",
+        marks=pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 runs always have a logical date"),
+    ),
+]
+
+
+def check_run_interval(dag_run, mode: str, day: datetime) -> None:
+    if mode == "with_logical_date":
+        assert (dag_run.data_interval_start, dag_run.data_interval_end) == (day, day + timedelta(days=1))
+    else:
+        assert dag_run.logical_date is None and dag_run.data_interval_start is None
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -38,7 +69,10 @@ def jsonl(path: Path) -> list[dict]:
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
-def test_every_example_dag_parses_without_errors_or_network(carecycle_emulator, carecloud_emulator, monkeypatch):
+def test_every_example_dag_parses_without_errors_or_network(
+    carecycle_emulator, carecloud_emulator, monkeypatch, airflow_db
+):
+    # (airflow_db: Airflow 2 resolves a DAG's schedule on a DatasetAlias in the metadata DB while parsing)
     from airflow.models import DagBag
 
     # connections that would fail loudly if anything tried to use them while parsing
@@ -48,7 +82,7 @@ def test_every_example_dag_parses_without_errors_or_network(carecycle_emulator, 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))  # examples off: AIRFLOW__CORE__LOAD_EXAMPLES=False (conftest)
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == DAG_IDS
+    assert set(bag.dag_ids) == DAG_IDS | DOWNSTREAM_DAG_IDS
     assert (len(carecycle_emulator.request_log()), len(carecloud_emulator.request_log())) == requests_before
     for dag_id in DAG_IDS:
         dag = bag.dags[dag_id]
@@ -79,13 +113,13 @@ def crm_feed_setup(carecycle_emulator, carecloud_emulator, monkeypatch):
     carecloud_emulator.reset(days=30 / 24, anchor=DAY.replace(tzinfo=None) + timedelta(hours=23))
     campaign = carecycle_emulator.add_campaign(name="CRM feed test", takes_new_leads=True)
     carecycle_emulator.configure(dialer_speed=20)
-    monkeypatch.setenv("CARECYCLE_EXAMPLE_POKE_INTERVAL_S", "0.2")
     return campaign
 
 
 @pytest.mark.airflow_dag
+@pytest.mark.parametrize("mode", RUN_MODES)
 def test_crm_lead_feed_uploads_or_rejects_every_changed_crm_customer(
-    run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path
+    run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path, mode
 ):
     campaign = crm_feed_setup
     start, end = DAY, DAY + timedelta(days=1)
@@ -98,11 +132,11 @@ def test_crm_lead_feed_uploads_or_rejects_every_changed_crm_customer(
 
     dag_run = run_dag_file(
         CRM_FEED,
-        **RUN_DATE,
+        **manual_run(DAY, mode),
         run_conf={"output_root": tmp_path.as_uri(), "campaign_id": campaign["id"]},
     )
 
-    assert (dag_run.data_interval_start, dag_run.data_interval_end) == (start, end)
+    check_run_interval(dag_run, mode, DAY)
     assert task_states(dag_run) == {
         "snapshot_before": "success",
         "crm_to_leads": "success",
@@ -178,12 +212,16 @@ def test_warehouse_lead_feed_uploads_the_days_rows_and_fails_on_a_rejected_one(
 
 
 @pytest.mark.airflow_dag
-def test_warehouse_lead_feed_succeeds_when_every_row_is_valid(run_dag_file, warehouse, carecycle_emulator, tmp_path):
+@pytest.mark.parametrize("mode", RUN_MODES)
+def test_warehouse_lead_feed_succeeds_when_every_row_is_valid(
+    run_dag_file, warehouse, carecycle_emulator, tmp_path, mode
+):
     with sqlite3.connect(warehouse) as db:
         db.execute("DELETE FROM marketing_leads WHERE lead_id = 'W-3'")
     out = tmp_path / "out"
-    dag_run = run_dag_file(WAREHOUSE_FEED, **RUN_DATE, run_conf={"output_root": out.as_uri()})
+    dag_run = run_dag_file(WAREHOUSE_FEED, **manual_run(DAY, mode), run_conf={"output_root": out.as_uri()})
 
+    check_run_interval(dag_run, mode, DAY)
     assert task_states(dag_run) == {"warehouse_to_leads": "success"}
     summary = dag_run.get_task_instance("warehouse_to_leads").xcom_pull(task_ids="warehouse_to_leads")
     assert (summary["total"], summary["uploaded"], summary["rejected"]) == (3, 3, 0)
@@ -205,18 +243,20 @@ def busiest_creation_day(emulator, not_before: datetime) -> datetime:
 
 
 @pytest.mark.airflow_dag
+@pytest.mark.parametrize("mode", RUN_MODES)
 def test_customer_export_writes_the_days_customers_their_calls_and_campaign_stats(
-    run_dag_file, carecycle_emulator, tmp_path
+    run_dag_file, carecycle_emulator, tmp_path, mode
 ):
     carecycle_emulator.reset(customers=400)
     day = busiest_creation_day(carecycle_emulator, not_before=datetime(2026, 1, 1))  # the DAG's start_date
-    run_date = {key: day + timedelta(days=1) for key in RUN_DATE}
+    run_date = manual_run(day, mode)
     expected = carecycle_emulator.query_customers(
         {"dateField": "createdAt", "startDate": day.date().isoformat(), "endDate": day.date().isoformat()}
     )
     assert expected
 
     dag_run = run_dag_file(CUSTOMER_EXPORT, **run_date, run_conf={"output_root": tmp_path.as_uri()})
+    check_run_interval(dag_run, mode, day)
 
     assert task_states(dag_run) == {
         "export_customers": "success",
@@ -242,3 +282,16 @@ def test_customer_export_writes_the_days_customers_their_calls_and_campaign_stat
     stats = list(iter_records(tmp_path / "campaign_stats" / f"{day:%Y-%m}.csv"))
     active = [c["id"] for c in carecycle_emulator.list_campaigns() if c["status"] == "active"]
     assert sorted(row["id"] for row in stats) == sorted(active)
+
+
+def test_the_crm_feed_keeps_its_production_poke_interval_and_the_harness_shortens_it():
+    from airflow.models import DagBag
+
+    from dev.dag_loader import FAST_POKE_INTERVAL_S, load_dag
+
+    assert "environ" not in CRM_FEED.read_text()  # users copy this file: no test knobs in it
+    parsed = DagBag(dag_folder=str(CRM_FEED)).dags["carecycle_crm_lead_feed"]
+    assert parsed.get_task("wait_for_first_calls").poke_interval == 300
+    loaded = load_dag(CRM_FEED)
+    assert loaded.get_task("wait_for_first_calls").poke_interval == FAST_POKE_INTERVAL_S
+    assert load_dag(CRM_FEED, poke_interval_s=None).get_task("wait_for_first_calls").poke_interval == 300

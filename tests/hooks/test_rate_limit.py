@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from airflow_provider_carecycle.hooks.rate_limit import (
@@ -10,19 +8,7 @@ from airflow_provider_carecycle.hooks.rate_limit import (
     forget_shared_limiters,
     shared_limiter,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.hooks.limiter_helpers import FakeClock, acquire_from_threads
 
 
 def test_never_more_than_the_limit_in_any_window():
@@ -82,18 +68,5 @@ def test_forgetting_a_base_url_starts_its_limiters_afresh():
 
 
 def test_thread_safe_under_contention():
-    limiter = RateLimiter(50, 60.0)
-    barrier = threading.Barrier(8)
-    waited: list[float] = []
-
-    def worker():
-        barrier.wait()
-        for _ in range(6):
-            waited.append(limiter.acquire())
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    waited = acquire_from_threads(RateLimiter(50, 60.0))
     assert len(waited) == 48 and max(waited) == 0.0  # 48 <= 50: nobody had to wait, nobody was lost

@@ -46,16 +46,36 @@ def api_requests(emu):
     ("kwargs", "message"),
     [
         ({"campaign_ids": [UNKNOWN_ID], "statuses": ["active"]}, "either campaign_ids, or statuses"),
-        ({"statuses": ["running"]}, "Valid statuses: draft, active, paused"),
+        ({"campaign_ids": "{{ params.ids }}", "search": "x"}, "either campaign_ids, or statuses"),
         ({"format": "xlsx"}, "Valid formats: jsonl, json, csv"),
-        ({"output_path": ""}, "output_path must be"),
-        ({"campaign_ids": [UNKNOWN_ID, 3]}, "campaign_ids must be a list"),
     ],
 )
-def test_invalid_arguments_fail_at_parse_time(kwargs, message):
+def test_non_templated_arguments_fail_at_parse_time(kwargs, message):
     kwargs = {"output_path": "/tmp/x.jsonl", **kwargs}
     with pytest.raises(ValueError, match=message):
         CareCycleCampaignSnapshotOperator(task_id="snapshot", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"statuses": ["running"]}, "Valid statuses: draft, active, paused"),
+        ({"statuses": "{{ params.nothing }}"}, "Valid statuses: draft, active, paused"),
+        ({"output_path": ""}, "output_path rendered to an empty string"),
+        ({"output_path": "  "}, "output_path rendered to an empty string"),
+        ({"campaign_ids": [UNKNOWN_ID, 3]}, "campaign_ids must be a list"),
+    ],
+)
+def test_templated_arguments_are_taken_as_given_and_checked_before_any_request(
+    kwargs, message, tmp_path, carecycle_emulator
+):
+    op = CareCycleCampaignSnapshotOperator(
+        task_id="snapshot", **{"output_path": str(tmp_path / "x.jsonl"), **kwargs}, hook_params=FAST
+    )
+    op.render_template_fields({"params": {"nothing": ""}})
+    with pytest.raises(ValueError, match=message):
+        op.execute({})
+    assert not api_requests(carecycle_emulator) and not list(tmp_path.iterdir())
 
 
 def test_arguments_are_templated_and_nothing_is_built_at_parse_time():

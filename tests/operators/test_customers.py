@@ -60,66 +60,84 @@ def created(row):
 # -- constructor: arguments only, checked early ---------------------------------------------------------------
 
 
-def test_every_customer_filter_is_a_templated_argument():
+def test_the_filters_mapping_is_templated_and_nothing_is_built_at_parse_time():
     op = CareCycleExtractCustomersOperator(
-        task_id="t", output_path="/{{ ds }}.jsonl", **{name: f"{{{{ params.{name} }}}}" for name in CUSTOMER_FILTERS}
+        task_id="t",
+        output_path="/{{ ds }}.jsonl",
+        filters={name: f"{{{{ params.{name} }}}}" for name in CUSTOMER_FILTERS},
+        extra_params={"x": "{{ ds }}"},
     )
     assert "hook" not in op.__dict__  # nothing built at parse time
     op.render_template_fields({"ds": "2026-01-01", "params": {name: f"v-{name}" for name in CUSTOMER_FILTERS}})
-    assert op.customer_filters == {name: f"v-{name}" for name in CUSTOMER_FILTERS}
-    assert op.output_path == "/2026-01-01.jsonl"
+    assert op.filters == {name: f"v-{name}" for name in CUSTOMER_FILTERS}
+    assert op.output_path == "/2026-01-01.jsonl" and op.extra_params == {"x": "2026-01-01"}
 
 
-def test_start_and_end_date_are_filters_not_the_tasks_schedule():
+def test_start_and_end_date_filters_leave_the_tasks_own_dates_alone():
     default_start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     op = CareCycleExtractCustomersOperator(
         task_id="t",
         output_path="/x.jsonl",
-        start_date="2026-01-01",
-        end_date="2026-02-01",
-        states=["FL"],
+        filters={"start_date": "2026-01-01", "end_date": "2026-02-01", "states": ["FL"]},
         default_args={"start_date": default_start},
     )
     assert op.start_date == default_start and op.end_date is None
-    assert op.customer_filters == {
-        "sort_by": "createdAt",  # stable order by default
-        "sort_direction": "asc",
-        "start_date": "2026-01-01",
-        "end_date": "2026-02-01",
-        "states": ["FL"],
+    assert op.query_params() == {
+        "sortBy": "createdAt",  # stable order by default
+        "sortDirection": "asc",
+        "startDate": "2026-01-01",
+        "endDate": "2026-02-01",
+        "states": "FL",
     }
+
+
+def test_start_date_is_the_tasks_own_argument_again():
+    op = CareCycleExtractCustomersOperator(
+        task_id="t", output_path="/x.jsonl", start_date=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    )
+    assert op.start_date == dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) and op.filters is None
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"statuses": ["Bogus"]}, "Valid values: Lead, Active, Inactive"),
         ({"per_page": 0}, "per_page must be an integer from 1 to 100"),
         ({"per_page": 101}, "per_page must be an integer from 1 to 100"),
         ({"format": "parquet"}, "format must be one of"),
         ({"fields": []}, "fields must be a non-empty list"),
         ({"fields": "id"}, "fields must be a non-empty list"),
         ({"return_records": True}, r"pass fields=\[\.\.\.\]"),
-        ({"output_path": ""}, "output_path is required"),
-        ({"start_date": "yesterday"}, "takes a date"),
     ],
 )
-def test_customers_arguments_are_checked_in_the_constructor(kwargs, message):
+def test_non_templated_customers_arguments_are_checked_in_the_constructor(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CareCycleExtractCustomersOperator(task_id="t", **{"output_path": "/x.jsonl", **kwargs})
 
 
 def test_unknown_argument_is_refused():
-    with pytest.raises(Exception, match="statuss"):
-        CareCycleExtractCustomersOperator(task_id="t", output_path="/x.jsonl", statuss=["Lead"])
+    with pytest.raises(Exception, match="statuses"):
+        CareCycleExtractCustomersOperator(task_id="t", output_path="/x.jsonl", statuses=["Lead"])
 
 
-def test_templated_filters_are_checked_only_once_rendered(carecycle_emulator, tmp_path):
-    op = CareCycleExtractCustomersOperator(
-        task_id="t", output_path=str(tmp_path / "{{ ds }}.jsonl"), start_date="{{ ds }}", statuses="{{ params.s }}"
-    )
-    op.render_template_fields({"ds": "2099-01-01", "params": {"s": "Nonsense"}})
-    with pytest.raises(ValueError, match="Invalid value for careCycle customer filter 'statuses'"):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filters": {"statuses": ["Bogus"]}}, "Valid values: Lead, Active, Inactive"),
+        ({"filters": {"statuss": ["Lead"]}}, "Unknown careCycle customer filter"),
+        ({"filters": {"start_date": "yesterday"}}, "takes a date"),
+        ({"filters": {"statuses": "{{ params.s }}"}}, "Invalid value for careCycle customer filter 'statuses'"),
+        ({"filters": "{{ params.s }}"}, "filters must render to a mapping"),
+        ({"extra_params": ["states"]}, "extra_params must render to a mapping"),
+        ({"output_path": ""}, "output_path rendered to an empty string"),
+        ({"output_path": "{{ params.empty }}"}, "output_path rendered to an empty string"),
+    ],
+)
+def test_templated_customers_arguments_are_checked_once_rendered_before_any_request(
+    carecycle_emulator, tmp_path, kwargs, message
+):
+    op = CareCycleExtractCustomersOperator(task_id="t", **{"output_path": str(tmp_path / "{{ ds }}.jsonl"), **kwargs})
+    op.render_template_fields({"ds": "2099-01-01", "params": {"s": "Nonsense", "empty": ""}})
+    with pytest.raises(ValueError, match=message):
         op.execute({})
     assert not list(tmp_path.iterdir()) and not api_requests(carecycle_emulator, "/v2/")
 
@@ -132,12 +150,31 @@ def test_templated_filters_are_checked_only_once_rendered(carecycle_emulator, tm
         ({"customer_ids": [UNKNOWN_ID], "sort_by": "length"}, "sort_by must be one of"),
         ({"customer_ids": [UNKNOWN_ID], "sort_direction": "up"}, "sort_direction must be one of"),
         ({"customer_ids": [UNKNOWN_ID], "since": "2026-01-01", "sort_direction": "asc"}, "since needs the calls"),
-        ({"customer_ids": [UNKNOWN_ID], "since": "last tuesday"}, "since must be a date"),
     ],
 )
 def test_calls_arguments_are_checked_in_the_constructor(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CareCycleExtractCustomerCallsOperator(task_id="t", output_path="/x.jsonl", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"customer_ids": [UNKNOWN_ID], "since": "last tuesday"}, "since must be a date"),
+        ({"customer_ids": [UNKNOWN_ID], "since": "{{ params.bad }}"}, "since must be a date"),
+        ({"customer_ids_path": "{{ params.empty }}"}, "customer_ids_path rendered to an empty string"),
+        ({"customer_ids": [UNKNOWN_ID], "output_path": " "}, "output_path rendered to an empty string"),
+        ({"customer_ids": {"id": UNKNOWN_ID}}, "customer_ids must render to a list"),
+    ],
+)
+def test_templated_calls_arguments_are_checked_once_rendered_before_any_request(
+    carecycle_emulator, tmp_path, kwargs, message
+):
+    op = CareCycleExtractCustomerCallsOperator(task_id="t", **{"output_path": str(tmp_path / "c.jsonl"), **kwargs})
+    op.render_template_fields({"params": {"bad": "last tuesday", "empty": ""}})
+    with pytest.raises(ValueError, match=message):
+        op.execute({})
+    assert not list(tmp_path.iterdir()) and not api_requests(carecycle_emulator, "/v2/")
 
 
 # -- customers: filters, projection, formats ------------------------------------------------------------------
@@ -163,7 +200,7 @@ def test_each_filter_narrows_the_export_like_the_api(carecycle_emulator, tmp_pat
     carecycle_emulator.reset(customers=300)
     if filters.get("campaign_ids") == "FIRST_CAMPAIGN":
         filters = {"campaign_ids": [carecycle_emulator.list_campaigns()[0]["id"]]}
-    summary = export_customers(tmp_path, per_page=40, **filters)
+    summary = export_customers(tmp_path, per_page=40, filters=filters)
 
     expected = carecycle_emulator.query_customers(build_customer_params({**filters}, OLDEST_FIRST))
     everyone = carecycle_emulator.query_customers(OLDEST_FIRST)
@@ -232,9 +269,11 @@ def test_templated_output_path_and_dates(carecycle_emulator, tmp_path):
     op = CareCycleExtractCustomersOperator(
         task_id="t",
         output_path=str(tmp_path / "{{ ds }}.jsonl.gz"),
-        date_field="createdAt",
-        start_date="{{ data_interval_start | ds }}",
-        end_date="{{ data_interval_end | ds }}",
+        filters={
+            "date_field": "createdAt",
+            "start_date": "{{ data_interval_start | ds }}",
+            "end_date": "{{ data_interval_end | ds }}",
+        },
         fields=["id"],
     )
     start, end = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc), dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
@@ -251,7 +290,7 @@ def test_templated_output_path_and_dates(carecycle_emulator, tmp_path):
 
 def test_summary_is_small_and_counts_pages_and_requests(carecycle_emulator, tmp_path):
     carecycle_emulator.reset(customers=230)
-    summary = export_customers(tmp_path, per_page=50, include_test_numbers=True)
+    summary = export_customers(tmp_path, per_page=50, filters={"include_test_numbers": True})
     assert set(summary) == {"path", "format", "count", "pages", "requests", "rate_limited", "elapsed_s"}
     assert (summary["count"], summary["pages"], summary["requests"], summary["rate_limited"]) == (230, 5, 5, 0)
     assert len(api_requests(carecycle_emulator, "/v2/customers")) == 5
@@ -259,7 +298,7 @@ def test_summary_is_small_and_counts_pages_and_requests(carecycle_emulator, tmp_
 
 
 def test_logs_progress_and_counts_never_patient_data(carecycle_emulator, tmp_path, captured_logs):
-    export_customers(tmp_path, per_page=20, include_test_numbers=True)
+    export_customers(tmp_path, per_page=20, filters={"include_test_numbers": True})
     logs = captured_logs()
     assert "50 of 50 customers (100%)" in logs
     assert "Wrote 50 customers to" in logs
@@ -284,7 +323,7 @@ def test_failed_export_leaves_nothing_at_output_path(carecycle_emulator, tmp_pat
 
 
 def test_a_previous_complete_export_survives_a_failed_rerun(carecycle_emulator, tmp_path):
-    first = export_customers(tmp_path, fields=["id"], include_test_numbers=True)
+    first = export_customers(tmp_path, fields=["id"], filters={"include_test_numbers": True})
     carecycle_emulator.configure(fault_rate=1.0, fault_kinds=("500",))
     with pytest.raises(CareCycleServerError):
         export_customers(tmp_path, fields=["id"], hook_params={"max_retries": 0})
@@ -296,7 +335,7 @@ def test_a_previous_complete_export_survives_a_failed_rerun(carecycle_emulator, 
 
 
 def test_return_records_for_small_exports(carecycle_emulator, tmp_path):
-    summary = export_customers(tmp_path, statuses=["Lead"], fields=["id", "status"], return_records=True)
+    summary = export_customers(tmp_path, filters={"statuses": ["Lead"]}, fields=["id", "status"], return_records=True)
     expected = carecycle_emulator.query_customers({"statuses": "Lead", **OLDEST_FIRST})
     assert summary["records"] == [{"id": c["id"], "status": "Lead"} for c in expected]
     assert summary["count"] == len(expected) > 0
@@ -305,7 +344,9 @@ def test_return_records_for_small_exports(carecycle_emulator, tmp_path):
 def test_return_records_fails_clearly_beyond_the_cap(carecycle_emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(module, "MAX_RETURN_RECORDS", 30)
     with pytest.raises(AirflowFailException, match="at most 30 rows.*has 50"):
-        export_customers(tmp_path, per_page=10, fields=["id"], return_records=True, include_test_numbers=True)
+        export_customers(
+            tmp_path, per_page=10, fields=["id"], return_records=True, filters={"include_test_numbers": True}
+        )
     # told by the first page's itemsTotal: at most the pages already prefetched were read beyond it
     assert len(api_requests(carecycle_emulator, "/v2/customers")) <= 2 + module.PREFETCH_PAGES < 5
     assert list(tmp_path.iterdir()) == []
@@ -328,7 +369,9 @@ def test_calls_of_many_customers_across_pages(carecycle_emulator, tmp_path):
 
 
 def test_calls_for_the_ids_in_a_customers_export(carecycle_emulator, tmp_path):
-    customers = export_customers(tmp_path, "customers.csv.gz", has_prior_attempts=True, fields=["id", "status"])
+    customers = export_customers(
+        tmp_path, "customers.csv.gz", filters={"has_prior_attempts": True}, fields=["id", "status"]
+    )
     ids = [r["id"] for r in iter_records(customers["path"])]
     summary = export_calls(tmp_path, "calls.csv", customer_ids_path=customers["path"], fields=["id", "disposition"])
     rows = list(iter_records(summary["path"]))

@@ -65,21 +65,39 @@ def upload_requests(emu: Any) -> list[dict[str, Any]]:
     [
         ({}, "exactly one of records"),
         ({"records": [], "source_path": "/x.jsonl"}, "exactly one of records"),
-        ({"records": "nope"}, "records must be a list"),
         ({"records": [], "batch_size": 0}, "batch_size must be an integer from 1 to 200"),
         ({"records": [], "batch_size": 201}, "batch_size must be an integer from 1 to 200"),
         ({"records": [], "max_in_flight": 0}, "max_in_flight must be an integer from 1 to 32"),
         ({"records": [], "max_rejected_ratio": 1.5}, "max_rejected_ratio must be from 0.0 to 1.0"),
         ({"records": [], "max_rejected_ratio": "high"}, "max_rejected_ratio must be a number"),
-        ({"records": [], "field_mapping": {"phone": "phone"}}, "field_mapping: not careCycle lead fields: phone"),
-        ({"records": [], "defaults": {"source": "x"}}, "defaults: not careCycle lead fields: source"),
-        ({"source_path": "/x.txt", "source_format": "xml"}, "source_format must be one of"),
         ({"records": [], "progress_every_s": 0}, "progress_every_s must be positive"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CareCycleUploadLeadsOperator(task_id="t", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"records": "nope"}, "records must resolve to a list of dicts"),
+        ({"records": "{{ params.text }}"}, "records must resolve to a list of dicts"),
+        ({"records": [], "field_mapping": {"phone": "phone"}}, "field_mapping: not careCycle lead fields: phone"),
+        ({"records": [], "defaults": {"source": "x"}}, "defaults: not careCycle lead fields: source"),
+        ({"records": [], "defaults": "{{ params.text }}"}, "defaults must be a mapping"),
+        ({"source_path": "/x.txt", "source_format": "xml"}, "source_format must be one of"),
+        ({"source_path": "/x.txt", "source_format": "{{ params.text }}"}, "source_format must be one of"),
+    ],
+)
+def test_templated_arguments_are_taken_as_given_and_checked_once_rendered(
+    kwargs, message, tmp_path, carecycle_emulator
+):
+    op = CareCycleUploadLeadsOperator(task_id="t", **kwargs)  # no error yet: they may be templates
+    with pytest.raises(ValueError, match=message):
+        op.render_template_fields({"params": {"text": "xml"}})
+        op.execute({})
+    assert not upload_requests(carecycle_emulator) and not list(tmp_path.iterdir())
 
 
 def test_constructor_does_no_work_and_templates_user_fields():
@@ -304,7 +322,7 @@ def test_logs_and_xcom_hold_no_record_contents(carecycle_emulator, tmp_path, cap
         "Bartholomew",
         "Cornelius",
         "04-17-1948",
-        "1948",
+        "1948-04-17",  # the normalised form (a bare "1948" also turns up in log timestamps)
         "11/09/1951",
         "1949-02-30",
         "1EG4TE5K7",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,13 +27,15 @@ def rejected_lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def run_context(start=START, end=END, run_after=None):
+    """A task context whose DAG run has the data interval ``[start, end)`` (None: none) and ``run_after``."""
+    return {"dag_run": SimpleNamespace(data_interval_start=start, data_interval_end=end, run_after=run_after)}
+
+
 def make_operator(tmp_path, **kwargs):
+    kwargs.setdefault("rejected_path", str(tmp_path / "rejected.jsonl"))
     return CareCloudCrmToCareCycleLeadsOperator(
-        task_id="crm_to_leads",
-        rejected_path=str(tmp_path / "rejected.jsonl"),
-        max_rejected_ratio=1.0,
-        defaults={"sourceId": "crm-feed"},
-        **kwargs,
+        task_id="crm_to_leads", max_rejected_ratio=1.0, defaults={"sourceId": "crm-feed"}, **kwargs
     )
 
 
@@ -42,7 +45,7 @@ def test_every_crm_customer_in_the_interval_is_uploaded_or_rejected(
     expected = in_interval(carecloud_emulator)
     assert 0 < len(expected) < len(carecloud_emulator.customers())
 
-    result = make_operator(tmp_path).execute({"data_interval_start": START, "data_interval_end": END})
+    result = make_operator(tmp_path).execute(run_context())
 
     assert result["crm_rows"] == result["total"] == len(expected)
     assert result["uploaded"] + result["rejected"] + result["duplicates"] == len(expected)
@@ -69,9 +72,7 @@ def test_the_interval_bounds_are_templated_and_exclusive_at_the_end(carecloud_em
 def test_crm_field_mapping_overrides_the_default(carecloud_emulator, carecycle_emulator, tmp_path):
     mapping = {**CARECLOUD_FIELD_MAPPING}
     del mapping["firstName"], mapping["lastName"]
-    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(
-        {"data_interval_start": START, "data_interval_end": END}
-    )
+    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(run_context())
     assert result["uploaded"] > 0
     crm_ids = {c["customer_id"] for c in in_interval(carecloud_emulator)}
     uploaded = {k: v for k, v in carecycle_emulator.get_customers_by_external_id().items() if k in crm_ids}
@@ -80,21 +81,35 @@ def test_crm_field_mapping_overrides_the_default(carecloud_emulator, carecycle_e
 
 
 def test_dry_run_reads_the_crm_and_sends_nothing(carecloud_emulator, carecycle_emulator, tmp_path):
-    result = make_operator(tmp_path, dry_run=True).execute({"data_interval_start": START, "data_interval_end": END})
+    result = make_operator(tmp_path, dry_run=True).execute(run_context())
     assert result["crm_rows"] > 0 and result["uploaded"] == 0
     assert not [r for r in carecycle_emulator.request_log() if r["method"] == "POST"]
 
 
-def test_no_data_interval_asks_for_explicit_bounds(tmp_path):
-    with pytest.raises(ValueError, match="changed_since and changed_before"):
-        make_operator(tmp_path).interval({"data_interval_start": None, "data_interval_end": None})
+def test_a_run_without_data_interval_takes_the_utc_day_before_run_after(tmp_path):
+    # a manual Airflow 3 run triggered without a logical date has no data interval, only run_after
+    context = run_context(None, None, run_after=datetime(2026, 3, 2, 5, 30, tzinfo=timezone.utc))
+    assert make_operator(tmp_path).interval(context) == (
+        datetime(2026, 3, 1, tzinfo=timezone.utc),
+        datetime(2026, 3, 2, tzinfo=timezone.utc),
+    )
+    # one bound given: the other still comes from the run
+    op = make_operator(tmp_path, changed_since="2026-02-25T00:00:00Z")
+    assert op.interval(context) == (
+        datetime(2026, 2, 25, tzinfo=timezone.utc),
+        datetime(2026, 3, 2, tzinfo=timezone.utc),
+    )
+
+
+def test_no_dag_run_asks_for_explicit_bounds(tmp_path):
+    with pytest.raises(ValueError, match="pass the interval's bounds explicitly"):
+        make_operator(tmp_path).interval({})
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"field_mapping": {"firstName": "x"}}, "use crm_field_mapping"),
-        ({"crm_field_mapping": {"shoeSize": "x"}}, "shoeSize"),
         ({"page_size": 0}, "page_size must be a positive integer"),
     ],
 )
@@ -103,7 +118,75 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs, message):
         make_operator(tmp_path, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"crm_field_mapping": {"shoeSize": "x"}}, "shoeSize"),
+        ({"crm_field_mapping": "{{ params.text }}"}, "crm_field_mapping must be a mapping"),
+        ({"changed_since": "{{ params.text }}"}, "changed_since must be a datetime"),
+        ({"extra_params": "{{ params.text }}"}, "extra_params must render to a mapping"),
+        ({"rejected_path": "{{ params.empty }}"}, "rejected_path rendered to an empty string"),
+    ],
+)
+def test_templated_arguments_are_checked_once_rendered_before_any_request(
+    tmp_path, carecloud_emulator, carecycle_emulator, kwargs, message
+):
+    op = make_operator(tmp_path, **kwargs)
+    op.render_template_fields({"params": {"text": "yesterday", "empty": " "}})
+    with pytest.raises(ValueError, match=message):
+        op.execute(run_context())
+    assert not carecloud_emulator.request_log() and not carecycle_emulator.request_log()
+
+
 def test_as_datetime_reads_iso_strings_and_rejects_the_rest():
     assert as_datetime("x", "2026-03-01T00:00:00Z") == datetime(2026, 3, 1, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="changed_since must be a datetime"):
         as_datetime("changed_since", "yesterday")
+
+
+# -- in a real DAG run ----------------------------------------------------------------------------------------
+
+CRM_DAG = """
+from datetime import datetime
+
+from airflow import DAG
+
+from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
+
+with DAG(dag_id="crm_only", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    CareCloudCrmToCareCycleLeadsOperator(
+        task_id="crm_to_leads",
+        changed_since={since!r},
+        changed_before={before!r},
+        defaults={{"sourceId": "crm-feed"}},
+        max_rejected_ratio=1.0,
+        rejected_path={rejected!r},
+    )
+"""
+
+
+@pytest.mark.airflow_dag
+def test_a_dag_run_logs_no_execute_outside_task_instance_warning(
+    run_dag_file, carecloud_emulator, carecycle_emulator, tmp_path, captured_logs, monkeypatch
+):
+    # Airflow's ExecutorSafeguard is silent in unit-test mode (tests/conftest.py); switch it on as in production.
+    # The transfer used to call super().execute(), which on Airflow 2.11 logged
+    # "CareCloudCrmToCareCycleLeadsOperator.execute cannot be called outside TaskInstance!" on every run.
+    from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.bases.operator import ExecutorSafeguard
+    else:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    monkeypatch.setattr(ExecutorSafeguard, "test_mode", False)
+    rejected = tmp_path / "rejected.jsonl"
+    source = CRM_DAG.format(since=START.isoformat(), before=END.isoformat(), rejected=str(rejected))
+
+    dag_run = run_dag_file(source, **({} if AIRFLOW_V_3_0_PLUS else {"execution_date": END}))
+
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+    assert states == {"crm_to_leads": "success"}
+    assert rejected.is_file()
+    logs = captured_logs()
+    assert "crm_to_leads" in logs or "CareCloud" in logs  # the run's own log lines were captured
+    assert "cannot be called outside" not in logs

@@ -43,7 +43,7 @@ MAPPING = {
 def test_query_rows_are_streamed_mapped_and_uploaded(carecycle_emulator, warehouse, tmp_path):
     op = SqlToCareCycleLeadsOperator(
         task_id="warehouse_to_carecycle",
-        conn_id="warehouse",
+        sql_conn_id="warehouse",
         sql="SELECT crm_id, mobile, zip, birth_date, income FROM contacts WHERE segment = :segment ORDER BY crm_id",
         parameters={"segment": "medicare"},
         field_mapping=MAPPING,
@@ -67,7 +67,7 @@ def test_query_rows_are_streamed_mapped_and_uploaded(carecycle_emulator, warehou
 def test_unmapped_columns_are_rejected_unless_dropped(carecycle_emulator, warehouse, tmp_path):
     kwargs = {
         "task_id": "t",
-        "conn_id": "warehouse",
+        "sql_conn_id": "warehouse",
         "sql": "SELECT crm_id, mobile, zip, segment FROM contacts WHERE crm_id = 'w-1'",
         "field_mapping": {"externalId": "crm_id", "phoneNumber": "mobile", "postalCode": "zip"},
         "rejected_path": str(tmp_path / "rejected.jsonl"),
@@ -78,7 +78,7 @@ def test_unmapped_columns_are_rejected_unless_dropped(carecycle_emulator, wareho
 
 
 def test_a_non_sql_connection_is_refused(carecycle_emulator, tmp_path):
-    op = SqlToCareCycleLeadsOperator(task_id="t", conn_id="carecycle_default", sql="SELECT 1")
+    op = SqlToCareCycleLeadsOperator(task_id="t", sql_conn_id="carecycle_default", sql="SELECT 1")
     with pytest.raises(ValueError, match="not a SQL"):
         op.execute({})
 
@@ -94,15 +94,32 @@ def test_a_statement_without_rows_is_refused():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sql": " ", "conn_id": "db"}, "sql must be a non-empty"),
-        ({"sql": "SELECT 1", "conn_id": ""}, "conn_id must name"),
-        ({"sql": "SELECT 1", "conn_id": "db", "fetch_size": 0}, "fetch_size must be a positive"),
-        ({"sql": "SELECT 1", "conn_id": "db", "batch_size": 500}, "batch_size must be an integer"),
+        ({"sql": "SELECT 1", "sql_conn_id": ""}, "sql_conn_id must name"),
+        ({"sql": "SELECT 1", "sql_conn_id": "db", "fetch_size": 0}, "fetch_size must be a positive"),
+        ({"sql": "SELECT 1", "sql_conn_id": "db", "batch_size": 500}, "batch_size must be an integer"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SqlToCareCycleLeadsOperator(task_id="t", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sql": " "}, "sql must render to a non-empty query"),
+        ({"sql": "{{ params.empty }}"}, "sql must render to a non-empty query"),
+        ({"sql": "SELECT 1", "parameters": "{{ params.empty }}"}, "parameters must render to a mapping"),
+    ],
+)
+def test_templated_arguments_are_checked_once_rendered_before_the_query(
+    kwargs, message, warehouse, carecycle_emulator, tmp_path
+):
+    op = SqlToCareCycleLeadsOperator(task_id="t", sql_conn_id="warehouse", **kwargs)  # no error: may be templates
+    op.render_template_fields({"params": {"empty": ""}})
+    with pytest.raises(ValueError, match=message):
+        op.execute({})
+    assert not carecycle_emulator.request_log()
 
 
 def test_templated_fields():

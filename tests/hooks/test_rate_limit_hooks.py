@@ -1,0 +1,65 @@
+"""The hooks choose their limiter from the connection extras, report answers to it, and share it with triggers."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_carecycle.exceptions import CareCycleRateLimitError
+from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_file
+from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
+from carecycle_emulator.pytest_plugin import TEST_API_KEY, carecloud_connection_json, carecycle_connection_json
+
+
+def test_the_carecycle_hook_shares_its_budget_host_wide_in_rate_limit_dir(carecycle_emulator, monkeypatch, tmp_path):
+    conn = carecycle_connection_json(carecycle_emulator, rate_limit_dir=str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", conn)
+    hook = CareCycleHook(requests_per_minute=5)
+    assert isinstance(hook.limiter, HostRateLimiter)
+    for _ in range(5):
+        hook.request("GET", "/v2/campaigns")
+    # another process of the host (its own limiter object on the same file) finds the window full
+    other = HostRateLimiter(state_file(tmp_path, carecycle_emulator.url, TEST_API_KEY, 60.0), 5)
+    assert other.try_acquire() > 0
+
+
+def test_a_429_from_elsewhere_cuts_the_hosts_pace(carecycle_emulator, monkeypatch, tmp_path):
+    carecycle_emulator.configure(rate_limit=3, rate_window_s=60.0)  # someone else spends the rest of the key
+    conn = carecycle_connection_json(carecycle_emulator, rate_limit_dir=str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", conn)
+    hook = CareCycleHook(requests_per_minute=10, max_retries=0)
+    for _ in range(3):
+        hook.request("GET", "/v2/campaigns")
+    with pytest.raises(CareCycleRateLimitError):
+        hook.request("GET", "/v2/campaigns")
+    assert hook.limiter.allowed() == 7  # 10 x 0.7: the hook told the limiter about the 429
+
+
+def test_a_deferred_sensors_polls_count_against_the_same_budget(carecycle_emulator, monkeypatch, tmp_path):
+    conn = carecycle_connection_json(carecycle_emulator, rate_limit_dir=str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", conn)
+    campaign = carecycle_emulator.list_campaigns()[0]
+    trigger = CareCycleCampaignStatsTrigger(
+        campaign_id=campaign["id"], threshold={"total": 10**9}, end_time=2e9, hook_params={"requests_per_minute": 2}
+    )
+    trigger._poll()  # what the triggerer runs in a worker thread, one request
+    task_hook = CareCycleHook(requests_per_minute=2)
+    assert task_hook.limiter is trigger._hook.limiter  # a triggerer's threads share one limiter ...
+    other_process = HostRateLimiter(state_file(tmp_path, carecycle_emulator.url, TEST_API_KEY, 60.0), 2)
+    assert other_process.try_acquire() == 0.0  # ... and the host's other processes see the poll: one slot left
+    assert other_process.try_acquire() > 0
+
+
+def test_the_carecloud_hook_reads_the_same_extras(carecloud_emulator, monkeypatch, tmp_path):
+    conn = carecloud_connection_json(carecloud_emulator, rate_limit_dir=str(tmp_path / "cc"))
+    monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", conn)
+    limiter = CareCloudCrmHook().limiter
+    assert isinstance(limiter, HostRateLimiter) and limiter.path.parent == tmp_path / "cc"
+    assert TEST_API_KEY not in limiter.path.name
+
+
+def test_an_unknown_backend_names_the_connection_and_extra(carecycle_connection):
+    carecycle_connection("cc_bad", extra={"rate_limit_backend": "memcached://cache:11211"})
+    with pytest.raises(ValueError, match=r"Airflow connection 'cc_bad': extra 'rate_limit_backend' must be"):
+        CareCycleHook("cc_bad").limiter  # noqa: B018
