@@ -1,11 +1,13 @@
 # The two commands a new user needs: `make demo` and `make test`. Everything is installed here, from PyPI.
 #
-#   make test          ruff + the test suite on Airflow 3 (.venv) and on Airflow 2.11 (.venv-airflow2)
+#   make test          ruff, the full test suite on Airflow 3.3 (.venv) and 2.11 (.venv-airflow2), then the smoke
+#                      suite (tests/smoke) on Airflow 2.10, 3.0, 3.1 and 3.2 (.venv-airflow-<line>)
 #   make demo          start the emulators and run the example lead feed DAG in real Airflow
 #   make bench         the performance benchmarks (prints each figure and its ratio to the goal)
 #
-# Installs are pinned by constraints/airflow-*.txt (Airflow's own constraint files live on GitHub, which this
-# build does not reach); `make constraints` refreshes them from a clean resolve.
+# Installs are pinned by constraints/airflow-<line>.txt (Airflow's own constraint files live on GitHub, which this
+# build does not reach); `make constraints` refreshes them from a clean resolve (`make constraints LINES=3.0` for
+# one line).
 
 PYTHON ?= python3
 AIRFLOW_VERSION ?= 3.3.2
@@ -13,6 +15,24 @@ AIRFLOW2_VERSION ?= 2.11.2
 VENV ?= .venv
 VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
+
+# The lines that get the smoke suite, each in .venv-airflow-<line>: its version, and the day after that version
+# reached PyPI. Their constraints are resolved as of that day (uv --exclude-newer), as Airflow's own constraint
+# files are: dependencies released later break them (universal-pathlib 0.3 breaks the ObjectStoragePath of 2.10.5
+# and 3.0.6, newer fastapi/cadwyn/pydantic the in-process execution API of 3.0.6 and 3.2.2).
+SMOKE_LINES := 2.10 3.0 3.1 3.2
+AIRFLOW_2.10 := 2.10.5
+RELEASED_2.10 := 2025-02-11
+AIRFLOW_3.0 := 3.0.6
+RELEASED_3.0 := 2025-08-30
+AIRFLOW_3.1 := 3.1.8
+RELEASED_3.1 := 2026-03-12
+AIRFLOW_3.2 := 3.2.2
+RELEASED_3.2 := 2026-05-30
+# The two fully tested lines resolve to the newest dependencies.
+AIRFLOW_$(basename $(AIRFLOW_VERSION)) := $(AIRFLOW_VERSION)
+AIRFLOW_$(basename $(AIRFLOW2_VERSION)) := $(AIRFLOW2_VERSION)
+LINES ?= $(basename $(AIRFLOW_VERSION)) $(basename $(AIRFLOW2_VERSION)) $(SMOKE_LINES)
 
 # Both distributions of this repository, editable: the provider and the emulator (emulator/), which the provider's
 # `emulator` extra pins. The emulator is not on PyPI: it is always installed from its folder, and the extra resolves
@@ -22,24 +42,32 @@ INSTALL := -e ./emulator -e ".[dev,emulator]"
 UV := $(VENV)/bin/uv
 PY := $(VENV)/bin/python
 PY2 := $(VENV2)/bin/python
+SMOKE_TESTS := $(addprefix test-smoke-,$(SMOKE_LINES))
 
-.PHONY: test test-airflow3 test-airflow2 lint demo bench constraints clean
+.PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint demo bench constraints clean
+.PRECIOUS: .venv-airflow-%/.installed
 
-test: lint test-airflow3 test-airflow2
+test: lint test-airflow3 test-airflow2 test-smoke
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-3.txt
-	$(UV) pip install --quiet --python $(PY) -c constraints/airflow-3.txt \
+$(VENV)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-$(basename $(AIRFLOW_VERSION)).txt
+	$(UV) pip install --quiet --python $(PY) -c constraints/airflow-$(basename $(AIRFLOW_VERSION)).txt \
 		"apache-airflow==$(AIRFLOW_VERSION)" $(INSTALL)
 	touch $@
 
-$(VENV2)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-2.txt
+$(VENV2)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-$(basename $(AIRFLOW2_VERSION)).txt
 	test -x $(PY2) || $(PYTHON) -m venv --without-pip $(VENV2)
-	$(UV) pip install --quiet --python $(PY2) -c constraints/airflow-2.txt \
+	$(UV) pip install --quiet --python $(PY2) -c constraints/airflow-$(basename $(AIRFLOW2_VERSION)).txt \
 		"apache-airflow==$(AIRFLOW2_VERSION)" $(INSTALL)
+	touch $@
+
+.venv-airflow-%/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-%.txt
+	test -x .venv-airflow-$*/bin/python || $(PYTHON) -m venv --without-pip .venv-airflow-$*
+	$(UV) pip install --quiet --python .venv-airflow-$*/bin/python -c constraints/airflow-$*.txt \
+		"apache-airflow==$(AIRFLOW_$*)" $(INSTALL)
 	touch $@
 
 lint: $(VENV)/.installed
@@ -52,18 +80,25 @@ test-airflow3: $(VENV)/.installed
 test-airflow2: $(VENV2)/.installed
 	$(PY2) -m pytest $(PYTEST_ARGS)
 
+test-smoke: $(SMOKE_TESTS)
+
+$(SMOKE_TESTS): test-smoke-%: .venv-airflow-%/.installed
+	.venv-airflow-$*/bin/python -m pytest tests/smoke $(PYTEST_ARGS)
+
 demo: $(VENV)/.installed
 	$(PY) -m dev.demo
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
 
-constraints: $(UV)
-	for line in "3 $(AIRFLOW_VERSION)" "2 $(AIRFLOW2_VERSION)"; do set -- $$line; \
-		tmp=$$(mktemp -d); $(PYTHON) -m venv --without-pip $$tmp/venv; \
-		$(UV) pip install --quiet --python $$tmp/venv/bin/python "apache-airflow==$$2" $(INSTALL) && \
-		$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > constraints/airflow-$$1.txt; \
-		rm -rf $$tmp; done
+constraints: $(addprefix constraints-,$(LINES))
+
+constraints-%: $(UV)
+	tmp=$$(mktemp -d) && $(PYTHON) -m venv --without-pip $$tmp/venv && \
+	$(UV) pip install --quiet --python $$tmp/venv/bin/python $(if $(RELEASED_$*),--exclude-newer $(RELEASED_$*)) \
+		"apache-airflow==$(AIRFLOW_$*)" $(INSTALL) && \
+	$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > constraints/airflow-$*.txt; \
+	status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
-	rm -rf $(VENV) $(VENV2) .pytest_cache .ruff_cache .demo .bench
+	rm -rf $(VENV) $(VENV2) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .demo .bench

@@ -1,19 +1,23 @@
-"""The one place that knows where Airflow keeps things in 2.10/2.11 and in 3.x.
+"""The one place that knows where Airflow keeps the names this provider uses, on 2.10, 2.11 and 3.0 onwards.
 
-Every other module imports Airflow names from here. Airflow 3 exposes its authoring API as ``airflow.sdk``;
-Airflow 2 keeps the same classes under older paths. Nothing here does work beyond the imports.
+Every other module imports Airflow names from here. Airflow moved its authoring API into ``airflow.sdk`` one name
+at a time over several releases (3.0 has ``airflow.sdk.BaseOperator`` but not ``BaseHook``; ``conf`` arrived in
+``airflow.sdk`` with 3.2), so each name is looked up on its own: in the newest module that can have it first,
+then in the older ones, the first that has it wins. No major-version switch decides for a whole group.
+
+A name is resolved the first time it is imported from this module (PEP 562 ``__getattr__``) and then cached, so
+importing a hook does not import Airflow's trigger or object-storage machinery. A name found nowhere raises an
+``ImportError`` that names it and every module tried.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as AIRFLOW_VERSION
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
-
-if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+if TYPE_CHECKING:
     from airflow.sdk import (
         BaseHook,
         BaseOperator,
@@ -25,20 +29,83 @@ if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
     )
     from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException, TaskDeferred
     from airflow.sdk.log import mask_secret
-else:  # Airflow 2.10 / 2.11
-    from airflow.configuration import conf
-    from airflow.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException, TaskDeferred
-    from airflow.hooks.base import BaseHook
-    from airflow.io.path import ObjectStoragePath
-    from airflow.models.baseoperator import BaseOperator
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue
-    from airflow.utils.context import Context
-    from airflow.utils.log.secrets_masker import mask_secret
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+#: For behaviour that differs between majors (``dag.test(logical_date=...)`` vs ``execution_date``, the executors
+#: SQLite allows), never for where a name lives: that is :data:`_LOCATIONS`.
+AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
+
+#: Where each name lives, newest module first. Checked by importing on 2.10.5, 2.11.2, 3.0.6, 3.1.8, 3.2.2, 3.3.2:
+#: ``airflow.sdk`` has BaseOperator, BaseSensorOperator, PokeReturnValue, Context and ObjectStoragePath from 3.0,
+#: BaseHook from 3.1 and conf from 3.2; ``airflow.sdk.exceptions`` has AirflowException from 3.1 and
+#: AirflowFailException, AirflowNotFoundException and TaskDeferred from 3.2 (the same classes ``airflow.exceptions``
+#: still exports).
+_LOCATIONS: dict[str, tuple[str, ...]] = {
+    "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
+    "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
+    "BaseSensorOperator": ("airflow.sdk", "airflow.sensors.base"),
+    "PokeReturnValue": ("airflow.sdk", "airflow.sensors.base"),
+    "Context": ("airflow.sdk", "airflow.utils.context"),
+    "ObjectStoragePath": ("airflow.sdk", "airflow.io.path"),
+    "conf": ("airflow.sdk", "airflow.configuration"),
+    "mask_secret": ("airflow.sdk.log", "airflow.utils.log.secrets_masker"),
+    "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowNotFoundException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "BaseTrigger": ("airflow.triggers.base",),
+    "TriggerEvent": ("airflow.triggers.base",),
+}
+
+
+def _first(name: str, *modules: str) -> Any:
+    """``name`` from the first of ``modules`` (newest first) that can be imported and has it.
+
+    :param name: the attribute to look up.
+    :param modules: dotted module names, newest location first.
+    :raises ImportError: no module has it; the message names ``name``, this Airflow's version and every module
+        tried with why it did not have the name.
+    """
+    tried = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            tried.append(f"{module_name} (not importable: {exc})")
+            continue
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            tried.append(f"{module_name} (no {name})")
+        except ImportError as exc:  # a lazy module (airflow.sdk) whose submodule for the name fails to import
+            tried.append(f"{module_name} (its {name} is not importable: {exc})")
+    raise ImportError(
+        f"airflow-provider-carecycle cannot find {name!r} in Apache Airflow {AIRFLOW_VERSION}; tried "
+        + "; ".join(tried)
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve an Airflow name on first use and cache it in this module (PEP 562)."""
+    if name not in _LOCATIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = _first(name, *_LOCATIONS[name])
+    globals()[name] = value
+    return value
+
+
+def _get(name: str) -> Any:
+    """A name for this module's own code, which does not go through :func:`__getattr__`."""
+    return globals()[name] if name in globals() else __getattr__(name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read when an operator is built (not at import time)."""
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return _get("conf").getboolean("operators", "default_deferrable", fallback=False)
 
 
 __all__ = [

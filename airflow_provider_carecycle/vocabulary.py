@@ -1,7 +1,9 @@
 """The careCycle API's documented value sets and limits, in one place.
 
-Taken from the vendor pages (``shared/api-docs``). The hook, the lead validator, the campaign figures and the
-emulator all read them from here, so a value the vendor adds is added once. Importing this imports nothing else.
+Taken from the vendor pages (``shared/api-docs``). The hooks, operators, sensors, the lead validator and the
+campaign figures all import them from here (never through a hook module), so a value the vendor adds is added once.
+The emulator keeps its own copy on purpose: a test oracle must not share the client's mistakes. Importing this
+imports nothing else.
 """
 
 from __future__ import annotations
@@ -66,10 +68,15 @@ MARITAL_STATUSES = ("Single", "Married", "Divorced", "Widowed", "Separated", "Do
 #: time zone abbreviations accepted besides IANA names
 TIMEZONE_ABBREVIATIONS = ("EST", "CST", "MST", "PST")
 SORT_DIRECTIONS = ("asc", "desc")
+#: ``GET /v2/customers``: ``sortBy`` and ``dateField``
+CUSTOMER_SORT_FIELDS = ("createdAt", "firstName", "lastName", "callerId")
+CUSTOMER_DATE_FIELDS = ("createdAt", "effectiveDate", "enrollmentDate")
 CAMPAIGN_SORT_FIELDS = ("createdAt", "updatedAt", "name", "status", "startDate")
 CALL_SORT_FIELDS = ("createdAt", "disposition", "duration")
 #: list endpoints: largest ``perPage``
 MAX_PER_PAGE = 100
+#: the key's documented rate limit, requests a minute (the hook's ``requests_per_minute`` when nothing says otherwise)
+DEFAULT_REQUESTS_PER_MINUTE = 60
 #: ``POST /v2/leads/upload``: records per request, custom fields per record
 MAX_RECORDS_PER_UPLOAD = 200
 MAX_CUSTOM_FIELDS = 50

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,14 +24,16 @@ from airflow_provider_carecycle.exceptions import (
 )
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
-from airflow_provider_carecycle.hooks.customer_filters import SORT_DIRECTIONS, build_customer_params
+from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.ids import require_uuid
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
     CAMPAIGN_STATUSES,
     MAX_PER_PAGE,
     MAX_RECORDS_PER_UPLOAD,
+    SORT_DIRECTIONS,
 )
 
 if TYPE_CHECKING:
@@ -41,10 +42,6 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = CARECYCLE_DEFAULT_BASE_URL
 API_KEY_PREFIX = "cc_"
 DEFAULT_RETRY_AFTER_S = 60.0
-_UUID = re.compile(
-    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
-    r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
-)
 
 #: Connection extras the hook reads, with their types and defaults: a view of the connection form.
 EXTRA_FIELDS = CARECYCLE_FORM.extras
@@ -64,12 +61,6 @@ class Page:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"Invalid {name} {value!r}. Valid values: {', '.join(choices)}.")
-    return value
-
-
-def _require_uuid(name: str, value: str) -> str:
-    if not isinstance(value, str) or not _UUID.match(value):
-        raise ValueError(f"{name} must be a careCycle UUID, got {value!r}.")
     return value
 
 
@@ -289,6 +280,51 @@ class CareCycleHook(ApiHook):
         for page in self.paginate(path, params, per_page):
             yield from page.items
 
+    def customer_pages(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        extra_params: Mapping[str, Any] | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[Page]:
+        """The pages of ``GET /v2/customers`` for the filters, fetched lazily, one request per page.
+
+        The filters and the page size are checked at once, before any request; the pages come as they are read.
+
+        :param filters: snake_case customer filters (see ``customer_filters.CUSTOMER_FILTERS``), e.g.
+            ``{"statuses": ["Lead"], "states": ["FL", "TX"], "start_date": date(2026, 1, 1)}``.
+        :param extra_params: raw query parameters passed through unchanged (they win over the filters).
+        :param per_page: page size, 1-100.
+        :raises ValueError: for an unknown filter, an invalid value or page size.
+        """
+        params = customer_query_params(filters or {}, extra_params)
+        return self.paginate("/v2/customers", params, _per_page(per_page))
+
+    def call_pages(
+        self,
+        customer_id: str,
+        *,
+        sort_by: str = "createdAt",
+        sort_direction: str = "desc",
+        per_page: int = MAX_PER_PAGE,
+    ) -> Iterator[Page]:
+        """The pages of ``GET /v2/customers/{customer_id}/calls``, fetched lazily, one request per page.
+
+        The arguments are checked at once, before any request.
+
+        :param customer_id: the customer's UUID.
+        :param sort_by: ``createdAt``, ``disposition`` or ``duration``.
+        :param sort_direction: ``asc`` or ``desc``.
+        :param per_page: page size, 1-100.
+        :raises ValueError: for an id that is not a UUID, an unknown order or an invalid page size.
+        """
+        params = {
+            "sortBy": _choice("sort_by", sort_by, CALL_SORT_FIELDS),
+            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
+        }
+        path = f"/v2/customers/{require_uuid('customer_id', customer_id)}/calls"
+        return self.paginate(path, params, _per_page(per_page))
+
     # -- public API ----------------------------------------------------------------------------------------------
 
     def iter_customers(
@@ -301,15 +337,15 @@ class CareCycleHook(ApiHook):
         :param filters: snake_case customer filters (see ``customer_filters.CUSTOMER_FILTERS``), e.g.
             ``statuses=["Lead"], states=["FL", "TX"], start_date=date(2026, 1, 1)``.
         """
-        params = build_customer_params(filters, extra_params)
-        return self._iter_items("/v2/customers", params, per_page)
+        pages = self.customer_pages(filters, extra_params=extra_params, per_page=per_page)
+        return (item for page in pages for item in page.items)
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         """One customer with full details (policies, prescriptions, providers, dependents, custom fields).
 
         :param customer_id: the customer's UUID.
         """
-        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}"
+        path = f"/v2/customers/{require_uuid('customer_id', customer_id)}"
         body = self.request("GET", path)
         if not isinstance(body, dict):
             raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a customer.", status=200)
@@ -330,12 +366,8 @@ class CareCycleHook(ApiHook):
         :param sort_direction: ``asc`` or ``desc``.
         :param per_page: page size, 1-100.
         """
-        params = {
-            "sortBy": _choice("sort_by", sort_by, CALL_SORT_FIELDS),
-            "sortDirection": _choice("sort_direction", sort_direction, SORT_DIRECTIONS),
-        }
-        path = f"/v2/customers/{_require_uuid('customer_id', customer_id)}/calls"
-        return self._iter_items(path, params, per_page)
+        pages = self.call_pages(customer_id, sort_by=sort_by, sort_direction=sort_direction, per_page=per_page)
+        return (item for page in pages for item in page.items)
 
     def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Upload 1-200 lead records in one request; return the API's answer as is.
@@ -380,7 +412,7 @@ class CareCycleHook(ApiHook):
 
         :param campaign_id: the campaign's UUID.
         """
-        path = f"/v2/campaigns/{_require_uuid('campaign_id', campaign_id)}"
+        path = f"/v2/campaigns/{require_uuid('campaign_id', campaign_id)}"
         body = self.request("GET", path)
         campaign = body.get("campaign", body) if isinstance(body, dict) else None
         if not isinstance(campaign, dict):

@@ -1,4 +1,5 @@
-"""The one table that maps ``iter_customers`` keyword arguments to ``GET /v2/customers`` query parameters.
+"""careCycle's customer filters: the one table that maps snake_case filter names to ``GET /v2/customers`` query
+parameters (used by ``CareCycleHook.customer_pages`` and so by ``iter_customers`` and the customers export).
 
 The vendor page lost most parameter names; ``verified`` marks the names seen in the vendor's documentation, the
 others are our working assumptions (see ``docs/api-assumptions.md``). ``extra_params`` passes any raw parameter
@@ -14,6 +15,8 @@ from typing import Any
 
 from airflow_provider_carecycle.vocabulary import (
     CAMPAIGN_MEMBER_STATUSES,
+    CUSTOMER_DATE_FIELDS,
+    CUSTOMER_SORT_FIELDS,
     CUSTOMER_STATUSES,
     POLICY_STATUSES,
     POLICY_TYPES,
@@ -39,7 +42,7 @@ class Filter:
 
 CUSTOMER_FILTERS: dict[str, Filter] = {
     "search": Filter("search", verified=True),
-    "sort_by": Filter("sortBy", choices=("createdAt", "firstName", "lastName", "callerId"), verified=True),
+    "sort_by": Filter("sortBy", choices=CUSTOMER_SORT_FIELDS, verified=True),
     "sort_direction": Filter("sortDirection", choices=SORT_DIRECTIONS, verified=True),
     "include_test_numbers": Filter("includeTestNumbers", "bool", verified=True),
     "source_ids": Filter("sourceIds", "list", verified=True),
@@ -50,7 +53,7 @@ CUSTOMER_FILTERS: dict[str, Filter] = {
     "policy_statuses": Filter("policyStatuses", "list", POLICY_STATUSES),
     "assigned_member_ids": Filter("assignedMemberIds", "list"),
     "statuses": Filter("statuses", "list", CUSTOMER_STATUSES),
-    "date_field": Filter("dateField", choices=("createdAt", "effectiveDate", "enrollmentDate"), verified=True),
+    "date_field": Filter("dateField", choices=CUSTOMER_DATE_FIELDS, verified=True),
     "start_date": Filter("startDate", "date", verified=True),
     "end_date": Filter("endDate", "date", verified=True),
     "last_call_start_date": Filter("lastCallStartDate", "date"),
@@ -108,7 +111,7 @@ def _encode(name: str, spec: Filter, value: Any) -> str:
     return text
 
 
-def build_customer_params(filters: Mapping[str, Any], extra_params: Mapping[str, Any] | None = None) -> dict[str, str]:
+def customer_query_params(filters: Mapping[str, Any], extra_params: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Turn snake_case filters into ``GET /v2/customers`` query parameters, checking every value first.
 
     ``None`` values and empty lists are left out. ``extra_params`` are added last, unchanged, and win.

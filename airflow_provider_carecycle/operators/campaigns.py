@@ -7,13 +7,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, STATUS_COUNT_KEYS, campaign_summary
+from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, campaign_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
-from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES
 from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
+from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES, STATUS_COUNT_KEYS
 
 #: the leading columns of a snapshot row; the flattened ``customerStats`` follow
 ROW_KEY_COLUMNS = ("snapshot_at", "id", "name", "status")

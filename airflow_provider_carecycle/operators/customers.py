@@ -22,15 +22,14 @@ from typing import Any, TypeVar
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
-from airflow_provider_carecycle.hooks.carecycle import CALL_SORT_FIELDS, MAX_PER_PAGE, CareCycleHook, Page
-from airflow_provider_carecycle.hooks.customer_filters import (
-    SORT_DIRECTIONS,
-    build_customer_params,
-)
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
+from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
+from airflow_provider_carecycle.ids import is_uuid
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
+from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
 
 #: the most rows ``return_records=True`` may put in XCom
 MAX_RETURN_RECORDS = 1000
@@ -39,7 +38,6 @@ PREFETCH_PAGES = 2
 #: the customer order used when the user gives none: oldest first, so customers created during the export land
 #: on pages not yet read instead of shifting the pages still to come
 DEFAULT_CUSTOMER_SORT = {"sort_by": "createdAt", "sort_direction": "asc"}
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _T = TypeVar("_T")
 
 
@@ -116,7 +114,7 @@ def _customer_id(value: Any, position: int) -> str:
     if isinstance(value, Mapping):
         value = value.get("id")
     text = str(value).strip() if value is not None else ""
-    if not _UUID.match(text):
+    if not is_uuid(text):
         raise ValueError(f"Customer id #{position} is not a careCycle customer UUID.")
     return text
 
@@ -348,21 +346,38 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         self.filters = filters
         self.extra_params = extra_params
 
-    def query_params(self) -> dict[str, str]:
-        """The rendered ``filters`` and ``extra_params`` as ``GET /v2/customers`` query parameters, checked.
+    def _rendered_filters(self) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+        """The rendered ``filters`` (oldest first unless they give an order) and ``extra_params``.
 
-        :raises ValueError: for a mapping that is not one, an unknown filter or an invalid value.
+        :raises ValueError: for either one rendering to something that is not a mapping.
         """
         for name, value in (("filters", self.filters), ("extra_params", self.extra_params)):
             if value is not None and not isinstance(value, Mapping):
                 raise ValueError(f"{name} must render to a mapping of name -> value, got {type(value).__name__}.")
-        return build_customer_params({**DEFAULT_CUSTOMER_SORT, **(self.filters or {})}, self.extra_params)
+        return {**DEFAULT_CUSTOMER_SORT, **(self.filters or {})}, self.extra_params
+
+    def query_params(self) -> dict[str, str]:
+        """The rendered ``filters`` and ``extra_params`` as the ``GET /v2/customers`` query parameters the export
+        sends, checked (the hook's :func:`~airflow_provider_carecycle.hooks.customer_filters.customer_query_params`).
+
+        :raises ValueError: for a mapping that is not one, an unknown filter or an invalid value.
+        """
+        filters, extra_params = self._rendered_filters()
+        return customer_query_params(filters, extra_params)
+
+    def customer_pages(self) -> Iterator[Page]:
+        """The customer pages to export, from :meth:`CareCycleHook.customer_pages`: the rendered filters are checked
+        now, before any request, and the pages fetched as they are read.
+
+        :raises ValueError: for a mapping that is not one, an unknown filter or an invalid value.
+        """
+        filters, extra_params = self._rendered_filters()
+        return self.hook.customer_pages(filters, extra_params=extra_params, per_page=self.per_page)
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
             rendered_path("output_path", self.output_path)
-            params = self.query_params()
-        pages = self.hook.paginate("/v2/customers", params, self.per_page)
+            pages = self.customer_pages()
         summary = self._export(pages, unit="customers")
         record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
         return summary
@@ -451,11 +466,13 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
         self, customer_ids: Iterable[str], since: dt.datetime | None, counts: _CallCounts
     ) -> Iterator[Page]:
         """Each customer's call pages in turn, rows tagged with ``customerId``, cut at ``since``."""
-        params = {"sortBy": self.sort_by, "sortDirection": self.sort_direction}
         for customer_id in customer_ids:
             counts.customers += 1
             try:
-                for page in self.hook.paginate(f"/v2/customers/{customer_id}/calls", params, self.per_page):
+                pages = self.hook.call_pages(
+                    customer_id, sort_by=self.sort_by, sort_direction=self.sort_direction, per_page=self.per_page
+                )
+                for page in pages:
                     rows = [{"customerId": customer_id, **call} for call in page.items]
                     older = False
                     if since is not None:

@@ -18,10 +18,11 @@ from airflow_provider_carecycle._compat import (
 )
 from airflow_provider_carecycle.campaign_stats import TERMINAL_STATUSES, evaluate, parse_threshold, threshold_to_json
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
-from airflow_provider_carecycle.hooks.carecycle import CAMPAIGN_STATUSES, CareCycleHook
+from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import rendered_arguments, rendered_text
-from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
+from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger, min_poll_interval
+from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES
 
 
 class CareCycleCampaignStatsSensor(BaseSensorOperator):
@@ -135,8 +136,8 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
         )
 
     def _trigger(self) -> CareCycleCampaignStatsTrigger:
-        """The trigger, polling no faster than one request per rate-limit slot."""
-        min_interval = self.hook.rate_limit_window / self.hook.limiter.limit
+        """The trigger, polling no faster than one request per rate-limit slot (the first poke built the limiter)."""
+        min_interval = min_poll_interval(self.hook_params, self.hook)
         return CareCycleCampaignStatsTrigger(
             campaign_id=self.campaign_id,
             threshold=self.threshold,

@@ -22,18 +22,25 @@ from airflow_provider_carecycle.campaign_stats import (
 )
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-
-#: the API's documented limit, used when ``hook_params`` does not say otherwise
-DEFAULT_REQUESTS_PER_MINUTE = 60
+from airflow_provider_carecycle.vocabulary import DEFAULT_REQUESTS_PER_MINUTE
 
 
-def min_poll_interval(hook_params: Mapping[str, Any]) -> float:
-    """The shortest poll interval that stays within the rate limit at one request per poll.
+def min_poll_interval(hook_params: Mapping[str, Any], hook: CareCycleHook | None = None) -> float:
+    """The shortest poll interval that stays within the rate limit at one request per poll: the rate limit's
+    window over its requests. The one rule of the stats sensor and its trigger.
+
+    With ``hook`` (a hook that has already sent a request, so its connection is read and its limiter built), the
+    limiter's rate counts, which includes the connection's ``requests_per_minute`` extra. Without one (before any
+    request, e.g. in the triggerer's event loop, where no connection may be looked up), ``hook_params`` alone
+    decide, defaulting to the API's documented 60 requests a minute.
 
     :param hook_params: the hook's keyword arguments (``requests_per_minute``, ``rate_limit_window``).
+    :param hook: the hook built from them, once it has a limiter.
     """
-    per_window = hook_params.get("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE
-    return float(hook_params.get("rate_limit_window", 60.0)) / float(per_window)
+    if hook is not None:
+        return float(hook.rate_limit_window) / float(hook.limiter.limit)
+    window = float(hook_params.get("rate_limit_window", 60.0))
+    return window / float(hook_params.get("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE)
 
 
 class CareCycleCampaignStatsTrigger(BaseTrigger):
@@ -147,10 +154,11 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         """Seconds until the next poll.
 
         The poll interval, shortened so the wait ends at ``end_time``, but never below the rate limit's minimum (so
-        the last poll may come up to that minimum after ``end_time``).
+        the last poll may come up to that minimum after ``end_time``). The minimum is the hook's, connection extras
+        included (see :func:`min_poll_interval`): it runs after a poll, so the hook has read its connection.
         """
         remaining = self.end_time - time.time()
-        return min(self.poll_interval, max(remaining, min_poll_interval(self.hook_params)))
+        return max(min(self.poll_interval, remaining), min_poll_interval(self.hook_params, self._hook))
 
     def _event_for(self, result: Evaluation) -> dict[str, Any] | None:
         """The event a poll's result calls for, or ``None`` to keep waiting."""

@@ -13,6 +13,7 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleValidationError,
 )
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.ids import is_uuid, require_uuid
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -189,3 +190,77 @@ def test_test_connection(carecycle_emulator, carecycle_connection):
     carecycle_connection("wrong", host=carecycle_emulator.url, password="cc_wrong")
     ok, message = CareCycleHook("wrong").test_connection()
     assert not ok and "Check the API key" in message and "cc_wrong" not in message
+
+
+# -- page-level endpoints: the one code path of the iter_* methods and the extract operators -----------------------
+
+
+def test_customer_pages_are_the_pages_iter_customers_reads(carecycle_emulator):
+    carecycle_emulator.reset(customers=25)
+    hook = CareCycleHook()
+    pages = list(hook.customer_pages({"sort_by": "createdAt", "sort_direction": "asc"}, per_page=10))
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert [len(p.items) for p in pages] == [10, 10, 5] and {p.items_total for p in pages} == {25}
+    rows = list(hook.iter_customers(sort_by="createdAt", sort_direction="asc", per_page=10))
+    assert [c["id"] for p in pages for c in p.items] == [c["id"] for c in rows]
+    sent = api_requests(carecycle_emulator, "/v2/customers")
+    assert {(r["query"]["sortBy"], r["query"]["sortDirection"], r["query"]["perPage"]) for r in sent} == {
+        ("createdAt", "asc", "10")
+    }
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda hook: hook.customer_pages({"no_such_filter": 1}), "Unknown careCycle customer filter"),
+        (lambda hook: hook.customer_pages({"statuses": ["Nobody"]}), "Valid values"),
+        (lambda hook: hook.customer_pages(per_page=0), "per_page must be between 1 and 100"),
+        (lambda hook: hook.call_pages("not-a-uuid"), "customer_id must be a careCycle UUID"),
+        (lambda hook: hook.call_pages(UNKNOWN_ID, sort_by="name"), "Invalid sort_by"),
+        (lambda hook: hook.call_pages(UNKNOWN_ID, per_page=101), "per_page must be between 1 and 100"),
+        (lambda hook: hook.iter_customer_calls(f"{UNKNOWN_ID}\n"), "customer_id must be a careCycle UUID"),
+    ],
+)
+def test_page_methods_check_their_arguments_before_any_request(carecycle_emulator, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(CareCycleHook())  # raised when called, not on the first next()
+    assert carecycle_emulator.request_log() == []
+
+
+def test_call_pages_page_through_one_customers_calls(carecycle_emulator):
+    carecycle_emulator.tick_dialer(steps=20)
+    hook = CareCycleHook()
+    customer = next(c for c in hook.iter_customers() if c["totalCalls"] >= 2)
+    pages = list(hook.call_pages(customer["id"], sort_by="duration", sort_direction="asc", per_page=1))
+    assert [p.number for p in pages] == list(range(1, customer["totalCalls"] + 1))
+    assert [c["id"] for p in pages for c in p.items] == [
+        c["id"] for c in hook.iter_customer_calls(customer["id"], sort_by="duration", sort_direction="asc")
+    ]
+    sent = api_requests(carecycle_emulator, f"/v2/customers/{customer['id']}/calls")
+    assert {(r["query"]["sortBy"], r["query"]["sortDirection"]) for r in sent} == {("duration", "asc")}
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("1369e7fe-6ed5-49b5-8b46-243bf8918958", True),
+        ("1369E7FE-6ED5-49B5-8B46-243BF8918958", True),
+        (UNKNOWN_ID, True),  # the nil UUID: a well-formed id the API answers 404 for
+        ("ffffffff-ffff-ffff-ffff-ffffffffffff", True),
+        ("12345678-1234-1234-1234-123456789012", False),  # no RFC 9562 variant
+        ("1369e7fe-6ed5-09b5-8b46-243bf8918958", False),  # version 0
+        ("1369e7fe-6ed5-49b5-8b46-243bf8918958\n", False),  # a line break would end up in the URL path
+        (" 1369e7fe-6ed5-49b5-8b46-243bf8918958", False),
+        ("1369e7fe6ed549b58b46243bf8918958", False),
+        ("../v2/leads/upload", False),
+        (None, False),
+        (12, False),
+    ],
+)
+def test_one_uuid_check_for_every_id(value, ok):
+    assert is_uuid(value) is ok
+    if ok:
+        assert require_uuid("campaign_id", value) == value
+    else:
+        with pytest.raises(ValueError, match="campaign_id must be a careCycle UUID"):
+            require_uuid("campaign_id", value)

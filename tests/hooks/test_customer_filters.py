@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 
-from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, build_customer_params
+from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, customer_query_params
 
 
 def test_every_filter_encodes_to_its_api_name():
-    params = build_customer_params(
+    params = customer_query_params(
         {
             "search": "smith",
             "sort_by": "lastName",
@@ -60,7 +60,7 @@ def test_every_filter_encodes_to_its_api_name():
 
 
 def test_none_and_empty_are_left_out_and_extra_params_pass_through():
-    params = build_customer_params({"states": [], "search": None}, {"newFilter": "x", "statuses": "Raw"})
+    params = customer_query_params({"states": [], "search": None}, {"newFilter": "x", "statuses": "Raw"})
     assert params == {"newFilter": "x", "statuses": "Raw"}
 
 
@@ -78,5 +78,5 @@ def test_none_and_empty_are_left_out_and_extra_params_pass_through():
 )
 def test_invalid_values_are_refused_before_any_request(filters, message):
     with pytest.raises(ValueError) as err:
-        build_customer_params(filters)
+        customer_query_params(filters)
     assert message in str(err.value)

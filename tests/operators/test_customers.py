@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_carecycle._compat import AirflowFailException
 from airflow_provider_carecycle.exceptions import CareCycleServerError
-from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, build_customer_params
+from airflow_provider_carecycle.hooks.customer_filters import CUSTOMER_FILTERS, customer_query_params
 from airflow_provider_carecycle.operators import customers as module
 from airflow_provider_carecycle.operators.customers import (
     CareCycleExtractCustomerCallsOperator,
@@ -202,7 +202,7 @@ def test_each_filter_narrows_the_export_like_the_api(carecycle_emulator, tmp_pat
         filters = {"campaign_ids": [carecycle_emulator.list_campaigns()[0]["id"]]}
     summary = export_customers(tmp_path, per_page=40, filters=filters)
 
-    expected = carecycle_emulator.query_customers(build_customer_params({**filters}, OLDEST_FIRST))
+    expected = carecycle_emulator.query_customers(customer_query_params({**filters}, OLDEST_FIRST))
     everyone = carecycle_emulator.query_customers(OLDEST_FIRST)
     assert 0 < len(expected) < len(everyone)  # the filter really narrows
     assert [r["id"] for r in iter_records(summary["path"])] == [c["id"] for c in expected]
@@ -420,6 +420,8 @@ def test_calls_from_comma_separated_text(carecycle_emulator, tmp_path):
     ("source", "message"),
     [
         ({"customer_ids": ["not-a-uuid"]}, "Customer id #1 is not a careCycle customer UUID"),
+        # hex in UUID shape, but no RFC 9562 version/variant: the hook refuses it, so the operator does too, up front
+        ({"customer_ids": ["12345678-1234-1234-1234-123456789012"]}, "Customer id #1 is not a careCycle customer UUID"),
         ({"customer_ids_path": "ids.jsonl"}, "Row 2 of ids.jsonl has no 'id'"),
     ],
 )
@@ -430,6 +432,8 @@ def test_bad_customer_ids_fail_clearly(carecycle_emulator, tmp_path, source, mes
     with pytest.raises(ValueError, match=message):
         export_calls(tmp_path / "out", **source)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    if "customer_ids" in source:  # a list is checked whole before the first request (a file is streamed)
+        assert api_requests(carecycle_emulator, "/v2/customers/") == []
 
 
 def test_killed_export_leaves_nothing_at_output_path(carecycle_emulator, tmp_path):

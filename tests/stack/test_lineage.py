@@ -68,7 +68,7 @@ def test_a_sql_upload_reads_the_tables_of_its_query(carecycle_connection, tmp_pa
     sqlite3.connect(db).close()
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
     op = SqlToCareCycleLeadsOperator(
-        task_id="sql", conn_id="warehouse", sql="SELECT * FROM crm.marketing_leads WHERE updated_at >= '2026-03-01'"
+        task_id="sql", sql_conn_id="warehouse", sql="SELECT * FROM crm.marketing_leads WHERE updated_at >= '2026-03-01'"
     )
 
     lineage = op.get_openlineage_facets_on_start()

@@ -220,6 +220,27 @@ def test_last_poll_before_the_end_time_keeps_to_the_rate_limit():
     assert make_trigger(UNKNOWN_ID, {"total": 1}, end_in=60, poll_interval=10)._next_delay() == 10
 
 
+def test_the_poll_floor_counts_the_connections_rate_limit_as_the_sensors_does(carecycle_emulator, carecycle_connection):
+    # the connection allows 30 requests a minute: one poll per 2 s, whatever hook_params (silent here) say
+    campaign = first_campaign(carecycle_emulator)
+    conn = json.loads(carecycle_emulator.airflow_connection(requests_per_minute=30))
+    carecycle_connection("slow", **conn)
+    trigger = make_trigger(campaign["id"], {"total": 10**9}, carecycle_conn_id="slow", hook_params={}, end_in=0.1)
+    assert trigger.poll_interval == 1.0  # before any request only hook_params are known (no lookup in the loop)
+    trigger._poll()
+    trigger.end_time = time.time() - 1
+    assert trigger._next_delay() == 2.0 == min_poll_interval({}, trigger._hook)
+    op = CareCycleCampaignStatsSensor(
+        task_id="wait",
+        campaign_id=campaign["id"],
+        threshold={"total": 10**9},
+        carecycle_conn_id="slow",
+        poke_interval=0,
+    )
+    op.poke({})
+    assert op._trigger().poll_interval == 2.0  # the sensor hands the trigger the same floor
+
+
 # -- transient and permanent failures -------------------------------------------------------------------------------
 #
 # A retryable error event lets the task's ``retries`` apply (the sensor raises AirflowException); a non-retryable
