@@ -1,13 +1,16 @@
-"""The careCycle exception family.
+"""The transport's base error and the careCycle exception family.
 
-Every error the hook raises for an API answer is a :class:`CareCycleAPIError` carrying what the API said: HTTP
-status, ``code``, ``message``, the validation ``errors`` and ``failed_records``, and ``retry_after``. Messages never
+:class:`ApiError` is what the vendor-neutral transport (:mod:`airflow_provider_carecycle.hooks._http`) knows: a
+message, the HTTP status, an error ``code``, ``retry_after`` and whether a retry may succeed (``retryable``). Every
+error the careCycle hook raises for an API answer is a :class:`CareCycleAPIError` under it, which also carries the
+validation ``errors`` and ``failed_records``; the CareCloud CRM family is its sibling, not its child. Messages never
 contain record contents or the API key.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowException, AirflowFailException
@@ -84,7 +87,74 @@ def sanitize_failed_records(records: Any) -> list[dict[str, Any]]:
     return kept
 
 
-class CareCycleAPIError(AirflowException):
+class ApiError(AirflowException):
+    """An error answer (or no answer) from an HTTP API the provider talks to: the transport's base error.
+
+    Each vendor has its own family under it (:class:`CareCycleAPIError` here, ``CareCloudAPIError`` in
+    :mod:`airflow_provider_carecycle.hooks.carecloud`); the families are siblings, so catching one vendor's error
+    never catches the other's. Catch ``ApiError`` for both.
+
+    The message is built once, here: ``message`` followed by what the error's details say (:meth:`details`).
+
+    :param message: a readable, PHI-free description.
+    :param status: the HTTP status, or ``None`` when no answer arrived.
+    :param code: the API's error code (a short identifier only).
+    :param retry_after: seconds to wait before retrying, from a 429 answer.
+    """
+
+    #: Whether the same request may succeed if sent again later (see :attr:`retryable`).
+    RETRYABLE = False
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.message = " ".join([message, *self.details()])
+        super().__init__(self.message)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed if sent again later (no answer, 5xx, 429)."""
+        return self.RETRYABLE
+
+    def details(self) -> list[str]:
+        """Sentences the message ends with (a validation error's field errors); none by default."""
+        return []
+
+    def field_errors(self) -> list[str]:
+        """The API's per-field errors as ``"path: rule"`` lines, never values; none by default."""
+        return []
+
+
+@dataclass(frozen=True)
+class ErrorFamily:
+    """One vendor's exception classes by kind, so the transport can raise them without knowing the vendor.
+
+    :param api: how messages name the API (``"careCycle API"``).
+    :param base: the family's root (a redirect, an unexpected status).
+    :param auth: 401/403 (an ``AirflowFailException``: task retries cannot fix it).
+    :param not_found: 404.
+    :param validation: 400 and other 4xx.
+    :param rate_limit: 429 (retryable).
+    :param retry_after_too_long: a 429 asking for more than ``max_retry_after`` (not slept through).
+    :param server: 5xx and no answer (retryable).
+    :param malformed: a success answer that is not what the API documents.
+    """
+
+    api: str
+    base: type[ApiError]
+    auth: type[ApiError]
+    not_found: type[ApiError]
+    validation: type[ApiError]
+    rate_limit: type[ApiError]
+    retry_after_too_long: type[ApiError]
+    server: type[ApiError]
+    malformed: type[ApiError]
+
+
+class CareCycleAPIError(ApiError):
     """An error answer (or no answer) from the careCycle API.
 
     :param message: a readable, PHI-free description.
@@ -107,18 +177,9 @@ class CareCycleAPIError(AirflowException):
         failed_records: list[dict[str, Any]] | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
         self.errors = sanitize_field_errors(errors)
         self.failed_records = sanitize_failed_records(failed_records)
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the same request may succeed if sent again later."""
-        return False
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
 
 
 class CareCycleAuthError(CareCycleAPIError, AirflowFailException):
@@ -139,13 +200,15 @@ class CareCycleValidationError(CareCycleAPIError):
             "{}: {}".format(".".join(str(p) for p in err["path"]) or "(request)", err["message"]) for err in self.errors
         ]
 
+    def details(self) -> list[str]:
+        lines = self.field_errors()
+        return [f"Field errors: {'; '.join(lines[:10])}"] if lines else []
+
 
 class CareCycleRateLimitError(CareCycleAPIError):
     """429 ``RATE_LIMIT_EXCEEDED``; ``retry_after`` says how long to wait."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    RETRYABLE = True
 
 
 class CareCycleRetryAfterTooLongError(CareCycleRateLimitError):
@@ -159,9 +222,7 @@ class CareCycleRetryAfterTooLongError(CareCycleRateLimitError):
 class CareCycleServerError(CareCycleAPIError):
     """A 5xx answer, a dropped connection or a timeout: transient, retried with backoff."""
 
-    @property
-    def retryable(self) -> bool:
-        return True
+    RETRYABLE = True
 
 
 class CareCycleMalformedAnswerError(CareCycleServerError):
@@ -170,3 +231,16 @@ class CareCycleMalformedAnswerError(CareCycleServerError):
     It is raised after the request succeeded, so the hook does not send the request again; the task fails and
     Airflow's task retries apply.
     """
+
+
+CARECYCLE_ERRORS = ErrorFamily(
+    api="careCycle API",
+    base=CareCycleAPIError,
+    auth=CareCycleAuthError,
+    not_found=CareCycleNotFoundError,
+    validation=CareCycleValidationError,
+    rate_limit=CareCycleRateLimitError,
+    retry_after_too_long=CareCycleRetryAfterTooLongError,
+    server=CareCycleServerError,
+    malformed=CareCycleMalformedAnswerError,
+)

@@ -41,7 +41,7 @@ def app_url(conn_id: str) -> str:
     from airflow_provider_carecycle._compat import BaseHook
 
     extras = BaseHook.get_connection(conn_id).extra_dejson or {}
-    value = extras.get("app_url", extras.get("extra__carecycle__app_url")) or DEFAULT_APP_URL
+    value = extras.get("app_url") or DEFAULT_APP_URL
     parts = urlsplit(str(value).strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"Airflow connection {conn_id!r}: extra 'app_url' must be an http(s) URL, got {value!r}.")

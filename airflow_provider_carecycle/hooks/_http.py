@@ -2,17 +2,20 @@
 
 :class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.rate_limit.Limiter`,
 with a timeout, and retries it with tenacity while the error raised for the answer says it is retryable
-(``CareCycleAPIError.retryable``: 429, 5xx, no answer). A hook supplies only what is vendor-specific:
+(:attr:`~airflow_provider_carecycle.exceptions.ApiError.retryable`: 429, 5xx, no answer). It belongs to no vendor:
+a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` (which classes to raise) and
 
 * ``error_for(method, path, response)``: the exception for an error answer (status >= 400);
 * ``no_answer(method, path, error)``: the exception for a connection error or timeout.
 
+(:class:`~airflow_provider_carecycle.hooks._api.ApiHook` builds both for every hook from one status ladder.)
+
 The wait before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with
 +-20 % jitter (``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the
 shared limiter for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
-backs off together; a ``retry_after`` above ``max_retry_after`` is not slept but raised at once as
-:class:`CareCycleRetryAfterTooLongError`. Each answer is also reported to the limiter
-(``on_success``/``on_rate_limited``) for adaptive pacing.
+backs off together; a ``retry_after`` above ``max_retry_after`` is not slept but raised at once as the family's
+``retry_after_too_long`` error. Each answer is also reported to the limiter (``on_success``/``on_rate_limited``)
+for adaptive pacing.
 
 Fail-closed transport rules, the same for every hook:
 
@@ -23,10 +26,14 @@ Fail-closed transport rules, the same for every hook:
 * every attempt has an overall deadline of ``timeout`` seconds for the whole body (a server that trickles bytes
   cannot hold a worker), and a body cut mid-way is a dropped connection, retried like one;
 * the ``urllib3.connectionpool`` logger gets a filter that removes query strings (search terms) from its records.
+
+``requests``, ``urllib3`` and ``tenacity`` are imported where they are used, not when this module is: a DAG file
+that imports an operator pays for them only when a task sends a request.
 """
 
 from __future__ import annotations
 
+import functools
 import http
 import http.client
 import ipaddress
@@ -39,34 +46,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import tenacity
-import urllib3.exceptions
-
 from airflow_provider_carecycle import __version__
-from airflow_provider_carecycle.exceptions import (
-    CareCycleAPIError,
-    CareCycleMalformedAnswerError,
-    CareCycleRateLimitError,
-    CareCycleRetryAfterTooLongError,
-)
-from airflow_provider_carecycle.hooks.rate_limit import Limiter
+from airflow_provider_carecycle.connection_forms import DEFAULT_MAX_RETRY_AFTER_S as _FORM_MAX_RETRY_AFTER_S
+from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
+
+if TYPE_CHECKING:
+    import requests
+    import tenacity
+
+    from airflow_provider_carecycle.hooks.rate_limit import Limiter
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
-USER_AGENT = (
-    f"airflow-provider-carecycle/{__version__} python-requests/{requests.__version__} "
-    f"python/{platform.python_version()}"
-)
 
-ErrorForResponse = Callable[[str, str, requests.Response], CareCycleAPIError]
-ErrorForNoAnswer = Callable[[str, str, Exception], CareCycleAPIError]
+ErrorForResponse = Callable[[str, str, "requests.Response"], ApiError]
+ErrorForNoAnswer = Callable[[str, str, Exception], ApiError]
 
 #: Default of the ``max_retry_after`` extra: the longest ``retryAfter`` a worker sleeps through.
-DEFAULT_MAX_RETRY_AFTER_S = 300.0
+DEFAULT_MAX_RETRY_AFTER_S = float(_FORM_MAX_RETRY_AFTER_S)
 #: Largest piece of an answer body read at once (the deadline is checked between pieces).
 READ_CHUNK = 64 * 1024
 #: Environment variables ``requests`` reads a CA bundle from, in its order.
@@ -76,20 +76,38 @@ _HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 _QUERY = re.compile(r"\?[^\s\"']*")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
-#: Errors raised while an answer's body is read that mean the connection broke (retried like no answer).
-BROKEN_BODY_ERRORS: tuple[type[BaseException], ...] = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    OSError,
-)
+
+@functools.cache
+def user_agent() -> str:
+    """The provider's ``User-Agent``: its version, ``requests``' and Python's."""
+    import requests
+
+    return (
+        f"airflow-provider-carecycle/{__version__} python-requests/{requests.__version__} "
+        f"python/{platform.python_version()}"
+    )
 
 
-class AnswerDeadlineExceeded(requests.Timeout):
-    """The answer did not arrive completely within the attempt's overall deadline."""
+@functools.cache
+def broken_body_errors() -> tuple[type[BaseException], ...]:
+    """Errors raised while an answer's body is read that mean the connection broke (retried like no answer)."""
+    import requests
+    import urllib3.exceptions
+
+    return (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ContentDecodingError,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        OSError,
+    )
+
+
+class AnswerDeadlineExceeded(TimeoutError):
+    """The answer did not arrive completely within the attempt's overall deadline (an ``OSError``, like a socket
+    timeout, so it is one of :func:`broken_body_errors`)."""
 
 
 def describe_no_answer(error: Exception) -> str:
@@ -130,7 +148,7 @@ def redirect_refused(where: str, response: requests.Response) -> str:
     )
 
 
-def json_answer(response: requests.Response, where: str, error_class: type[CareCycleMalformedAnswerError]) -> Any:
+def json_answer(response: requests.Response, where: str, error_class: type[ApiError]) -> Any:
     """The JSON body of a success answer; an empty or non-JSON body raises ``error_class``.
 
     :param response: the (status < 300) response.
@@ -254,10 +272,12 @@ def new_session(
     :param proxies: ``requests`` proxies from the connection's extras, or ``None`` when it names none.
     :param verify: ``requests`` TLS verification (bool or CA bundle path).
     """
+    import requests
+
     install_urllib3_redaction()
     session = requests.Session()
     session.trust_env = False
-    session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT, **headers})
+    session.headers.update({"Accept": "application/json", "User-Agent": user_agent(), **headers})
     if proxies is None:
         proxies = requests.utils.get_environ_proxies(base_url)
     session.proxies.update({scheme: url for scheme, url in proxies.items() if scheme != "no"})
@@ -361,13 +381,14 @@ class HttpSender:
     :param limiter: the rate limiter every attempt waits for.
     :param timeout: seconds each attempt may take, from sending the request to the last byte of the answer.
     :param max_retries: retries after the first attempt.
+    :param errors: the vendor's exception classes (its rate-limit and retry-after-too-long kinds are used here).
     :param error_for: builds the exception for an error answer (status >= 400).
     :param no_answer: builds the exception for a connection error or timeout.
     :param backoff: the first backoff step in seconds.
     :param max_backoff: the largest backoff step in seconds.
     :param log: where retries are logged (method, path, status and wait only).
     :param stats: counters to update (a fresh :class:`RequestStats` by default).
-    :param sleep: the sleep function (injectable for tests).
+    :param sleep: the sleep function (default ``tenacity.nap.sleep``).
     :param max_retry_after: the longest ``retry_after`` slept through; a longer one is raised at once.
     """
 
@@ -379,13 +400,14 @@ class HttpSender:
         *,
         timeout: float,
         max_retries: int,
+        errors: ErrorFamily,
         error_for: ErrorForResponse,
         no_answer: ErrorForNoAnswer,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         log: logging.Logger | logging.LoggerAdapter | None = None,
         stats: RequestStats | None = None,
-        sleep: Callable[[float], None] = tenacity.nap.sleep,
+        sleep: Callable[[float], None] | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER_S,
     ) -> None:
         if timeout <= 0 or max_retries < 0 or backoff < 0 or max_backoff < 0 or not max_retry_after >= 0:
@@ -395,13 +417,14 @@ class HttpSender:
         self.limiter = limiter
         self.timeout = timeout
         self.max_retries = max_retries
+        self.errors = errors
         self.error_for = error_for
         self.no_answer = no_answer
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.log = log or logging.getLogger(__name__)
         self.stats = stats if stats is not None else RequestStats()
-        self._sleep_fn = sleep
+        self._sleep_fn = sleep or _tenacity_sleep
         self.max_retry_after = max_retry_after
 
     def send(
@@ -423,14 +446,16 @@ class HttpSender:
         :param json: a JSON body.
         :param headers: extra headers for this request.
         :param max_retries: retries for this request only (default: the sender's setting).
-        :raises CareCycleAPIError: what ``error_for``/``no_answer`` built, once retries are exhausted or at once
-            when it is not retryable.
+        :raises ApiError: what ``error_for``/``no_answer`` built, once retries are exhausted or at once when it is
+            not retryable.
         """
+        import tenacity
+
         retries = self.max_retries if max_retries is None else max_retries
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(retries + 1),
             wait=self._wait,
-            retry=tenacity.retry_if_exception(_retry_in_worker),
+            retry=tenacity.retry_if_exception(self._retry_in_worker),
             before_sleep=self._before_sleep,
             sleep=self._sleep,
             reraise=True,
@@ -445,6 +470,8 @@ class HttpSender:
         json: Any,
         headers: Mapping[str, str] | None,
     ) -> requests.Response:
+        import requests
+
         self.stats.add(waited_s=self.limiter.acquire(), requests=1)
         deadline = time.monotonic() + self.timeout
         try:
@@ -462,7 +489,7 @@ class HttpSender:
             raise self.no_answer(method, path, err) from None
         try:
             _read_body(response, deadline, self.timeout)
-        except BROKEN_BODY_ERRORS as err:
+        except broken_body_errors() as err:
             raise self.no_answer(method, path, err) from None
         finally:
             response.close()
@@ -472,10 +499,10 @@ class HttpSender:
             self.limiter.on_success()
             return response
         error = self.error_for(method, path, response)
-        if isinstance(error, CareCycleRateLimitError):
+        if isinstance(error, self.errors.rate_limit):
             self.limiter.on_rate_limited(error.retry_after)
-        if isinstance(error, CareCycleRateLimitError) and (error.retry_after or 0) > self.max_retry_after:
-            raise CareCycleRetryAfterTooLongError(
+        if isinstance(error, self.errors.rate_limit) and (error.retry_after or 0) > self.max_retry_after:
+            raise self.errors.retry_after_too_long(
                 f"{error.message} That is more than the connection's max_retry_after ({self.max_retry_after:g} s), "
                 "so the worker does not sleep through it: the task fails now and Airflow's task retries take over "
                 "(give the task a retry_delay of at least that long).",
@@ -495,7 +522,7 @@ class HttpSender:
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        rate_limited = isinstance(error, CareCycleRateLimitError)
+        rate_limited = isinstance(error, self.errors.rate_limit)
         self.stats.add(retries=1, rate_limited=int(rate_limited))
         if rate_limited:
             self.limiter.pause(wait)
@@ -507,14 +534,18 @@ class HttpSender:
         self.stats.add(waited_s=seconds)
         self._sleep_fn(seconds)
 
+    def _retry_in_worker(self, error: BaseException) -> bool:
+        """Whether the sender retries ``error`` itself (a retryable API error that is not left to task retries)."""
+        return (
+            isinstance(error, ApiError) and error.retryable and not isinstance(error, self.errors.retry_after_too_long)
+        )
 
-def _retry_in_worker(error: BaseException) -> bool:
-    """Whether the sender retries ``error`` itself (a retryable API error that is not left to task retries)."""
-    return (
-        isinstance(error, CareCycleAPIError)
-        and error.retryable
-        and not isinstance(error, CareCycleRetryAfterTooLongError)
-    )
+
+def _tenacity_sleep(seconds: float) -> None:
+    """``tenacity.nap.sleep``, looked up when called (so it is imported with the first retry, not before)."""
+    import tenacity
+
+    tenacity.nap.sleep(seconds)
 
 
 def _read_body(response: requests.Response, deadline: float, timeout: float) -> None:

@@ -23,37 +23,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
-
-from airflow_provider_carecycle._compat import BaseHook, mask_secret
-from airflow_provider_carecycle.exceptions import (
-    CareCycleAPIError,
-    CareCycleAuthError,
-    CareCycleMalformedAnswerError,
-    CareCycleNotFoundError,
-    CareCycleRateLimitError,
-    CareCycleServerError,
-    CareCycleValidationError,
-    api_token,
-)
-from airflow_provider_carecycle.hooks._http import (
-    DEFAULT_MAX_RETRY_AFTER_S,
-    HttpSender,
-    RequestStats,
-    check_transport_settings,
-    describe_no_answer,
-    header_safe,
-    json_answer,
-    new_session,
-    redirect_refused,
-    status_phrase,
-    tested_connection_message,
-)
+from airflow_provider_carecycle._compat import AirflowFailException, mask_secret
+from airflow_provider_carecycle.connection_forms import CARECLOUD_CRM_DEFAULT_CONN_ID, CARECLOUD_CRM_FORM
+from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily, api_token
+from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
+from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
-from airflow_provider_carecycle.metrics import request_listener
+
+if TYPE_CHECKING:
+    import requests
 
 API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
@@ -64,25 +45,12 @@ MAX_LIST_FILTER_ITEMS = 1000
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: Used when the project's time zone is unknown, so ``valid_to`` cannot be read exactly (7 h default minus 30 min).
 FALLBACK_TOKEN_TTL_S = 6.5 * 3600
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 SORT_DIRECTIONS = ("ASC", "DESC")
 TEXT_FILTERS = ("email", "customer_source_id", "first_name", "last_name")
 LIST_FILTERS = ("email_list", "customer_ids")
 
-#: Connection extras the hook reads: name -> (type, default).
-EXTRA_FIELDS: dict[str, tuple[type, Any]] = {
-    "user_external_application_id": (str, None),
-    "interface": (str, DEFAULT_INTERFACE),
-    "version": (str, DEFAULT_VERSION),
-    "accept_language": (str, None),
-    "project_timezone": (str, "UTC"),
-    "timeout": (float, 30.0),
-    "max_retries": (int, 5),
-    "requests_per_minute": (int, 300),
-    "max_retry_after": (float, DEFAULT_MAX_RETRY_AFTER_S),
-    "rate_limit_backend": (str, None),
-    "rate_limit_dir": (str, None),
-}
+#: Connection extras the hook reads, with their types and defaults: a view of the connection form.
+EXTRA_FIELDS = CARECLOUD_CRM_FORM.extras
 
 _FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
 _DMY_DATE = re.compile(r"^\d{2}\.\d{2}\.\d{4}$")
@@ -91,103 +59,72 @@ _DMY_DATE = re.compile(r"^\d{2}\.\d{2}\.\d{4}$")
 # --------------------------------------------------------------------------------------------------- errors
 
 
-class CareCloudAPIError(CareCycleAPIError):
-    """An error answer (or no answer) from the CareCloud CRM API.
+class CareCloudAPIError(ApiError):
+    """An error answer (or no answer) from the CareCloud CRM API: a sibling of the careCycle family, not part of it
+    (``except CareCycleAPIError`` does not catch it; ``except ApiError`` catches both).
 
     :param message: a readable description (never contains customer data or credentials).
     :param invalid_params: the ``error_data.invalid_params`` of a 400 answer, as ``{name, reason}`` (the
         offending ``value`` and the free-text ``message`` are dropped: they may hold an email or a phone number).
-    :param kwargs: ``status``, ``code`` (the ``exception`` name) and ``retry_after`` as in the careCycle family.
+    :param kwargs: ``status``, ``code`` (the ``exception`` name) and ``retry_after``.
     """
 
     def __init__(self, message: str, *, invalid_params: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
         self.invalid_params = invalid_params or []
+        super().__init__(message, **kwargs)
 
     def field_errors(self) -> list[str]:
         """The invalid parameters as ``"birthdate: invalid_value_format"`` lines (no values)."""
         return [f"{p.get('name') or '?'}: {p.get('reason') or 'invalid'}" for p in self.invalid_params]
 
 
-class CareCloudAuthError(CareCloudAPIError, CareCycleAuthError):
+class CareCloudAuthError(CareCloudAPIError, AirflowFailException):
     """401 (bad credentials or an expired token, after one re-login) or 403 (interface/resource not allowed)."""
 
 
-class CareCloudNotFoundError(CareCloudAPIError, CareCycleNotFoundError):
+class CareCloudNotFoundError(CareCloudAPIError):
     """404."""
 
 
-class CareCloudValidationError(CareCloudAPIError, CareCycleValidationError):
+class CareCloudValidationError(CareCloudAPIError):
     """400 (or another 4xx): see :attr:`invalid_params` and :meth:`field_errors`."""
 
+    def details(self) -> list[str]:
+        lines = self.field_errors()
+        return [f"Invalid parameters: {'; '.join(lines[:10])}"] if lines else []
 
-class CareCloudRateLimitError(CareCloudAPIError, CareCycleRateLimitError):
+
+class CareCloudRateLimitError(CareCloudAPIError):
     """429: retried with exponential backoff and jitter (CareCloud gives no wait)."""
 
+    RETRYABLE = True
 
-class CareCloudServerError(CareCloudAPIError, CareCycleServerError):
+
+class CareCloudRetryAfterTooLongError(CareCloudRateLimitError):
+    """429 asking for a wait longer than the connection's ``max_retry_after``: raised at once, not slept through."""
+
+
+class CareCloudServerError(CareCloudAPIError):
     """500/502/503/504, a dropped connection or a timeout: retried with backoff."""
 
+    RETRYABLE = True
 
-class CareCloudMalformedAnswerError(CareCloudServerError, CareCycleMalformedAnswerError):
+
+class CareCloudMalformedAnswerError(CareCloudServerError):
     """A success answer that is not what the API documents (not JSON, empty, no ``data.customers`` list)."""
 
 
-def _error_from(method: str, path: str, response: requests.Response) -> CareCloudAPIError:
-    """The exception for an error answer (3xx or >= 400), from its status and ``{"error": {...}}`` body.
-
-    Only the ``exception`` name, the status and each invalid parameter's ``name`` and ``reason`` are kept; the
-    free-text ``title``, ``detail`` and ``message`` may echo a value and are dropped.
-    """
-    status = response.status_code
-    where = f"CareCloud API {method} {path}"
-    if 300 <= status < 400:
-        return CareCloudAPIError(redirect_refused(where, response), status=status)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    exception = api_token(error.get("exception"))
-    error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
-    raw_params = error_data.get("invalid_params") if isinstance(error_data.get("invalid_params"), list) else []
-    invalid_params = [
-        {key: api_token(p.get(key)) for key in ("name", "reason") if api_token(p.get(key))}
-        for p in raw_params
-        if isinstance(p, dict)
-    ]
-    said = f"{status} {exception or status_phrase(status)}"
-    kwargs: dict[str, Any] = {"status": status, "code": exception, "invalid_params": invalid_params}
-    if status == 401:
-        return CareCloudAuthError(
-            f"{where} was refused ({said}). Check the login, password and user_external_application_id of the "
-            "Airflow connection; the API user must be in the 'webservice' user group.",
-            **kwargs,
-        )
-    if status == 403:
-        return CareCloudAuthError(
-            f"{where} is not allowed for this user or interface ({said}). Check the connection's 'interface' "
-            f"extra (usually {DEFAULT_INTERFACE!r}) and the API user's rights.",
-            **kwargs,
-        )
-    if status == 404:
-        return CareCloudNotFoundError(f"{where}: not found ({said}).", **kwargs)
-    if status == 429:
-        return CareCloudRateLimitError(f"{where}: too many requests ({said}).", **kwargs)
-    if status in RETRYABLE_STATUSES:
-        return CareCloudServerError(f"{where}: server error ({said}).", **kwargs)
-    if 400 <= status < 500:
-        err = CareCloudValidationError(f"{where}: request rejected ({said}).", **kwargs)
-        if invalid_params:
-            err.message = f"{err.message} Invalid parameters: {'; '.join(err.field_errors()[:10])}"
-            err.args = (err.message,)
-        return err
-    return CareCloudAPIError(f"{where}: unexpected answer ({said}).", **kwargs)
-
-
-def _no_answer(method: str, path: str, error: Exception) -> CareCloudServerError:
-    return CareCloudServerError(f"CareCloud API {method} {path}: {describe_no_answer(error)}.")
+CARECLOUD_ERRORS = ErrorFamily(
+    api="CareCloud API",
+    base=CareCloudAPIError,
+    auth=CareCloudAuthError,
+    not_found=CareCloudNotFoundError,
+    validation=CareCloudValidationError,
+    rate_limit=CareCloudRateLimitError,
+    retry_after_too_long=CareCloudRetryAfterTooLongError,
+    server=CareCloudServerError,
+    malformed=CareCloudMalformedAnswerError,
+)
 
 
 # ------------------------------------------------------------------------------------------- value helpers
@@ -311,7 +248,7 @@ def _as_project_time(value: datetime, tz: ZoneInfo) -> datetime:
 # ------------------------------------------------------------------------------------------------------ hook
 
 
-class CareCloudCrmHook(BaseHook):
+class CareCloudCrmHook(ApiHook):
     """Talks to the CareCloud CRM REST API (enterprise interface).
 
     Connection: ``host`` is the project domain (``myproject.crmcarecloud.com``) or a full base URL; ``login`` and
@@ -320,7 +257,9 @@ class CareCloudCrmHook(BaseHook):
     the project's time zone, used for ``valid_to`` and ``last_change``; default ``UTC``), ``timeout``,
     ``max_retries``, ``requests_per_minute`` (default 300), ``rate_limit_backend`` and ``rate_limit_dir`` (where the
     limit is shared: host-wide by default, or in Redis; see ``docs/rate-limits-and-errors.md``). The bearer token
-    is cached until shortly before it expires and renewed once on a 401.
+    is cached until shortly before it expires and renewed once on a 401. Settings, session, retries and error
+    answers are the transport's (:class:`~airflow_provider_carecycle.hooks._api.ApiHook`); this class is the login
+    and the endpoints.
 
     :param carecloud_crm_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (overrides the connection extra).
@@ -333,9 +272,11 @@ class CareCloudCrmHook(BaseHook):
     """
 
     conn_name_attr = "carecloud_crm_conn_id"
-    default_conn_name = "carecloud_crm_default"
-    conn_type = "carecloud_crm"
-    hook_name = "CareCloud CRM"
+    default_conn_name = CARECLOUD_CRM_DEFAULT_CONN_ID
+    conn_type = CARECLOUD_CRM_FORM.conn_type
+    hook_name = CARECLOUD_CRM_FORM.hook_name
+    form = CARECLOUD_CRM_FORM
+    errors = CARECLOUD_ERRORS
 
     def __init__(
         self,
@@ -349,20 +290,20 @@ class CareCloudCrmHook(BaseHook):
         rate_limit_window: float = 60.0,
         token_refresh_margin_s: float = 60.0,
     ) -> None:
-        super().__init__()
         if retry_backoff < 0 or rate_limit_window <= 0 or token_refresh_margin_s < 0:
             raise ValueError("retry_backoff and token_refresh_margin_s must be >= 0 and rate_limit_window > 0.")
         self.carecloud_crm_conn_id = carecloud_crm_conn_id
-        self._overrides = {
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "requests_per_minute": requests_per_minute,
-            "accept_language": accept_language,
-        }
-        self.retry_backoff = retry_backoff
-        self.rate_limit_window = rate_limit_window
+        super().__init__(
+            overrides={
+                "timeout": timeout,
+                "max_retries": max_retries,
+                "requests_per_minute": requests_per_minute,
+                "accept_language": accept_language,
+            },
+            retry_backoff=retry_backoff,
+            rate_limit_window=rate_limit_window,
+        )
         self.token_refresh_margin_s = token_refresh_margin_s
-        self.stats = RequestStats(listener=request_listener(carecloud_crm_conn_id))  # counters -> Airflow metrics
         self.logins = 0
         self._token: str | None = None
         self._token_expires_at = 0.0  # time.monotonic()
@@ -370,49 +311,19 @@ class CareCloudCrmHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow 2.x-3.1 (3.2+ reads the kebab-case twin from provider info)."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Project domain or base URL", "login": "API user login", "password": "Password"},
-            "placeholders": {
-                "host": "myproject.crmcarecloud.com",
-                "login": "airflow-api",
-                "extra": '{"user_external_application_id": "...", "project_timezone": "Europe/Prague"}',
-            },
-        }
+        """The connection form for Airflow 2.x-3.1 (3.2+ reads the same from provider info). Airflow reads it only
+        from the hook class's own ``__dict__``, so each hook defines it rather than inheriting it."""
+        return cls.form.ui_field_behaviour()
 
     # -- settings ------------------------------------------------------------------------------------------------
 
-    def _extra(self, extras: Mapping[str, Any], name: str) -> Any:
-        kind, default = EXTRA_FIELDS[name]
-        value = self._overrides.get(name)
-        if value is None:
-            value = extras.get(name, extras.get(f"extra__carecloud_crm__{name}"))
-        if value in (None, ""):
-            return default
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"Airflow connection {self.carecloud_crm_conn_id!r}: extra {name!r} must be a {kind.__name__}, "
-                f"got {value!r}."
-            ) from None
-
-    @cached_property
-    def _settings(self) -> dict[str, Any]:
-        conn = self.get_connection(self.carecloud_crm_conn_id)
-        extras = conn.extra_dejson or {}
-        settings = {name: self._extra(extras, name) for name in EXTRA_FIELDS}
-        settings["proxies"] = extras.get("proxies")
-        settings["verify"] = extras.get("verify")
-        settings["allow_insecure_http"] = extras.get("allow_insecure_http")
-        settings["login"] = (conn.login or "").strip()
-        settings["password"] = conn.password or ""
+    def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:
+        login, password = (conn.login or "").strip(), conn.password or ""
         missing = [
             label
             for label, value in (
-                ("login", settings["login"]),
-                ("password", settings["password"]),
+                ("login", login),
+                ("password", password),
                 ("extra user_external_application_id", settings["user_external_application_id"]),
             )
             if not value
@@ -423,31 +334,26 @@ class CareCloudCrmHook(BaseHook):
                 "a CareCloud connection needs host (project domain), login, password and the extra "
                 "user_external_application_id."
             )
-        mask_secret(settings["password"])
-        if settings["accept_language"] and not re.fullmatch(r"[A-Za-z0-9,;=.*\- ]{1,100}", settings["accept_language"]):
+        mask_secret(password)
+        language = settings["accept_language"]
+        if language and not re.fullmatch(r"[A-Za-z0-9,;=.*\- ]{1,100}", language):
             raise ValueError(
                 f"Airflow connection {self.carecloud_crm_conn_id!r}: extra 'accept_language' must be a language "
                 "list such as 'en' or 'cs, en;q=0.8'."
             )
         try:
-            settings["tz"] = ZoneInfo(settings["project_timezone"])
+            tz = ZoneInfo(settings["project_timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
                 f"Airflow connection {self.carecloud_crm_conn_id!r}: project_timezone "
                 f"{settings['project_timezone']!r} is not an IANA time zone such as 'Europe/Prague'."
             ) from None
-        settings["base_url"] = self._base_url(conn, settings["interface"], settings["version"])
-        check_transport_settings(self.carecloud_crm_conn_id, settings)
-        return settings
+        base_url = self._base_url(connection_base_url(conn), settings["interface"], settings["version"])
+        return {"login": login, "password": password, "tz": tz, "base_url": base_url}
 
     @staticmethod
-    def _base_url(conn: Any, interface: str, version: str) -> str:
+    def _base_url(host: str, interface: str, version: str) -> str:
         """``https://{domain}/webservice/rest-api/{interface}/{version}`` from a domain or a (partial) base URL."""
-        host = conn.host.strip().rstrip("/")
-        if "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-            if conn.port:
-                host = f"{host}:{conn.port}"
         if API_ROOT in host:
             root, _, rest = host.partition(API_ROOT)
             return f"{root}{API_ROOT}{rest}" if rest.strip("/") else f"{root}{API_ROOT}/{interface}/{version}"
@@ -479,32 +385,38 @@ class CareCloudCrmHook(BaseHook):
             conn_id=self.carecloud_crm_conn_id,
         )
 
-    def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session`` (JSON and User-Agent headers; the bearer token is added per request)."""
-        return self._session
+    def _session_headers(self) -> dict[str, str]:
+        language = self._settings["accept_language"]
+        return {"Accept-Language": language} if language else {}
 
-    @cached_property
-    def _session(self) -> requests.Session:
-        s = self._settings
-        language = {"Accept-Language": s["accept_language"]} if s["accept_language"] else {}
-        return new_session(language, base_url=s["base_url"], proxies=s["proxies"], verify=s["verify"])
-
-    @cached_property
-    def _sender(self) -> HttpSender:
-        s = self._settings
-        return HttpSender(
-            self._session,
-            s["base_url"],
-            self.limiter,
-            timeout=s["timeout"],
-            max_retries=s["max_retries"],
-            error_for=_error_from,
-            no_answer=_no_answer,
-            backoff=self.retry_backoff,
-            log=self.log,
-            stats=self.stats,
-            max_retry_after=s["max_retry_after"],
+    def _auth_advice(self, status: int) -> str:
+        if status == 403:
+            return (
+                "This user or interface may not use it: check the connection's 'interface' extra (usually "
+                f"{DEFAULT_INTERFACE!r}) and the API user's rights."
+            )
+        return (
+            "Check the login, password and user_external_application_id of the Airflow connection; the API user "
+            "must be in the 'webservice' user group."
         )
+
+    def _read_error(self, response: requests.Response) -> ErrorAnswer:
+        """The ``exception`` name and each invalid parameter's ``name`` and ``reason`` of an ``{"error": {...}}``
+        body; the free-text ``title``, ``detail`` and ``message`` may echo a value and are dropped."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+        raw_params = error_data.get("invalid_params") if isinstance(error_data.get("invalid_params"), list) else []
+        invalid_params = [
+            {key: api_token(p.get(key)) for key in ("name", "reason") if api_token(p.get(key))}
+            for p in raw_params
+            if isinstance(p, dict)
+        ]
+        return ErrorAnswer(code=api_token(error.get("exception")), details={"invalid_params": invalid_params})
 
     # -- authentication ------------------------------------------------------------------------------------------
 
@@ -518,7 +430,7 @@ class CareCloudCrmHook(BaseHook):
         }
         started = time.monotonic()
         response = self._sender.send("POST", "/users/actions/login", json=body)
-        body = _json(response, "POST /users/actions/login")
+        body = self._json(response, "POST", "/users/actions/login")
         data = body.get("data") if isinstance(body, dict) else None
         token = data.get("bearer_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
@@ -581,7 +493,7 @@ class CareCloudCrmHook(BaseHook):
             self.log.info("CareCloud API %s %s answered 401; logging in again and retrying once.", method, path)
             token = self._bearer(stale=token)
             response = self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
-        return _json(response, f"{method} {path}")
+        return self._json(response, method, path)
 
     # -- paging --------------------------------------------------------------------------------------------------
 
@@ -762,16 +674,12 @@ class CareCloudCrmHook(BaseHook):
         """Log in and read one customer; return ``(ok, message)``."""
         try:
             body = self.request("GET", "/customers", params={"count": 1, "offset": 0}, max_retries=0)
-        except (CareCycleAPIError, ValueError) as err:
-            return False, tested_connection_message(self.carecloud_crm_conn_id, str(err))
+        except (ApiError, ValueError) as err:
+            return self._test_failure(err)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict) or "customers" not in data:
             return False, f"{self.base_url} answered, but not with a CareCloud customer list."
         return True, f"Connected to CareCloud CRM at {self.base_url} ({data.get('total_items', '?')} customers)."
-
-
-def _json(response: requests.Response, what: str) -> Any:
-    return json_answer(response, f"CareCloud API {what}", CareCloudMalformedAnswerError)
 
 
 __all__ = [
@@ -781,6 +689,7 @@ __all__ = [
     "CareCloudMalformedAnswerError",
     "CareCloudNotFoundError",
     "CareCloudRateLimitError",
+    "CareCloudRetryAfterTooLongError",
     "CareCloudServerError",
     "CareCloudValidationError",
     "CustomerPage",

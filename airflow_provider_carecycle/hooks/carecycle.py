@@ -7,39 +7,26 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-import tenacity
-
-from airflow_provider_carecycle._compat import BaseHook, mask_secret
+from airflow_provider_carecycle._compat import mask_secret
+from airflow_provider_carecycle.connection_forms import (
+    CARECYCLE_DEFAULT_BASE_URL,
+    CARECYCLE_DEFAULT_CONN_ID,
+    CARECYCLE_FORM,
+)
 from airflow_provider_carecycle.exceptions import (
-    CareCycleAPIError,
+    CARECYCLE_ERRORS,
+    ApiError,
     CareCycleAuthError,
     CareCycleMalformedAnswerError,
-    CareCycleNotFoundError,
-    CareCycleRateLimitError,
-    CareCycleServerError,
-    CareCycleValidationError,
     api_token,
 )
-from airflow_provider_carecycle.hooks._http import (
-    DEFAULT_MAX_RETRY_AFTER_S,
-    HttpSender,
-    RequestStats,
-    check_transport_settings,
-    describe_no_answer,
-    header_safe,
-    json_answer,
-    new_session,
-    redirect_refused,
-    status_phrase,
-    tested_connection_message,
-)
+from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
+from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 from airflow_provider_carecycle.ids import require_uuid
-from airflow_provider_carecycle.metrics import request_listener
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -49,20 +36,15 @@ from airflow_provider_carecycle.vocabulary import (
     SORT_DIRECTIONS,
 )
 
-DEFAULT_BASE_URL = "https://api.carecycle.ai"
+if TYPE_CHECKING:
+    import requests
+
+DEFAULT_BASE_URL = CARECYCLE_DEFAULT_BASE_URL
 API_KEY_PREFIX = "cc_"
 DEFAULT_RETRY_AFTER_S = 60.0
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
-#: Connection extras the hook reads, with their types (Airflow's forms may store them as strings).
-EXTRA_FIELDS: dict[str, type] = {
-    "timeout": float,
-    "max_retries": int,
-    "requests_per_minute": int,
-    "max_retry_after": float,
-    "rate_limit_backend": str,
-    "rate_limit_dir": str,
-}
+#: Connection extras the hook reads, with their types and defaults: a view of the connection form.
+EXTRA_FIELDS = CARECYCLE_FORM.extras
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +85,7 @@ def _per_page(per_page: int) -> int:
     return int(per_page)
 
 
-class CareCycleHook(BaseHook):
+class CareCycleHook(ApiHook):
     """Talks to the careCycle v2 API.
 
     The API key comes from the connection's password (it must start with ``cc_``); the base URL from its host
@@ -114,7 +96,9 @@ class CareCycleHook(BaseHook):
     API's ``retryAfter``), on 500/502/503/504 and on connection errors (exponential backoff with jitter). Other errors
     raise a :class:`~airflow_provider_carecycle.exceptions.CareCycleAPIError` at once. Redirects are not followed,
     ``http://`` base URLs are refused unless loopback or ``allow_insecure_http``, and the connection's ``proxies``
-    and ``verify`` win over the environment's (see ``docs/connections.md``).
+    and ``verify`` win over the environment's (see ``docs/connections.md``). Settings, session, retries and error
+    answers are the transport's (:class:`~airflow_provider_carecycle.hooks._api.ApiHook`); this class is the key
+    and the endpoints.
 
     :param carecycle_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each answer (connection extra ``timeout``; default 30).
@@ -127,9 +111,11 @@ class CareCycleHook(BaseHook):
     """
 
     conn_name_attr = "carecycle_conn_id"
-    default_conn_name = "carecycle_default"
-    conn_type = "carecycle"
-    hook_name = "careCycle"
+    default_conn_name = CARECYCLE_DEFAULT_CONN_ID
+    conn_type = CARECYCLE_FORM.conn_type
+    hook_name = CARECYCLE_FORM.hook_name
+    form = CARECYCLE_FORM
+    errors = CARECYCLE_ERRORS
 
     def __init__(
         self,
@@ -142,38 +128,27 @@ class CareCycleHook(BaseHook):
         retry_backoff: float = 1.0,
         rate_limit_window: float = 60.0,
     ) -> None:
-        super().__init__()
         self.carecycle_conn_id = carecycle_conn_id
-        self._overrides = {
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "requests_per_minute": requests_per_minute,
-            "max_retry_after": max_retry_after,
-        }
-        self.retry_backoff = retry_backoff
-        self.rate_limit_window = rate_limit_window
-        self.stats = RequestStats(listener=request_listener(carecycle_conn_id))  # counters -> Airflow metrics
-
-    # -- connection form (Airflow 2.x - 3.1; 3.2+ reads the same from get_provider_info) -----------------------
+        super().__init__(
+            overrides={
+                "timeout": timeout,
+                "max_retries": max_retries,
+                "requests_per_minute": requests_per_minute,
+                "max_retry_after": max_retry_after,
+            },
+            retry_backoff=retry_backoff,
+            rate_limit_window=rate_limit_window,
+        )
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form: labels, placeholders and hidden fields (snake_case twin of provider info)."""
-        return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {
-                "host": DEFAULT_BASE_URL,
-                "password": "cc_...",
-                "extra": '{"timeout": 30, "max_retries": 5, "requests_per_minute": 60, "max_retry_after": 300}',
-            },
-        }
+        """The connection form for Airflow 2.x-3.1 (3.2+ reads the same from provider info). Airflow reads it only
+        from the hook class's own ``__dict__``, so each hook defines it rather than inheriting it."""
+        return cls.form.ui_field_behaviour()
 
-    # -- settings ------------------------------------------------------------------------------------------------
+    # -- the key -------------------------------------------------------------------------------------------------
 
-    @cached_property
-    def _settings(self) -> dict[str, Any]:
-        conn = self.get_connection(self.carecycle_conn_id)
+    def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:
         api_key = (conn.password or "").strip()
         if not api_key.startswith(API_KEY_PREFIX):
             problem = (
@@ -192,46 +167,10 @@ class CareCycleHook(BaseHook):
                 "carry (a line break, a space, a control or non-ASCII character). Copy the key again from the "
                 "careCycle Developer Dashboard into the connection's password, without surrounding text."
             )
-        extras = conn.extra_dejson or {}
+        return {"api_key": api_key, "base_url": connection_base_url(conn) or DEFAULT_BASE_URL}
 
-        def extra(name: str, default: Any) -> Any:
-            if self._overrides.get(name) is not None:
-                return self._overrides[name]
-            value = extras.get(name, extras.get(f"extra__carecycle__{name}"))
-            if value in (None, ""):
-                return default
-            try:
-                return EXTRA_FIELDS[name](value) if name in EXTRA_FIELDS else value
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"Airflow connection {self.carecycle_conn_id!r}: extra {name!r} must be a number, got {value!r}."
-                ) from None
-
-        host = (conn.host or "").strip().rstrip("/")
-        if host and "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-            if conn.port:
-                host = f"{host}:{conn.port}"
-        settings = {
-            "api_key": api_key,
-            "base_url": host or DEFAULT_BASE_URL,
-            "timeout": extra("timeout", 30.0),
-            "max_retries": extra("max_retries", 5),
-            "requests_per_minute": extra("requests_per_minute", 60),
-            "max_retry_after": extra("max_retry_after", DEFAULT_MAX_RETRY_AFTER_S),
-            "proxies": extra("proxies", None),
-            "verify": extra("verify", None),
-            "allow_insecure_http": extra("allow_insecure_http", False),
-            "rate_limit_dir": extra("rate_limit_dir", None),
-            "rate_limit_backend": extra("rate_limit_backend", None),
-        }
-        check_transport_settings(self.carecycle_conn_id, settings)
-        return settings
-
-    @property
-    def base_url(self) -> str:
-        """The API's base URL, from the connection."""
-        return self._settings["base_url"]
+    def _session_headers(self) -> dict[str, str]:
+        return {"x-api-key": self._settings["api_key"]}
 
     @cached_property
     def limiter(self) -> Limiter:
@@ -248,19 +187,26 @@ class CareCycleHook(BaseHook):
             conn_id=self.carecycle_conn_id,
         )
 
-    def get_conn(self) -> requests.Session:
-        """The hook's ``requests.Session``, with the key, JSON and User-Agent headers set."""
-        return self._session
-
-    @cached_property
-    def _session(self) -> requests.Session:
-        settings = self._settings
-        return new_session(
-            {"x-api-key": settings["api_key"]},
-            base_url=settings["base_url"],
-            proxies=settings["proxies"],
-            verify=settings["verify"],
+    def _auth_advice(self, status: int) -> str:
+        return (
+            "Check the API key in the Airflow connection: it must be a valid, unexpired careCycle key with "
+            "permission for this endpoint."
         )
+
+    def _read_error(self, response: requests.Response) -> ErrorAnswer:
+        """The ``{code, errors, failedRecords, retryAfter}`` of an error answer. The API's free-text ``message`` is
+        not kept (it may echo a value, ``Invalid search 'Jane Doe'``)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        retry_after = None
+        if response.status_code == 429:
+            retry_after = retry_after_seconds(body.get("retryAfter", response.headers.get("Retry-After")))
+        details = {"errors": body.get("errors"), "failed_records": body.get("failedRecords")}
+        return ErrorAnswer(code=api_token(body.get("code")), retry_after=retry_after, details=details)
 
     # -- requests ------------------------------------------------------------------------------------------------
 
@@ -284,80 +230,7 @@ class CareCycleHook(BaseHook):
         :raises CareCycleAPIError: (a subclass of) when the API answers an error, or retries are exhausted.
         """
         response = self._sender.send(method, path, params=params, json=json, max_retries=max_retries)
-        return json_answer(response, f"careCycle API {method} {path}", CareCycleMalformedAnswerError)
-
-    @cached_property
-    def _sender(self) -> HttpSender:
-        settings = self._settings
-        return HttpSender(
-            self._session,
-            settings["base_url"],
-            self.limiter,
-            timeout=settings["timeout"],
-            max_retries=settings["max_retries"],
-            error_for=self._error_from,
-            no_answer=self._no_answer,
-            backoff=self.retry_backoff,
-            log=self.log,
-            stats=self.stats,
-            sleep=lambda seconds: self._sleep(seconds),
-            max_retry_after=settings["max_retry_after"],
-        )
-
-    @staticmethod
-    def _sleep(seconds: float) -> None:
-        tenacity.nap.sleep(seconds)
-
-    def _no_answer(self, method: str, path: str, error: Exception) -> CareCycleServerError:
-        return CareCycleServerError(f"careCycle API {method} {path}: {describe_no_answer(error)} from {self.base_url}.")
-
-    @staticmethod
-    def _error_from(method: str, path: str, response: requests.Response) -> CareCycleAPIError:
-        """Build the exception for an error answer (3xx or >= 400) from its status and ``{code, errors, ...}`` body.
-
-        The API's free-text ``message`` is not kept (it may echo a value, ``Invalid search 'Jane Doe'``): messages
-        carry the status, the ``code`` and the field paths and rules of ``errors[]`` only.
-        """
-        status = response.status_code
-        where = f"careCycle API {method} {path}"
-        if 300 <= status < 400:
-            return CareCycleAPIError(redirect_refused(where, response), status=status)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        code = api_token(body.get("code"))
-        said = f"{status} {code or status_phrase(status)}"
-        kwargs: dict[str, Any] = {"status": status, "code": code}
-        if status in (401, 403):
-            return CareCycleAuthError(
-                f"{where} was refused ({said}). Check the API key in the Airflow "
-                "connection: it must be a valid, unexpired careCycle key with permission for this endpoint.",
-                **kwargs,
-            )
-        if status == 404:
-            return CareCycleNotFoundError(f"{where}: not found ({said}).", **kwargs)
-        if status == 429:
-            seconds = retry_after_seconds(body.get("retryAfter", response.headers.get("Retry-After")))
-            return CareCycleRateLimitError(
-                f"{where}: rate limit exceeded; careCycle asked to wait {seconds:g} s.", retry_after=seconds, **kwargs
-            )
-        if status in RETRYABLE_STATUSES:
-            return CareCycleServerError(f"{where}: server error ({said}).", **kwargs)
-        if 400 <= status < 500:
-            error = CareCycleValidationError(
-                f"{where}: request rejected ({said}).",
-                errors=body.get("errors"),
-                failed_records=body.get("failedRecords"),
-                **kwargs,
-            )
-            if error.errors:
-                error.message = f"{error.message} Field errors: {'; '.join(error.field_errors()[:10])}"
-                error.args = (error.message,)
-            return error
-        return CareCycleAPIError(f"{where}: unexpected answer ({said}).", **kwargs)
+        return self._json(response, method, path)
 
     # -- pagination ----------------------------------------------------------------------------------------------
 
@@ -550,8 +423,8 @@ class CareCycleHook(BaseHook):
         """Check the key and URL with the cheapest call (one customer); return ``(ok, message)``."""
         try:
             body = self.request("GET", "/v2/customers", params={"page": 1, "perPage": 1}, max_retries=0)
-        except (CareCycleAPIError, ValueError) as err:
-            return False, tested_connection_message(self.carecycle_conn_id, str(err))
+        except (ApiError, ValueError) as err:
+            return self._test_failure(err)
         if not isinstance(body, dict) or "items" not in body:
             return False, f"{self.base_url} answered, but not with a careCycle customer list."
         return (

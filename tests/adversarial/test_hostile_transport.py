@@ -21,7 +21,12 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleServerError,
     CareCycleValidationError,
 )
-from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
+from airflow_provider_carecycle.hooks.carecloud import (
+    CareCloudAPIError,
+    CareCloudCrmHook,
+    CareCloudMalformedAnswerError,
+    CareCloudValidationError,
+)
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from tests.adversarial.hostile_server import DropMidBody, Redirect, Reply, Trickle
 
@@ -111,7 +116,7 @@ def test_a_redirect_is_an_error_and_its_target_gets_nothing(hostile_server, care
 def test_a_redirected_carecloud_login_sends_the_password_nowhere(hostile_server, carecloud_at):
     api, target = hostile_server(), hostile_server()
     api.queue(Redirect(307, f"{target.url}{CRM_ROOT}/users/actions/login"))
-    with pytest.raises(CareCycleAPIError, match="307"):
+    with pytest.raises(CareCloudAPIError, match="307"):
         list(carecloud_at(api.url).iter_customers())
     assert target.requests == [] and len(api.requests) == 1
 
@@ -333,7 +338,7 @@ def test_carecloud_echoed_values_stay_out_of_errors(hostile_server, carecloud_at
             },
         ),
     )
-    with pytest.raises(CareCycleValidationError) as err:
+    with pytest.raises(CareCloudValidationError) as err:
         list(carecloud_at(api.url).iter_customers(last_name="x"))
     stored = str(err.value) + repr(err.value.invalid_params) + repr(err.value.field_errors())
     assert "Quackenbush" not in stored and "last_name: invalid_value" in stored
@@ -467,7 +472,7 @@ def test_a_low_items_total_does_not_truncate_the_export(hostile_server, carecycl
 def test_a_malformed_carecloud_page_is_an_error(hostile_server, carecloud_at, answer):
     api = hostile_server()
     api.queue(LOGIN, Reply(200, answer))
-    with pytest.raises(CareCycleMalformedAnswerError, match="GET /customers offset 0"):
+    with pytest.raises(CareCloudMalformedAnswerError, match="GET /customers offset 0"):
         list(carecloud_at(api.url).iter_customers())
 
 
@@ -495,7 +500,7 @@ def test_an_empty_or_non_json_answer_is_an_error(hostile_server, carecycle_at, c
         hook.get_campaign(CAMPAIGN_ID)
     with pytest.raises(CareCycleMalformedAnswerError, match=problem):
         list(hook.iter_campaigns())
-    with pytest.raises(CareCycleMalformedAnswerError, match=problem):
+    with pytest.raises(CareCloudMalformedAnswerError, match=problem):
         list(carecloud_at(api.url).iter_customers())
     assert len(api.requests) == 5  # a success answer is not sent again
 
@@ -503,5 +508,5 @@ def test_an_empty_or_non_json_answer_is_an_error(hostile_server, carecycle_at, c
 def test_an_empty_carecloud_login_answer_is_an_error(hostile_server, carecloud_at):
     api = hostile_server()
     api.queue(Reply(200, None))
-    with pytest.raises(CareCycleMalformedAnswerError, match="login: answer 200 has an empty body"):
+    with pytest.raises(CareCloudMalformedAnswerError, match="login: answer 200 has an empty body"):
         list(carecloud_at(api.url).iter_customers())

@@ -139,12 +139,18 @@ def test_host_forms(carecycle_connection):
 
 
 def test_extras_and_overrides(carecycle_connection):
-    carecycle_connection(extra={"timeout": "12", "extra__carecycle__max_retries": "2", "verify": False})
+    carecycle_connection(extra={"timeout": "12", "max_retries": "2", "verify": False})
     settings = CareCycleHook(requests_per_minute=30)._settings
     assert (settings["timeout"], settings["max_retries"], settings["requests_per_minute"]) == (12.0, 2, 30)
     assert settings["verify"] is False
     carecycle_connection(extra={"timeout": "soon"})
     with pytest.raises(ValueError, match="extra 'timeout' must be a number"):
+        CareCycleHook()._settings  # noqa: B018
+
+
+def test_old_prefixed_extra_names_are_refused_not_ignored(carecycle_connection):
+    carecycle_connection(extra={"extra__carecycle__timeout": "12"})
+    with pytest.raises(ValueError, match="extra 'extra__carecycle__timeout' is not read; name it 'timeout'"):
         CareCycleHook()._settings  # noqa: B018
 
 

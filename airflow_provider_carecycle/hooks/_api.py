@@ -1,0 +1,280 @@
+"""What every HTTP API hook of this provider shares, so each hook is only its authentication and its endpoints.
+
+:class:`ApiHook` reads the connection once: the extras of the hook's
+:class:`~airflow_provider_carecycle.connection_forms.ConnectionForm` with their types and defaults (hook arguments
+win), the transport extras ``proxies``, ``verify`` and ``allow_insecure_http``, and the base URL from
+host/schema/port. It builds one session and one :class:`~airflow_provider_carecycle.hooks._http.HttpSender`, turns
+every error answer into the vendor's exception through one status ladder (:func:`error_for_answer`), and decodes
+JSON answers or raises. A vendor hook supplies:
+
+* ``form`` and ``errors`` (class attributes): its connection form and its exception family, and its own
+  ``get_ui_field_behaviour()`` (Airflow 2.x-3.1 read it only from the hook class itself, never inherited);
+* :meth:`ApiHook._connection_settings`: credentials and the base URL from the connection;
+* :meth:`ApiHook._session_headers`, :meth:`ApiHook._read_error` and :meth:`ApiHook._auth_advice`;
+* a ``limiter`` property (which credentials share a rate limit).
+
+Nothing here imports ``requests`` or ``tenacity``: they are loaded when the first request is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_provider_carecycle._compat import BaseHook
+from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
+from airflow_provider_carecycle.hooks._http import (
+    HttpSender,
+    RequestStats,
+    check_transport_settings,
+    describe_no_answer,
+    json_answer,
+    new_session,
+    redirect_refused,
+    status_phrase,
+    tested_connection_message,
+)
+from airflow_provider_carecycle.metrics import request_listener
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_carecycle.connection_forms import ConnectionForm
+    from airflow_provider_carecycle.hooks.rate_limit import Limiter
+
+#: 5xx answers worth retrying.
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+#: Extras every hook reads as given (no form field: a mapping, a bool-or-path, a bool).
+TRANSPORT_EXTRAS = ("proxies", "verify", "allow_insecure_http")
+_KIND_NAMES = {float: "a number", int: "an integer", str: "a text"}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """What a vendor read from an error answer's body: PHI-free parts only.
+
+    :param code: the API's error code (a short identifier), or ``None``.
+    :param retry_after: the wait a 429 asked for, or ``None`` when it gave none.
+    :param details: keyword arguments for the vendor's exception (``errors``, ``invalid_params``, ...).
+    """
+
+    code: str | None = None
+    retry_after: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def error_for_answer(
+    errors: ErrorFamily, where: str, response: requests.Response, answer: ErrorAnswer, auth_advice: str
+) -> ApiError:
+    """The exception for an error answer (3xx or >= 400), of the vendor's family.
+
+    Messages carry ``where``, the status and the API's code (else the standard reason phrase, never the server's
+    own), never the API's free text.
+
+    :param errors: the vendor's exception classes.
+    :param where: ``"careCycle API GET /v2/customers"``.
+    :param response: the error answer.
+    :param answer: what the vendor read from its body.
+    :param auth_advice: what to check after a 401/403.
+    """
+    status = response.status_code
+    if 300 <= status < 400:
+        return errors.base(redirect_refused(where, response), status=status)
+    said = f"{status} {answer.code or status_phrase(status)}"
+    kwargs: dict[str, Any] = {"status": status, "code": answer.code, **answer.details}
+    if status in (401, 403):
+        return errors.auth(f"{where} was refused ({said}). {auth_advice}", **kwargs)
+    if status == 404:
+        return errors.not_found(f"{where}: not found ({said}).", **kwargs)
+    if status == 429:
+        wait = "" if answer.retry_after is None else f"; the API asked to wait {answer.retry_after:g} s"
+        message = f"{where}: rate limit exceeded ({said}){wait}."
+        return errors.rate_limit(message, retry_after=answer.retry_after, **kwargs)
+    if status in RETRYABLE_STATUSES:
+        return errors.server(f"{where}: server error ({said}).", **kwargs)
+    if 400 <= status < 500:
+        return errors.validation(f"{where}: request rejected ({said}).", **kwargs)
+    return errors.base(f"{where}: unexpected answer ({said}).", **kwargs)
+
+
+def read_extras(
+    conn_id: str, conn_type: str, extras: Mapping[str, Any], form: ConnectionForm, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The form's extras with their types and defaults (a hook argument that is not ``None`` wins), plus the
+    transport extras as given.
+
+    :param conn_id: the connection, named in messages.
+    :param conn_type: its type (an ``extra__<conn_type>__<name>`` key is refused: name it ``<name>``).
+    :param extras: the connection's extra JSON.
+    :param form: the connection form (names, types, defaults).
+    :param overrides: hook arguments by extra name.
+    :raises ValueError: for a value that is not of the extra's type, or an old prefixed key.
+    """
+    prefix = f"extra__{conn_type}__"
+    old = sorted(key for key in extras if key.startswith(prefix))
+    if old:
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: extra {old[0]!r} is not read; name it {old[0][len(prefix) :]!r}."
+        )
+    settings: dict[str, Any] = {}
+    for name, spec in form.extras.items():
+        given = overrides.get(name)
+        value = extras.get(name) if given is None else given
+        if value is None or value == "":
+            settings[name] = spec.default if spec.default is None else spec.kind(spec.default)
+            continue
+        try:
+            settings[name] = spec.kind(value)
+        except (TypeError, ValueError):
+            source = f"extra {name!r}" if given is None else f"hook argument {name!r}"
+            raise ValueError(
+                f"Airflow connection {conn_id!r}: {source} must be {_KIND_NAMES[spec.kind]}, got {value!r}."
+            ) from None
+    settings.update({name: extras.get(name) for name in TRANSPORT_EXTRAS})
+    return settings
+
+
+def connection_base_url(conn: Any) -> str:
+    """The base URL a connection names: its host when that is a URL, else ``schema://host[:port]`` (schema default
+    ``https``); ``""`` without a host.
+
+    :param conn: the Airflow connection.
+    """
+    host = (conn.host or "").strip().rstrip("/")
+    if host and "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+        if conn.port:
+            host = f"{host}:{conn.port}"
+    return host
+
+
+class ApiHook(BaseHook):
+    """The transport's half of a hook: settings, session, sender, error answers and JSON answers.
+
+    :param overrides: hook arguments that win over the connection's extras (``None``: not given).
+    :param retry_backoff: the first backoff step in seconds for 5xx and connection errors (doubling, at most 30 s).
+    :param rate_limit_window: the rate limit's window in seconds.
+    """
+
+    #: the connection form (extras with types and defaults)
+    form: ClassVar[ConnectionForm]
+    #: the vendor's exception classes
+    errors: ClassVar[ErrorFamily]
+    conn_name_attr: str
+
+    def __init__(
+        self, *, overrides: Mapping[str, Any], retry_backoff: float = 1.0, rate_limit_window: float = 60.0
+    ) -> None:
+        super().__init__()
+        if retry_backoff < 0 or rate_limit_window <= 0:
+            raise ValueError("retry_backoff must be >= 0 and rate_limit_window > 0.")
+        self._overrides = dict(overrides)
+        self.retry_backoff = retry_backoff
+        self.rate_limit_window = rate_limit_window
+        self.stats = RequestStats(listener=request_listener(self.conn_id))  # counters -> Airflow metrics
+
+    @property
+    def conn_id(self) -> str:
+        """The Airflow connection this hook reads."""
+        return getattr(self, self.conn_name_attr)
+
+    # -- vendor parts --------------------------------------------------------------------------------------------
+
+    def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:
+        """Credentials and ``base_url`` from ``conn`` (``settings`` holds the extras read so far)."""
+        raise NotImplementedError
+
+    def _session_headers(self) -> dict[str, str]:
+        """Headers every request of the session carries (auth, language)."""
+        return {}
+
+    def _read_error(self, response: requests.Response) -> ErrorAnswer:
+        """The PHI-free parts of an error answer's body."""
+        return ErrorAnswer()
+
+    def _auth_advice(self, status: int) -> str:
+        """What to check after a 401/403."""
+        raise NotImplementedError
+
+    @property
+    def limiter(self) -> Limiter:
+        """The rate limiter every request waits for."""
+        raise NotImplementedError
+
+    # -- settings ------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.conn_id)
+        extras = conn.extra_dejson or {}
+        settings = read_extras(self.conn_id, self.form.conn_type, extras, self.form, self._overrides)
+        settings.update(self._connection_settings(conn, settings))
+        check_transport_settings(self.conn_id, settings)
+        return settings
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, from the connection."""
+        return self._settings["base_url"]
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session`` (JSON and User-Agent headers, and the vendor's own)."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        s = self._settings
+        return new_session(self._session_headers(), base_url=s["base_url"], proxies=s["proxies"], verify=s["verify"])
+
+    @cached_property
+    def _sender(self) -> HttpSender:
+        s = self._settings
+        return HttpSender(
+            self._session,
+            s["base_url"],
+            self.limiter,
+            timeout=s["timeout"],
+            max_retries=s["max_retries"],
+            errors=self.errors,
+            error_for=self._error_for,
+            no_answer=self._no_answer,
+            backoff=self.retry_backoff,
+            log=self.log,
+            stats=self.stats,
+            sleep=lambda seconds: self._sleep(seconds),
+            max_retry_after=s["max_retry_after"],
+        )
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        import tenacity
+
+        tenacity.nap.sleep(seconds)
+
+    # -- answers -------------------------------------------------------------------------------------------------
+
+    def _where(self, method: str, path: str) -> str:
+        return f"{self.errors.api} {method} {path}"
+
+    def _error_for(self, method: str, path: str, response: requests.Response) -> ApiError:
+        return error_for_answer(
+            self.errors,
+            self._where(method, path),
+            response,
+            self._read_error(response),
+            self._auth_advice(response.status_code),
+        )
+
+    def _no_answer(self, method: str, path: str, error: Exception) -> ApiError:
+        return self.errors.server(f"{self._where(method, path)}: {describe_no_answer(error)} from {self.base_url}.")
+
+    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+        """The JSON body of a success answer; an empty or non-JSON body raises the family's malformed error."""
+        return json_answer(response, self._where(method, path), self.errors.malformed)
+
+    def _test_failure(self, err: Exception) -> tuple[bool, str]:
+        """``test_connection``'s answer for ``err``: the message names "this connection", not Airflow's temporary
+        connection id."""
+        return False, tested_connection_message(self.conn_id, str(err))
