@@ -11,6 +11,8 @@ from datetime import timedelta
 import pytest
 
 from dev.dag_loader import task_states
+
+# crm_feed_setup: the CRM feed's fixture (a fresh campaign, a fast dialer, CRM changes inside DAY), shared
 from tests.example_dags.test_example_dags import CRM_FEED, DAY, crm_feed_setup, manual_run  # noqa: F401
 
 NEXT_DAY = DAY + timedelta(days=1)
@@ -27,7 +29,11 @@ def upload_batches(emulator, since: int) -> list[list[str]]:
 
 @pytest.mark.airflow_dag
 def test_the_second_crm_feed_run_sends_only_the_changed_leads(
-    run_dag_file, crm_feed_setup, carecycle_emulator, carecloud_emulator, tmp_path
+    run_dag_file,
+    crm_feed_setup,  # noqa: F811 (the fixture imported above)
+    carecycle_emulator,
+    carecloud_emulator,
+    tmp_path,
 ):
     campaign = crm_feed_setup
     conf = {"output_root": tmp_path.as_uri(), "campaign_id": campaign["id"]}
