@@ -5,7 +5,10 @@
 It starts both emulators on free loopback ports, points ``AIRFLOW_CONN_CARECYCLE_DEFAULT`` and
 ``AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT`` at them, creates a throwaway ``AIRFLOW_HOME`` with SQLite, runs
 ``example_dags/carecycle_crm_lead_feed.py`` with ``dag.test()`` and prints a short run summary: counts, reasons and
-paths only, never patient data. The exit code is 1 when any task did not succeed.
+paths only, never patient data. Then it changes a few CRM customers (:data:`CHANGED` with a new email,
+:data:`TOUCHED` with only a newer ``last_change``) and runs the next day's feed: it reads from the watermark and the
+sync ledger sends only the leads that really changed. ``--workdir``'s ``summary.json`` holds both runs' figures.
+The exit code is 1 when any task did not succeed or the second run sent anything but the changed leads.
 
 Airflow reads its configuration when it is first imported, so every environment variable is set before that.
 """
@@ -13,6 +16,7 @@ Airflow reads its configuration when it is first imported, so every environment 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -29,6 +33,11 @@ POOL = "carecycle_api"
 #: CRM customers seeded in the emulator; all changed on the day the demo run uploads
 CRM_CUSTOMERS = 60
 RULE = "=" * 78
+#: CRM customers the demo gives a new email before the second run: the leads it must send
+CHANGED = 3
+#: CRM customers whose ``last_change`` alone moves (a CRM edit to a field careCycle does not get): read, not sent
+TOUCHED = 2
+UPLOAD_PATH = "/v2/leads/upload"
 #: the emulators' rate limit per minute, and the connections' client-side limit: a demo need not wait a minute
 RATE_LIMIT = 6000
 
@@ -180,6 +189,82 @@ def summary_lines(dag_run: Any, states: Mapping[str, str], campaign: Mapping[str
     return lines
 
 
+def change_crm_customers(carecloud: Any, carecycle: Any, day: datetime) -> tuple[list[str], list[str]]:
+    """Change :data:`CHANGED` CRM customers the first run uploaded (a new email) and touch :data:`TOUCHED` more
+    (``last_change`` only), all during ``day``.
+
+    :param carecloud: the CareCloud emulator.
+    :param carecycle: the careCycle emulator (which customers the first run uploaded).
+    :param day: the second run's day (UTC midnight).
+    :return: the changed and the touched customer ids.
+    :raises SystemExit: when the first run uploaded too few customers to change.
+    """
+    uploaded = carecycle.get_customers_by_external_id()
+    ids = [c["customer_id"] for c in carecloud.customers() if c["customer_id"] in uploaded]
+    if len(ids) < CHANGED + TOUCHED:
+        raise SystemExit(f"The first run uploaded {len(ids)} CRM customers; the demo changes {CHANGED + TOUCHED}.")
+    changed, touched = ids[:CHANGED], ids[CHANGED : CHANGED + TOUCHED]
+    for n, customer_id in enumerate(changed + touched):
+        when = (day + timedelta(hours=1, minutes=n)).astimezone(carecloud.project_tz).replace(tzinfo=None)
+        fields = {"email": f"demo.moved.{n}@example.com"} if customer_id in changed else {}
+        carecloud.touch_customer(customer_id, when=when, **fields)
+    return changed, touched
+
+
+def upload_requests(carecycle: Any, since: int) -> list[dict[str, Any]]:
+    """The lead upload requests careCycle received after its ``since``-th request."""
+    return [
+        r
+        for r in carecycle.request_log()[since:]
+        if r["method"] == "POST" and r["path"].rstrip("/") == UPLOAD_PATH and r.get("batch")
+    ]
+
+
+def second_run_figures(
+    upload: Mapping[str, Any], requests: list[dict[str, Any]], changed: list[str], touched: list[str]
+) -> dict[str, Any]:
+    """The second run's figures and whether it sent exactly the changed leads.
+
+    :param upload: the ``crm_to_leads`` summary of the second run.
+    :param requests: the upload requests careCycle received during the second run.
+    :param changed: the CRM customers given a new email.
+    :param touched: the CRM customers whose ``last_change`` alone moved.
+    """
+    sent = [i for r in requests for i in r["batch"]["external_ids"]]
+    figures = {
+        "crm_rows": upload.get("crm_rows"),
+        "changed": len(changed),
+        "touched": len(touched),
+        "uploaded": upload.get("uploaded"),
+        "unchanged": upload.get("unchanged"),
+        "rejected": upload.get("rejected"),
+        "upload_requests": len(requests),
+        "leads_sent": len(sent),
+        "unchanged_sent": len(set(sent) - set(changed)),
+        "changed_not_sent": len(set(changed) - set(sent)),
+    }
+    figures["ok"] = (
+        figures["uploaded"] == figures["leads_sent"] == len(changed)
+        and figures["unchanged_sent"] == figures["changed_not_sent"] == 0
+        and isinstance(figures["unchanged"], int)
+        and figures["unchanged"] >= len(touched)
+    )
+    return figures
+
+
+def second_run_lines(figures: Mapping[str, Any], states: Mapping[str, str]) -> list[str]:
+    """The PHI-free summary of the second run: counts only."""
+    return [
+        "Second run (the next day, from the watermark, through the sync ledger):",
+        "Tasks: " + ", ".join(f"{task}={state}" for task, state in states.items()),
+        f"Second run: {figures['crm_rows']} CRM rows read since the watermark, {figures['changed']} changed "
+        f"-> {figures['uploaded']} uploaded in {figures['upload_requests']} request(s), "
+        f"{figures['unchanged_sent']} unchanged sent; {figures['unchanged']} unchanged not sent "
+        f"({figures['touched']} only touched in the CRM), {figures['rejected']} rejected",
+        "Second run sent only what changed: " + ("yes" if figures["ok"] else "NO"),
+    ]
+
+
 def print_box(lines: list[str]) -> None:
     print("\n" + RULE)
     for line in lines:
@@ -201,15 +286,46 @@ def run(dag_file: Path, workdir: Path) -> int:
             raise SystemExit(str(err)) from None
         out = workdir / "output"
         start_dialer_on_first_poke(carecycle, campaign["id"])
-        date_arg = {("logical_date" if _airflow_major() >= 3 else "execution_date"): run_date}
-        dag_run = dag.test(run_conf={"output_root": out.as_uri(), "campaign_id": campaign["id"]}, **date_arg)
-        found = task_states(dag_run)
-        states = {task_id: found.get(task_id, "not run") for task_id in dag.task_ids}
+        conf = {"output_root": out.as_uri(), "campaign_id": campaign["id"]}
+        date_key = "logical_date" if _airflow_major() >= 3 else "execution_date"
+        dag_run = dag.test(run_conf=conf, **{date_key: run_date})
+        states = run_states(dag, dag_run)
         print_box(summary_lines(dag_run, states, campaign, out))
-        return 0 if states and all(state == "success" for state in states.values()) else 1
+        result: dict[str, Any] = {"first_run": {"states": states, **(xcom(dag_run, "crm_to_leads") or {})}}
+        if not succeeded(states):
+            write_result(workdir, result)
+            return 1
+        # the next day: a few CRM customers changed; that run must send those and nothing else
+        changed, touched = change_crm_customers(carecloud, carecycle, run_date)
+        mark = len(carecycle.request_log())
+        dag_run = dag.test(run_conf=conf, **{date_key: run_date + timedelta(days=1)})
+        states = run_states(dag, dag_run)
+        figures = second_run_figures(
+            xcom(dag_run, "crm_to_leads") or {}, upload_requests(carecycle, mark), changed, touched
+        )
+        result["second_run"] = {"states": states, **figures}
+        print_box(second_run_lines(figures, states))
+        write_result(workdir, result)
+        return 0 if succeeded(states) and figures["ok"] else 1
     finally:
         carecycle.stop()
         carecloud.stop()
+
+
+def run_states(dag: Any, dag_run: Any) -> dict[str, str]:
+    """``task_id -> state`` for every task of ``dag`` (``"not run"`` for one the run did not reach)."""
+    found = task_states(dag_run)
+    return {task_id: found.get(task_id, "not run") for task_id in dag.task_ids}
+
+
+def succeeded(states: Mapping[str, str]) -> bool:
+    return bool(states) and all(state == "success" for state in states.values())
+
+
+def write_result(workdir: Path, result: Mapping[str, Any]) -> None:
+    """Both runs' figures (counts and states only, no patient data) as ``summary.json`` in ``workdir``."""
+    (workdir / "summary.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    print(f"Run figures: {workdir / 'summary.json'}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
