@@ -125,9 +125,8 @@ def make_export(url: str, customers: int, workdir: Path, requests_per_window: in
         carecycle_conn_id=CONN_ID,
         hook_params={"requests_per_minute": requests_per_window, "rate_limit_window": WINDOW_S},
         output_path=str(workdir / f"customers-{customers}.jsonl.gz"),
-        include_test_numbers=True,
+        filters={"include_test_numbers": True, **filters},
         per_page=PER_PAGE,
-        **filters,
     )
 
 
