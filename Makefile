@@ -1,7 +1,8 @@
 # The two commands a new user needs: `make demo` and `make test`. Everything is installed here, from PyPI.
 #
-#   make test          ruff, the full test suite on Airflow 3.3 (.venv) and 2.11 (.venv-airflow2), then the smoke
-#                      suite (tests/smoke) on Airflow 2.10, 3.0, 3.1 and 3.2 (.venv-airflow-<line>)
+#   make test          ruff, mypy (make typecheck), the full test suite on Airflow 3.3 (.venv) and 2.11
+#                      (.venv-airflow2), then the smoke suite (tests/smoke) on Airflow 2.10, 3.0, 3.1 and 3.2
+#                      (.venv-airflow-<line>)
 #   make demo          start the emulators and run the example lead feed DAG in real Airflow
 #   make bench         the performance benchmarks (prints each figure and its ratio to the goal)
 #
@@ -37,17 +38,20 @@ LINES ?= $(basename $(AIRFLOW_VERSION)) $(basename $(AIRFLOW2_VERSION)) $(SMOKE_
 # Both distributions of this repository, editable: the provider and the emulator (emulator/), which the provider's
 # `emulator` extra pins. The emulator is not on PyPI: it is always installed from its folder, and the extra resolves
 # to that install (a version mismatch between the two fails here).
-INSTALL := -e ./emulator -e ".[dev,emulator]"
+# `make typecheck` (mypy) runs in $(VENV) only, so only its line gets the typecheck extra (and pins it).
+EXTRAS := dev,emulator
+EXTRAS_$(basename $(AIRFLOW_VERSION)) := $(EXTRAS),typecheck
+install = -e ./emulator -e ".[$(or $(EXTRAS_$(1)),$(EXTRAS))]"
 
 UV := $(VENV)/bin/uv
 PY := $(VENV)/bin/python
 PY2 := $(VENV2)/bin/python
 SMOKE_TESTS := $(addprefix test-smoke-,$(SMOKE_LINES))
 
-.PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint demo bench constraints clean
+.PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint typecheck demo bench constraints clean
 .PRECIOUS: .venv-airflow-%/.installed
 
-test: lint test-airflow3 test-airflow2 test-smoke
+test: lint typecheck test-airflow3 test-airflow2 test-smoke
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -55,24 +59,29 @@ $(UV):
 
 $(VENV)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-$(basename $(AIRFLOW_VERSION)).txt
 	$(UV) pip install --quiet --python $(PY) -c constraints/airflow-$(basename $(AIRFLOW_VERSION)).txt \
-		"apache-airflow==$(AIRFLOW_VERSION)" $(INSTALL)
+		"apache-airflow==$(AIRFLOW_VERSION)" $(call install,$(basename $(AIRFLOW_VERSION)))
 	touch $@
 
 $(VENV2)/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-$(basename $(AIRFLOW2_VERSION)).txt
 	test -x $(PY2) || $(PYTHON) -m venv --without-pip $(VENV2)
 	$(UV) pip install --quiet --python $(PY2) -c constraints/airflow-$(basename $(AIRFLOW2_VERSION)).txt \
-		"apache-airflow==$(AIRFLOW2_VERSION)" $(INSTALL)
+		"apache-airflow==$(AIRFLOW2_VERSION)" $(call install,$(basename $(AIRFLOW2_VERSION)))
 	touch $@
 
 .venv-airflow-%/.installed: $(UV) pyproject.toml emulator/pyproject.toml constraints/airflow-%.txt
 	test -x .venv-airflow-$*/bin/python || $(PYTHON) -m venv --without-pip .venv-airflow-$*
 	$(UV) pip install --quiet --python .venv-airflow-$*/bin/python -c constraints/airflow-$*.txt \
-		"apache-airflow==$(AIRFLOW_$*)" $(INSTALL)
+		"apache-airflow==$(AIRFLOW_$*)" $(call install,$*)
 	touch $@
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy over the package (the wheel ships py.typed), configured in pyproject.toml ([tool.mypy]), against the Airflow
+# of $(VENV).
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 test-airflow3: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -96,9 +105,9 @@ constraints: $(addprefix constraints-,$(LINES))
 constraints-%: $(UV)
 	tmp=$$(mktemp -d) && $(PYTHON) -m venv --without-pip $$tmp/venv && \
 	$(UV) pip install --quiet --python $$tmp/venv/bin/python $(if $(RELEASED_$*),--exclude-newer $(RELEASED_$*)) \
-		"apache-airflow==$(AIRFLOW_$*)" $(INSTALL) && \
+		"apache-airflow==$(AIRFLOW_$*)" $(call install,$*) && \
 	$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > constraints/airflow-$*.txt; \
 	status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .demo .bench
+	rm -rf $(VENV) $(VENV2) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .mypy_cache .demo .bench

@@ -131,28 +131,33 @@ __all__ = [
 # -- issue 14 (lineage, assets, links, metrics): more Airflow names, each resolved newest location first ---------
 # Kept apart from the section above so the by-symbol rewrite of this module can take it over as is.
 
-try:  # Airflow 3
-    from airflow.sdk import Asset, AssetAlias
-except ImportError:  # Airflow 2.10 / 2.11: the same idea, called Dataset
-    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
-    from airflow.datasets import DatasetAlias as AssetAlias
-
-try:  # Airflow 3
-    from airflow.sdk import BaseOperatorLink
-except ImportError:  # Airflow 2
-    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
-
-try:  # Airflow 3: what a task (and the API server's link lookup) reads XComs through
+if TYPE_CHECKING:  # the type checker runs against Airflow 3 (make typecheck); the fallbacks below are runtime only
+    from airflow.sdk import Asset, AssetAlias, BaseOperatorLink
     from airflow.sdk.execution_time.xcom import XCom
-except ImportError:  # Airflow 2
-    from airflow.models.xcom import XCom  # type: ignore[no-redef]
-
-try:  # Airflow 3.1+
     from airflow.sdk.observability.stats import Stats
-except ImportError:
-    try:  # Airflow 3.0
-        from airflow.observability.stats import Stats  # type: ignore[no-redef]
+else:
+    try:  # Airflow 3
+        from airflow.sdk import Asset, AssetAlias
+    except ImportError:  # Airflow 2.10 / 2.11: the same idea, called Dataset
+        from airflow.datasets import Dataset as Asset
+        from airflow.datasets import DatasetAlias as AssetAlias
+
+    try:  # Airflow 3
+        from airflow.sdk import BaseOperatorLink
     except ImportError:  # Airflow 2
-        from airflow.stats import Stats  # type: ignore[no-redef]
+        from airflow.models.baseoperatorlink import BaseOperatorLink
+
+    try:  # Airflow 3: what a task (and the API server's link lookup) reads XComs through
+        from airflow.sdk.execution_time.xcom import XCom
+    except ImportError:  # Airflow 2
+        from airflow.models.xcom import XCom
+
+    try:  # Airflow 3.1+
+        from airflow.sdk.observability.stats import Stats
+    except ImportError:
+        try:  # Airflow 3.0
+            from airflow.observability.stats import Stats
+        except ImportError:  # Airflow 2
+            from airflow.stats import Stats
 
 __all__ += ["Asset", "AssetAlias", "BaseOperatorLink", "Stats", "XCom"]

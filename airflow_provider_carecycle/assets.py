@@ -106,7 +106,7 @@ def _alias_registered(name: str) -> bool:
 
     if AIRFLOW_V_3_0_PLUS:
         return True
-    from airflow.models.dataset import DatasetAliasModel
+    from airflow.models.dataset import DatasetAliasModel  # type: ignore[import-not-found]  # Airflow 2 only
     from airflow.utils.session import create_session
 
     with create_session() as session:

@@ -97,20 +97,25 @@ def sql_datasets(operator: Any) -> tuple[str, list[str]]:
 
 def _dataset(kind: str, namespace: str, name: str, rows: int | None) -> Any:
     from openlineage.client.event_v2 import InputDataset, OutputDataset
+    from openlineage.client.facet_v2 import InputDatasetFacet, OutputDatasetFacet
 
     if kind == "input":
-        facets = {}
+        input_facets: dict[str, InputDatasetFacet] = {}
         if rows is not None:
             from openlineage.client.facet_v2 import input_statistics_input_dataset
 
-            facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(rowCount=rows)
-        return InputDataset(namespace=namespace, name=name, inputFacets=facets)
-    facets = {}
+            input_facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+                rowCount=rows
+            )
+        return InputDataset(namespace=namespace, name=name, inputFacets=input_facets)
+    output_facets: dict[str, OutputDatasetFacet] = {}
     if rows is not None:
         from openlineage.client.facet_v2 import output_statistics_output_dataset
 
-        facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(rowCount=rows)
-    return OutputDataset(namespace=namespace, name=name, outputFacets=facets)
+        output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+            rowCount=rows
+        )
+    return OutputDataset(namespace=namespace, name=name, outputFacets=output_facets)
 
 
 def _file(kind: str, path: Any, rows: int | None) -> Any:

@@ -62,7 +62,7 @@ def campaign_url(base: str, campaign_ids: list[str]) -> str:
 class CareCycleCampaignLink(BaseOperatorLink):
     """Operator extra link "careCycle campaign", read from the task's XCom (stored when the task starts)."""
 
-    name: ClassVar[str] = "careCycle campaign"  # type: ignore[misc]
+    name: ClassVar[str] = "careCycle campaign"
     key: ClassVar[str] = "carecycle_campaign_url"
 
     @property

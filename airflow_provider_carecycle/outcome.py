@@ -40,7 +40,9 @@ def record_outcome(operator: Any, context: Mapping[str, Any], kind: str, summary
             metrics.record_upload(counts, conn_id)
             if not counts.get("dry_run"):
                 uri = assets.leads_uri(operator.hook.base_url)
-                extra = {k: counts[k] for k in ("total", "uploaded", "rejected", "duplicates") if k in counts}
+                extra: dict[str, Any] = {
+                    k: counts[k] for k in ("total", "uploaded", "rejected", "duplicates") if k in counts
+                }
                 assets.emit_asset_events(operator, context, uri, extra)
         else:
             if kind in ("customers", "calls"):

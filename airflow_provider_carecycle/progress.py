@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class TaskLog(Protocol):
+    """What the provider logs through: a :class:`logging.Logger` or an operator's ``self.log`` (a structlog logger
+    on Airflow 3). Messages take lazy ``%s`` arguments only."""
+
+    def debug(self, msg: Any, /, *args: Any) -> object: ...
+
+    def info(self, msg: Any, /, *args: Any) -> object: ...
+
+    def warning(self, msg: Any, /, *args: Any) -> object: ...
+
+    def error(self, msg: Any, /, *args: Any) -> object: ...
 
 
 class Progress:
@@ -19,7 +32,7 @@ class Progress:
 
     def __init__(
         self,
-        log: logging.Logger,
+        log: TaskLog,
         unit: str,
         total: int | None = None,
         *,

@@ -16,7 +16,7 @@ EXTRA_VALUES_KEY = "_extraValues"
 """The key under which :class:`MalformedRow` keeps the CSV values beyond the header's columns."""
 
 
-class MalformedRow(dict):  # type: ignore[type-arg]
+class MalformedRow(dict[str, Any]):
     """A source row that was read whole but is not a clean record; the lead validator rejects it.
 
     It holds every value of the row (nothing is lost: the rejected file keeps them), and :attr:`problem` says

@@ -22,7 +22,7 @@ import stat
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -77,11 +77,15 @@ def _dumps(record: Any) -> str:
     return json.dumps(record, default=json_default, separators=(",", ":"), ensure_ascii=False)
 
 
-def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[IO[Any]]]:
+#: an open file object of :func:`_open_text`'s stack (closed outermost first)
+_Handle: TypeAlias = "IO[Any] | gzip.GzipFile"
+
+
+def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[_Handle]]:
     if mode == "w" and _is_local(path):
         _create_private(path)
     raw = path.open(mode + "b")
-    handles: list[IO[Any]] = [raw]
+    handles: list[_Handle] = [raw]
     if gzipped:
         raw = gzip.GzipFile(fileobj=raw, mode=mode + "b")
         handles.insert(0, raw)
@@ -382,7 +386,7 @@ class RecordWriter:
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
         self._text: IO[str] | None = None
-        self._handles: list[IO[Any]] = []
+        self._handles: list[_Handle] = []
         self._csv: csv.DictWriter | None = None
         self._header_written = False
         self._append_in_place = False
@@ -445,18 +449,19 @@ class RecordWriter:
             self.write(record)
 
     def _write_csv(self, record: Mapping[str, Any]) -> None:
+        fieldnames = self.fieldnames = self.fieldnames or list(record)
         if self._csv is None:
-            self.fieldnames = self.fieldnames or list(record)
-            self._csv = csv.DictWriter(self._text, fieldnames=self.fieldnames, extrasaction="ignore")
+            assert self._text is not None, "use RecordWriter in a with block"
+            self._csv = csv.DictWriter(self._text, fieldnames=fieldnames, extrasaction="ignore")
             if not self._header_written:
-                self._csv.writerow({name: self._cell(name) for name in self.fieldnames})
-        extra = set(record) - set(self.fieldnames or ()) - self._dropped
+                self._csv.writerow({name: self._cell(name) for name in fieldnames})
+        extra = set(record) - set(fieldnames) - self._dropped
         if extra:
             self._dropped |= extra
             log.warning(
                 "CSV %s has no column for %s; pass fieldnames/fields to keep them.", self.path.name, sorted(extra)
             )
-        self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in self.fieldnames})
+        self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in fieldnames})
 
     def _cell(self, value: Any) -> Any:
         """A CSV cell: nested values as JSON text; text that a spreadsheet would run as a formula, quoted."""
@@ -469,7 +474,7 @@ class RecordWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and self.format == "json":
+            if exc_type is None and self.format == "json" and self._text is not None:
                 self._text.write("\n]\n")
         finally:
             for handle in self._handles:

@@ -93,6 +93,12 @@ def test_the_provider_wheel_holds_no_emulator_no_demo_and_no_console_script(prov
     }
 
 
+def test_the_provider_wheel_is_marked_typed(provider_wheel):
+    # PEP 561: without py.typed a user's type checker ignores the annotations that make typecheck checks
+    assert "airflow_provider_carecycle/py.typed" in provider_wheel.namelist()
+    assert "Typing :: Typed" in _metadata(provider_wheel).get_all("Classifier")
+
+
 def test_the_provider_pins_the_emulator_of_its_own_version_in_an_extra(provider_wheel):
     metadata = _metadata(provider_wheel)
     assert metadata["Version"] == VERSION

@@ -52,6 +52,7 @@ from typing import Any
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
 from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
+from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import RecordWriter, json_default
@@ -284,7 +285,7 @@ class LeadUploader:
 
     def __init__(
         self,
-        hook: Any,
+        hook: LeadUploadHook | None,
         validator: LeadValidator,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -389,14 +390,14 @@ class LeadUploader:
         finally:
             ledger.close()
 
-    def _rejected_writer(self) -> Any:
+    def _rejected_writer(self) -> RecordSink:
         if self.rejected_path is None:
             return _NullWriter()
         return RecordWriter(self.rejected_path, format="jsonl")
 
     # -- stage 1: validate and spool -----------------------------------------------------------------------------
 
-    def _prepare(self, records: Iterable[Any], spool: _LeadSpool, summary: UploadSummary, writer: Any) -> None:
+    def _prepare(self, records: Iterable[Any], spool: _LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
         for row, record in enumerate(records, start=1):
             summary.total += 1
             result = self.validator.validate(record)
@@ -416,7 +417,7 @@ class LeadUploader:
         )
 
     def _reject_validation(
-        self, row: int, record: Any, rejections: list[Rejection], summary: UploadSummary, writer: Any
+        self, row: int, record: Any, rejections: list[Rejection], summary: UploadSummary, writer: RecordSink
     ) -> None:
         first = rejections[0]
         summary.rejected += 1
@@ -435,7 +436,7 @@ class LeadUploader:
 
     # -- stage 2: upload -----------------------------------------------------------------------------------------
 
-    def _upload(self, spool: _LeadSpool, summary: UploadSummary, writer: Any) -> None:
+    def _upload(self, spool: _LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
         checkpoint = None
         if self.checkpoint_path is not None:
             destination = getattr(self.hook, "destination_id", None)
@@ -500,7 +501,7 @@ class LeadUploader:
         items: list[_Item],
         checkpoint: UploadCheckpoint | None,
         summary: UploadSummary,
-        writer: Any,
+        writer: RecordSink,
         progress: Progress,
     ) -> list[int]:
         """The positions of batch ``number`` still to send; account for the ones an earlier run settled."""
@@ -520,7 +521,7 @@ class LeadUploader:
         pending: dict[Future[None], int],
         settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
         summary: UploadSummary,
-        writer: Any,
+        writer: RecordSink,
         progress: Progress,
     ) -> BaseException | None:
         """Wait for at least one batch to finish, account for every settlement so far; return a batch's error.
@@ -542,7 +543,7 @@ class LeadUploader:
         return failure
 
     def _account(
-        self, number: int, items: list[_Item], settlement: _Settlement, summary: UploadSummary, writer: Any
+        self, number: int, items: list[_Item], settlement: _Settlement, summary: UploadSummary, writer: RecordSink
     ) -> None:
         """Count a settlement, note its accepted leads in the sync ledger and write its rejections (main thread)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)

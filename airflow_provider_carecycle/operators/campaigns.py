@@ -106,8 +106,9 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
                 raise AirflowFailException(f"careCycle campaign {campaign_id} was not found (404).") from None
 
     def _fetch_listed(self, statuses: list[str]) -> Iterator[dict[str, Any]]:
-        seen: set[str] = set()
-        for status in statuses or [None]:
+        seen: set[str | None] = set()
+        wanted: list[str | None] = [*statuses] if statuses else [None]
+        for status in wanted:
             for campaign in self.hook.iter_campaigns(status=status, search=self.search or None, sort_direction="asc"):
                 if campaign.get("id") not in seen:
                     seen.add(campaign.get("id"))

@@ -3,4 +3,3 @@
 from __future__ import annotations
 
 from tests.example_dags.test_example_dags import crm_feed_setup  # noqa: F401
-from tests.sensors.test_campaigns import task_states  # noqa: F401

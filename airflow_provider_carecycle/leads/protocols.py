@@ -1,0 +1,52 @@
+"""What the lead upload engine needs from its collaborators, as structural types (pure Python: no Airflow).
+
+:class:`~airflow_provider_carecycle.leads.upload.LeadUploader` takes any object with these methods, so it runs with
+a :class:`~airflow_provider_carecycle.hooks.carecycle.CareCycleHook` and a
+:class:`~airflow_provider_carecycle.storage.RecordWriter` in a task, and with small stand-ins in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Protocol
+
+
+class LeadUploadHook(Protocol):
+    """Sends leads to one careCycle (a ``CareCycleHook``).
+
+    A hook may also have a ``limiter`` property; the uploader reads it once before its threads start, so the
+    connection and the shared rate limiter are resolved on the main thread.
+    """
+
+    @property
+    def destination_id(self) -> str:
+        """Names where the leads go, without revealing the key (checkpoints are bound to it)."""
+        ...
+
+    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Upload 1-200 leads in one request and return the API's answer as is.
+
+        :param records: lead records in careCycle's field names.
+        """
+        ...
+
+
+class RecordSink(Protocol):
+    """Where rejected records go: a ``RecordWriter`` used as a context manager, or a stand-in that counts."""
+
+    #: the records written so far
+    count: int
+
+    def __enter__(self) -> RecordSink: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> object: ...
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Write one record.
+
+        :param record: the record, JSON-serialisable.
+        """
+        ...
