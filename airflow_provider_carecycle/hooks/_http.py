@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     import tenacity
 
     from airflow_provider_carecycle.hooks.rate_limit import Limiter
+    from airflow_provider_carecycle.progress import TaskLog
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
@@ -89,7 +90,7 @@ def user_agent() -> str:
 
 
 @functools.cache
-def broken_body_errors() -> tuple[type[BaseException], ...]:
+def broken_body_errors() -> tuple[type[Exception], ...]:
     """Errors raised while an answer's body is read that mean the connection broke (retried like no answer)."""
     import requests
     import urllib3.exceptions
@@ -405,7 +406,7 @@ class HttpSender:
         no_answer: ErrorForNoAnswer,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
-        log: logging.Logger | logging.LoggerAdapter | None = None,
+        log: TaskLog | None = None,
         stats: RequestStats | None = None,
         sleep: Callable[[float], None] | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER_S,
@@ -563,4 +564,4 @@ def _read_body(response: requests.Response, deadline: float, timeout: float) -> 
             break
         pieces.append(piece)
     response._content = b"".join(pieces)
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]  # requests' own flag, missing from its stubs

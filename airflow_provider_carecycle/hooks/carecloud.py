@@ -409,8 +409,10 @@ class CareCloudCrmHook(ApiHook):
             body = None
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, dict) else {}
-        error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
-        raw_params = error_data.get("invalid_params") if isinstance(error_data.get("invalid_params"), list) else []
+        error_data = error.get("error_data")
+        error_data = error_data if isinstance(error_data, dict) else {}
+        raw_params = error_data.get("invalid_params")
+        raw_params = raw_params if isinstance(raw_params, list) else []
         invalid_params = [
             {key: api_token(p.get(key)) for key in ("name", "reason") if api_token(p.get(key))}
             for p in raw_params
@@ -432,7 +434,8 @@ class CareCloudCrmHook(ApiHook):
         response = self._sender.send("POST", "/users/actions/login", json=body)
         body = self._json(response, "POST", "/users/actions/login")
         data = body.get("data") if isinstance(body, dict) else None
-        token = data.get("bearer_token") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        token = data.get("bearer_token")
         if not isinstance(token, str) or not token:
             raise CareCloudAuthError("CareCloud API POST /users/actions/login answered without a bearer_token.")
         mask_secret(token)
@@ -520,7 +523,8 @@ class CareCloudCrmHook(ApiHook):
             body = self.request("GET", path, params={**(params or {}), "count": count, "offset": offset})
             where = f"CareCloud API GET {path} offset {offset}"
             data = body.get("data") if isinstance(body, dict) else None
-            items = data.get(items_key) if isinstance(data, dict) else None
+            data = data if isinstance(data, dict) else {}
+            items = data.get(items_key)
             if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
                 raise CareCloudMalformedAnswerError(f"{where}: the answer has no 'data.{items_key}' list.", status=200)
             total = data.get("total_items")
@@ -585,8 +589,9 @@ class CareCloudCrmHook(ApiHook):
             f"{name}[]": _list_chunks(name, value)
             for name, value in (("email_list", email_list), ("customer_ids", customer_ids))
         }
-        chunked = {name: chunks for name, chunks in chunked.items() if chunks is not None}
-        return self._iter_chunked(params, chunked, count)
+        return self._iter_chunked(
+            params, {name: chunks for name, chunks in chunked.items() if chunks is not None}, count
+        )
 
     def _iter_chunked(
         self, params: dict[str, Any], chunked: dict[str, list[list[str]]], count: int

@@ -47,14 +47,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
 from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
-from airflow_provider_carecycle.progress import Progress
+from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
@@ -296,7 +296,7 @@ class LeadUploader:
         sync_state_path: Any = None,
         full_sync: bool = False,
         resend_after: timedelta | float | None = None,
-        logger: logging.Logger | None = None,
+        logger: TaskLog | None = None,
         progress_every_s: float = 30.0,
     ) -> None:
         check_upload_options(batch_size, max_in_flight)
@@ -600,12 +600,15 @@ class LeadUploader:
         :raises UnsettledBatchError: when careCycle does not settle a group (see the class); the groups settled
             before stay settled (and checkpointed).
         """
+        hook = self.hook
+        if hook is None:
+            raise ValueError("LeadUploader needs a hook to send leads (only a dry run goes without one).")
         queue: list[tuple[list[int], bool]] = [(positions, False)]  # (group, halved after a 413 already)
         while queue:
             group, halved = queue.pop(0)
             unsettled = len(group) + sum(len(g) for g, _ in queue)
             try:
-                answer = self.hook.upload_leads([items[p].lead for p in group])
+                answer = hook.upload_leads([items[p].lead for p in group])
             except CareCycleValidationError as error:
                 offenders, rest, halved = self._split_refused(number, error, group, halved, unsettled)
                 if offenders:
@@ -732,7 +735,7 @@ class LeadUploader:
         return rejections
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -750,7 +753,7 @@ def _unaccounted(answer: Any, sent: int) -> str | None:
     """
     if not isinstance(answer, dict):
         return "an empty answer" if answer is None else f"a JSON {type(answer).__name__}, not an object"
-    counts = {}
+    counts: dict[str, int] = {}
     for name in ("succeeded", "failed"):
         value = answer.get(name)
         if not _is_count(value):

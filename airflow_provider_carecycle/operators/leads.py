@@ -11,7 +11,7 @@ here in :class:`CareCycleLeadUploadBaseOperator`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from datetime import timedelta
 from typing import Any
 
@@ -164,7 +164,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self.checkpoint_path = checkpoint_path
-        self.dry_run = dry_run
+        # not ``self.dry_run``: that name is BaseOperator's dry_run() method (render the templates, run nothing)
+        self.is_dry_run = dry_run
         self.progress_every_s = progress_every_s
         self.sync_state_path = sync_state_path
         self.full_sync = full_sync
@@ -206,15 +207,15 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         """
         validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
         uploader = LeadUploader(
-            None if self.dry_run else self.hook,
+            None if self.is_dry_run else self.hook,
             validator,
             batch_size=self.batch_size,
             max_in_flight=self.max_in_flight,
             rejected_path=self.rejected_path,
             checkpoint_path=self.checkpoint_path,
-            dry_run=self.dry_run,
+            dry_run=self.is_dry_run,
             sync_state_path=self.sync_state_path,
-            full_sync=self.full_sync,
+            full_sync=bool(self.full_sync),
             resend_after=self.resend_after,
             logger=self.log,
             progress_every_s=self.progress_every_s,
@@ -330,7 +331,7 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
         if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
             raise ValueError(f"records must resolve to a list of dicts, got {type(records).__name__}.")
         self._resolved_records = records
-        count = len(records) if hasattr(records, "__len__") else "?"
+        count = len(records) if isinstance(records, Sized) else "?"
         self.records = f"<{count} records, not shown: they may hold patient data>"
 
     def check_rendered_arguments(self) -> None:

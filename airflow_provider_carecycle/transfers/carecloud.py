@@ -145,6 +145,8 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     def _incremental_since(self, since: datetime) -> datetime:
         """The watermark minus the overlap, when there is a watermark; else ``since``."""
+        if self.sync_state_path is None:  # checked with the rendered arguments; here for the type checker
+            raise ValueError("incremental=True needs sync_state_path: the watermark is kept next to the ledger.")
         self._watermark = SyncWatermark(
             self.sync_state_path,
             key=f"{self.carecloud_crm_conn_id}\n{self.carecloud_hook.base_url}\n{self.hook.destination_id}",
@@ -169,7 +171,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
-        track = self.incremental and not self.dry_run
+        track = self.incremental and not self.is_dry_run
         if track:
             since = self._incremental_since(since)
             if since >= before:

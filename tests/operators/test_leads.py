@@ -468,3 +468,15 @@ def test_records_from_an_upstream_xcom_in_a_real_dag_run(carecycle_emulator, tmp
     stored = carecycle_emulator.get_customers_by_external_id()
     assert stored["dag-1"][0]["phoneNumber"] == "+12125550101"
     assert any(p.suffix == ".jsonl" for p in tmp_path.iterdir())
+
+
+def test_dry_run_leaves_airflows_own_dry_run_method_alone(carecycle_emulator, tmp_path):
+    """``dry_run=True`` once replaced BaseOperator.dry_run() (render templates, run nothing) with a bool."""
+    op = upload(tmp_path, records=[crm(1)], dry_run=True)
+
+    assert callable(op.dry_run)
+    op.dry_run()  # Airflow's own: logs the rendered template fields, sends nothing
+    summary = op.execute({})
+
+    assert summary["dry_run"] is True and summary["uploaded"] == 0
+    assert upload_requests(carecycle_emulator) == []
