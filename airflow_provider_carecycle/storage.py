@@ -5,6 +5,9 @@ The format follows the name: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (one
 optionally ending ``.gz``. Readers yield one record at a time; writers write one at a time and only move the
 finished file to its final name (or, appending to a local file, add its bytes to the end) when the ``with`` block
 ends cleanly, so a failed or killed task never leaves a truncated file where a downstream task would read it.
+
+Why one module of this size: every format's reader and writer shares the path handling, the private-file and
+atomic-rename rules and the error wording (file and line); split by format, each would repeat them.
 """
 
 from __future__ import annotations

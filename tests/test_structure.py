@@ -103,3 +103,25 @@ def test_value_sets_are_imported_from_vocabulary():
         if (hits := constants_through_other_modules(path.read_text(encoding="utf-8")))
     }
     assert found == {}, "import these from airflow_provider_carecycle.vocabulary"
+
+
+#: a module longer than this says in its docstring why it is one module ("Why one module of this size: ...")
+MODULE_LINES = 450
+SIZE_REASON = "Why one module of this size:"
+
+
+def oversized_without_reason(path: Path) -> bool:
+    source = path.read_text()
+    return source.count("\n") > MODULE_LINES and SIZE_REASON not in (ast.get_docstring(ast.parse(source)) or "")
+
+
+def test_the_size_rule_catches_a_long_module_without_a_reason(tmp_path):
+    long_module = tmp_path / "long.py"
+    long_module.write_text('"""A module."""\n' + "x = 1\n" * (MODULE_LINES + 1))
+    assert oversized_without_reason(long_module)
+    long_module.write_text(f'"""A module.\n\n{SIZE_REASON} a reason."""\n' + "x = 1\n" * (MODULE_LINES + 1))
+    assert not oversized_without_reason(long_module)
+
+
+def test_every_long_module_says_why_it_is_one():
+    assert [p.relative_to(PACKAGE) for p in sorted(PACKAGE.rglob("*.py")) if oversized_without_reason(p)] == []

@@ -29,6 +29,9 @@ Fail-closed transport rules, the same for every hook:
 
 ``requests``, ``urllib3`` and ``tenacity`` are imported where they are used, not when this module is: a DAG file
 that imports an operator pays for them only when a task sends a request.
+
+Why one module of this size: it is the whole transport (session, proxy/TLS precedence, redirect refusal, the
+deadline-bound body read and the retry loop); each piece guards the one before, so they are read together.
 """
 
 from __future__ import annotations

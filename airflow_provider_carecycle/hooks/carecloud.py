@@ -11,6 +11,9 @@ interface. Facts it relies on (vendor docs, see ``docs/connections-carecloud.md`
 * Errors are ``{"error": {"exception", "title", "detail", "error_data": {"invalid_params": [...]}}}``.
 * 429 and 503 come without a documented wait: back off exponentially with jitter. No numeric rate limit is
   published, so the client-side limit is a connection extra.
+
+Why one module of this size: the CRM's login, its error family and its customer paging share the token state;
+moving the CareCloud side into a namespace of its own (hook, errors, params) is the next structure step.
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ acknowledged by runs that had not read each other's files, within ``conflict_win
 sending different data for the same lead at once: careCycle holds whichever it processed last, which the
 acknowledgement times cannot tell), are both forgotten, so the next run sends the lead again. Every doubt resolves
 towards sending again, never towards skipping.
+
+Why one module of this size: the ledger's file format, its destination binding, the merge of concurrent writers
+and the save are one set of crash-safety rules; split, each part would depend on the others' details.
 """
 
 from __future__ import annotations

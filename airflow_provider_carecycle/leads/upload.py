@@ -29,6 +29,10 @@ How a run goes:
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
+
+Why one module of this size: preparing, batching, sending and settling share one invariant (every lead uploaded,
+rejected, merged or unchanged exactly once, nothing counted that careCycle did not acknowledge), kept readable in
+one place; the spool, checkpoint, ledger and protocols are modules of their own.
 """
 
 from __future__ import annotations

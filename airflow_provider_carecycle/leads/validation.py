@@ -5,6 +5,9 @@ Pure Python (no Airflow, no network). The rules come from the declarative table 
 
 Leads carry PHI. No message produced here (rejection reasons, :class:`LeadFieldError` texts) ever contains a
 field's value: they name the field and say what is wrong with it.
+
+Why one module of this size: one normaliser per :class:`FieldKind`, driven by the table in ``fields.py``; they share
+the rejection vocabulary and the PHI-free reason wording, which is what a reviewer checks in one place.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ most :data:`PREFETCH_PAGES` ahead), so memory holds a few pages whatever the exp
 on a projected, small export.
 
 .. seealso:: ``docs/operators/extract-customers.md``
+
+Why one module of this size: the customer and the call export share one base (paging with prefetch, the writer, the
+summary, the failure policy) and differ only in their source; apart they would import each other.
 """
 
 from __future__ import annotations
