@@ -524,8 +524,8 @@ class LeadUploader:
             else:
                 pool.shutdown(wait=True)
         self.log.info("%s", progress.line())
-        if self._stop.is_set():
-            api_rejected = summary.rejected - validation_rejected
+        api_rejected = summary.rejected - validation_rejected
+        if self._stop.is_set() and summary.uploaded + api_rejected < spool.to_send:  # else: done before the kill
             raise UploadKilledError(
                 f"Lead upload stopped (the task was killed): {summary.uploaded + api_rejected} of {spool.to_send} "
                 f"leads are settled ({summary.uploaded} uploaded, {api_rejected} rejected by the API) and recorded; "
@@ -537,7 +537,6 @@ class LeadUploader:
                 )
             )
         if failure is not None:
-            api_rejected = summary.rejected - validation_rejected
             self.log.error(
                 "Lead upload stopped: %d of %d leads are settled (%d uploaded, %d rejected by the API); the other "
                 "%d are unsettled and none of them counts as uploaded. %s",

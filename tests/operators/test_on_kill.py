@@ -368,3 +368,36 @@ def test_a_killed_export_stops_waiting_for_its_next_page():
     with pytest.raises(ExportKilledError, match="the task was killed"):
         next(stream)
     never.set()
+
+
+class StoppingHook:
+    """Answers uploads like careCycle; stops the uploader (as ``on_kill`` would) while request ``at`` is in flight."""
+
+    destination_id = "stopping-api"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.requests = 0
+        self.uploader: LeadUploader | None = None
+
+    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        self.requests += 1
+        if self.requests - 1 == self.at and self.uploader is not None:
+            self.uploader.stop()
+        return {"succeeded": len(records), "failed": 0, "errors": []}
+
+
+@pytest.mark.parametrize(("at", "finishes"), [(9, True), (4, False)])
+def test_a_kill_while_the_last_batch_is_in_flight_lets_the_upload_finish(tmp_path, at, finishes):
+    hook = StoppingHook(at)  # 196 valid leads: 10 batches of 20, one request at a time
+    hook.uploader = uploader = LeadUploader(
+        hook, LeadValidator(), batch_size=BATCH, max_in_flight=1, checkpoint_path=str(tmp_path / "c.json")
+    )
+
+    if finishes:
+        assert uploader.run(leads(200)).uploaded == 196
+    else:
+        with pytest.raises(UploadKilledError, match="100 of 196 leads are settled"):
+            uploader.run(leads(200))
+    assert hook.requests == at + 1  # nothing sent after the stop
+    assert len(json.loads((tmp_path / "c.json").read_text())["done"]) == at + 1
