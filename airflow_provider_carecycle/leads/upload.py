@@ -27,6 +27,12 @@ How a run goes:
    that the checkpoint resumes) is noted in the sync ledger, which is saved every minute and when the run ends,
    even when it fails.
 
+**Stopping** (:meth:`LeadUploader.stop`, what the operators' ``on_kill`` calls): no new request is sent; the
+requests in flight get :data:`STOP_GRACE_S` seconds to be answered, and their answers are recorded like any other.
+A request still unanswered then is abandoned: whatever its answer, it is not recorded (nor counted, nor put in the
+ledger), so the checkpoint holds exactly the settlements the run recorded and a rerun sends the rest.
+The run then raises :class:`UploadKilledError`; the rejected file's temporary file is removed.
+
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
 
@@ -44,6 +50,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -77,6 +84,18 @@ STAGE_API = "api"
 CODE_API_ERROR = "api_error"
 #: rejection code of a record the API refused with 400 VALIDATION_ERROR
 CODE_API_VALIDATION = "api_validation_error"
+#: seconds a stopped upload waits for its requests in flight before abandoning them (Airflow 3 kills a task
+#: process 5 s after its SIGTERM)
+STOP_GRACE_S = 3.0
+#: how often (seconds) the main thread looks for a stop while it waits for answers
+_STOP_POLL_S = 0.1
+
+
+class UploadKilledError(RuntimeError):
+    """The upload was stopped (:meth:`LeadUploader.stop`: the task was killed) before every lead was settled.
+
+    What careCycle acknowledged before the stop is in the checkpoint and the sync ledger; nothing else is.
+    """
 
 
 class UnsettledBatchError(CareCycleAPIError):
@@ -318,6 +337,24 @@ class LeadUploader:
         self.dry_run = dry_run
         self.log = logger or log
         self.progress_every_s = progress_every_s
+        self._stop = threading.Event()
+        self._settle_lock = threading.Lock()
+        self._abandoned = False
+
+    def stop(self) -> None:
+        """Ask the run to stop: no new request; the ones in flight are settled or abandoned, then the run raises
+        :class:`UploadKilledError`. Thread-safe and returns at once (safe in a signal handler, as ``on_kill``).
+        """
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def _raise_if_stopped(self, stage: str) -> None:
+        if self._stop.is_set():
+            raise UploadKilledError(f"Lead upload stopped (the task was killed) while {stage}; nothing was sent.")
 
     # -- the run -------------------------------------------------------------------------------------------------
 
@@ -335,6 +372,7 @@ class LeadUploader:
         try:
             with self._rejected_writer() as writer:
                 self._prepare(records, spool, summary, writer)
+                self._raise_if_stopped("validating the records")
                 if self.sync_state_path is not None and not self.dry_run and spool.count:
                     self._ledger = self._open_ledger()
                     self._ledger_saved_at = time.monotonic()
@@ -403,6 +441,7 @@ class LeadUploader:
 
     def _prepare(self, records: Iterable[Any], spool: _LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
         for row, record in enumerate(records, start=1):
+            self._raise_if_stopped("validating the records")
             summary.total += 1
             result = self.validator.validate(record)
             if not result.ok:
@@ -469,22 +508,40 @@ class LeadUploader:
         pending: dict[Future[None], int] = {}
         settled: SimpleQueue[tuple[int, list[_Item], _Settlement]] = SimpleQueue()
         failure: BaseException | None = None
-        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="carecycle-upload") as pool:
+        pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="carecycle-upload")
+        try:
             for number, items in enumerate(spool.batches(self.batch_size)):
-                if failure is not None:
+                if failure is not None or self._stop.is_set():
                     break
                 todo = self._todo(number, items, checkpoint, summary, writer, progress)
                 if not todo:
                     continue
                 future = pool.submit(self._send_batch, number, items, todo, checkpoint, settled)
                 pending[future] = number
-                while len(pending) >= self.max_in_flight:
+                while len(pending) >= self.max_in_flight and not self._stop.is_set():
                     failure = self._collect(pending, settled, summary, writer, progress) or failure
-            while pending:
+            while pending and not self._stop.is_set():
                 failure = self._collect(pending, settled, summary, writer, progress) or failure
+        finally:
+            # also when Airflow 2 raises its SIGTERM exception here, right after on_kill
+            if self._stop.is_set():
+                self._wind_down(pool, pending, settled, summary, writer)
+            else:
+                pool.shutdown(wait=True)
         self.log.info("%s", progress.line())
+        api_rejected = summary.rejected - validation_rejected
+        if self._stop.is_set() and summary.uploaded + api_rejected < spool.to_send:  # else: done before the kill
+            raise UploadKilledError(
+                f"Lead upload stopped (the task was killed): {summary.uploaded + api_rejected} of {spool.to_send} "
+                f"leads are settled ({summary.uploaded} uploaded, {api_rejected} rejected by the API) and recorded; "
+                "the others count as not uploaded. "
+                + (
+                    "A rerun with the same checkpoint_path sends only those."
+                    if checkpoint is not None
+                    else "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId)."
+                )
+            )
         if failure is not None:
-            api_rejected = summary.rejected - validation_rejected
             self.log.error(
                 "Lead upload stopped: %d of %d leads are settled (%d uploaded, %d rejected by the API); the other "
                 "%d are unsettled and none of them counts as uploaded. %s",
@@ -531,8 +588,11 @@ class LeadUploader:
         """Wait for at least one batch to finish, account for every settlement so far; return a batch's error.
 
         Settlements are accounted as they come, so the part of a batch settled before it failed counts too.
+        Returns early, with nothing done, when the run is stopped.
         """
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        done: set[Future[None]] = set()
+        while not done and not self._stop.is_set():
+            done, _ = wait(pending, timeout=_STOP_POLL_S, return_when=FIRST_COMPLETED)
         while not settled.empty():
             number, items, settlement = settled.get()
             self._account(number, items, settlement, summary, writer)
@@ -545,6 +605,33 @@ class LeadUploader:
                 failure = failure or error
                 self.log.error("Batch %d failed: %s", number, getattr(error, "message", type(error).__name__))
         return failure
+
+    def _wind_down(
+        self,
+        pool: ThreadPoolExecutor,
+        pending: dict[Future[None], int],
+        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
+        summary: UploadSummary,
+        writer: Any,
+    ) -> None:
+        """After a stop: send nothing more, give the requests in flight :data:`STOP_GRACE_S` seconds, abandon the
+        rest (their answers are then not recorded), and account for every settlement recorded."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        _, unanswered = wait(pending, timeout=STOP_GRACE_S)
+        with self._settle_lock:  # from here on no worker records anything
+            self._abandoned = True
+        while not settled.empty():
+            number, items, settlement = settled.get()
+            self._account(number, items, settlement, summary, writer)
+        if unanswered:
+            self.log.warning(
+                "Lead upload stopped: %d request(s) still in flight after %.0f s are abandoned; they are not "
+                "recorded, so a rerun sends their leads again (an upsert by externalId).",
+                len(unanswered),
+                STOP_GRACE_S,
+            )
+        else:
+            self.log.warning("Lead upload stopped: every request in flight was answered and recorded.")
 
     def _account(
         self, number: int, items: list[_Item], settlement: _Settlement, summary: UploadSummary, writer: RecordSink
@@ -590,9 +677,12 @@ class LeadUploader:
         thread through ``settled``."""
 
         def settle(settlement: _Settlement) -> None:
-            if checkpoint is not None:
-                checkpoint.record(number, settlement.positions, settlement.rejections, batch_len=len(items))
-            settled.put((number, items, settlement))
+            with self._settle_lock:
+                if self._abandoned:  # the run has stopped and given up on this request: record nothing
+                    return
+                if checkpoint is not None:
+                    checkpoint.record(number, settlement.positions, settlement.rejections, batch_len=len(items))
+                settled.put((number, items, settlement))
 
         self._send(number, items, todo, settle)
 
@@ -608,7 +698,7 @@ class LeadUploader:
         if hook is None:
             raise ValueError("LeadUploader needs a hook to send leads (only a dry run goes without one).")
         queue: list[tuple[list[int], bool]] = [(positions, False)]  # (group, halved after a 413 already)
-        while queue:
+        while queue and not self._stop.is_set():  # stopped: no new request (the rest stays unsettled)
             group, halved = queue.pop(0)
             unsettled = len(group) + sum(len(g) for g, _ in queue)
             try:

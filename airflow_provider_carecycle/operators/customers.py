@@ -41,7 +41,13 @@ PREFETCH_PAGES = 2
 #: the customer order used when the user gives none: oldest first, so customers created during the export land
 #: on pages not yet read instead of shifting the pages still to come
 DEFAULT_CUSTOMER_SORT = {"sort_by": "createdAt", "sort_direction": "asc"}
+#: how often (seconds) an export waiting for its next page looks for a stop (``on_kill``)
+_STOP_POLL_S = 0.1
 _T = TypeVar("_T")
+
+
+class ExportKilledError(RuntimeError):
+    """The export was stopped (``on_kill``: the task was killed); its temporary file was removed."""
 
 
 # -- argument checks ------------------------------------------------------------------------------------------
@@ -122,11 +128,15 @@ def _customer_id(value: Any, position: int) -> str:
     return text
 
 
-def _prefetched(items: Iterable[_T], depth: int = PREFETCH_PAGES) -> Iterator[_T]:
+def _prefetched(
+    items: Iterable[_T], depth: int = PREFETCH_PAGES, *, killed: threading.Event | None = None
+) -> Iterator[_T]:
     """Yield ``items`` in order while a background thread produces up to ``depth`` of them ahead.
 
     The next page is then fetched while the current one is written, instead of after it. An error raised by the
     producer is raised here, in the consumer; when the consumer stops early, the producer stops at its next item.
+
+    :param killed: when it is set, the consumer stops waiting and raises :class:`ExportKilledError`.
     """
     channel: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -154,7 +164,11 @@ def _prefetched(items: Iterable[_T], depth: int = PREFETCH_PAGES) -> Iterator[_T
     thread.start()
     try:
         while True:
-            last, value = channel.get()
+            try:
+                last, value = channel.get(timeout=_STOP_POLL_S)
+            except queue.Empty:
+                _raise_if_killed(killed)
+                continue
             if last:
                 if value is not None:
                     raise value
@@ -162,6 +176,11 @@ def _prefetched(items: Iterable[_T], depth: int = PREFETCH_PAGES) -> Iterator[_T
             yield value
     finally:
         stop.set()
+
+
+def _raise_if_killed(killed: threading.Event | None) -> None:
+    if killed is not None and killed.is_set():
+        raise ExportKilledError("Export stopped (the task was killed); its temporary file was removed.")
 
 
 @dataclass
@@ -193,6 +212,9 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
 
     Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
     task can take ``export.output["path"]``.
+
+    When the task is killed (``on_kill``), the export stops at its next row or page wait, removes its temporary
+    ``.partial`` file (``output_path`` is left as it was) and fails with :class:`ExportKilledError`.
     """
 
     def __init__(
@@ -223,6 +245,15 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
                 "return_records=True puts rows in XCom: pass fields=[...] to choose the (non-PHI) fields to return."
             )
 
+    def on_kill(self) -> None:
+        """Stop the running export. Runs in Airflow's SIGTERM handler: it only sets a flag; the export's own thread
+        removes the temporary file as it stops."""
+        killed = self.__dict__.get("_killed")
+        if killed is None:
+            killed = threading.Event()
+            self._killed: threading.Event | None = killed
+        killed.set()
+
     def _check_return_cap(self, rows: int) -> None:
         if self.return_records and rows > MAX_RETURN_RECORDS:
             raise AirflowFailException(
@@ -246,21 +277,29 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         progress = Progress(self.log, unit)
         records: list[dict[str, Any]] | None = [] if self.return_records else None
         page_count = 0
-        with RecordWriter(
-            output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
-        ) as writer:
-            for page in _prefetched(pages):
-                page_count += 1
-                if progress.total is None and page.items_total is not None:
-                    progress.total = page.items_total
-                    self._check_return_cap(page.items_total)
-                for item in page.items:
-                    row = _project(item, columns) if columns else item
-                    writer.write(row)
-                    if records is not None:
-                        self._check_return_cap(writer.count)
-                        records.append(row)
-                progress.add(len(page.items))
+        killed = self.__dict__.get("_killed")
+        if killed is None:
+            self._killed = killed = threading.Event()
+        try:
+            with RecordWriter(
+                output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
+            ) as writer:
+                for page in _prefetched(pages, killed=killed):
+                    _raise_if_killed(killed)
+                    page_count += 1
+                    if progress.total is None and page.items_total is not None:
+                        progress.total = page.items_total
+                        self._check_return_cap(page.items_total)
+                    for item in page.items:
+                        _raise_if_killed(killed)
+                        row = _project(item, columns) if columns else item
+                        writer.write(row)
+                        if records is not None:
+                            self._check_return_cap(writer.count)
+                            records.append(row)
+                    progress.add(len(page.items))
+        finally:
+            self._killed = None  # a kill after the export is a no-op
         path = str(writer.path)
         self.log.info("%s", progress.line())
         self.log.info(

@@ -116,6 +116,11 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
 
     Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
     task can take ``upload.output["rejected_path"]``.
+
+    When the task is killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM), no new batch is sent, the
+    requests in flight are settled (or abandoned after a few seconds, then not recorded), the checkpoint and the
+    sync ledger keep exactly what careCycle acknowledged, the rejected file's temporary file is removed, and the task
+    fails with :class:`~airflow_provider_carecycle.leads.upload.UploadKilledError`.
     """
 
     template_fields: tuple[str, ...] = (
@@ -220,13 +225,27 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             logger=self.log,
             progress_every_s=self.progress_every_s,
         )
-        summary = uploader.run(self.iter_source(context))
+        self._uploader: LeadUploader | None = uploader
+        if self.__dict__.get("_kill_requested"):  # killed before the engine existed
+            uploader.stop()
+        try:
+            summary = uploader.run(self.iter_source(context))
+        finally:
+            self._uploader = None
         self._log_summary(summary)
         record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)
         if message:
             raise AirflowFailException(message)
         return summary.as_dict()
+
+    def on_kill(self) -> None:
+        """Stop the running upload (see the class docstring). Runs in Airflow's SIGTERM handler: it only sets a
+        flag (no lock the task's main thread may hold, no I/O); the upload's own thread settles and cleans up."""
+        self._kill_requested = True
+        uploader = self.__dict__.get("_uploader")
+        if uploader is not None:
+            uploader.stop()
 
     def _log_summary(self, summary: UploadSummary) -> None:
         self.log.info(
