@@ -144,7 +144,7 @@ def _upload_lineage(operator: Any, outcome: Mapping[str, Any] | None) -> tuple[l
     elif getattr(operator, "source_path", None):
         inputs.append(_file("input", operator.source_path, read))
     outputs: list[Any] = []
-    if not getattr(operator, "dry_run", False):
+    if not getattr(operator, "is_dry_run", False):
         namespace = carecycle_namespace(operator.hook.base_url)
         outputs.append(_dataset("output", namespace, LEADS, _count(outcome, "uploaded")))
     if getattr(operator, "rejected_path", None):
