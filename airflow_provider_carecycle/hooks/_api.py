@@ -36,13 +36,13 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
+from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 from airflow_provider_carecycle.metrics import request_listener
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_provider_carecycle.connection_forms import ConnectionForm
-    from airflow_provider_carecycle.hooks.rate_limit import Limiter
 
 #: 5xx answers worth retrying.
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -198,10 +198,25 @@ class ApiHook(BaseHook):
         """What to check after a 401/403."""
         raise NotImplementedError
 
-    @property
-    def limiter(self) -> Limiter:
-        """The rate limiter every request waits for."""
+    def _limiter_identity(self) -> str:
+        """Who the API's rate limit belongs to (an API key, an API user); only ever hashed."""
         raise NotImplementedError
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        """The limiter of this base URL and :meth:`_limiter_identity` (extras ``rate_limit_backend``,
+        ``rate_limit_dir``), shared by every hook of the process, the host's other processes (or every host, with
+        Redis)."""
+        s = self._settings
+        return limiter_for(
+            s["base_url"],
+            self._limiter_identity(),
+            s["requests_per_minute"],
+            self.rate_limit_window,
+            backend=s["rate_limit_backend"],
+            directory=s["rate_limit_dir"],
+            conn_id=self.conn_id,
+        )
 
     # -- settings ------------------------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,7 +33,6 @@ from airflow_provider_carecycle.connection_forms import CARECLOUD_CRM_DEFAULT_CO
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily, api_token
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
-from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 
 if TYPE_CHECKING:
     import requests
@@ -372,21 +370,10 @@ class CareCloudCrmHook(ApiHook):
         """The project's time zone (``project_timezone`` extra), in which CareCloud writes its datetimes."""
         return self._settings["tz"]
 
-    @cached_property
-    def limiter(self) -> Limiter:
-        """The API user's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the
-        process using the same base URL and API user, and by the host's other processes (or every host, with Redis)."""
+    def _limiter_identity(self) -> str:
+        """CareCloud's limit belongs to the API user (login and application id)."""
         s = self._settings
-        identity = f"{s['login']}|{s['user_external_application_id']}"
-        return limiter_for(
-            s["base_url"],
-            identity,
-            s["requests_per_minute"],
-            self.rate_limit_window,
-            backend=s["rate_limit_backend"],
-            directory=s["rate_limit_dir"],
-            conn_id=self.carecloud_crm_conn_id,
-        )
+        return f"{s['login']}|{s['user_external_application_id']}"
 
     def _session_headers(self) -> dict[str, str]:
         language = self._settings["accept_language"]

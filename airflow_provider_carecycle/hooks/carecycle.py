@@ -6,7 +6,6 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_carecycle._compat import mask_secret
@@ -25,7 +24,6 @@ from airflow_provider_carecycle.exceptions import (
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
-from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
 from airflow_provider_carecycle.ids import require_uuid
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
@@ -172,20 +170,9 @@ class CareCycleHook(ApiHook):
     def _session_headers(self) -> dict[str, str]:
         return {"x-api-key": self._settings["api_key"]}
 
-    @cached_property
-    def limiter(self) -> Limiter:
-        """The key's limiter (extras ``rate_limit_backend``, ``rate_limit_dir``), shared by every hook of the process
-        using the same base URL and key, and by the host's other processes (or every host, with Redis)."""
-        s = self._settings
-        return limiter_for(
-            s["base_url"],
-            s["api_key"],
-            s["requests_per_minute"],
-            self.rate_limit_window,
-            backend=s["rate_limit_backend"],
-            directory=s["rate_limit_dir"],
-            conn_id=self.carecycle_conn_id,
-        )
+    def _limiter_identity(self) -> str:
+        """careCycle's limit belongs to the API key."""
+        return self._settings["api_key"]
 
     def _auth_advice(self, status: int) -> str:
         return (
