@@ -446,6 +446,22 @@ class RecordWriter:
             self._text.write(_dumps(record) + "\n")
         self.count += 1
 
+    def write_json_text(self, text: str) -> None:
+        """Write one record that is already JSON text (one object on one line), as it is: no parsing, no second
+        serialisation (the lead upload's rejected file, whose records are kept as the text they were read as).
+
+        :param text: the record as compact JSON text without a line break.
+        :raises ValueError: for a CSV file (a CSV row is built from the record's fields).
+        """
+        assert self._text is not None, "use RecordWriter in a with block"
+        if self.format == "csv":
+            raise ValueError(f"Cannot write JSON text to the CSV file {self.path.name!r}: write records instead.")
+        if self.format == "json":
+            self._text.write(("," if self.count else "") + "\n" + text)
+        else:
+            self._text.write(text + "\n")
+        self.count += 1
+
     def write_all(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write every record of an iterable."""
         for record in records:

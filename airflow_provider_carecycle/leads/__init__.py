@@ -16,12 +16,10 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.leads.rejection import REJECTION_CODES, Rejection, RejectionCode
 from airflow_provider_carecycle.leads.validation import (
-    REJECTION_CODES,
     LeadFieldError,
     LeadValidator,
-    Rejection,
-    RejectionCode,
     ValidationResult,
     normalize_date_of_birth,
     normalize_field,

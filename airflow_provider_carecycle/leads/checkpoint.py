@@ -9,11 +9,18 @@ local filesystem it and its temporary files are created ``0600``.
 
 Layout::
 
-    {"version": 2, "fingerprint": "<sha256>", "destination": "<hash of base URL and API key>",
+    {"version": 3, "fingerprint": "<sha256>", "destination": "<hash of base URL and API key>",
      "batch_size": 200, "batches": 50,
      "done": [0, 1, 4],                                   # batches fully settled
      "partial": {"3": [0, 1, 2, ...]},                    # positions settled in a batch still in progress
-     "rejected": {"1": [[17, "sourceId", "api_error", "API: Source not found"]]}}
+     "rejected": {"1": [{"field": "sourceId", "code": "api_error", "reason": "API: Source not found",
+                         "position": 17}]}}
+
+A rejection is stored in the JSON form of :class:`~airflow_provider_carecycle.leads.rejection.Rejection`, the one
+the rejected file carries too; here it must have a ``position``. A checkpoint of an earlier layout (version 2 held
+each rejection as a ``[position, field, code, reason]`` list) is ignored with a warning, like any checkpoint of
+another version: the upload starts afresh and re-sends every batch (careCycle's upload is an upsert by
+``externalId``, so nothing is duplicated).
 
 A position is *settled* when the API accepted it (an answer accounting for every record sent) or rejected it for
 good (a per-record error tied to it, or a ``VALIDATION_ERROR`` isolated to it).
@@ -34,15 +41,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.storage import to_path
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 _LOCAL_PROTOCOLS = ("file", "local")
-
-#: ``(position, field or None, code, reason)``: one API rejection as stored in the checkpoint.
-StoredRejection = tuple[int, str | None, str, str]
 
 
 class CheckpointShapeError(ValueError):
@@ -75,15 +80,15 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def _rejection(value: Any, batch_size: int) -> StoredRejection:
-    if not isinstance(value, list) or len(value) != 4:
-        raise CheckpointShapeError("a rejection must be [position, field, code, reason]")
-    position, field_name, code, reason = value
-    if not (field_name is None or isinstance(field_name, str)) or not isinstance(code, str):
-        raise CheckpointShapeError("a rejection's field must be text or null and its code text")
-    if not isinstance(reason, str):
-        raise CheckpointShapeError("a rejection's reason must be text")
-    return (_index(position, batch_size, "a rejection's position"), field_name, code, reason)
+def _rejection(value: Any, batch_size: int) -> Rejection:
+    try:
+        rejection = Rejection.from_json(value)
+    except ValueError as err:
+        raise CheckpointShapeError(str(err)) from None
+    if rejection.position is None:
+        raise CheckpointShapeError("a rejection must have a position")
+    _index(rejection.position, batch_size, "a rejection's position")
+    return rejection
 
 
 class UploadCheckpoint:
@@ -111,7 +116,7 @@ class UploadCheckpoint:
         self._lock = threading.Lock()
         self._done: set[int] = set()
         self._partial: dict[int, set[int]] = {}
-        self._rejected: dict[int, list[StoredRejection]] = {}
+        self._rejected: dict[int, list[Rejection]] = {}
         self._load()
         try:
             self._write()
@@ -159,7 +164,7 @@ class UploadCheckpoint:
         self._done, self._partial, self._rejected = done, partial, rejected
         self.resumed = bool(self._done or self._partial)
 
-    def _parse(self, state: Any) -> tuple[set[int], dict[int, set[int]], dict[int, list[StoredRejection]]]:
+    def _parse(self, state: Any) -> tuple[set[int], dict[int, set[int]], dict[int, list[Rejection]]]:
         """The settled state of a checkpoint of this input and destination, checked field by field."""
         if not isinstance(state, dict):
             raise CheckpointShapeError(f"a {type(state).__name__}, not an object")
@@ -172,11 +177,11 @@ class UploadCheckpoint:
             if batch in done:
                 raise CheckpointShapeError("a batch cannot be both done and partial")
             partial[batch] = {_index(p, self.batch_size, "a settled position") for p in _list(positions, "positions")}
-        rejected: dict[int, list[StoredRejection]] = {}
+        rejected: dict[int, list[Rejection]] = {}
         for key, entries in _mapping(state, "rejected").items():
             batch = _index(key, self.batches, "a batch with rejections")
             rejected[batch] = [_rejection(entry, self.batch_size) for entry in _list(entries, "rejections")]
-            if batch not in done and not {r[0] for r in rejected[batch]} <= partial.get(batch, set()):
+            if batch not in done and not {r.position for r in rejected[batch]} <= partial.get(batch, set()):
                 raise CheckpointShapeError("a rejection must be of a settled position")
         return done, partial, rejected
 
@@ -194,7 +199,7 @@ class UploadCheckpoint:
         """
         return set(self._partial.get(batch, ()))
 
-    def rejections(self, batch: int) -> list[StoredRejection]:
+    def rejections(self, batch: int) -> list[Rejection]:
         """The API rejections recorded for ``batch``.
 
         :param batch: the batch number.
@@ -208,9 +213,7 @@ class UploadCheckpoint:
 
     # -- writing -------------------------------------------------------------------------------------------------
 
-    def record(
-        self, batch: int, positions: Iterable[int], rejections: Iterable[StoredRejection], *, batch_len: int
-    ) -> None:
+    def record(self, batch: int, positions: Iterable[int], rejections: Iterable[Rejection], *, batch_len: int) -> None:
         """Record settled positions of ``batch`` (and their rejections) and rewrite the checkpoint durably.
 
         :param batch: the batch number.
@@ -238,7 +241,7 @@ class UploadCheckpoint:
             "batches": self.batches,
             "done": sorted(self._done),
             "partial": {str(b): sorted(ps) for b, ps in sorted(self._partial.items())},
-            "rejected": {str(b): [list(r) for r in rs] for b, rs in sorted(self._rejected.items())},
+            "rejected": {str(b): [r.to_json() for r in rs] for b, rs in sorted(self._rejected.items())},
         }
 
     def _write(self) -> None:

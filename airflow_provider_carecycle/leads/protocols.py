@@ -7,7 +7,6 @@ a :class:`~airflow_provider_carecycle.hooks.carecycle.CareCycleHook` and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -44,9 +43,10 @@ class RecordSink(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> object: ...
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Write one record.
+    def write_json_text(self, text: str) -> None:
+        """Write one rejected-file line, JSON text built by
+        :func:`~airflow_provider_carecycle.leads.rejection.rejected_line`.
 
-        :param record: the record, JSON-serialisable.
+        :param text: one JSON object, without a line break.
         """
         ...

@@ -61,10 +61,17 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
+from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
-from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
+from airflow_provider_carecycle.leads.rejection import (
+    STAGE_API,
+    STAGE_VALIDATION,
+    Rejection,
+    RejectionCode,
+    rejected_line,
+)
+from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
@@ -78,12 +85,6 @@ TOP_REASONS = 5
 #: least seconds between two saves of the sync ledger during a run (it is saved at the end too)
 LEDGER_SAVE_EVERY_S = 60.0
 
-STAGE_VALIDATION = "validation"
-STAGE_API = "api"
-#: rejection code of a per-record error in a 200 answer
-CODE_API_ERROR = "api_error"
-#: rejection code of a record the API refused with 400 VALIDATION_ERROR
-CODE_API_VALIDATION = "api_validation_error"
 #: seconds a stopped upload waits for its requests in flight before abandoning them (Airflow 3 kills a task
 #: process 5 s after its SIGTERM)
 STOP_GRACE_S = 3.0
@@ -178,7 +179,8 @@ class UploadSummary:
 
 @dataclass(frozen=True)
 class _Item:
-    """One deduplicated lead in a batch: its source row (1-based), the lead, the original record as JSON text."""
+    """One deduplicated lead in a batch: its source row (1-based), the lead, the original record as the JSON text
+    it was spooled as (written to the rejected file as it is, never parsed)."""
 
     row: int
     lead: dict[str, Any]
@@ -187,10 +189,10 @@ class _Item:
 
 @dataclass
 class _Settlement:
-    """What the API settled for some positions of a batch."""
+    """What the API settled for some positions of a batch (each rejection carries its ``position``)."""
 
     positions: list[int]
-    rejections: list[StoredRejection]
+    rejections: list[Rejection]
 
 
 class _LeadSpool:
@@ -274,6 +276,7 @@ def _dumps(value: Any) -> str:
 
 
 def _record_text(record: Any) -> str:
+    """The original record as compact JSON text: made once, spooled, and written to the rejected file as it is."""
     try:
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=json_default)
     except (TypeError, ValueError):
@@ -462,20 +465,9 @@ class LeadUploader:
     def _reject_validation(
         self, row: int, record: Any, rejections: list[Rejection], summary: UploadSummary, writer: RecordSink
     ) -> None:
-        first = rejections[0]
         summary.rejected += 1
-        summary.reasons[f"validation: {first.reason}"] += 1
-        writer.write(
-            {
-                "stage": STAGE_VALIDATION,
-                "row": row,
-                "field": first.field,
-                "code": first.code,
-                "reason": first.reason,
-                "errors": [{"field": r.field, "code": r.code, "reason": r.reason} for r in rejections],
-                "record": json.loads(_record_text(record)),
-            }
-        )
+        summary.reasons[f"validation: {rejections[0].reason}"] += 1
+        writer.write_json_text(rejected_line(STAGE_VALIDATION, row, rejections, _record_text(record)))
 
     # -- stage 2: upload -----------------------------------------------------------------------------------------
 
@@ -570,7 +562,7 @@ class LeadUploader:
             return list(range(len(items)))
         settled = set(range(len(items))) if checkpoint.is_done(number) else checkpoint.settled(number)
         if settled:
-            earlier = [r for r in checkpoint.rejections(number) if r[0] in settled]
+            earlier = [r for r in checkpoint.rejections(number) if r.position in settled]
             self._account(number, items, _Settlement(sorted(settled), earlier), summary, writer)
             progress.total = (progress.total or 0) - len(settled)
         if checkpoint.is_done(number):
@@ -639,7 +631,7 @@ class LeadUploader:
         """Count a settlement, note its accepted leads in the sync ledger and write its rejections (main thread)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)
         if self._ledger is not None:
-            refused = {r[0] for r in settlement.rejections}
+            refused = {r.position for r in settlement.rejections}
             for position in settlement.positions:
                 if position not in refused:
                     lead = items[position].lead
@@ -647,21 +639,12 @@ class LeadUploader:
             if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= LEDGER_SAVE_EVERY_S:
                 self._ledger.save()
                 self._ledger_saved_at = time.monotonic()
-        for position, field_name, code, reason in settlement.rejections:
-            item = items[position]
+        for rejection in settlement.rejections:
+            assert rejection.position is not None, "an API rejection has its position"
+            item = items[rejection.position]
             summary.rejected += 1
-            summary.reasons[f"api: {field_name or 'record'} ({code})"] += 1
-            writer.write(
-                {
-                    "stage": STAGE_API,
-                    "row": item.row,
-                    "batch": number,
-                    "field": field_name,
-                    "code": code,
-                    "reason": reason,
-                    "record": json.loads(item.original),
-                }
-            )
+            summary.reasons[f"api: {rejection.field or 'record'} ({rejection.code})"] += 1
+            writer.write_json_text(rejected_line(STAGE_API, item.row, [rejection], item.original, batch=number))
 
     # -- sending (worker threads) --------------------------------------------------------------------------------
 
@@ -706,14 +689,14 @@ class LeadUploader:
             except CareCycleValidationError as error:
                 offenders, rest, halved = self._split_refused(number, error, group, halved, unsettled)
                 if offenders:
-                    on_settled(_Settlement([p for p, _ in offenders], [r for _, r in offenders]))
+                    on_settled(_Settlement([r.position for r in offenders if r.position is not None], offenders))
                 queue[:0] = [(part, halved) for part in rest if part]
                 continue
             on_settled(_Settlement(group, self._answer_rejections(number, answer, items, group, unsettled)))
 
     def _split_refused(
         self, number: int, error: CareCycleValidationError, group: list[int], halved: bool, unsettled: int
-    ) -> tuple[list[tuple[int, StoredRejection]], list[list[int]], bool]:
+    ) -> tuple[list[Rejection], list[list[int]], bool]:
         """What to do with a group careCycle refused with a 4xx: ``(offenders, groups to re-send, halved)``.
 
         * the API names the records at fault (``failedRecords[].index``, ``errors[].path`` into ``records``) of a
@@ -729,11 +712,13 @@ class LeadUploader:
             for local, found in sorted(named.items()):
                 field_name = found[0][0] if found else None
                 text = "; ".join(f"{f}: {m}" if f else m for f, m in found) or "rejected by the API (VALIDATION_ERROR)"
-                offenders.append((group[local], (group[local], field_name, CODE_API_VALIDATION, f"API: {text}")))
+                code = RejectionCode.API_VALIDATION_ERROR
+                offenders.append(Rejection(field_name, f"API: {text}", code, position=group[local]))
             return offenders, [[p for i, p in enumerate(group) if i not in named]], halved
         if error.status == 400 and validation:
             if len(group) == 1:
-                return [(group[0], (group[0], None, CODE_API_VALIDATION, f"API: {error.message}"))], [], halved
+                refused = Rejection(None, f"API: {error.message}", RejectionCode.API_VALIDATION_ERROR, group[0])
+                return [refused], [], halved
             middle = len(group) // 2
             return [], [group[:middle], group[middle:]], halved
         if error.status == 413 and not halved and len(group) > 1:
@@ -781,7 +766,7 @@ class LeadUploader:
     @staticmethod
     def _answer_rejections(
         number: int, answer: Any, items: list[_Item], group: list[int], unsettled: int
-    ) -> list[StoredRejection]:
+    ) -> list[Rejection]:
         """The per-record rejections of a 200 answer, once it is checked to account for every record sent.
 
         :raises UnsettledBatchError: when the answer does not account for every record sent, or one of its
@@ -801,7 +786,7 @@ class LeadUploader:
             str(items[p].lead["externalId"]): p for p in group if items[p].lead.get("externalId") is not None
         }
         without_id = [p for p in group if items[p].lead.get("externalId") is None]
-        rejections: list[StoredRejection] = []
+        rejections: list[Rejection] = []
         untied: list[int] = []
         taken: set[int] = set()
         for index, error in enumerate(answer.get("errors") or []):
@@ -814,7 +799,8 @@ class LeadUploader:
                 untied.append(index)
                 continue
             taken.add(position)
-            rejections.append((position, None, CODE_API_ERROR, f"API: {error.get('error') or 'record failed'}"))
+            reason = f"API: {error.get('error') or 'record failed'}"
+            rejections.append(Rejection(None, reason, RejectionCode.API_ERROR, position))
         if untied:
             raise UnsettledBatchError(
                 f"Batch {number}: careCycle reported {len(untied)} per-record error(s) (errors[{_indices(untied)}]) "
@@ -878,5 +864,5 @@ class _NullWriter:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def write_json_text(self, text: str) -> None:
         self.count += 1

@@ -31,42 +31,9 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.leads.rejection import Rejection, RejectionCode
 from airflow_provider_carecycle.records import MalformedRow, lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
-
-
-class RejectionCode:
-    """The ``code`` values of a :class:`Rejection`."""
-
-    REQUIRED = "required"
-    INVALID_FORMAT = "invalid_format"
-    INVALID_TYPE = "invalid_type"
-    TOO_LONG = "too_long"
-    TOO_MANY = "too_many"
-    NOT_ALLOWED_VALUE = "not_allowed_value"
-    OUT_OF_RANGE = "out_of_range"
-    UNKNOWN_FIELD = "unknown_field"
-
-
-REJECTION_CODES: tuple[str, ...] = tuple(
-    value for name, value in vars(RejectionCode).items() if not name.startswith("_")
-)
-"""Every code a :class:`Rejection` can carry."""
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One problem found in a lead record.
-
-    :param field: the careCycle field (``"customFields[2].fieldKey"`` for an item, ``"postalCode|timezone"``
-        for a cross-field rule, the source key for ``unknown_field``), or ``None`` for the record as a whole.
-    :param reason: a self-contained, PHI-free message such as ``"dateOfBirth: date is in the future"``.
-    :param code: a machine-readable code, one of :data:`REJECTION_CODES`.
-    """
-
-    field: str | None
-    reason: str
-    code: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +57,7 @@ class LeadFieldError(ValueError):
     """A value broke a lead field rule. The message names the field and the problem, never the value.
 
     :param field: the field (or item path) at fault.
-    :param code: one of :data:`REJECTION_CODES`.
+    :param code: one of :data:`~airflow_provider_carecycle.leads.rejection.REJECTION_CODES`.
     :param detail: what is wrong, without the value.
     """
 

@@ -369,6 +369,7 @@ def test_destination_id_depends_on_base_url_and_key_and_never_holds_the_key(care
     assert all("cc_key" not in h.destination_id and "api.test" not in h.destination_id for h in (a, b, c))
 
 
+REFUSED = {"field": None, "code": "api_error", "reason": "API: x"}
 WRONG_SHAPES = {
     "a list": lambda s: [s],
     "done is a string": lambda s: {**s, "done": "0"},
@@ -379,8 +380,16 @@ WRONG_SHAPES = {
     "partial is a list": lambda s: {**s, "partial": [[0, 1]]},
     "partial key not a number": lambda s: {**s, "partial": {"zero": [1]}},
     "partial position out of range": lambda s: {**s, "done": [0], "partial": {"1": [0, 10]}},
-    "rejected too short": lambda s: {**s, "rejected": {"0": [[0, None, "api_error"]]}},
-    "rejected position out of range": lambda s: {**s, "rejected": {"0": [[12, None, "api_error", "API: x"]]}},
+    "rejected in the version 2 list form": lambda s: {**s, "rejected": {"0": [[0, None, "api_error", "API: x"]]}},
+    "rejected without its reason": lambda s: {**s, "rejected": {"0": [{"field": None, "code": "api_error"}]}},
+    "rejected without a position": lambda s: {**s, "rejected": {"0": [REFUSED]}},
+    "rejected position out of range": lambda s: {**s, "rejected": {"0": [{**REFUSED, "position": 12}]}},
+    "rejected position not settled": lambda s: {
+        **s,
+        "done": [1],
+        "partial": {"0": [1]},
+        "rejected": {"0": [{**REFUSED, "position": 0}]},
+    },
     "batches a string": lambda s: {**s, "batches": "2"},
 }
 
@@ -454,7 +463,8 @@ def test_the_checkpoint_and_its_temporary_files_are_created_0600(
     finally:
         os.umask(old_umask)
 
-    assert state(checkpoint)["rejected"] == {"0": [[1, None, "api_error", "API: Source not found"]]}
+    refused = {"field": None, "code": "api_error", "reason": "API: Source not found", "position": 1}
+    assert state(checkpoint)["rejected"] == {"0": [refused]}
     assert mode(checkpoint) == 0o600
     assert partial_modes and set(partial_modes) == {0o600}
     assert not [p for p in checkpoint.parent.iterdir() if p.name.endswith(".partial")]
@@ -598,7 +608,7 @@ def test_ten_thousand_leads_through_a_hostile_server(
         accepted, rejected = set(), set()
         for number, ids in enumerate(batches):
             settled = range(len(ids)) if number in cp["done"] else cp["partial"].get(str(number), [])
-            refused = {r[0] for r in cp["rejected"].get(str(number), [])}
+            refused = {r["position"] for r in cp["rejected"].get(str(number), [])}
             for position in settled:
                 (rejected if position in refused else accepted).add(ids[position])
         assert accepted <= held, "the checkpoint holds as uploaded leads careCycle does not have"

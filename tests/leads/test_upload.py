@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
-from airflow_provider_carecycle.leads import LeadValidator
+from airflow_provider_carecycle.leads import LeadValidator, Rejection
 from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
 from airflow_provider_carecycle.leads.upload import (
     LeadUploader,
@@ -179,8 +179,9 @@ def checkpoint_at(uri: str, fingerprint: str = "a", batch_size: int = 10, batche
 
 def test_checkpoint_for_other_input_or_destination_is_ignored(tmp_path):
     uri = str(tmp_path / "cp.json")
-    checkpoint_at(uri).record(0, range(10), [(3, None, "api_error", "API: x")], batch_len=10)
-    assert checkpoint_at(uri).is_done(0) and checkpoint_at(uri).rejections(0) == [(3, None, "api_error", "API: x")]
+    refused = Rejection(None, "API: x", "api_error", position=3)
+    checkpoint_at(uri).record(0, range(10), [refused], batch_len=10)
+    assert checkpoint_at(uri).is_done(0) and checkpoint_at(uri).rejections(0) == [refused]
     assert not checkpoint_at(uri, fingerprint="b").is_done(0)
     assert not checkpoint_at(uri, destination="e").is_done(0)
     assert not checkpoint_at(uri, batch_size=20, batches=1).is_done(0)
@@ -188,12 +189,36 @@ def test_checkpoint_for_other_input_or_destination_is_ignored(tmp_path):
     assert not checkpoint_at(uri).resumed
 
 
-def test_a_checkpoint_of_an_earlier_layout_starts_afresh(tmp_path):
+EARLIER_LAYOUTS = {
+    "version 1": {"version": 1, "done": [0], "partial": {}, "rejected": {}},
+    # version 2 stored a rejection as [position, field, code, reason]
+    "version 2": {"version": 2, "done": [0], "partial": {}, "rejected": {"0": [[3, None, "api_error", "API: x"]]}},
+}
+
+
+@pytest.mark.parametrize("layout", list(EARLIER_LAYOUTS.values()), ids=list(EARLIER_LAYOUTS))
+def test_a_checkpoint_of_an_earlier_layout_starts_afresh_with_a_warning(layout, tmp_path, caplog):
     uri = tmp_path / "cp.json"
-    old = {"version": 1, "fingerprint": "a", "batch_size": 10, "batches": 2, "done": [0], "partial": {}, "rejected": {}}
-    uri.write_text(json.dumps(old))
-    assert not checkpoint_at(str(uri)).resumed
-    assert json.loads(uri.read_text())["version"] == 2  # rewritten at once, before any request
+    uri.write_text(json.dumps({"fingerprint": "a", "destination": "d", "batch_size": 10, "batches": 2, **layout}))
+    with caplog.at_level("WARNING"):
+        checkpoint = checkpoint_at(str(uri))
+    assert not checkpoint.resumed and not checkpoint.is_done(0) and checkpoint.rejections(0) == []
+    assert "written by another version of the provider" in caplog.text
+    state = json.loads(uri.read_text())  # rewritten at once, before any request
+    assert (state["version"], state["done"], state["rejected"]) == (3, [], {})
+
+
+def test_the_checkpoint_stores_a_rejection_in_the_json_form_of_the_rejected_file(tmp_path):
+    records = [lead(i, city="NOSOURCE" if i == 2 else "Albany") for i in range(4)]
+    checkpoint = tmp_path / "cp.json"
+    run(StubHook(), records, tmp_path, batch_size=4, checkpoint_path=str(checkpoint))
+
+    (stored,) = json.loads(checkpoint.read_text())["rejected"]["0"]
+    (entry,) = rejected(tmp_path)
+    refused = Rejection(None, "API: Source not found", "api_error", position=2)
+    assert entry["errors"] == [stored] and stored == refused.to_json()
+    assert (entry["stage"], entry["row"], entry["batch"], entry["record"]) == ("api", 3, 0, records[2])
+    assert Rejection.from_json(stored) == refused
 
 
 def test_a_checkpoint_is_written_at_once_and_replaced_atomically_0600(tmp_path):
