@@ -10,6 +10,9 @@ decides what becomes a lead and rejects the rest with reasons (a Czech ``+420`` 
 {'externalId': '8ea2591121e636086a4a9c0992', 'firstName': 'Mary', 'phoneNumber': '+12025550143', \
 'postalCode': '10001', 'city': 'New York'}
 
+A :class:`CrmMapping` is checked once when built (field names, paths) and then maps any number of customers
+without checking again; :func:`customer_to_lead_source` is the one-off form.
+
 Override the paths with ``field_mapping`` (careCycle field -> dotted path in the CareCloud customer) and the value
 conversions with ``transforms`` (careCycle field -> function), e.g.
 ``customer_to_lead_source(c, {**CARECLOUD_FIELD_MAPPING, "address": "personal_information.address.address1"})``.
@@ -22,7 +25,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from airflow_provider_carecycle.leads import LEAD_FIELDS_BY_NAME, LeadValidator, ValidationResult
+from airflow_provider_carecycle.leads import LeadValidator, ValidationResult
+from airflow_provider_carecycle.leads.validation import check_field_mapping
 from airflow_provider_carecycle.records import lookup_path
 
 CARECLOUD_FIELD_MAPPING: Mapping[str, str] = MappingProxyType(
@@ -64,6 +68,52 @@ def international_phone(value: Any) -> Any:
 DEFAULT_TRANSFORMS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"phoneNumber": international_phone})
 
 
+class CrmMapping:
+    """A CareCloud-customer-to-lead-source mapping, checked once when built, then applied to any number of customers.
+
+    Build it once per run (the transfer operator does, before its first CRM request) and call it per customer: the
+    field names and paths are not checked again for each row.
+
+    :param field_mapping: careCycle field -> dotted path into a CareCloud customer.
+    :param transforms: careCycle field -> conversion of the mapped value.
+    :param argument: the argument's name in error messages (``crm_field_mapping`` in the operator).
+    :raises ValueError: naming the argument and the bad key: a key that is not a careCycle lead field, a path that
+        is not non-empty dotted text, a transform that is not callable.
+    """
+
+    def __init__(
+        self,
+        field_mapping: Mapping[str, str] = CARECLOUD_FIELD_MAPPING,
+        transforms: Mapping[str, Callable[[Any], Any]] = DEFAULT_TRANSFORMS,
+        *,
+        argument: str = "field_mapping",
+    ) -> None:
+        check_field_mapping(field_mapping, argument)
+        for field, transform in transforms.items():
+            if not callable(transform):
+                raise ValueError(f"transforms[{field!r}]: must be a function, got a {type(transform).__name__}.")
+        #: ``(careCycle field, path, transform or None)``, in the mapping's order
+        self._fields = tuple((field, path, transforms.get(field)) for field, path in field_mapping.items())
+
+    def __call__(self, customer: Mapping[str, Any]) -> dict[str, Any]:
+        """One CareCloud customer as a careCycle lead source record (careCycle field names; missing values left out).
+
+        :param customer: a customer as ``GET /customers`` returns it.
+        """
+        source: dict[str, Any] = {}
+        for field, path, transform in self._fields:
+            value = lookup_path(customer, path)
+            if transform is not None and value is not None:
+                value = transform(value)
+            if value is not None and value != "":
+                source[field] = value
+        return source
+
+
+DEFAULT_CRM_MAPPING = CrmMapping()
+"""The default mapping, checked once at import: :data:`CARECLOUD_FIELD_MAPPING` with :data:`DEFAULT_TRANSFORMS`."""
+
+
 def customer_to_lead_source(
     customer: Mapping[str, Any],
     field_mapping: Mapping[str, str] = CARECLOUD_FIELD_MAPPING,
@@ -71,22 +121,21 @@ def customer_to_lead_source(
 ) -> dict[str, Any]:
     """One CareCloud customer as a careCycle lead source record (careCycle field names; missing values left out).
 
+    A one-off: it checks a mapping other than the default on each call. To map many customers, build a
+    :class:`CrmMapping` once and call it.
+
     :param customer: a customer as ``GET /customers`` returns it.
     :param field_mapping: careCycle field -> dotted path into the customer.
     :param transforms: careCycle field -> conversion of the mapped value.
-    :raises ValueError: when ``field_mapping`` names a field careCycle does not have.
+    :raises ValueError: when ``field_mapping`` names a field careCycle does not have, or holds a bad path.
     """
-    unknown = sorted(set(field_mapping) - set(LEAD_FIELDS_BY_NAME))
-    if unknown:
-        raise ValueError(f"field_mapping: not careCycle lead fields: {', '.join(unknown)}")
-    source: dict[str, Any] = {}
-    for field, path in field_mapping.items():
-        value = lookup_path(customer, path)
-        if field in transforms and value is not None:
-            value = transforms[field](value)
-        if value is not None and value != "":
-            source[field] = value
-    return source
+    return _mapping(field_mapping, transforms)(customer)
+
+
+def _mapping(field_mapping: Mapping[str, str], transforms: Mapping[str, Callable[[Any], Any]]) -> CrmMapping:
+    if field_mapping is CARECLOUD_FIELD_MAPPING and transforms is DEFAULT_TRANSFORMS:
+        return DEFAULT_CRM_MAPPING
+    return CrmMapping(field_mapping, transforms)
 
 
 def validate_customer(
@@ -109,7 +158,9 @@ def validate_customer(
 
 __all__ = [
     "CARECLOUD_FIELD_MAPPING",
+    "DEFAULT_CRM_MAPPING",
     "DEFAULT_TRANSFORMS",
+    "CrmMapping",
     "customer_to_lead_source",
     "international_phone",
     "validate_customer",

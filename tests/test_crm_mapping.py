@@ -6,8 +6,10 @@ from datetime import datetime
 
 import pytest
 
+from airflow_provider_carecycle import crm_mapping
 from airflow_provider_carecycle.crm_mapping import (
     CARECLOUD_FIELD_MAPPING,
+    CrmMapping,
     customer_to_lead_source,
     international_phone,
     validate_customer,
@@ -116,3 +118,32 @@ def test_changed_customers_from_the_emulator_map_end_to_end(carecloud_emulator):
     ids = {o.lead["externalId"] for o in outcomes if o.ok}
     assert ids <= {c["customer_id"] for c in expected}
     assert any(not o.ok for o in outcomes)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "transforms", "message"),
+    [
+        ({"zip": "personal_information.address.zip"}, {}, r"crm_field_mapping: not careCycle lead fields: zip\. Valid"),
+        ({"postalCode": ""}, {}, r"crm_field_mapping\['postalCode'\]: the source path must be non-empty dotted text"),
+        ({"postalCode": "a..zip"}, {}, r"crm_field_mapping\['postalCode'\]: .*got text with an empty part"),
+        ({"postalCode": ["a"]}, {}, r"crm_field_mapping\['postalCode'\]: .*got a list"),
+        (CARECLOUD_FIELD_MAPPING, {"phoneNumber": "+1"}, r"transforms\['phoneNumber'\]: must be a function"),
+    ],
+)
+def test_a_bad_mapping_fails_when_built_naming_the_key(mapping, transforms, message):
+    with pytest.raises(ValueError, match=message):
+        CrmMapping(mapping, transforms, argument="crm_field_mapping")
+
+
+def test_a_built_mapping_maps_every_customer_without_checking_again(monkeypatch):
+    checks = []
+    real_check = crm_mapping.check_field_mapping
+    monkeypatch.setattr(crm_mapping, "check_field_mapping", lambda *a: checks.append(a) or real_check(*a))
+    field_mapping = {**CARECLOUD_FIELD_MAPPING, "address": "personal_information.address.country_code"}
+    mapping = CrmMapping(field_mapping)
+    customers = seed_customers(50, 0, datetime(2026, 3, 2), 14)
+    records = [mapping(c) for c in customers]
+
+    assert len(checks) == 1
+    assert records == [customer_to_lead_source(c, field_mapping) for c in customers]  # the one-off form: same
+    assert len(checks) == 51 and any("address" in r for r in records)

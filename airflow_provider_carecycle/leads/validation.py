@@ -592,10 +592,32 @@ def normalize_field(name: str, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- validator
 
 
-def _check_names(names: Mapping[str, Any], argument: str) -> None:
+def check_field_names(names: Mapping[str, Any], argument: str) -> None:
+    """Raise ``ValueError`` naming ``argument`` and every key of ``names`` that is not a careCycle lead field.
+
+    :param names: a mapping keyed by careCycle lead fields (a field mapping, defaults).
+    :param argument: the argument's name, for the message.
+    """
     unknown = sorted(str(name) for name in names if name not in LEAD_FIELDS_BY_NAME)
     if unknown:
-        raise ValueError(f"{argument}: not careCycle lead fields: {', '.join(unknown)}")
+        raise ValueError(
+            f"{argument}: not careCycle lead fields: {', '.join(unknown)}. "
+            f"Valid fields: {', '.join(LEAD_FIELDS_BY_NAME)}."
+        )
+
+
+def check_field_mapping(field_mapping: Mapping[str, Any], argument: str) -> None:
+    """Raise ``ValueError`` for a field mapping keyed by something other than careCycle lead fields, or with a path
+    that is not non-empty dotted text; the message names ``argument`` and the bad key, never a path.
+
+    :param field_mapping: careCycle field -> source key or dotted path.
+    :param argument: the argument's name, for the message.
+    """
+    check_field_names(field_mapping, argument)
+    for target, path in field_mapping.items():
+        if not isinstance(path, str) or not path or "" in path.split("."):
+            kind = "text with an empty part" if isinstance(path, str) else f"a {type(path).__name__}"
+            raise ValueError(f"{argument}[{target!r}]: the source path must be non-empty dotted text, got {kind}.")
 
 
 class LeadValidator:
@@ -622,11 +644,8 @@ class LeadValidator:
         self.field_mapping: dict[str, str] = dict(field_mapping or {})
         self.defaults: dict[str, Any] = dict(defaults or {})
         self.drop_unknown_fields = drop_unknown_fields
-        _check_names(self.field_mapping, "field_mapping")
-        _check_names(self.defaults, "defaults")
-        for target, path in self.field_mapping.items():
-            if not isinstance(path, str) or not path or "" in path.split("."):
-                raise ValueError(f"field_mapping[{target!r}]: the source path must be a non-empty dotted key")
+        check_field_mapping(self.field_mapping, "field_mapping")
+        check_field_names(self.defaults, "defaults")
         self._sources = frozenset(self.field_mapping.values()) | {
             path.split(".", 1)[0] for path in self.field_mapping.values()
         }

@@ -11,11 +11,11 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_carecycle._compat import Context
-from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, customer_to_lead_source
+from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook, parse_carecloud_datetime
 from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
-from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator, check_lead_field_names
+from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -85,6 +85,8 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         "crm_field_mapping": "json",
         "extra_params": "json",
     }
+    #: the rendered ``crm_field_mapping``, checked once per run by :meth:`check_rendered_arguments`
+    _crm_mapping: CrmMapping | None = None
 
     def __init__(
         self,
@@ -160,14 +162,28 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         return mark - self.overlap
 
     def check_rendered_arguments(self) -> None:
-        """Also check ``crm_field_mapping`` and ``extra_params``, once rendered.
+        """Also check ``crm_field_mapping`` (once per run: the rows are then mapped without checks) and
+        ``extra_params``, once rendered.
 
-        :raises ValueError: naming the argument.
+        :raises ValueError: naming the argument (and the bad mapping key).
         """
         super().check_rendered_arguments()
-        check_lead_field_names("crm_field_mapping", self.crm_field_mapping)
+        self._crm_mapping = self._checked_crm_mapping()
         if self.extra_params is not None and not isinstance(self.extra_params, Mapping):
             raise ValueError(f"extra_params must render to a mapping, got {type(self.extra_params).__name__}.")
+
+    def _checked_crm_mapping(self) -> CrmMapping:
+        """The rendered ``crm_field_mapping`` (default :data:`CARECLOUD_FIELD_MAPPING`), checked.
+
+        :raises ValueError: for a value that is not a mapping, a key that is not a careCycle lead field, a bad path.
+        """
+        mapping = self.crm_field_mapping
+        if mapping is not None and not isinstance(mapping, Mapping):
+            raise ValueError(
+                "crm_field_mapping must be a mapping of careCycle lead field -> dotted path into a CareCloud "
+                f"customer, got {type(mapping).__name__}."
+            )
+        return CrmMapping(mapping or CARECLOUD_FIELD_MAPPING, argument="crm_field_mapping")
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
@@ -177,7 +193,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             if since >= before:
                 self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
                 return
-        mapping = self.crm_field_mapping or CARECLOUD_FIELD_MAPPING
+        mapping = self._crm_mapping or self._checked_crm_mapping()
         self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
         customers = self.carecloud_hook.iter_changed_customers(
             since, before, count=self.page_size, extra_params=self.extra_params
@@ -189,7 +205,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
                 changed = parse_carecloud_datetime(customer.get("last_change"), tz)
                 if changed is not None and (self._newest is None or changed > self._newest):
                     self._newest = changed
-            yield customer_to_lead_source(customer, mapping)
+            yield mapping(customer)
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():

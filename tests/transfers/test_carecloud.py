@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from airflow_provider_carecycle import crm_mapping
 from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator, as_datetime
@@ -122,6 +123,9 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs, message):
     ("kwargs", "message"),
     [
         ({"crm_field_mapping": {"shoeSize": "x"}}, "shoeSize"),
+        ({"crm_field_mapping": {"postalCode": ""}}, r"crm_field_mapping\['postalCode'\]: the source path must be"),
+        ({"crm_field_mapping": {"city": "personal_information..city"}}, r"crm_field_mapping\['city'\]: .*empty part"),
+        ({"crm_field_mapping": {"externalId": 7}}, r"crm_field_mapping\['externalId'\]: .*got a int"),
         ({"crm_field_mapping": "{{ params.text }}"}, "crm_field_mapping must be a mapping"),
         ({"changed_since": "{{ params.text }}"}, "changed_since must be a datetime"),
         ({"extra_params": "{{ params.text }}"}, "extra_params must render to a mapping"),
@@ -190,3 +194,17 @@ def test_a_dag_run_logs_no_execute_outside_task_instance_warning(
     logs = captured_logs()
     assert "crm_to_leads" in logs or "CareCloud" in logs  # the run's own log lines were captured
     assert "cannot be called outside" not in logs
+
+
+def test_the_crm_mapping_is_checked_once_per_run_not_once_per_crm_row(
+    carecloud_emulator, carecycle_emulator, tmp_path, monkeypatch
+):
+    checks = []
+    real_check = crm_mapping.check_field_mapping
+    monkeypatch.setattr(crm_mapping, "check_field_mapping", lambda *a: checks.append(a[1]) or real_check(*a))
+    mapping = {k: v for k, v in CARECLOUD_FIELD_MAPPING.items() if k != "city"}
+
+    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(run_context())
+
+    assert result["crm_rows"] > 1 and checks == ["crm_field_mapping"]
+    assert not any("city" in row["record"] for row in rejected_lines(tmp_path / "rejected.jsonl"))
