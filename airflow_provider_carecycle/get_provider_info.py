@@ -40,7 +40,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [
             {"integration-name": "careCycle", "python-modules": [f"{_PKG}.hooks.carecycle"]},
-            {"integration-name": "CareCloud CRM", "python-modules": [f"{_PKG}.hooks.carecloud"]},
+            {"integration-name": "CareCloud CRM", "python-modules": [f"{_PKG}.carecloud.hook"]},
         ],
         "operators": [
             {

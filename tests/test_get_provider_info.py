@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 
 from airflow_provider_carecycle import __version__
+from airflow_provider_carecycle.carecloud import hook as carecloud
 from airflow_provider_carecycle.get_provider_info import get_provider_info
-from airflow_provider_carecycle.hooks import carecloud, carecycle
+from airflow_provider_carecycle.hooks import carecycle
 
 HOOK_MODULES = {"carecycle": carecycle, "carecloud_crm": carecloud}
 HOOKS = {"carecycle": carecycle.CareCycleHook, "carecloud_crm": carecloud.CareCloudCrmHook}

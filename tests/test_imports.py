@@ -50,6 +50,6 @@ def test_the_hooks_import_without_requests_too():
     """Operators expose the hooks' default connection ids and build hooks only at run time: the hook modules
     themselves are light."""
     found = import_in_fresh_process(
-        ["airflow_provider_carecycle.hooks.carecycle", "airflow_provider_carecycle.hooks.carecloud"]
+        ["airflow_provider_carecycle.hooks.carecycle", "airflow_provider_carecycle.carecloud.hook"]
     )
     assert found["added"] == []

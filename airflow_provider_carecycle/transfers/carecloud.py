@@ -11,8 +11,8 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_carecycle._compat import Context
-from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
-from airflow_provider_carecycle.hooks.carecloud import DEFAULT_PAGE_SIZE, CareCloudCrmHook, parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator

@@ -12,6 +12,12 @@ import time
 
 import pytest
 
+from airflow_provider_carecycle.carecloud.exceptions import (
+    CareCloudAPIError,
+    CareCloudMalformedAnswerError,
+    CareCloudValidationError,
+)
+from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
 from airflow_provider_carecycle.exceptions import (
     CareCycleAPIError,
     CareCycleAuthError,
@@ -20,12 +26,6 @@ from airflow_provider_carecycle.exceptions import (
     CareCycleRetryAfterTooLongError,
     CareCycleServerError,
     CareCycleValidationError,
-)
-from airflow_provider_carecycle.hooks.carecloud import (
-    CareCloudAPIError,
-    CareCloudCrmHook,
-    CareCloudMalformedAnswerError,
-    CareCloudValidationError,
 )
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from tests.adversarial.hostile_server import DropMidBody, Redirect, Reply, Trickle

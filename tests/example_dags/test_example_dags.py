@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
-from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.hook import parse_carecloud_datetime
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.storage import iter_records
 from dev.dag_loader import task_states

@@ -8,19 +8,19 @@ import json
 import pytest
 
 from airflow_provider_carecycle._compat import AirflowFailException
+from airflow_provider_carecycle.carecloud.exceptions import (
+    CARECLOUD_ERRORS,
+    CareCloudAPIError,
+    CareCloudAuthError,
+    CareCloudValidationError,
+)
+from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
 from airflow_provider_carecycle.exceptions import (
     CARECYCLE_ERRORS,
     ApiError,
     CareCycleAPIError,
     CareCycleAuthError,
     CareCycleValidationError,
-)
-from airflow_provider_carecycle.hooks.carecloud import (
-    CARECLOUD_ERRORS,
-    CareCloudAPIError,
-    CareCloudAuthError,
-    CareCloudCrmHook,
-    CareCloudValidationError,
 )
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from carecycle_emulator import carecloud_connection_json

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
 from airflow_provider_carecycle.exceptions import CareCycleRateLimitError
-from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_file
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger

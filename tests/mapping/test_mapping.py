@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING
-from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.hook import parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.storage import iter_records
 from carecycle_emulator.pytest_plugin import carecycle_connection_json as connection_json
 

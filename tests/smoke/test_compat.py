@@ -81,7 +81,7 @@ def test_importing_a_hook_resolves_only_the_names_the_hooks_use():
     # a fresh interpreter (in this one the other tests have long resolved everything); a hook needs neither the
     # trigger nor the sensor machinery, whatever Airflow itself happens to import on a given line
     code = (
-        "import airflow_provider_carecycle.hooks.carecycle, airflow_provider_carecycle.hooks.carecloud;"
+        "import airflow_provider_carecycle.hooks.carecycle, airflow_provider_carecycle.carecloud.hook;"
         "import json; from airflow_provider_carecycle import _compat;"
         "print(json.dumps(sorted(name for name in _compat._LOCATIONS if name in vars(_compat))))"
     )

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_carecycle import crm_mapping
-from airflow_provider_carecycle.crm_mapping import CARECLOUD_FIELD_MAPPING
-from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud import mapping as crm_mapping
+from airflow_provider_carecycle.carecloud.hook import parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator, as_datetime
 from carecycle_emulator import CARECLOUD_ANCHOR as ANCHOR
 

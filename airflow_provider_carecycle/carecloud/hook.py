@@ -28,9 +28,15 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from airflow_provider_carecycle._compat import AirflowFailException, mask_secret
+from airflow_provider_carecycle._compat import mask_secret
+from airflow_provider_carecycle.carecloud.exceptions import (
+    CARECLOUD_ERRORS,
+    CareCloudAuthError,
+    CareCloudMalformedAnswerError,
+)
+from airflow_provider_carecycle.carecloud.params import _list_chunks, _sort_params, build_customer_params
 from airflow_provider_carecycle.connection_forms import CARECLOUD_CRM_DEFAULT_CONN_ID, CARECLOUD_CRM_FORM
-from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily, api_token
+from airflow_provider_carecycle.exceptions import ApiError, api_token
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
 
@@ -41,91 +47,13 @@ API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
 DEFAULT_VERSION = "v1.0"
 DEFAULT_PAGE_SIZE = 100
-MAX_LIST_FILTER_ITEMS = 1000
 #: ``YYYY-MM-DD HH:MM:SS`` (also accepted with a ``T``): how CareCloud writes ``valid_to`` and ``last_change``.
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: Used when the project's time zone is unknown, so ``valid_to`` cannot be read exactly (7 h default minus 30 min).
 FALLBACK_TOKEN_TTL_S = 6.5 * 3600
-SORT_DIRECTIONS = ("ASC", "DESC")
-TEXT_FILTERS = ("email", "customer_source_id", "first_name", "last_name")
-LIST_FILTERS = ("email_list", "customer_ids")
 
 #: Connection extras the hook reads, with their types and defaults: a view of the connection form.
 EXTRA_FIELDS = CARECLOUD_CRM_FORM.extras
-
-_FIRST_LEVEL_FIELD = re.compile(r"^[a-z][a-z0-9_]*$")
-_DMY_DATE = re.compile(r"^\d{2}\.\d{2}\.\d{4}$")
-
-
-# --------------------------------------------------------------------------------------------------- errors
-
-
-class CareCloudAPIError(ApiError):
-    """An error answer (or no answer) from the CareCloud CRM API: a sibling of the careCycle family, not part of it
-    (``except CareCycleAPIError`` does not catch it; ``except ApiError`` catches both).
-
-    :param message: a readable description (never contains customer data or credentials).
-    :param invalid_params: the ``error_data.invalid_params`` of a 400 answer, as ``{name, reason}`` (the
-        offending ``value`` and the free-text ``message`` are dropped: they may hold an email or a phone number).
-    :param kwargs: ``status``, ``code`` (the ``exception`` name) and ``retry_after``.
-    """
-
-    def __init__(self, message: str, *, invalid_params: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        self.invalid_params = invalid_params or []
-        super().__init__(message, **kwargs)
-
-    def field_errors(self) -> list[str]:
-        """The invalid parameters as ``"birthdate: invalid_value_format"`` lines (no values)."""
-        return [f"{p.get('name') or '?'}: {p.get('reason') or 'invalid'}" for p in self.invalid_params]
-
-
-class CareCloudAuthError(CareCloudAPIError, AirflowFailException):
-    """401 (bad credentials or an expired token, after one re-login) or 403 (interface/resource not allowed)."""
-
-
-class CareCloudNotFoundError(CareCloudAPIError):
-    """404."""
-
-
-class CareCloudValidationError(CareCloudAPIError):
-    """400 (or another 4xx): see :attr:`invalid_params` and :meth:`field_errors`."""
-
-    def details(self) -> list[str]:
-        lines = self.field_errors()
-        return [f"Invalid parameters: {'; '.join(lines[:10])}"] if lines else []
-
-
-class CareCloudRateLimitError(CareCloudAPIError):
-    """429: retried with exponential backoff and jitter (CareCloud gives no wait)."""
-
-    RETRYABLE = True
-
-
-class CareCloudRetryAfterTooLongError(CareCloudRateLimitError):
-    """429 asking for a wait longer than the connection's ``max_retry_after``: raised at once, not slept through."""
-
-
-class CareCloudServerError(CareCloudAPIError):
-    """500/502/503/504, a dropped connection or a timeout: retried with backoff."""
-
-    RETRYABLE = True
-
-
-class CareCloudMalformedAnswerError(CareCloudServerError):
-    """A success answer that is not what the API documents (not JSON, empty, no ``data.customers`` list)."""
-
-
-CARECLOUD_ERRORS = ErrorFamily(
-    api="CareCloud API",
-    base=CareCloudAPIError,
-    auth=CareCloudAuthError,
-    not_found=CareCloudNotFoundError,
-    validation=CareCloudValidationError,
-    rate_limit=CareCloudRateLimitError,
-    retry_after_too_long=CareCloudRetryAfterTooLongError,
-    server=CareCloudServerError,
-    malformed=CareCloudMalformedAnswerError,
-)
 
 
 # ------------------------------------------------------------------------------------------- value helpers
@@ -159,86 +87,6 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return value
-
-
-def _phone_filter(value: Any) -> str:
-    """CareCloud phone filter: digits with the international prefix (``+``, spaces and dashes are removed)."""
-    digits = re.sub(r"[\s\-()+.]", "", str(value))
-    if not digits.isdigit():
-        raise ValueError("phone must be digits with the international prefix, e.g. 12025550143 or 420523828931.")
-    return digits
-
-
-def _birthdate_filter(value: Any) -> str:
-    if isinstance(value, datetime):
-        value = value.date()
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value).strip()
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        if not _DMY_DATE.match(text):
-            raise ValueError("birthdate must be a date, 'YYYY-MM-DD' or 'DD.MM.YYYY'.") from None
-    return text
-
-
-def _sort_params(sort_field: str | None, sort_direction: str | None) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if sort_field is not None:
-        if not isinstance(sort_field, str) or not _FIRST_LEVEL_FIELD.match(sort_field):
-            raise ValueError(
-                f"sort_field must be a first-level customer field such as 'last_change', got {sort_field!r}."
-            )
-        params["sort_field"] = sort_field
-    if sort_direction is not None:
-        direction = str(sort_direction).upper()
-        if direction not in SORT_DIRECTIONS:
-            raise ValueError(f"sort_direction must be ASC or DESC, got {sort_direction!r}.")
-        params["sort_direction"] = direction
-    return params
-
-
-def _list_chunks(name: str, values: Sequence[str] | None) -> list[list[str]] | None:
-    """``values`` in chunks of at most 1,000 (the API's limit), or ``None`` when the filter is not used."""
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes)):
-        raise ValueError(f"{name} must be a list of strings, not one string.")
-    items = [str(v) for v in values]
-    return [items[i : i + MAX_LIST_FILTER_ITEMS] for i in range(0, len(items), MAX_LIST_FILTER_ITEMS)]
-
-
-def build_customer_params(
-    *,
-    email: str | None = None,
-    phone: str | int | None = None,
-    customer_source_id: str | None = None,
-    first_name: str | None = None,
-    last_name: str | None = None,
-    birthdate: str | date | None = None,
-    sort_field: str | None = None,
-    sort_direction: str | None = None,
-) -> dict[str, Any]:
-    """The scalar query parameters of ``GET /customers`` (list filters are added per chunk by the hook).
-
-    :raises ValueError: for a malformed value (the message never repeats the value for PHI filters).
-    """
-    params: dict[str, Any] = {}
-    for name, value in (
-        ("email", email),
-        ("customer_source_id", customer_source_id),
-        ("first_name", first_name),
-        ("last_name", last_name),
-    ):
-        if value is not None:
-            params[name] = str(value)
-    if phone is not None:
-        params["phone"] = _phone_filter(phone)
-    if birthdate is not None:
-        params["birthdate"] = _birthdate_filter(birthdate)
-    params.update(_sort_params(sort_field, sort_direction))
-    return params
 
 
 def _as_project_time(value: datetime, tz: ZoneInfo) -> datetime:
@@ -678,16 +526,7 @@ class CareCloudCrmHook(ApiHook):
 
 
 __all__ = [
-    "CareCloudAPIError",
-    "CareCloudAuthError",
     "CareCloudCrmHook",
-    "CareCloudMalformedAnswerError",
-    "CareCloudNotFoundError",
-    "CareCloudRateLimitError",
-    "CareCloudRetryAfterTooLongError",
-    "CareCloudServerError",
-    "CareCloudValidationError",
     "CustomerPage",
-    "build_customer_params",
     "parse_carecloud_datetime",
 ]

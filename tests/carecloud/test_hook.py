@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_carecycle.hooks.carecloud import (
+from airflow_provider_carecycle.carecloud.exceptions import (
     CareCloudAuthError,
-    CareCloudCrmHook,
     CareCloudNotFoundError,
     CareCloudServerError,
     CareCloudValidationError,
 )
+from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
 from carecycle_emulator import carecloud_connection_json as connection_json
 
 pytestmark = pytest.mark.usefixtures("carecloud_emulator")

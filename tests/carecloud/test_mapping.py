@@ -6,15 +6,15 @@ from datetime import datetime
 
 import pytest
 
-from airflow_provider_carecycle import crm_mapping
-from airflow_provider_carecycle.crm_mapping import (
+from airflow_provider_carecycle.carecloud import mapping as crm_mapping
+from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
+from airflow_provider_carecycle.carecloud.mapping import (
     CARECLOUD_FIELD_MAPPING,
     CrmMapping,
     customer_to_lead_source,
     international_phone,
     validate_customer,
 )
-from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
 from airflow_provider_carecycle.leads import LeadValidator, RejectionCode
 from carecycle_emulator.carecloud.seed import seed_customers
 
