@@ -91,7 +91,7 @@ class ApiError(AirflowException):
     """An error answer (or no answer) from an HTTP API the provider talks to: the transport's base error.
 
     Each vendor has its own family under it (:class:`CareCycleAPIError` here, ``CareCloudAPIError`` in
-    :mod:`airflow_provider_carecycle.hooks.carecloud`); the families are siblings, so catching one vendor's error
+    :mod:`airflow_provider_carecycle.carecloud.exceptions`); the families are siblings, so catching one vendor's error
     never catches the other's. Catch ``ApiError`` for both.
 
     The message is built once, here: ``message`` followed by what the error's details say (:meth:`details`).

@@ -88,6 +88,9 @@ def test_the_provider_wheel_holds_no_emulator_no_demo_and_no_console_script(prov
     assert packaged and all(n.startswith("airflow_provider_carecycle/") for n in packaged), packaged
     assert not [n for n in packaged if "emulator" in n or n.endswith("/demo.py") or "pytest" in n]
     assert "airflow_provider_carecycle/hooks/carecycle.py" in names
+    assert {
+        f"airflow_provider_carecycle/carecloud/{m}.py" for m in ("__init__", "hook", "exceptions", "params", "mapping")
+    } <= set(names)
     assert _entry_points(provider_wheel) == {
         "apache_airflow_provider": {"provider_info": "airflow_provider_carecycle.get_provider_info:get_provider_info"}
     }

@@ -12,8 +12,11 @@ interface. Facts it relies on (vendor docs, see ``docs/connections-carecloud.md`
 * 429 and 503 come without a documented wait: back off exponentially with jitter. No numeric rate limit is
   published, so the client-side limit is a connection extra.
 
-Why one module of this size: the CRM's login, its error family and its customer paging share the token state;
-moving the CareCloud side into a namespace of its own (hook, errors, params) is the next structure step.
+Its error family is in :mod:`~airflow_provider_carecycle.carecloud.exceptions`, the ``GET /customers`` query
+parameters in :mod:`~airflow_provider_carecycle.carecloud.params`.
+
+Why one module of this size: the CRM's login, its token cache and its customer paging share the token state and
+its lock (a 401 on a page logs in again and retries that page), so they stay one class.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ parameters (used by ``CareCycleHook.customer_pages`` and so by ``iter_customers`
 The vendor page lost most parameter names; ``verified`` marks the names seen in the vendor's documentation, the
 others are our working assumptions (see ``docs/api-assumptions.md``). ``extra_params`` passes any raw parameter
 through unchanged, so users are never blocked by a name we guessed wrong or a filter added later.
+
+CareCloud CRM's customer query parameters are another vendor's: :mod:`airflow_provider_carecycle.carecloud.params`.
 """
 
 from __future__ import annotations

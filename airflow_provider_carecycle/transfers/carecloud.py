@@ -52,7 +52,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     :param carecloud_crm_conn_id: the CareCloud CRM Airflow connection.
     :param carecloud_hook_params: extra keyword arguments for :class:`CareCloudCrmHook`.
     :param crm_field_mapping: careCycle lead field -> dotted path into a CareCloud customer; default
-        :data:`~airflow_provider_carecycle.crm_mapping.CARECLOUD_FIELD_MAPPING`. Fields it does not map can still
+        :data:`~airflow_provider_carecycle.carecloud.mapping.CARECLOUD_FIELD_MAPPING`. Fields it does not map can still
         come from ``defaults`` (``sourceId``, ``timezone``, ...).
     :param changed_since: the interval's start, inclusive (templated; default: the run's ``data_interval_start``,
         or for a run without a data interval, a manual Airflow 3 run without a logical date, midnight UTC the day
