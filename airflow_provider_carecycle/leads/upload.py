@@ -61,7 +61,7 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.checkpoint import StoredRejection, UploadCheckpoint
+from airflow_provider_carecycle.leads.checkpoint import CheckpointStore, StoredRejection, UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.validation import LeadValidator, Rejection
@@ -295,7 +295,8 @@ class LeadUploader:
     :param batch_size: records per request, 1-200.
     :param max_in_flight: requests sent concurrently (the hook's limiter still caps the rate).
     :param rejected_path: JSON Lines file for the rejected records (``None``: count them only).
-    :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash (``None``: no resume).
+    :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash: a URI or path, or any
+        :class:`~airflow_provider_carecycle.leads.checkpoint.CheckpointStore` (``None``: no resume).
     :param dry_run: validate, normalise and write the rejected file, but send nothing (the sync ledger is not read).
     :param sync_state_path: the sync ledger's folder (``None``: send every lead); needs a hook with a
         ``destination_id``.
@@ -314,7 +315,7 @@ class LeadUploader:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rejected_path: str | None = None,
-        checkpoint_path: str | None = None,
+        checkpoint_path: str | CheckpointStore | None = None,
         dry_run: bool = False,
         sync_state_path: Any = None,
         full_sync: bool = False,
