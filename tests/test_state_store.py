@@ -198,3 +198,20 @@ def test_incremental_accepts_a_declared_leads_asset_instead_of_sync_state_path()
     assert operator.sync_state_path is None
     with pytest.raises(ValueError, match="declare the careCycle leads asset"):
         CareCloudCrmToCareCycleLeadsOperator(task_id="t", incremental=True, outlets=[Asset("s3://bucket/x")])
+
+
+def test_incremental_with_only_the_asset_on_an_airflow_without_state_stores_asks_for_sync_state_path(
+    carecloud_emulator, carecycle_emulator
+):
+    from airflow_provider_carecycle._compat import Asset
+    from airflow_provider_carecycle.assets import leads_uri
+    from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
+    from tests.transfers.test_carecloud import run_context
+
+    operator = CareCloudCrmToCareCycleLeadsOperator(
+        task_id="t", incremental=True, outlets=[Asset(leads_uri(carecycle_emulator.url))]
+    )
+    with pytest.raises(ValueError, match="no asset state store for carecycle://.*set sync_state_path"):
+        operator.execute(run_context())  # a context without asset_state_store: Airflow before 3.3
+    assert not [e for e in carecloud_emulator.request_log() if e["path"].endswith("/customers")]  # nothing read
+    assert not [e for e in carecycle_emulator.request_log() if e["path"] == "/v2/leads/upload"]
