@@ -308,3 +308,55 @@ def test_the_state_store_keeps_every_settlement_with_never_expire_and_a_checkpoi
         task_id="upload", records=leads(30), batch_size=10, checkpoint_path=str(given)
     ).execute({"task_state_store": other, "ti": ti})
     assert other.writes == [] and json.loads(given.read_text())["done"] == [0, 1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.airflow_dag
+@pytest.mark.skipif(not STATE_STORES, reason="task state stores arrived with Airflow 3.3")
+def test_a_killed_upload_resumes_from_the_task_state_store_in_the_same_dag_run(
+    carecycle_emulator, airflow_db, tmp_path
+):
+    """SIGTERM (``on_kill``) of ``airflow tasks test`` in an existing DAG run, then the same command again.
+
+    ``airflow tasks test`` with a logical date creates a temporary DAG run and deletes it (and its task state) at
+    the end, so the run is created first (``airflow dags trigger``) and both commands name it.
+    """
+    import subprocess
+
+    from tests.operators import test_on_kill as kill
+
+    source, out = tmp_path / "leads.jsonl", tmp_path / "out"
+    source.write_text("".join(json.dumps(r) + "\n" for r in kill.leads(kill.LEADS)))
+    dag = (
+        kill.UPLOAD_DAG.replace("checkpoint_path={checkpoint!r}, ", "")
+        .replace("sync_state_path={ledger!r}, ", "")
+        .format(source=str(source), rejected=str(out / "rejected.jsonl"), batch=kill.BATCH)
+    )
+    env = kill._prepare_dag(tmp_path / "dags", dag)
+    trigger = subprocess.run(
+        kill._airflow("dags", "trigger", "carecycle_on_kill_upload", "--run-id", "kill_run"),
+        env=env,
+        cwd=kill.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trigger.returncode == 0, trigger.stderr[-3000:]
+    command = kill._airflow("tasks", "test", "carecycle_on_kill_upload", "upload", "kill_run")
+    batches = -(-(kill.LEADS - kill.LEADS // kill.BAD_EVERY) // kill.BATCH)
+    carecycle_emulator.configure(latency_ms=250)
+
+    with (tmp_path / "first.log").open("wb") as log:
+        child = subprocess.Popen(command, env=env, cwd=kill.ROOT, stdout=log, stderr=subprocess.STDOUT)
+    kill._terminate_when(child, lambda: sum(kill._acknowledged_batches(carecycle_emulator).values()) >= 6, "6 batches")
+    first = kill._acknowledged_batches(carecycle_emulator)
+    assert 6 <= len(first) < batches
+    assert set(_task_state_rows("carecycle_on_kill_upload")[CHECKPOINT_KEY]["done"]) == set(first)
+
+    carecycle_emulator.configure(latency_ms=0)
+    second = subprocess.run(command, env=env, cwd=kill.ROOT, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert f"{len(first)} of {batches} batches already settled" in second.stdout
+    acknowledged = kill._acknowledged_batches(carecycle_emulator)
+    assert set(acknowledged) == set(range(batches)) and max(acknowledged.values()) == 1  # none sent twice
+    assert CHECKPOINT_KEY not in _task_state_rows("carecycle_on_kill_upload")  # deleted once finished
