@@ -170,6 +170,25 @@ with DAG("carecycle_state_store_crm", schedule=None, start_date=datetime(2026, 1
 """
 
 
+@pytest.fixture
+def forget_leads_asset(carecycle_emulator: Any) -> Any:
+    """Delete, after the test, the events and state this test's DAGs gave the emulator's leads asset (the session
+    shares one metadata DB, and other tests count that asset's events)."""
+    yield
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
+
+    from airflow_provider_carecycle.assets import leads_uri
+
+    with create_session() as session:
+        ids = [row.id for row in session.query(AssetModel).filter(AssetModel.uri == leads_uri(carecycle_emulator.url))]
+        session.query(AssetEvent).filter(AssetEvent.asset_id.in_(ids)).delete(synchronize_session=False)
+        session.query(AssetStateStoreModel).filter(AssetStateStoreModel.asset_id.in_(ids)).delete(
+            synchronize_session=False
+        )
+
+
 def _asset_state_rows() -> dict[str, Any]:
     from airflow.models.asset_state_store import AssetStateStoreModel
     from airflow.utils.session import create_session
@@ -182,7 +201,7 @@ def _asset_state_rows() -> dict[str, Any]:
 @pytest.mark.airflow_dag
 @pytest.mark.skipif(not STATE_STORES, reason="asset state stores arrived with Airflow 3.3")
 def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_only_when_every_lead_settled(
-    carecloud_emulator, carecycle_emulator, airflow_db, tmp_path, monkeypatch
+    carecloud_emulator, carecycle_emulator, airflow_db, tmp_path, monkeypatch, forget_leads_asset
 ):
     from airflow_provider_carecycle.assets import leads_uri
     from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
