@@ -108,6 +108,12 @@ def default_deferrable() -> bool:
     return _get("conf").getboolean("operators", "default_deferrable", fallback=False)
 
 
+def never_expire() -> Any:
+    """AIP-103's ``NEVER_EXPIRE`` retention for ``task_state_store.set()`` (Airflow 3.3+ only: call it only when the
+    task context has a ``task_state_store``; elsewhere it raises ``ImportError``)."""
+    return _first("NEVER_EXPIRE", "airflow.sdk.execution_time.context")
+
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AirflowException",
@@ -118,6 +124,7 @@ __all__ = [
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
+    "never_expire",
     "ObjectStoragePath",
     "PokeReturnValue",
     "TaskDeferred",

@@ -1,11 +1,14 @@
 """A durable record of which lead-upload batches the careCycle API has acknowledged, for resuming after a crash.
 
-The checkpoint is one small JSON document on object storage (``file://``, ``s3://``, ``gs://``, ...), rewritten
-atomically (a temporary name, then a move) each time a request is answered, so a worker killed at any moment leaves
-either the previous or the new version, never half of one. It holds no records: only the input's fingerprint, a
-hash naming the destination, batch numbers, positions inside batches and, for API rejections, the API's reason text
-(which, like the rejected file, may quote an offending value: keep the checkpoint where the rejected file goes). On a
-local filesystem it and its temporary files are created ``0600``.
+The checkpoint is one small JSON document, rewritten each time a request is answered. Where it is kept is a
+:class:`CheckpointStore`: :class:`FileCheckpointStore` (``checkpoint_path``) keeps it on object storage (``file://``,
+``s3://``, ``gs://``, ...), rewritten atomically (a temporary name, then a move), so a worker killed at any moment
+leaves either the previous or the new version, never half of one; on Airflow 3.3+ without a ``checkpoint_path``,
+:class:`~airflow_provider_carecycle.state_store.TaskStateCheckpointStore` keeps it in the task state store. Both hold
+the same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no
+records: only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and,
+for API rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the
+checkpoint where the rejected file goes). On a local filesystem it and its temporary files are created ``0600``.
 
 Layout::
 
@@ -39,7 +42,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.storage import to_path
@@ -91,23 +94,85 @@ def _rejection(value: Any, batch_size: int) -> Rejection:
     return rejection
 
 
+class CheckpointStore(Protocol):
+    """Where an :class:`UploadCheckpoint` keeps its document: it only loads and saves it whole."""
+
+    def load(self) -> Any:
+        """The stored document (parsed JSON), or ``None`` when there is none yet.
+
+        :raises ValueError: when what is stored is not JSON (the checkpoint then starts afresh, with a warning).
+        :raises OSError: when it cannot be read (likewise).
+        """
+        ...
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the stored document with ``state``, so a reader sees the old or the new one, never half.
+
+        :param state: the checkpoint document (JSON-serialisable).
+        """
+        ...
+
+
+def _is_store(value: Any) -> bool:
+    """Whether ``value`` is a :class:`CheckpointStore` rather than a URI or path."""
+    return callable(getattr(value, "load", None)) and callable(getattr(value, "save", None))
+
+
+class FileCheckpointStore:
+    """The checkpoint as a JSON file on object storage or a local disk (``checkpoint_path``).
+
+    :param uri: an ``ObjectStoragePath``-style URI or a local path.
+    """
+
+    def __init__(self, uri: Any) -> None:
+        self.path = to_path(uri)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def load(self) -> Any:
+        if not self.path.exists():
+            return None
+        return json.loads(self.path.read_text())
+
+    def save(self, state: dict[str, Any]) -> None:
+        text = json.dumps(state, separators=(",", ":"))
+        if self.path.protocol in _LOCAL_PROTOCOLS:
+            _write_private(self.path.path, text)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
+        tmp.write_text(text)
+        tmp.rename(self.path)
+
+    def delete(self) -> None:
+        """Remove the file; a missing one is not an error."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class UploadCheckpoint:
-    """The acknowledged batches of one upload to one destination, kept at ``uri``.
+    """The acknowledged batches of one upload to one destination, kept in ``store``.
 
     Constructing it reads the document (ignoring one for another input or destination, or of the wrong shape) and
     writes the state back at once, so an unwritable place fails before any lead is sent.
 
-    :param uri: where the checkpoint lives (an ``ObjectStoragePath``-style URI or a local path).
+    :param store: where the checkpoint lives: a :class:`CheckpointStore`, or an ``ObjectStoragePath``-style URI or
+        local path (a :class:`FileCheckpointStore`).
     :param fingerprint: the sha256 of the normalised, deduplicated batches in order (see the upload engine).
     :param batch_size: the batch size the batches were cut with.
     :param batches: how many batches the input has.
     :param destination: names the careCycle the leads go to (the hook's ``destination_id``: a hash of the base URL
         and the API key).
-    :raises OSError: when the checkpoint cannot be written at ``uri``.
+    :raises OSError: when the checkpoint file cannot be written.
     """
 
-    def __init__(self, uri: str, *, fingerprint: str, batch_size: int, batches: int, destination: str) -> None:
-        self.path = to_path(uri)
+    def __init__(
+        self, store: str | CheckpointStore, *, fingerprint: str, batch_size: int, batches: int, destination: str
+    ) -> None:
+        self.store: CheckpointStore = store if _is_store(store) else FileCheckpointStore(store)  # type: ignore[assignment]
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.batches = batches
@@ -122,7 +187,7 @@ class UploadCheckpoint:
             self._write()
         except OSError as err:
             raise OSError(
-                f"Cannot write the upload checkpoint {self.path} ({type(err).__name__}: {err.strerror or err}). "
+                f"Cannot write the upload checkpoint {self.store} ({type(err).__name__}: {err.strerror or err}). "
                 "Nothing was sent. Point checkpoint_path at a file in a writable directory (or drop it)."
             ) from err
 
@@ -130,36 +195,36 @@ class UploadCheckpoint:
 
     def _load(self) -> None:
         try:
-            if not self.path.exists():
-                return
-            state = json.loads(self.path.read_text())
+            state = self.store.load()
         except (ValueError, OSError) as err:
-            log.warning("Ignoring unreadable checkpoint %s (%s); starting afresh.", self.path, type(err).__name__)
+            log.warning("Ignoring unreadable checkpoint %s (%s); starting afresh.", self.store, type(err).__name__)
+            return
+        if state is None:
             return
         if isinstance(state, dict) and state.get("version") != CHECKPOINT_VERSION:
             log.warning(
                 "Checkpoint %s was written by another version of the provider (or is not a checkpoint); "
                 "starting afresh.",
-                self.path,
+                self.store,
             )
             return
         if isinstance(state, dict) and (
             state.get("fingerprint") != self.fingerprint or state.get("batch_size") != self.batch_size
         ):
-            log.info("Checkpoint %s was written for a different input; starting afresh.", self.path)
+            log.info("Checkpoint %s was written for a different input; starting afresh.", self.store)
             return
         if isinstance(state, dict) and state.get("destination") != self.destination:
             log.warning(
                 "Checkpoint %s was written for another careCycle destination (another base URL or API key); "
                 "starting afresh: every batch is sent to this one.",
-                self.path,
+                self.store,
             )
             return
         try:
             done, partial, rejected = self._parse(state)
         except (CheckpointShapeError, KeyError) as err:
             problem = f"missing {err}" if isinstance(err, KeyError) else str(err)
-            log.warning("Checkpoint %s is not a valid upload checkpoint (%s); starting afresh.", self.path, problem)
+            log.warning("Checkpoint %s is not a valid upload checkpoint (%s); starting afresh.", self.store, problem)
             return
         self._done, self._partial, self._rejected = done, partial, rejected
         self.resumed = bool(self._done or self._partial)
@@ -245,14 +310,7 @@ class UploadCheckpoint:
         }
 
     def _write(self) -> None:
-        text = json.dumps(self._state(), separators=(",", ":"))
-        if self.path.protocol in _LOCAL_PROTOCOLS:
-            _write_private(self.path.path, text)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
-        tmp.write_text(text)
-        tmp.rename(self.path)
+        self.store.save(self._state())
 
 
 def _write_private(path: str, text: str) -> None:

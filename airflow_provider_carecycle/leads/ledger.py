@@ -621,75 +621,146 @@ class SyncLedger:
 # -- the CRM watermark ---------------------------------------------------------------------------------------------
 
 
-class SyncWatermark:
-    """The highest source change time a run fully synced, kept as a small JSON object in the ledger's folder.
+class WatermarkStore(Protocol):
+    """Where a :class:`SyncWatermark` keeps its small JSON document."""
 
-    One per ``key`` (the CRM connection and the careCycle destination, hashed: the name says neither). Written like
-    a ledger file: a temporary name, then a rename. An unreadable watermark is ignored with a warning (the run then
-    reads from its data interval).
+    #: names the place in messages
+    location: str
+
+    def load(self) -> Any:
+        """The stored document (parsed JSON), or ``None`` when there is none; ``ValueError`` when it is not JSON."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the stored document with ``state`` (JSON-serialisable), atomically."""
+
+    def delete(self) -> None:
+        """Remove the document; a missing one is not an error."""
+
+
+class FolderWatermarkStore:
+    """The watermark as ``watermark-<hash of key>.json`` in the ledger's folder, written like a ledger file (a
+    temporary name, then a rename).
 
     :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
-    :param key: names the source and destination the watermark is for.
+    :param key: names the source and destination the watermark is for (hashed: the name says neither).
     """
 
     def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
         self.store: LedgerStore = _store(location)
         self.name = f"watermark-{hashlib.blake2b(key.encode(), digest_size=8, person=b'ccsync-mark').hexdigest()}.json"
+        self.location = f"{self.store.location}/{self.name}"
 
-    def read(self) -> datetime | None:
-        """The stored watermark (an aware datetime), or ``None`` when there is none yet."""
+    def load(self) -> Any:
         with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
             local = os.path.join(tmp, "watermark.json")
             try:
                 self.store.download(self.name, local)
             except FileNotFoundError:
                 return None
-            except OSError as err:
-                raise SyncLedgerError(
-                    f"Cannot read the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err})."
-                ) from err
-            try:
-                with open(local, encoding="utf-8") as handle:
-                    state = json.load(handle)
-                value = datetime.fromisoformat(state["last_change"])
-                if state.get("version") != 1 or value.tzinfo is None:
-                    raise ValueError("not a version 1 watermark with a time zone")
-            except (ValueError, KeyError, TypeError) as err:
-                log.warning(
-                    "Ignoring the unreadable watermark %s/%s (%s); reading from the data interval. Delete it to "
-                    "silence this warning.",
-                    self.store.location,
-                    self.name,
-                    type(err).__name__,
-                )
-                return None
-            return value
+            with open(local, encoding="utf-8") as handle:
+                return json.loads(handle.read())
 
-    def write(self, value: datetime) -> None:
-        """Store ``value`` (an aware datetime) as the watermark.
-
-        :raises SyncLedgerError: when the folder cannot be written.
-        """
-        if value.tzinfo is None:
-            raise ValueError("the watermark must be an aware datetime")
-        text = json.dumps(
-            {
-                "version": 1,
-                "last_change": value.astimezone(timezone.utc).isoformat(),
-                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-        )
+    def save(self, state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
             local = os.path.join(tmp, "watermark.json")
             with open(local, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            try:
-                self.store.upload(local, self.name)
-            except OSError as err:
-                raise SyncLedgerError(
-                    f"Cannot write the watermark {self.store.location}/{self.name} ({type(err).__name__}: {err}); "
-                    "the next run reads from the previous watermark again."
-                ) from err
+                handle.write(json.dumps(state))
+            self.store.upload(local, self.name)
+
+    def delete(self) -> None:
+        self.store.delete(self.name)
+
+
+class SyncWatermark:
+    """The highest source change time a run fully synced: ``{"version": 1, "last_change": ..., "written_at": ...}``.
+
+    One per ``key`` (the CRM connection and the careCycle destination). Kept in a :class:`WatermarkStore`: by
+    default a :class:`FolderWatermarkStore` in the ledger's folder; on Airflow 3.3+ an asset's state store
+    (:class:`~airflow_provider_carecycle.state_store.AssetStateWatermarkStore`). An unreadable watermark is ignored
+    with a warning (the run then reads from its data interval).
+
+    :param location: a :class:`WatermarkStore`, or the ledger folder (a URI or local path, or a :class:`LedgerStore`).
+    :param key: names the source and destination the watermark is for.
+    :param previous: where the watermark was kept before (the ledger folder, when it moved to an asset state store):
+        read when ``location`` has none yet, and removed once a watermark is written to ``location``.
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | LedgerStore | WatermarkStore,
+        *,
+        key: str,
+        previous: SyncWatermark | None = None,
+    ) -> None:
+        self.store: WatermarkStore = (
+            location  # type: ignore[assignment]
+            if callable(getattr(location, "load", None))
+            else FolderWatermarkStore(location, key=key)  # type: ignore[arg-type]
+        )
+        self.previous = previous
+        self._carried = False
+
+    @property
+    def location(self) -> str:
+        """Where the watermark is kept (for messages)."""
+        return self.store.location
+
+    def read(self) -> datetime | None:
+        """The stored watermark (an aware datetime), or ``None`` when there is none yet."""
+        try:
+            state = self.store.load()
+            if state is None:
+                return self._read_previous()
+            value = datetime.fromisoformat(state["last_change"])
+            if state.get("version") != 1 or value.tzinfo is None:
+                raise ValueError("not a version 1 watermark with a time zone")
+        except OSError as err:
+            raise SyncLedgerError(f"Cannot read the watermark {self.location} ({type(err).__name__}: {err}).") from err
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning(
+                "Ignoring the unreadable watermark %s (%s); reading from the data interval. Delete it to "
+                "silence this warning.",
+                self.location,
+                type(err).__name__,
+            )
+            return None
+        return value
+
+    def _read_previous(self) -> datetime | None:
+        if self.previous is None:
+            return None
+        value = self.previous.read()
+        if value is not None:
+            self._carried = True
+            log.info("Carrying the watermark over from %s to %s.", self.previous.location, self.location)
+        return value
+
+    def write(self, value: datetime) -> None:
+        """Store ``value`` (an aware datetime) as the watermark (and remove a carried-over one's old copy).
+
+        :raises SyncLedgerError: when the place cannot be written.
+        """
+        if value.tzinfo is None:
+            raise ValueError("the watermark must be an aware datetime")
+        state = {
+            "version": 1,
+            "last_change": value.astimezone(timezone.utc).isoformat(),
+            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        try:
+            self.store.save(state)
+        except OSError as err:
+            raise SyncLedgerError(
+                f"Cannot write the watermark {self.location} ({type(err).__name__}: {err}); "
+                "the next run reads from the previous watermark again."
+            ) from err
+        if self._carried and self.previous is not None:
+            self.previous.delete()
+            self._carried = False
+
+    def delete(self) -> None:
+        """Remove the watermark (the next run reads from its data interval)."""
+        self.store.delete()
 
 
 # -- the file format -----------------------------------------------------------------------------------------------

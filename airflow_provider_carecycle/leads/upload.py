@@ -61,7 +61,7 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.leads.checkpoint import CheckpointStore, UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.rejection import (
@@ -298,7 +298,8 @@ class LeadUploader:
     :param batch_size: records per request, 1-200.
     :param max_in_flight: requests sent concurrently (the hook's limiter still caps the rate).
     :param rejected_path: JSON Lines file for the rejected records (``None``: count them only).
-    :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash (``None``: no resume).
+    :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash: a URI or path, or any
+        :class:`~airflow_provider_carecycle.leads.checkpoint.CheckpointStore` (``None``: no resume).
     :param dry_run: validate, normalise and write the rejected file, but send nothing (the sync ledger is not read).
     :param sync_state_path: the sync ledger's folder (``None``: send every lead); needs a hook with a
         ``destination_id``.
@@ -317,7 +318,7 @@ class LeadUploader:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rejected_path: str | None = None,
-        checkpoint_path: str | None = None,
+        checkpoint_path: str | CheckpointStore | None = None,
         dry_run: bool = False,
         sync_state_path: Any = None,
         full_sync: bool = False,
@@ -526,12 +527,7 @@ class LeadUploader:
             raise UploadKilledError(
                 f"Lead upload stopped (the task was killed): {summary.uploaded + api_rejected} of {spool.to_send} "
                 f"leads are settled ({summary.uploaded} uploaded, {api_rejected} rejected by the API) and recorded; "
-                "the others count as not uploaded. "
-                + (
-                    "A rerun with the same checkpoint_path sends only those."
-                    if checkpoint is not None
-                    else "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId)."
-                )
+                "the others count as not uploaded. " + self._rerun_advice(checkpoint)
             )
         if failure is not None:
             self.log.error(
@@ -542,11 +538,16 @@ class LeadUploader:
                 summary.uploaded,
                 api_rejected,
                 spool.to_send - summary.uploaded - api_rejected,
-                "A rerun with the same checkpoint_path sends only those."
-                if checkpoint is not None
-                else "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId).",
+                self._rerun_advice(checkpoint),
             )
             raise failure
+
+    def _rerun_advice(self, checkpoint: UploadCheckpoint | None) -> str:
+        """What a rerun sends, for the failure messages: only the unsettled leads when it resumes from a checkpoint
+        (a ``checkpoint_path``, or Airflow 3.3's task state store on a retry of the same task instance)."""
+        if checkpoint is None:
+            return "Without a checkpoint_path a rerun sends every lead again (an upsert by externalId)."
+        return f"A rerun that resumes from the checkpoint in {self.checkpoint_path} sends only those."
 
     def _todo(
         self,
@@ -741,7 +742,7 @@ class LeadUploader:
             advice = "It named no lead at fault, so the batch was neither bisected nor retried."
         raise UnsettledBatchError(
             f"Batch {number}: {what}. {advice} {unsettled} leads of the batch stay unsettled and count as not "
-            "uploaded; a rerun with the same checkpoint_path sends them again.",
+            "uploaded; a rerun that resumes from the checkpoint sends them again.",
             batch=number,
             unsettled=unsettled,
             status=error.status,
@@ -777,7 +778,7 @@ class LeadUploader:
             raise UnsettledBatchError(
                 f"Batch {number}: careCycle's answer to an upload of {len(group)} leads does not account for "
                 f"them ({problem}). None of them counts as uploaded; {unsettled} leads of the batch stay unsettled "
-                "and a rerun with the same checkpoint_path sends them again.",
+                "and a rerun that resumes from the checkpoint sends them again.",
                 batch=number,
                 unsettled=unsettled,
                 status=200,

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.leads.fields import LEAD_FIELDS_BY_NAME
 from airflow_provider_carecycle.leads.ledger import check_resend_after
 from airflow_provider_carecycle.leads.upload import (
     DEFAULT_BATCH_SIZE,
@@ -25,9 +24,10 @@ from airflow_provider_carecycle.leads.upload import (
     UploadSummary,
     check_upload_options,
 )
-from airflow_provider_carecycle.leads.validation import LeadValidator
+from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 
 
@@ -43,12 +43,7 @@ def check_lead_field_names(argument: str, value: Any) -> None:
         return
     if not isinstance(value, Mapping):
         raise ValueError(f"{argument} must be a mapping of careCycle lead field -> value, got {type(value).__name__}.")
-    unknown = sorted(str(k) for k in value if k not in LEAD_FIELDS_BY_NAME)
-    if unknown:
-        raise ValueError(
-            f"{argument}: not careCycle lead fields: {', '.join(unknown)}. "
-            f"Valid fields: {', '.join(LEAD_FIELDS_BY_NAME)}."
-        )
+    check_field_names(value, argument)
 
 
 def rejection_failure_message(summary: UploadSummary, max_rejected_ratio: float) -> str | None:
@@ -103,7 +98,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     :param batch_size: records per request, 1-200.
     :param max_in_flight: concurrent requests, 1-32; the hook's limiter still caps the request rate.
     :param checkpoint_path: object storage URI of a small JSON checkpoint; a retried task with the same input
-        skips the batches the API already acknowledged. Template it per run (``.../{{ ds }}.json``).
+        skips the batches the API already acknowledged. Template it per run (``.../{{ ds }}.json``). Without it, on
+        Airflow 3.3+ the checkpoint is kept in the task state store (deleted when the upload finishes), so a retried
+        try resumes all the same; on earlier Airflow a retry sends every lead again (see ``docs/operators/sync.md``).
     :param dry_run: validate, normalise and write the rejected file, but send nothing.
     :param progress_every_s: least seconds between two progress lines.
     :param sync_state_path: object storage folder (``s3://``, ``gs://``, ``file://``) of the sync ledger: send only
@@ -211,13 +208,18 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         :return: the upload summary.
         """
         validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        state_checkpoint = None
+        if self.checkpoint_path is None and not self.is_dry_run:  # Airflow 3.3+: resume without configuration
+            state_checkpoint = TaskStateCheckpointStore.from_context(context, sync_state_path=self.sync_state_path)
+            if state_checkpoint is not None:
+                self.log.info("No checkpoint_path: the resume state is kept in %s.", state_checkpoint)
         uploader = LeadUploader(
             None if self.is_dry_run else self.hook,
             validator,
             batch_size=self.batch_size,
             max_in_flight=self.max_in_flight,
             rejected_path=self.rejected_path,
-            checkpoint_path=self.checkpoint_path,
+            checkpoint_path=self.checkpoint_path if state_checkpoint is None else state_checkpoint,
             dry_run=self.is_dry_run,
             sync_state_path=self.sync_state_path,
             full_sync=bool(self.full_sync),
@@ -232,6 +234,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             summary = uploader.run(self.iter_source(context))
         finally:
             self._uploader = None
+        if state_checkpoint is not None:  # every lead settled: nothing left to resume
+            state_checkpoint.delete()
         self._log_summary(summary)
         record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)

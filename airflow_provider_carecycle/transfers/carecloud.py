@@ -16,6 +16,7 @@ from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
+from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -62,10 +63,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     :param page_size: CRM customers per request.
     :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND); templated.
     :param incremental: read from a **watermark** rather than from the data interval's start: the highest
-        ``last_change`` a successful run read, kept in ``sync_state_path`` (required) per CRM connection and
-        careCycle destination. It advances only when the run succeeds (every lead settled), so a failed or skipped
-        day is read by the next run. Without a watermark yet, the run reads from ``changed_since`` or the data
-        interval's start. Not used by a dry run.
+        ``last_change`` a successful run read, kept per CRM connection and careCycle destination: on Airflow 3.3+,
+        when the task declares the ``carecycle://<host>/leads`` asset (an outlet), in that asset's state store;
+        elsewhere next to the ledger in ``sync_state_path`` (one of the two is required). It advances only when the
+        run succeeds (every lead settled), so a failed or skipped day is read by the next run. Without a watermark
+        yet, the run reads from ``changed_since`` or the data interval's start. Not used by a dry run.
     :param overlap: with ``incremental``, re-read this much before the watermark, for clock skew (a ``timedelta``
         or seconds; default 5 minutes); the sync ledger makes re-read leads free.
     :param kwargs: the lead upload options of :class:`CareCycleLeadUploadBaseOperator` (``defaults``,
@@ -118,8 +120,12 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         self.page_size = page_size
         self.extra_params = extra_params
         self.incremental = incremental
-        if incremental and not kwargs.get("sync_state_path"):
-            raise ValueError("incremental=True keeps its watermark next to the sync ledger: set sync_state_path.")
+        if incremental and not kwargs.get("sync_state_path") and not declares_leads_asset(self.outlets):
+            raise ValueError(
+                "incremental=True keeps its watermark next to the sync ledger: set sync_state_path (or, on Airflow "
+                "3.3+, declare the careCycle leads asset, outlets=[Asset('carecycle://<host>/leads')], whose state "
+                "store then keeps it)."
+            )
         seconds = overlap.total_seconds() if isinstance(overlap, timedelta) else overlap
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 86400:
             raise ValueError(f"overlap must be a duration from 0 to 1 day (timedelta or seconds), got {overlap!r}.")
@@ -145,18 +151,19 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             before = fallback.end if before is None else before
         return as_datetime("changed_since", since), as_datetime("changed_before", before)
 
-    def _incremental_since(self, since: datetime) -> datetime:
+    def _incremental_since(self, context: Context, since: datetime) -> datetime:
         """The watermark minus the overlap, when there is a watermark; else ``since``."""
-        if self.sync_state_path is None:  # checked with the rendered arguments; here for the type checker
-            raise ValueError("incremental=True needs sync_state_path: the watermark is kept next to the ledger.")
-        self._watermark = SyncWatermark(
-            self.sync_state_path,
+        self._watermark = crm_watermark(
+            self,
+            context,
             key=f"{self.carecloud_crm_conn_id}\n{self.carecloud_hook.base_url}\n{self.hook.destination_id}",
+            base_url=self.hook.base_url,
+            sync_state_path=self.sync_state_path,
         )
         mark = self._watermark.read()
         self._newest = mark
         if mark is None:
-            self.log.info("No watermark yet in %s: reading from %s.", self.sync_state_path, since.isoformat())
+            self.log.info("No watermark yet in %s: reading from %s.", self._watermark.location, since.isoformat())
             return since
         self.log.info("Watermark %s (minus an overlap of %s).", mark.isoformat(), self.overlap)
         return mark - self.overlap
@@ -189,7 +196,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         since, before = self.interval(context)
         track = self.incremental and not self.is_dry_run
         if track:
-            since = self._incremental_since(since)
+            since = self._incremental_since(context, since)
             if since >= before:
                 self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
                 return

@@ -1,0 +1,249 @@
+"""Airflow's own state stores (AIP-103, Airflow 3.3+), used by the lead uploads when the running Airflow has them.
+
+* :class:`TaskStateCheckpointStore`: an upload without a ``checkpoint_path`` keeps its resume state (the upload
+  checkpoint's document) in ``context["task_state_store"]``, which a retried try of the same task instance reads
+  back; it is deleted when the upload finishes.
+* :func:`crm_watermark`: ``incremental=True`` keeps the CRM watermark in ``context["asset_state_store"]`` of the
+  careCycle leads asset (``carecycle://<host>/leads``) the task declares, under a key naming the CRM connection and
+  the careCycle destination. The task state store is per DAG run, so it cannot carry a watermark from one run to
+  the next; the asset state store is not.
+
+Whether the stores exist is decided at run time from the task context: Airflow 2.10, 2.11 and 3.0-3.2 have neither
+key, and the callers then keep the checkpoint at ``checkpoint_path`` (or nowhere) and the watermark next to the sync
+ledger, as before. Nothing here imports Airflow until a store is used (``NEVER_EXPIRE`` and ``conf`` come through
+:mod:`airflow_provider_carecycle._compat`).
+
+.. seealso:: ``docs/operators/sync.md``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_carecycle.leads.checkpoint import FileCheckpointStore
+from airflow_provider_carecycle.leads.ledger import SyncWatermark
+
+log = logging.getLogger(__name__)
+
+#: the task state store key of an upload's checkpoint
+CHECKPOINT_KEY = "carecycle_upload_checkpoint"
+#: the stored value when the checkpoint lives in an object instead: ``{"carecycle_checkpoint_ref": "<uri>"}``
+CHECKPOINT_REF = "carecycle_checkpoint_ref"
+#: the asset state store key prefix of a CRM watermark (followed by a hash of the CRM connection and destination)
+WATERMARK_KEY_PREFIX = "carecloud_watermark_"
+#: Airflow's default ``[state_store] max_value_storage_bytes``
+DEFAULT_MAX_VALUE_BYTES = 65535
+
+
+def task_state_store(context: Mapping[str, Any]) -> Any | None:
+    """``context["task_state_store"]`` on Airflow 3.3+, else ``None``.
+
+    :param context: the task's context.
+    """
+    return context.get("task_state_store")
+
+
+def _max_value_bytes() -> int:
+    """``[state_store] max_value_storage_bytes`` (0: no limit): above it Airflow warns that a value is too big."""
+    from airflow_provider_carecycle._compat import conf
+
+    return conf.getint("state_store", "max_value_storage_bytes", fallback=DEFAULT_MAX_VALUE_BYTES)
+
+
+def _scope_hash(context: Mapping[str, Any]) -> str:
+    """A short hash naming the task instance (DAG, run, task, map index), for the overflow object's name."""
+    ti = context.get("ti")
+    parts = [str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index")]
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=8, person=b"ccsync-cp").hexdigest()
+
+
+class TaskStateCheckpointStore:
+    """The upload checkpoint in the task state store (a :class:`~airflow_provider_carecycle.leads.checkpoint.
+    CheckpointStore`).
+
+    The store is a row in Airflow's metadata DB, written at every answered request. A checkpoint up to
+    ``[state_store] max_value_storage_bytes`` (64 KiB by default; a 100,000-lead upload's is about 2-5 KiB, more
+    only with many API rejections, whose reasons it keeps) is stored as is. A bigger one, when the upload has a
+    ``sync_state_path``, is written as ``checkpoint-<hash>.json`` in that folder (atomically, like a
+    ``checkpoint_path`` file) and the store holds only its URI; without a folder it is stored as is all the same
+    (the DB column takes it; Airflow logs a warning). Every value is written with ``NEVER_EXPIRE``, so the
+    ``[state_store] default_retention_days`` clean-up cannot drop it between two tries; :meth:`delete` removes it
+    when the upload finishes, and the row goes with its DAG run otherwise (``airflow db clean``).
+
+    :param store: ``context["task_state_store"]``.
+    :param overflow: where a checkpoint too big for the store goes (an object URI or path), or ``None``.
+    :param max_value_bytes: the largest checkpoint stored as is (0: any); default: Airflow's setting.
+    :param retention: the values' retention; default: Airflow's ``NEVER_EXPIRE``.
+    """
+
+    def __init__(
+        self, store: Any, *, overflow: Any = None, max_value_bytes: int | None = None, retention: Any = None
+    ) -> None:
+        self.task_state_store = store
+        self.overflow = overflow
+        self.max_value_bytes = _max_value_bytes() if max_value_bytes is None else max_value_bytes
+        self.retention = retention
+        self._referenced: str | None = None
+        self._objects: set[str] = set()
+        self._warned = False
+
+    @classmethod
+    def from_context(
+        cls, context: Mapping[str, Any], *, sync_state_path: Any = None
+    ) -> TaskStateCheckpointStore | None:
+        """The store for this task instance, or ``None`` on an Airflow without a task state store.
+
+        :param context: the task's context.
+        :param sync_state_path: the upload's ledger folder, which takes a checkpoint too big for the store.
+        """
+        store = task_state_store(context)
+        if store is None:
+            return None
+        overflow = None
+        if sync_state_path is not None:
+            overflow = f"{str(sync_state_path).rstrip('/')}/checkpoint-{_scope_hash(context)}.json"
+        return cls(store, overflow=overflow)
+
+    def __str__(self) -> str:
+        return f"the task state store (key {CHECKPOINT_KEY})"
+
+    def load(self) -> Any:
+        value = self.task_state_store.get(CHECKPOINT_KEY)
+        if isinstance(value, dict) and set(value) == {CHECKPOINT_REF}:
+            self._referenced = str(value[CHECKPOINT_REF])
+            self._objects.add(self._referenced)
+            return FileCheckpointStore(self._referenced).load()
+        return value
+
+    def save(self, state: dict[str, Any]) -> None:
+        from airflow_provider_carecycle._compat import never_expire
+
+        retention = self.retention if self.retention is not None else never_expire()
+        size = len(json.dumps(state, separators=(",", ":")))
+        if self.max_value_bytes and size > self.max_value_bytes:
+            if self.overflow is not None:
+                FileCheckpointStore(self.overflow).save(state)
+                self._objects.add(str(self.overflow))
+                if self._referenced != str(self.overflow):
+                    self.task_state_store.set(CHECKPOINT_KEY, {CHECKPOINT_REF: str(self.overflow)}, retention=retention)
+                    self._referenced = str(self.overflow)
+                return
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "The upload checkpoint is %d bytes, above [state_store] max_value_storage_bytes=%d; it is kept "
+                    "in the task state store all the same. Set sync_state_path (it then goes to that folder) or "
+                    "checkpoint_path to keep it out of the metadata DB.",
+                    size,
+                    self.max_value_bytes,
+                )
+        self.task_state_store.set(CHECKPOINT_KEY, state, retention=retention)
+        self._referenced = None
+
+    def delete(self) -> None:
+        """Forget the checkpoint (the upload finished): the store's key and any object it wrote or referenced. A
+        failure is logged, not raised: a leftover checkpoint is bound to its input and only ever skips what
+        careCycle acknowledged."""
+        try:
+            self.task_state_store.delete(CHECKPOINT_KEY)
+            for uri in sorted(self._objects):
+                FileCheckpointStore(uri).delete()
+        except Exception as err:  # the upload itself succeeded: do not fail the task over the clean-up
+            log.warning("Could not delete the upload checkpoint in %s (%s).", self, type(err).__name__)
+
+
+# -- the CRM watermark ---------------------------------------------------------------------------------------------
+
+
+def declares_leads_asset(assets: Any) -> bool:
+    """Whether ``assets`` (a task's inlets and outlets) hold a ``carecycle://<host>/leads`` asset, at DAG parse time.
+
+    :param assets: the declared inlets and outlets.
+    """
+    return any(_leads_asset_uri(asset) is not None for asset in assets or ())
+
+
+def _leads_asset_uri(asset: Any) -> str | None:
+    uri = getattr(asset, "uri", None)
+    if isinstance(uri, str) and uri.startswith("carecycle://") and uri.rstrip("/").endswith("/leads"):
+        return uri.rstrip("/")
+    return None
+
+
+def leads_asset_state(operator: Any, context: Mapping[str, Any], base_url: str) -> Any | None:
+    """The asset state store of the ``carecycle://<host>/leads`` asset the task declares for ``base_url``, or
+    ``None`` (an Airflow before 3.3, or no such inlet or outlet).
+
+    :param operator: the running task.
+    :param context: its context.
+    :param base_url: the careCycle base URL the leads go to.
+    """
+    from airflow_provider_carecycle.assets import leads_uri
+
+    stores = context.get("asset_state_store")
+    if stores is None:
+        return None
+    wanted = leads_uri(base_url)
+    for asset in [*(getattr(operator, "outlets", None) or []), *(getattr(operator, "inlets", None) or [])]:
+        if _leads_asset_uri(asset) == wanted:
+            try:
+                return stores[asset]
+            except (KeyError, TypeError):
+                continue
+    return None
+
+
+class AssetStateWatermarkStore:
+    """A watermark document in an asset's state store (a
+    :class:`~airflow_provider_carecycle.leads.ledger.WatermarkStore`).
+
+    :param accessor: ``context["asset_state_store"][asset]``.
+    :param key: names the source and destination the watermark is for (hashed into the store's key).
+    """
+
+    def __init__(self, accessor: Any, *, key: str) -> None:
+        self.accessor = accessor
+        digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
+        self.key = f"{WATERMARK_KEY_PREFIX}{digest}"
+        self.location = f"the asset state store of {getattr(accessor, '_name', None) or accessor} (key {self.key})"
+
+    def load(self) -> Any:
+        return self.accessor.get(self.key)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.accessor.set(self.key, state)
+
+    def delete(self) -> None:
+        self.accessor.delete(self.key)
+
+
+def crm_watermark(
+    operator: Any, context: Mapping[str, Any], *, key: str, base_url: str, sync_state_path: Any
+) -> SyncWatermark:
+    """Where ``incremental=True`` keeps its watermark: the leads asset's state store on Airflow 3.3+ when the task
+    declares the asset (a watermark still next to the ledger is carried over once, then removed), else the ledger
+    folder.
+
+    :param operator: the running task.
+    :param context: its context.
+    :param key: names the CRM connection and the careCycle destination.
+    :param base_url: the careCycle base URL the leads go to.
+    :param sync_state_path: the ledger folder, or ``None``.
+    :raises ValueError: when there is neither.
+    """
+    accessor = leads_asset_state(operator, context, base_url)
+    if accessor is not None:
+        previous = None if sync_state_path is None else SyncWatermark(sync_state_path, key=key)
+        return SyncWatermark(AssetStateWatermarkStore(accessor, key=key), key=key, previous=previous)
+    if sync_state_path is None:
+        from airflow_provider_carecycle.assets import leads_uri
+
+        raise ValueError(
+            "incremental=True has nowhere to keep its watermark: this Airflow has no asset state store for "
+            f"{leads_uri(base_url)} (Airflow 3.3+, with that asset among the task's outlets), so set sync_state_path."
+        )
+    return SyncWatermark(sync_state_path, key=key)
