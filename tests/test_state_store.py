@@ -14,6 +14,7 @@ import pytest
 
 from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncWatermark
+from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.state_store import (
     CHECKPOINT_KEY,
     CHECKPOINT_REF,
@@ -57,12 +58,13 @@ def checkpoint(store: Any, **kwargs: Any) -> UploadCheckpoint:
 def test_the_checkpoint_resumes_from_the_task_state_store_with_the_same_bindings(caplog):
     fake = FakeStore()
     checkpoint(TaskStateCheckpointStore(fake, max_value_bytes=0, retention=FOREVER)).record(
-        0, range(10), [(4, None, "api_error", "API: x")], batch_len=10
+        0, range(10), [Rejection(None, "API: x", "api_error", position=4)], batch_len=10
     )
     assert fake.values[CHECKPOINT_KEY]["done"] == [0] and fake.retention[CHECKPOINT_KEY] is FOREVER
 
     again = checkpoint(TaskStateCheckpointStore(fake, max_value_bytes=0, retention=FOREVER))
-    assert again.resumed and again.is_done(0) and again.rejections(0) == [(4, None, "api_error", "API: x")]
+    refused = Rejection(None, "API: x", "api_error", position=4)
+    assert again.resumed and again.is_done(0) and again.rejections(0) == [refused]
     # another input or destination: ignored, and replaced at once
     assert not checkpoint(TaskStateCheckpointStore(fake, retention=FOREVER), destination="e").resumed
     assert fake.values[CHECKPOINT_KEY]["destination"] == "e" and fake.values[CHECKPOINT_KEY]["done"] == []
@@ -80,7 +82,10 @@ def test_a_checkpoint_above_the_size_limit_goes_to_the_ledger_folder_and_the_sto
     cp = checkpoint(store)
     assert CHECKPOINT_REF not in fake.values[CHECKPOINT_KEY]  # small: stored as is
     cp.record(
-        1, range(10), [(p, "phoneNumber", "api_error", "API: a long reason " * 3) for p in range(10)], batch_len=10
+        1,
+        range(10),
+        [Rejection("phoneNumber", "API: a long reason " * 3, "api_error", position=p) for p in range(10)],
+        batch_len=10,
     )
     assert fake.values[CHECKPOINT_KEY] == {CHECKPOINT_REF: str(overflow)}
     assert json.loads(overflow.read_text())["done"] == [1]

@@ -204,7 +204,7 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
     carecloud_emulator, carecycle_emulator, airflow_db, tmp_path, monkeypatch, forget_leads_asset
 ):
     from airflow_provider_carecycle.assets import leads_uri
-    from airflow_provider_carecycle.hooks.carecloud import parse_carecloud_datetime
+    from airflow_provider_carecycle.carecloud.hook import parse_carecloud_datetime
     from tests.transfers.test_carecloud import END, in_interval
 
     since, before = END - timedelta(days=15), END  # every seeded CRM customer
@@ -219,7 +219,7 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
     )
     path = _write_dag(tmp_path, source)
     # a watermark that a run on an earlier Airflow left next to the ledger: carried over once, then removed
-    from airflow_provider_carecycle.hooks.carecloud import CareCloudCrmHook
+    from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
     from airflow_provider_carecycle.leads.ledger import SyncWatermark
 
