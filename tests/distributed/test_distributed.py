@@ -197,6 +197,8 @@ class Postgres:
 
 @dataclass
 class Redis:
+    """The test's ``redis-server``: db 0 is Celery's broker, db 1 the Redis limiter's."""
+
     port: int
     password: str
     process: subprocess.Popen
