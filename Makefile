@@ -5,6 +5,9 @@
 #                      (.venv-airflow-<line>)
 #   make demo          start the emulators and run the example lead feed DAG in real Airflow
 #   make bench         the performance benchmarks (prints each figure and its ratio to the goal)
+#   make test-distributed
+#                      the rate limit on a real CeleryExecutor deployment (Postgres, Redis, two Celery workers as two
+#                      hosts; tests/distributed), in .venv-distributed; .ci/run runs it after make test
 #
 # Installs are pinned by constraints/airflow-<line>.txt (Airflow's own constraint files live on GitHub, which this
 # build does not reach); `make constraints` refreshes them from a clean resolve (`make constraints LINES=3.0` for
@@ -48,7 +51,8 @@ PY := $(VENV)/bin/python
 PY2 := $(VENV2)/bin/python
 SMOKE_TESTS := $(addprefix test-smoke-,$(SMOKE_LINES))
 
-.PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint typecheck demo bench constraints clean
+.PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint typecheck demo bench constraints clean \
+	test-distributed constraints-distributed
 .PRECIOUS: .venv-airflow-%/.installed
 
 test: lint typecheck test-airflow3 test-airflow2 test-smoke
@@ -94,6 +98,27 @@ test-smoke: $(SMOKE_TESTS)
 $(SMOKE_TESTS): test-smoke-%: .venv-airflow-%/.installed
 	.venv-airflow-$*/bin/python -m pytest tests/smoke $(PYTEST_ARGS)
 
+# The distributed test's venv: Airflow $(AIRFLOW_VERSION) with the CeleryExecutor (Redis broker), Postgres drivers (psycopg2
+# for the metadata DB and the Celery result backend, asyncpg for Airflow's async engine) and redis, pinned by
+# constraints/airflow-$(basename $(AIRFLOW_VERSION))-distributed.txt (`make constraints-distributed` refreshes it).
+# celery < 5.7: apache-airflow-providers-celery (3.26.0, the newest) imports celery.backends.database.retry, which
+# celery 5.7 removed.
+VENV_DIST ?= .venv-distributed
+DIST_CONSTRAINTS := constraints/airflow-$(basename $(AIRFLOW_VERSION))-distributed.txt
+DIST_PACKAGES := "apache-airflow==$(AIRFLOW_VERSION)" apache-airflow-providers-celery "celery[redis]<5.7" psycopg2-binary \
+	asyncpg redis -e ./emulator -e ".[dev,emulator,redis]"
+
+$(VENV_DIST)/.installed: $(UV) pyproject.toml emulator/pyproject.toml $(DIST_CONSTRAINTS)
+	test -x $(VENV_DIST)/bin/python || $(PYTHON) -m venv --without-pip $(VENV_DIST)
+	$(UV) pip install --quiet --python $(VENV_DIST)/bin/python -c $(DIST_CONSTRAINTS) $(DIST_PACKAGES)
+	touch $@
+
+# Starts (and stops) Postgres, Redis, the emulator and an Airflow deployment with two Celery workers; installs
+# redis-server and postgresql from Debian's packages when they are missing. See tests/distributed/.
+test-distributed: $(VENV_DIST)/.installed
+	CARECYCLE_TEST_DISTRIBUTED=1 $(VENV_DIST)/bin/python -m pytest -p no:cacheprovider -s \
+		--confcutdir=tests/distributed tests/distributed $(PYTEST_ARGS)
+
 demo: $(VENV)/.installed
 	$(PY) -m dev.demo
 
@@ -109,5 +134,11 @@ constraints-%: $(UV)
 	$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > constraints/airflow-$*.txt; \
 	status=$$?; rm -rf $$tmp; exit $$status
 
+constraints-distributed: $(UV)
+	tmp=$$(mktemp -d) && $(PYTHON) -m venv --without-pip $$tmp/venv && \
+	$(UV) pip install --quiet --python $$tmp/venv/bin/python $(DIST_PACKAGES) && \
+	$(UV) pip freeze --python $$tmp/venv/bin/python --exclude-editable > $(DIST_CONSTRAINTS); \
+	status=$$?; rm -rf $$tmp; exit $$status
+
 clean:
-	rm -rf $(VENV) $(VENV2) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .mypy_cache .demo .bench
+	rm -rf $(VENV) $(VENV2) $(VENV_DIST) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .mypy_cache .demo .bench

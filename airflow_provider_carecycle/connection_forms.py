@@ -101,7 +101,8 @@ def transport_fields(*, requests_per_minute: int, in_placeholder: bool) -> tuple
             "rate_limit_backend",
             "Rate limit backend",
             "Empty: the limit is shared by every process of the host (adaptive across hosts). "
-            "A redis:// URL: shared exactly by every host through that Redis server.",
+            "A redis:// URL: shared exactly by every host through that Redis server. "
+            "'process': one process only; for tests and single-task deployments.",
         ),
         ExtraField(
             "rate_limit_dir",

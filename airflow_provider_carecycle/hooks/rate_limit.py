@@ -7,7 +7,8 @@ A 429 that arrives anyway pauses every caller sharing the limiter until the API'
 
 Three backends share the :class:`Limiter` interface (see ``docs/rate-limits-and-errors.md``):
 
-* :class:`RateLimiter` (this module): one process. Kept for direct use and tests; the hooks use the others.
+* :class:`RateLimiter` (this module): one process only (connection extra ``rate_limit_backend = "process"``), for
+  tests and single-task deployments; each task process then spends the whole key.
 * :class:`~airflow_provider_carecycle.hooks.rate_limit_host.HostRateLimiter`: every process of one host, through
   an ``fcntl``-locked file, with adaptive pacing (AIMD, :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`)
   for the hosts it cannot see. The default.
@@ -194,7 +195,8 @@ def limiter_for(
     :param requests_per_window: this process's share of the key's limit (``requests_per_minute``).
     :param window_s: the window in seconds.
     :param backend: extra ``rate_limit_backend``: ``None``/``""``/``"host"`` for the host-wide limiter with
-        adaptive pacing, or a ``redis://``/``rediss://``/``unix://`` URL for the Redis backend.
+        adaptive pacing, a ``redis://``/``rediss://``/``unix://`` URL for the Redis backend, or ``"process"`` for
+        the in-process limiter (one process only: for tests and single-task deployments).
     :param directory: extra ``rate_limit_dir``: where the host-wide state lives (default: a per-user folder under
         the system temp dir).
     :param conn_id: the Airflow connection, named in error messages.
@@ -207,6 +209,8 @@ def limiter_for(
     backend = (backend or "host").strip()
     if backend == "host":
         return host_limiter(base_url, api_key, requests_per_window, window_s, directory=directory, conn_id=conn_id)
+    if backend == "process":
+        return shared_limiter(base_url, api_key, requests_per_window, window_s)
     if backend.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
         from airflow_provider_carecycle.hooks.rate_limit_redis import redis_limiter
 
@@ -215,7 +219,7 @@ def limiter_for(
         )
     raise ValueError(
         f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be 'host' or a redis://, rediss:// or "
-        "unix:// URL of a Redis server."
+        "unix:// URL of a Redis server, or 'process' (one process only: for tests and single-task deployments)."
     )
 
 

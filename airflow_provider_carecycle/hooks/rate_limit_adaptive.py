@@ -10,6 +10,9 @@ congestion control and botocore's ``adaptive`` retry mode do: **additive increas
 * After every quiet window (``window_s`` seconds without a cut, counted from the end of the cut's ``retryAfter``,
   so the cut allowance is tried first) the allowance grows by ``INCREASE_RATIO`` x ``C`` (at least 1 request),
   back up to ``C``.
+* While cut, the host-wide limiter also sends no bursts: requests start at most at the configured pace (one every
+  ``window_s / C`` seconds). A burst into a window the other hosts already filled draws a 429 for every request in
+  flight at once; paced requests meet it about one at a time.
 
 Convergence: ``N`` hosts that each start at the key's full limit ``L`` send ``N x L``; every congestion round cuts
 each host that saw a 429 by ``1 - BETA``, so after ``ceil(ln N / ln(1 / BETA))`` rounds (2 for N = 2, 4 for N = 4

@@ -108,7 +108,8 @@ class HostRateLimiter:
     :param requests_per_window: this process's ceiling (the most recent hook's setting wins, as in-process).
     :param window_s: the window length in seconds (60 for careCycle).
     :param adaptive: adapt to 429s caused by other hosts (AIMD, see
-        :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`); the allowance is shared by the host.
+        :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`); the allowance is shared by the host, and
+        while it is cut the host's requests start no faster than ``requests_per_window`` evenly spread would.
     :param clock: a wall clock every process of the host shares (injectable for tests).
     :param sleep: the sleep function (injectable for tests).
     """
@@ -207,7 +208,11 @@ class HostRateLimiter:
     def try_acquire(self) -> float:
         """Claim a slot if one is free now (return 0.0), else return the seconds until one may be."""
         with self._state() as (state, now):
-            delay = window_delay(state.sent, self._allowed(state, now), self._span, now, state.paused_until)
+            allowed = self._allowed(state, now)
+            delay = window_delay(state.sent, allowed, self._span, now, state.paused_until)
+            if allowed < self.limit and state.sent:
+                # cut by other hosts' 429s: no bursts, at most the ceiling's pace (see rate_limit_adaptive)
+                delay = max(delay, state.sent[-1] + self._span / self.limit - now)
             if delay <= 0:
                 state.sent.append(now)
                 return 0.0

@@ -60,8 +60,24 @@ def test_a_429_cuts_the_whole_hosts_allowance_and_it_recovers(tmp_path, clock):
     assert b.allowed() == 45
     for _ in range(45):
         b.acquire()
-    assert clock.sleeps == []
+    assert clock.sleeps == [pytest.approx(60.5 / 60)] * 44  # no burst while cut (see below)
     assert a.try_acquire() > 0  # the 46th of the window waits although the ceiling is 60
+
+
+def test_a_cut_host_sends_no_bursts(tmp_path, clock):
+    """Once other hosts' 429s cut the host, its requests start at most at the ceiling's pace (one every window /
+    ceiling), whichever process sends them: a burst into a window the other hosts filled draws one 429 per request
+    in flight, paced requests meet it about one at a time."""
+    a, b = processes(tmp_path, clock, 2, 60)
+    assert starts_in_turn([a, b], clock, 10) == [clock.now] * 10  # never cut: the window's requests go at once
+    clock.now += 61.0
+    a.on_rate_limited(None)
+    assert a.allowed() == 42
+    starts = starts_in_turn([a, b], clock, 43)
+    gaps = [later - earlier for earlier, later in zip(starts[:-1], starts[1:], strict=True)]
+    assert gaps[:41] == [pytest.approx(60.5 / 60)] * 41  # the allowance, at the ceiling's pace
+    assert starts[42] - starts[0] == pytest.approx(60.5)  # and no more than the allowance per window
+    assert_never_more_than(42, 60.0, starts)
 
 
 def test_without_adaptive_pacing_a_429_only_pauses(tmp_path, clock):
