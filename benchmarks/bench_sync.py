@@ -93,10 +93,16 @@ print(json.dumps({**result, "rss_mb": memory.peak_mb, "before_mb": memory.before
 
 
 def run_feed(source: Path, ledger: Path, *, mode: str = "real", requests_per_minute: int = 60) -> dict[str, Any]:
-    """One run of the feed in a fresh worker process; its summary, wall time, peak RSS and request count."""
+    """One run of the feed in a fresh worker process; its summary, wall time, peak RSS and request count.
+
+    Each run gets its own host-wide limiter state (``rate_limit_dir``): the runs stand for days a day apart, and
+    the seeding run's 500 requests would otherwise still fill the key's 60 s window when the next "day" starts.
+    """
+    connection = json.loads(os.environ["AIRFLOW_CONN_CARECYCLE_DEFAULT"])
+    connection["extra"] = {"rate_limit_dir": str(ledger.parent / f"rate-limit-{source.stem}")}
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(source), str(ledger), mode, str(requests_per_minute)],
-        env=dict(os.environ),
+        env={**os.environ, "AIRFLOW_CONN_CARECYCLE_DEFAULT": json.dumps(connection)},
         cwd=Path(__file__).resolve().parent.parent,  # the worker imports benchmarks._memory
         capture_output=True,
         text=True,
