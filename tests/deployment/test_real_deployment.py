@@ -203,6 +203,24 @@ def wait_for(what: str, check: Callable[[], Any], deployment: Deployment, timeou
         time.sleep(every)
 
 
+def wait_for_dag_run(deployment: Deployment, run_path: str, what: str, timeout: float) -> dict[str, Any]:
+    """Poll the DAG run at ``run_path`` (REST API) until it ends: ``{"state": ..., "tis": [...]}``.
+
+    Fails at once, with each stuck task's log tail, when a task failed or is up for retry.
+    """
+
+    def finished() -> dict[str, Any] | None:
+        tis = deployment.get(f"{run_path}/taskInstances")["task_instances"]
+        stuck = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")]
+        assert not stuck, f"{what}: tasks did not succeed: {[(ti['task_id'], ti['state']) for ti in stuck]}" + "".join(
+            task_log_tail(deployment.home, ti["task_id"]) for ti in stuck
+        )
+        state = deployment.get(run_path)["state"]
+        return {"state": state, "tis": tis} if state in ("success", "failed") else None
+
+    return wait_for(what, finished, deployment, timeout, every=1.0)
+
+
 @pytest.fixture(scope="module")
 def emulators():
     """Both emulators, seeded with CRM customers changed yesterday, and a fresh campaign taking the new leads."""
@@ -374,16 +392,7 @@ def test_the_crm_lead_feed_runs_in_a_real_deployment(deployment, emulators, tmp_
     )
     run_path = f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
 
-    def finished() -> dict | None:
-        tis = deployment.get(f"{run_path}/taskInstances")["task_instances"]
-        stuck = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")]
-        assert not stuck, f"tasks did not succeed: {[(ti['task_id'], ti['state']) for ti in stuck]}" + "".join(
-            task_log_tail(deployment.home, ti["task_id"]) for ti in stuck
-        )
-        state = deployment.get(run_path)["state"]
-        return {"state": state, "tis": tis} if state in ("success", "failed") else None
-
-    result = wait_for(f"the run of {DAG_ID}", finished, deployment, RUN_TIMEOUT_S, every=1.0)
+    result = wait_for_dag_run(deployment, run_path, f"the run of {DAG_ID}", RUN_TIMEOUT_S)
     elapsed = time.monotonic() - started
     tis = {ti["task_id"]: ti for ti in result["tis"]}
 

@@ -57,8 +57,8 @@ from tests.deployment.test_real_deployment import (
     Deployment,
     airflow_env,
     free_port,
-    task_log_tail,
     wait_for,
+    wait_for_dag_run,
 )
 from tests.distributed import distributed_upload_dag as dags
 from tests.distributed.conftest import ROOT
@@ -397,16 +397,7 @@ def run_setup(stack: Stack, setup: str, lead_ids: list[str]) -> dict[str, Any]:
     )
     run_path = f"/dags/{dag}/dagRuns/{run['dag_run_id']}"
 
-    def finished() -> str | None:
-        tis = deployment.get(f"{run_path}/taskInstances")["task_instances"]
-        stuck = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")]
-        assert not stuck, f"{setup}: tasks did not succeed: {[(ti['task_id'], ti['state']) for ti in stuck]}" + "".join(
-            task_log_tail(deployment.home, ti["task_id"]) for ti in stuck
-        )
-        state = deployment.get(run_path)["state"]
-        return state if state in ("success", "failed") else None
-
-    state = wait_for(f"the run of {dag}", finished, deployment, RUN_TIMEOUT_S, every=1.0)
+    state = wait_for_dag_run(deployment, run_path, f"{setup}: the run of {dag}", RUN_TIMEOUT_S)["state"]
     elapsed = time.monotonic() - started
     deployment.send("PATCH", f"/dags/{dag}", {"is_paused": True})
     assert state == "success", f"{setup}: the run ended {state}"
