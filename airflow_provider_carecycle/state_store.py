@@ -80,6 +80,9 @@ class TaskStateCheckpointStore:
     :param retention: the values' retention; default: Airflow's ``NEVER_EXPIRE``.
     """
 
+    #: a row of Airflow's metadata DB, readable in the UI: careCycle's free-text reasons stay out
+    keeps_api_text = False
+
     def __init__(
         self, store: Any, *, overflow: Any = None, max_value_bytes: int | None = None, retention: Any = None
     ) -> None:

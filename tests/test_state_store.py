@@ -58,12 +58,15 @@ def checkpoint(store: Any, **kwargs: Any) -> UploadCheckpoint:
 def test_the_checkpoint_resumes_from_the_task_state_store_with_the_same_bindings(caplog):
     fake = FakeStore()
     checkpoint(TaskStateCheckpointStore(fake, max_value_bytes=0, retention=FOREVER)).record(
-        0, range(10), [Rejection(None, "API: x", "api_error", position=4)], batch_len=10
+        0,
+        range(10),
+        [Rejection("sourceId", "API: sourceId: invalid", "api_validation_error", position=4)],
+        batch_len=10,
     )
     assert fake.values[CHECKPOINT_KEY]["done"] == [0] and fake.retention[CHECKPOINT_KEY] is FOREVER
 
     again = checkpoint(TaskStateCheckpointStore(fake, max_value_bytes=0, retention=FOREVER))
-    refused = Rejection(None, "API: x", "api_error", position=4)
+    refused = Rejection("sourceId", "API: sourceId: invalid", "api_validation_error", position=4)  # PHI-free text
     assert again.resumed and again.is_done(0) and again.rejections(0) == [refused]
     # another input or destination: ignored, and replaced at once
     assert not checkpoint(TaskStateCheckpointStore(fake, retention=FOREVER), destination="e").resumed

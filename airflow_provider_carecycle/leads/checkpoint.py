@@ -8,7 +8,9 @@ leaves either the previous or the new version, never half of one; on Airflow 3.3
 the same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no
 records: only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and,
 for API rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the
-checkpoint where the rejected file goes). On a local filesystem it and its temporary files are created ``0600``.
+checkpoint where the rejected file goes). A store outside the user's files (the task state store, in Airflow's
+metadata DB) gets careCycle's free-text reasons replaced (:meth:`Rejection.without_api_text`). On a local
+filesystem it and its temporary files are created ``0600``.
 
 Layout::
 
@@ -97,6 +99,10 @@ def _rejection(value: Any, batch_size: int) -> Rejection:
 class CheckpointStore(Protocol):
     """Where an :class:`UploadCheckpoint` keeps its document: it only loads and saves it whole."""
 
+    #: whether the place is one for careCycle's per-record reason text, which may quote a value (a file the user
+    #: keeps like the rejected file: yes; Airflow's metadata DB: no). A store that does not say is taken as no.
+    keeps_api_text: bool
+
     def load(self) -> Any:
         """The stored document (parsed JSON), or ``None`` when there is none yet.
 
@@ -123,6 +129,8 @@ class FileCheckpointStore:
 
     :param uri: an ``ObjectStoragePath``-style URI or a local path.
     """
+
+    keeps_api_text = True
 
     def __init__(self, uri: Any) -> None:
         self.path = to_path(uri)
@@ -306,8 +314,12 @@ class UploadCheckpoint:
             "batches": self.batches,
             "done": sorted(self._done),
             "partial": {str(b): sorted(ps) for b, ps in sorted(self._partial.items())},
-            "rejected": {str(b): [r.to_json() for r in rs] for b, rs in sorted(self._rejected.items())},
+            "rejected": {str(b): [self._stored(r).to_json() for r in rs] for b, rs in sorted(self._rejected.items())},
         }
+
+    def _stored(self, rejection: Rejection) -> Rejection:
+        """``rejection`` as this store may hold it (without careCycle's free text outside the user's files)."""
+        return rejection if getattr(self.store, "keeps_api_text", False) else rejection.without_api_text()
 
     def _write(self) -> None:
         self.store.save(self._state())

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -54,6 +54,9 @@ STAGE_API = "api"
 
 _KEYS = frozenset({"field", "code", "reason", "position"})
 
+#: the reason :meth:`Rejection.without_api_text` puts in place of careCycle's own text
+API_TEXT_WITHHELD = "API: record failed (careCycle's reason is not kept in Airflow's metadata DB)"
+
 
 @dataclass(frozen=True)
 class Rejection:
@@ -79,6 +82,14 @@ class Rejection:
         if self.position is not None:
             out["position"] = self.position
         return out
+
+    def without_api_text(self) -> Rejection:
+        """This rejection with careCycle's free-text reason replaced (``api_error`` only: the per-record ``error``
+        of a 200 answer, which may quote the rejected value); every other reason is PHI-free by construction. For
+        stores outside the place the rejected file is kept, such as Airflow's task state store."""
+        if self.code != RejectionCode.API_ERROR:
+            return self
+        return replace(self, reason=API_TEXT_WITHHELD)
 
     @classmethod
     def from_json(cls, value: Any) -> Rejection:

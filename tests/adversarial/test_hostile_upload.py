@@ -172,6 +172,50 @@ def test_an_accountable_answer_with_per_record_errors_still_rejects_those_record
     assert stored(carecycle_emulator) == {"h-0", "h-1", "h-3"}
 
 
+class DictStateStore:
+    """``context["task_state_store"]`` as Airflow 3.3 gives it (get/set/delete of JSON values), in memory."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(json.dumps(self.values[key])) if key in self.values else default
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def test_an_api_reason_that_echoes_the_value_never_reaches_the_task_state_store(
+    hostile_server, carecycle_connection, tmp_path
+):
+    """careCycle's per-record ``error`` is free text that may quote the rejected value: the rejected file (the one
+    place for PHI) keeps it, Airflow's task state store (a metadata DB row shown in the UI) never does."""
+    from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+
+    echoed = "Invalid phone number 2005550002 for Jane Doe"
+    answer = {"succeeded": 3, "failed": 1, "errors": [{"id": None, "externalId": "h-2", "error": echoed}]}
+    server = hostile_server(script=lambda request: Reply(200, answer) if request.path == UPLOAD else None)
+    store = DictStateStore()
+    checkpoint = TaskStateCheckpointStore(store, max_value_bytes=0, retention="forever")
+
+    summary = run(hook_for(carecycle_connection, server), leads(4), tmp_path, batch_size=4, checkpoint_path=checkpoint)
+
+    assert (summary.uploaded, summary.rejected) == (3, 1)
+    assert "Jane Doe" not in json.dumps(store.values) and "2005550002" not in json.dumps(store.values)
+    assert store.values  # the checkpoint is there, with the rejection's position and code
+    (entry,) = [json.loads(line) for line in (tmp_path / "rejected.jsonl").read_text().splitlines()]
+    assert entry["reason"] == f"API: {echoed}"  # the rejected file keeps careCycle's reason
+
+    # a retry resumes from the store: nothing is sent again, and the rejection is still accounted for
+    sent = len(uploads(server))
+    again = run(hook_for(carecycle_connection, server), leads(4), tmp_path, batch_size=4, checkpoint_path=checkpoint)
+    assert (again.uploaded, again.rejected, len(uploads(server))) == (3, 1, sent)
+    assert "Jane Doe" not in (tmp_path / "rejected.jsonl").read_text()
+
+
 # -- 2. a per-record error that names no record sent -------------------------------------------------------------
 
 UNRESOLVED = {
