@@ -206,13 +206,14 @@ class AssetStateWatermarkStore:
 
     :param accessor: ``context["asset_state_store"][asset]``.
     :param key: names the source and destination the watermark is for (hashed into the store's key).
+    :param asset_uri: the asset's URI, for messages.
     """
 
-    def __init__(self, accessor: Any, *, key: str) -> None:
+    def __init__(self, accessor: Any, *, key: str, asset_uri: str) -> None:
         self.accessor = accessor
         digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
         self.key = f"{WATERMARK_KEY_PREFIX}{digest}"
-        self.location = f"the asset state store of {getattr(accessor, '_name', None) or accessor} (key {self.key})"
+        self.location = f"the asset state store of {asset_uri} (key {self.key})"
 
     def load(self) -> Any:
         return self.accessor.get(self.key)
@@ -238,13 +239,14 @@ def crm_watermark(
     :param sync_state_path: the ledger folder, or ``None``.
     :raises ValueError: when there is neither.
     """
+    from airflow_provider_carecycle.assets import leads_uri
+
     accessor = leads_asset_state(operator, context, base_url)
     if accessor is not None:
         previous = None if sync_state_path is None else SyncWatermark(sync_state_path, key=key)
-        return SyncWatermark(AssetStateWatermarkStore(accessor, key=key), key=key, previous=previous)
+        store = AssetStateWatermarkStore(accessor, key=key, asset_uri=leads_uri(base_url))
+        return SyncWatermark(store, key=key, previous=previous)
     if sync_state_path is None:
-        from airflow_provider_carecycle.assets import leads_uri
-
         raise ValueError(
             "incremental=True has nowhere to keep its watermark: this Airflow has no asset state store for "
             f"{leads_uri(base_url)} (Airflow 3.3+, with that asset among the task's outlets), so set sync_state_path."

@@ -138,7 +138,8 @@ LEADS = "carecycle://api.carecycle.test/leads"
 
 def test_the_watermark_in_an_asset_state_store_round_trips_and_ignores_a_malformed_value(caplog):
     fake = FakeStore()
-    mark = SyncWatermark(AssetStateWatermarkStore(fake, key="crm\nhost\ndest"), key="crm\nhost\ndest")
+    store = AssetStateWatermarkStore(fake, key="crm\nhost\ndest", asset_uri="carecycle://host/leads")
+    mark = SyncWatermark(store, key="crm\nhost\ndest")
     assert mark.read() is None
     value = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
     mark.write(value)
@@ -160,7 +161,9 @@ def test_a_watermark_next_to_the_ledger_is_carried_over_once_then_removed(tmp_pa
     old.write(value)
     fake = FakeStore()
     mark = SyncWatermark(
-        AssetStateWatermarkStore(fake, key="k"), key="k", previous=SyncWatermark(str(tmp_path), key="k")
+        AssetStateWatermarkStore(fake, key="k", asset_uri="carecycle://host/leads"),
+        key="k",
+        previous=SyncWatermark(str(tmp_path), key="k"),
     )
     assert mark.read() == value and list(tmp_path.glob("watermark-*.json"))
     mark.write(value + timedelta(hours=1))

@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from airflow_provider_carecycle.leads.protocols import is_document_store
 from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.storage import to_path
 
@@ -119,11 +120,6 @@ class CheckpointStore(Protocol):
         ...
 
 
-def _is_store(value: Any) -> bool:
-    """Whether ``value`` is a :class:`CheckpointStore` rather than a URI or path."""
-    return callable(getattr(value, "load", None)) and callable(getattr(value, "save", None))
-
-
 class FileCheckpointStore:
     """The checkpoint as a JSON file on object storage or a local disk (``checkpoint_path``).
 
@@ -180,7 +176,7 @@ class UploadCheckpoint:
     def __init__(
         self, store: str | CheckpointStore, *, fingerprint: str, batch_size: int, batches: int, destination: str
     ) -> None:
-        self.store: CheckpointStore = store if _is_store(store) else FileCheckpointStore(store)  # type: ignore[assignment]
+        self.store: CheckpointStore = store if is_document_store(store) else FileCheckpointStore(store)  # type: ignore[assignment]
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.batches = batches

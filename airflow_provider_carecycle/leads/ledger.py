@@ -60,6 +60,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from airflow_provider_carecycle.leads.protocols import is_document_store
+
 log = logging.getLogger(__name__)
 
 LEDGER_FORMAT = "carecycle-sync-ledger"
@@ -694,7 +696,7 @@ class SyncWatermark:
     ) -> None:
         self.store: WatermarkStore = (
             location  # type: ignore[assignment]
-            if callable(getattr(location, "load", None))
+            if is_document_store(location)
             else FolderWatermarkStore(location, key=key)  # type: ignore[arg-type]
         )
         self.previous = previous

@@ -50,3 +50,12 @@ class RecordSink(Protocol):
         :param text: one JSON object, without a line break.
         """
         ...
+
+
+def is_document_store(value: Any) -> bool:
+    """Whether ``value`` is a store object (it loads and saves one document, like the checkpoint's and the
+    watermark's stores) rather than a URI or path naming where a file goes.
+
+    :param value: a store, or a URI or path.
+    """
+    return callable(getattr(value, "load", None)) and callable(getattr(value, "save", None))
