@@ -438,12 +438,10 @@ class RecordWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         """Write one record."""
         assert self._text is not None, "use RecordWriter in a with block"
-        if self.format == "csv":
-            self._write_csv(record)
-        elif self.format == "json":
-            self._text.write(("," if self.count else "") + "\n" + _dumps(record))
-        else:
-            self._text.write(_dumps(record) + "\n")
+        if self.format != "csv":
+            self.write_json_text(_dumps(record))
+            return
+        self._write_csv(record)
         self.count += 1
 
     def write_json_text(self, text: str) -> None:
