@@ -116,7 +116,7 @@ class Run:
     state: str | None = None
     tis: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float | None = None
-    dialed: Callable[[], bool] | None = None
+    dialer: CampaignDialer | None = None
     #: why the last poll of the run failed, if it did
     error: str = ""
 
@@ -137,7 +137,7 @@ class Run:
 @pytest.fixture(scope="module")
 def emulators():
     """Both emulators, seeded with CRM customers changed yesterday, and one paused campaign per CRM feed run, each
-    taking new leads (so every lead the feed uploads joins both; a campaign is dialed once its run's sensor checked)."""
+    taking new leads (every lead the feed uploads joins both); each run's :class:`CampaignDialer` starts its own."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         # start_emulators sets these two variables; monkeypatch restores them afterwards
         monkeypatch.setenv("AIRFLOW_CONN_CARECYCLE_DEFAULT", "")
@@ -284,33 +284,88 @@ def test_the_deployment_runs_the_built_wheels(deployment):
 # -- the runs ------------------------------------------------------------------------------------------------------
 
 
-def dial_after_the_sensors_first_check(carecycle: Any, campaign_id: str, timeout: float) -> Callable[[], bool]:
-    """Start the campaign (paused until then) and complete its first call right after the sensor's check on the
-    worker, which saw none; return a function telling whether that happened.
+#: how long the emulator holds a trigger's first poll at most (below the hook's 30 s timeout)
+HOLD_S = 25
 
-    A run asks for the campaign three times before it defers: ``snapshot_before``, ``snapshot_after`` and the
-    sensor's check on the worker. The trigger's first poll then sees the completed call, so the run does not wait
-    out the DAG's poke interval.
+
+class CampaignDialer:
+    """careCycle's side of one CRM feed run: the campaign's first completed call, timed so that the real triggerer
+    resumes the sensor.
+
+    The campaign stays paused until the run's sensor has checked it on the worker: the third ``GET`` of it, after the
+    two snapshots; no call completed, so the sensor defers. The emulator then holds the trigger's first poll (the
+    fourth ``GET``) until the scheduler has taken in the deferral (the executor's report that the deferring process
+    ended), the campaign has started and its first call completed: that poll sees it, and the trigger fires.
+
+    Holding the poll keeps clear of an Airflow 3 race (3.2.2 and 3.3.2 have it): when a trigger fires so soon that
+    the resumed task is queued before the scheduler takes in the deferring process's exit, the scheduler takes that
+    exit for the resumed task's and fails it ("state mismatch"), and the sensor waits out its retry delay.
+
+    :param carecycle: the careCycle emulator.
+    :param campaign_id: the run's campaign.
+    :param deployment: the deployment (its scheduler's output).
+    :param run_id: the run's id.
     """
-    done = threading.Event()
-    path = f"/v2/campaigns/{campaign_id}"
 
-    def completed() -> int:
-        return carecycle.store.get_campaign(campaign_id)["customerStats"]["statusCounts"].get("completed", 0)
+    def __init__(self, carecycle: Any, campaign_id: str, deployment: Deployment, run_id: str) -> None:
+        self.carecycle = carecycle
+        self.campaign_id = campaign_id
+        self.path = f"/v2/campaigns/{campaign_id}"
+        self.deployment = deployment
+        self.deferral = re.compile(
+            r"Received executor event with state success for task instance TaskInstanceKey\("
+            rf"dag_id='{CRM_FEED}', task_id='{SENSOR}', run_id='{run_id}', try_number=1"
+        )
+        self.gets = 0
+        self.lock = threading.Lock()
+        self.checked = threading.Event()  # the sensor's check on the worker was answered
+        self.released = threading.Event()  # the trigger's first poll may be answered
+        self.done = threading.Event()  # the first call completed
 
-    def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if sum(1 for r in carecycle.request_log() if r["path"] == path) >= 3:
-                carecycle.set_campaign_status(campaign_id, "active")
-                while not completed() and time.monotonic() < deadline:
-                    carecycle.tick_dialer(1)
-                done.set()
+    def start(self, timeout: float) -> None:
+        threading.Thread(target=self._dial, args=(timeout,), name=f"dial-{self.campaign_id}", daemon=True).start()
+
+    def handle(self, request: Any, handle: Callable[[Any], Any]) -> Any:
+        """Answer a ``GET`` of the campaign (in the emulator's request thread)."""
+        with self.lock:
+            self.gets += 1
+            number = self.gets
+        if number == 4:
+            self.released.wait(HOLD_S)
+        try:
+            return handle(request)
+        finally:
+            if number == 3:
+                self.checked.set()
+
+    def _completed(self) -> int:
+        return self.carecycle.store.get_campaign(self.campaign_id)["customerStats"]["statusCounts"].get("completed", 0)
+
+    def _dial(self, timeout: float) -> None:
+        try:
+            if not self.checked.wait(timeout):
                 return
-            time.sleep(0.01)
+            deadline = time.monotonic() + HOLD_S - 5
+            while time.monotonic() < deadline and not self.deferral.search(self.deployment.output("scheduler")):
+                time.sleep(0.2)
+            self.carecycle.set_campaign_status(self.campaign_id, "active")
+            deadline = time.monotonic() + 30
+            while not self._completed() and time.monotonic() < deadline:
+                self.carecycle.tick_dialer(1)
+            self.done.set()
+        finally:
+            self.released.set()
 
-    threading.Thread(target=watch, name=f"dial-{campaign_id}", daemon=True).start()
-    return done.is_set
+
+def hold_campaign_gets(carecycle: Any, dialers: Mapping[str, CampaignDialer]) -> None:
+    """Route the emulator's ``GET`` of each dialer's campaign through the dialer (see :class:`CampaignDialer`)."""
+    handle = carecycle.handle
+
+    def routed(request: Any) -> Any:
+        dialer = dialers.get(request.path) if request.method == "GET" else None
+        return handle(request) if dialer is None else dialer.handle(request, handle)
+
+    carecycle.handle = routed
 
 
 def trigger(deployment: Deployment, run: Run) -> None:
@@ -374,7 +429,10 @@ def runs(deployment, emulators, tmp_path_factory) -> dict[tuple[str, str], Run]:
         runs[CRM_FEED, how].conf["campaign_id"] = campaigns[how]["id"]
 
     first_crm, second_crm = runs[CRM_FEED, "cli"], runs[CRM_FEED, "rest"]
-    first_crm.dialed = dial_after_the_sensors_first_check(carecycle, campaigns["cli"]["id"], RUNS_TIMEOUT_S)
+    for run in (first_crm, second_crm):
+        run.dialer = CampaignDialer(carecycle, run.conf["campaign_id"], deployment, f"{run.how}_trigger")
+    hold_campaign_gets(carecycle, {run.dialer.path: run.dialer for run in (first_crm, second_crm)})
+    first_crm.dialer.start(RUNS_TIMEOUT_S)
     # the CRM feed first (the longest), then the REST runs (quick to trigger), then the CLI's
     for run in sorted(runs.values(), key=lambda r: (r is not first_crm, r.how == "cli")):
         if run is not second_crm:
@@ -382,7 +440,7 @@ def runs(deployment, emulators, tmp_path_factory) -> dict[tuple[str, str], Run]:
     settle(deployment, [first_crm], RUNS_TIMEOUT_S)
     SUMMARY["crm_first_run"] = first_run_outcome(carecycle, carecloud, out / "crm", today - timedelta(days=1))
 
-    second_crm.dialed = dial_after_the_sensors_first_check(carecycle, campaigns["rest"]["id"], RUNS_TIMEOUT_S)
+    second_crm.dialer.start(RUNS_TIMEOUT_S)
     if not deployment.dead():
         trigger(deployment, second_crm)
     settle(deployment, list(runs.values()), RUNS_TIMEOUT_S - (time.monotonic() - started))
@@ -430,7 +488,7 @@ def xcom(deployment: Deployment, run: Run, task_id: str) -> Any:
 def test_the_sensor_deferred_and_the_real_triggerer_resumed_it(runs, deployment, emulators, how):
     run = runs[CRM_FEED, how]
     campaign = emulators[2][how]
-    assert run.dialed is not None and run.dialed(), "the sensor never checked the campaign on the worker"
+    assert run.dialer is not None and run.dialer.done.is_set(), "the sensor never checked the campaign on the worker"
     task_logs = deployment.home / "logs" / f"dag_id={CRM_FEED}" / f"run_id={run.run_id}" / f"task_id={SENSOR}"
     sensor_log = (task_logs / "attempt=1.log").read_text()
     deferred_at = sensor_log.index("Pausing task as DEFERRED")
