@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_carecycle._compat import BaseHook
+from airflow_provider_carecycle._compat import BaseHook, get_connection
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
 from airflow_provider_carecycle.hooks._http import (
     HttpSender,
@@ -179,6 +179,15 @@ class ApiHook(BaseHook):
     def conn_id(self) -> str:
         """The Airflow connection this hook reads."""
         return getattr(self, self.conn_name_attr)
+
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Any:
+        """The Airflow connection ``conn_id``, read the way the running Airflow's own hooks read it, with no
+        deprecation warning on any line (see :func:`airflow_provider_carecycle._compat.get_connection`).
+
+        :param conn_id: the connection id.
+        """
+        return get_connection(conn_id)
 
     # -- vendor parts --------------------------------------------------------------------------------------------
 
