@@ -9,12 +9,14 @@ message (cut), where Python reports the warning (``location``), our innermost fr
 imported between the two (``in_import``). The warning itself then goes on as it would have (filters,
 ``showwarning``, logs): the probe records, it changes nothing.
 
-The test counts as "a warning from our code" every record whose location is our code (our own warnings, and a
-deprecated import in an example DAG, which Python reports at the DAG's line) or that was raised inside a call our
-code made, no import in between (``BaseHook.get_connection`` warning that the way it is asked is deprecated),
-whatever the warning filters later do with it; every occurrence, not only the first one a filter would show. A
-library that warns while its own module is first imported (urllib3 without PySocks, when our hook is the first to
-import ``requests`` in a process) is listed, not counted.
+The test (``not_ours`` there) counts as "a warning from our code" every record whose location is our code (our own
+warnings, and a deprecated import in an example DAG, which Python reports at the DAG's line) or that was raised
+inside a call our code made into Airflow or a library (``BaseHook.get_connection`` warning that the way it is asked
+is deprecated), whatever the warning filters later do with it; every occurrence, not only the first one a filter
+would show. It lists, without counting, a library that warns while its own module is first imported (urllib3
+without PySocks, when our hook is the first to import ``requests`` in a process), a warning raised in a call another
+provider's code made (the SQL provider's hook reading its own connection), and a few warnings Airflow or a library
+raise inside their own code whatever the caller does.
 """
 
 from __future__ import annotations
