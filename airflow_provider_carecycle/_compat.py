@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow import __version__ as AIRFLOW_VERSION
 
 if TYPE_CHECKING:
+    from airflow.exceptions import AirflowProviderDeprecationWarning
     from airflow.sdk import (
         BaseHook,
         BaseOperator,
@@ -40,7 +41,7 @@ AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
 #: ``airflow.sdk`` has BaseOperator, BaseSensorOperator, PokeReturnValue, Context and ObjectStoragePath from 3.0,
 #: BaseHook from 3.1 and conf from 3.2; ``airflow.sdk.exceptions`` has AirflowException from 3.1 and
 #: AirflowFailException, AirflowNotFoundException and TaskDeferred from 3.2 (the same classes ``airflow.exceptions``
-#: still exports).
+#: still exports); AirflowProviderDeprecationWarning is in ``airflow.exceptions`` on every line.
 _LOCATIONS: dict[str, tuple[str, ...]] = {
     "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
     "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
@@ -54,6 +55,7 @@ _LOCATIONS: dict[str, tuple[str, ...]] = {
     "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowNotFoundException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowProviderDeprecationWarning": ("airflow.exceptions",),
     "BaseTrigger": ("airflow.triggers.base",),
     "TriggerEvent": ("airflow.triggers.base",),
 }
@@ -145,6 +147,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowProviderDeprecationWarning",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",
