@@ -182,19 +182,24 @@ def warehouse(tmp_path_factory, emulators) -> dict[str, str]:
     return {"AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(path)})}
 
 
-def installed_package_dir(deployment: Deployment) -> Path:
-    """Where the deployment's Python imports the provider from, checked to be the built wheel's install."""
-    script = (
-        "import json, importlib.metadata as m, airflow_provider_carecycle as p, carecycle_emulator as e\n"
-        "urls = {d: json.loads(m.distribution(d).read_text('direct_url.json') or '{}')"
-        " for d in ('airflow-provider-carecycle', 'carecycle-emulator')}\n"
-        "print(json.dumps({'provider': p.__file__, 'emulator': e.__file__, 'urls': urls}))\n"
-    )
+def deployment_python(deployment: Deployment, script: str) -> Any:
+    """Run ``script`` with the deployment's Python and environment; return what it printed, as JSON."""
     done = subprocess.run(
         [sys.executable, "-c", script], env=deployment.env, cwd=deployment.home, capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def installed_package_dir(deployment: Deployment) -> Path:
+    """Where the deployment's Python imports the provider from, checked to be the built wheel's install."""
+    found = deployment_python(
+        deployment,
+        "import json, importlib.metadata as m, airflow_provider_carecycle as p, carecycle_emulator as e\n"
+        "urls = {d: json.loads(m.distribution(d).read_text('direct_url.json') or '{}')"
+        " for d in ('airflow-provider-carecycle', 'carecycle-emulator')}\n"
+        "print(json.dumps({'provider': p.__file__, 'emulator': e.__file__, 'urls': urls}))\n",
+    )
     site_packages = Path(sys.prefix) / "lib"
     for name in ("provider", "emulator"):
         assert Path(found[name]).is_relative_to(site_packages) and "site-packages" in found[name], found
@@ -218,8 +223,17 @@ def deployment(tmp_path_factory, emulators, warehouse) -> Iterator[Deployment]:
         shutil.copy(dag_file, dags / dag_file.name)  # the example DAGs as they are
     api_port = free_port()
     env = airflow_env(home, api_port, dags, {**emulators[3], **warehouse}, pythonpath=str(PROBE))
-    # a real deployment encrypts connection passwords in the metadata DB (the REST connection test saves one)
-    env["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    env.update(
+        {
+            # a real deployment encrypts connection passwords in the metadata DB (the REST connection test saves one)
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            # sized for 2 cores: 4 task processes at most (Airflow 3's LocalExecutor starts one worker per slot),
+            # and the DAG files, parsed when the deployment starts, are not parsed again during the runs
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
+        }
+    )
     deployment = Deployment(home, env, api_port)
     package = installed_package_dir(deployment)
     env["CARECYCLE_WARNING_PROBE_PATHS"] = os.pathsep.join([f"{package}{os.sep}", f"{dags}{os.sep}"])
@@ -565,6 +579,33 @@ def test_connection_tests_through_the_rest_api_and_the_cli(deployment, emulators
         assert refused.status_code == 400 and "differs from the stored connection" in refused.text, (
             "Airflow no longer refuses port 0: update the 'Test' section of docs/connections.md"
         )
+
+
+def test_the_connection_forms_show_the_extras_docs_connections_md_says(deployment):
+    """The extras each line's connection form shows as fields; every other extra goes in the Extra JSON
+    (docs/connections.md, "The connection form on each Airflow line"): on 3.2+ the provider info's
+    ``conn-fields``, on 3.0 and 3.1 (what the UI's ``/ui/connections/hook_meta`` offers) and on 2.x (the form
+    widgets of Airflow's providers manager) none."""
+    conn_fields = deployment_python(
+        deployment,
+        "import json; from airflow_provider_carecycle.get_provider_info import get_provider_info as info\n"
+        "print(json.dumps({c['connection-type']: sorted(c['conn-fields']) for c in info()['connection-types']}))",
+    )
+    if AIRFLOW_3:
+        answer = deployment.session.get(f"{deployment.root}/ui/connections/hook_meta", timeout=60)
+        assert answer.status_code == 200, answer.text[:300]
+        meta = {m["connection_type"]: m for m in answer.json()}
+        shown = {conn_type: sorted(meta[conn_type]["extra_fields"] or {}) for conn_type in conn_fields}
+    else:
+        widgets = deployment_python(
+            deployment,
+            "import json; from airflow.providers_manager import ProvidersManager as M\n"
+            "print(json.dumps(sorted(M().connection_form_widgets)))",
+        )
+        shown = {t: sorted(w.split("__")[2] for w in widgets if w.startswith(f"extra__{t}__")) for t in conn_fields}
+    expected = conn_fields if AIRFLOW_VERSION >= (3, 2) else {conn_type: [] for conn_type in conn_fields}
+    assert shown == expected
+    assert not {"proxies", "verify", "allow_insecure_http"} & {f for fields in shown.values() for f in fields}
 
 
 # -- warnings, patient data and keys: after every run and connection test above ----------------------------------
