@@ -181,13 +181,23 @@ class Deployment:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
 
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A REST API call, sent again (up to 3 times) when SQLite was locked: with one writer at a time, Airflow 3's
+        API server answers 500 "Database error" when another process held the database longer than its timeout."""
+        for attempt in range(4):
+            response = self.session.request(method, f"{self.api}{path}", timeout=30, **kwargs)
+            if response.status_code != 500 or "Database error" not in response.text or attempt == 3:
+                return response
+            time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
+
     def get(self, path: str, **params: Any) -> Any:
-        response = self.session.get(f"{self.api}{path}", params=params, timeout=30)
+        response = self.request("GET", path, params=params)
         assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
         return response.json()
 
     def send(self, method: str, path: str, body: Mapping[str, Any]) -> Any:
-        response = self.session.request(method, f"{self.api}{path}", json=body, timeout=30)
+        response = self.request(method, path, json=body)
         assert response.status_code in (200, 201), f"{method} {path}: {response.status_code} {response.text[:500]}"
         return response.json()
 

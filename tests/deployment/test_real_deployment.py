@@ -575,7 +575,7 @@ def test_connection_tests_through_the_rest_api_and_the_cli(deployment, emulators
     if AIRFLOW_VERSION >= (3, 3):
         # Airflow 3.3.2 refuses port 0 for a saved connection whose port is empty, whatever its type
         port_zero = {"connection_id": "carecycle_saved", "conn_type": "carecycle", "host": carecycle_url, "port": 0}
-        refused = deployment.session.post(f"{deployment.api}/connections/test", json=port_zero, timeout=30)
+        refused = deployment.request("POST", "/connections/test", json=port_zero)
         assert refused.status_code == 400 and "differs from the stored connection" in refused.text, (
             "Airflow no longer refuses port 0: update the 'Test' section of docs/connections.md"
         )
