@@ -239,7 +239,7 @@ class ApiHook(BaseHook):
                 f"(Airflow warns about a '_' in a connection type, which is not valid in a URI scheme). Change it to "
                 f"{self.form.conn_type!r} ({self.form.conn_type}:// in a URI); the old type is still read for now.",
                 AirflowProviderDeprecationWarning,
-                stacklevel=2,
+                stacklevel=1,  # this line: the caller's frame is functools' cached_property
             )
         extras = conn.extra_dejson or {}
         settings = read_extras(self.conn_id, self.form.conn_type, extras, self.form, self._overrides)

@@ -112,9 +112,11 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         On Airflow 3 reading the connection and masking the key are messages to the triggerer's supervisor. Airflow
         3.0 and 3.1 allow those only from the triggerer's event loop or from a thread of asgiref's ``sync_to_async``,
         which hands each message back to the loop; from any other thread the replies get out of order and the
-        triggerer's trigger runner dies, taking every deferred task with it. So, as Airflow's own triggers read
-        their connection (``sync_to_async(BaseHook.get_connection)``), this runs in ``sync_to_async``, on every line;
-        :meth:`_poll`'s plain thread then only sends the HTTP request.
+        triggerer's trigger runner dies, taking every deferred task with it. Airflow's providers read a trigger's
+        connection with ``BaseHook.aget_connection`` where the line has it (3.1+) and with
+        ``sync_to_async(BaseHook.get_connection)`` otherwise; this step also masks the key (another message), so it
+        runs whole in ``sync_to_async``, the one way that is safe on every line. :meth:`_poll`'s plain thread then
+        only sends the HTTP request.
         """
         if self._hook is None:
             self._hook = await sync_to_async(self._new_hook)()
