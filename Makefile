@@ -5,6 +5,9 @@
 #                      (.venv-airflow-<line>)
 #   make demo          start the emulators and run the example lead feed DAG in real Airflow
 #   make bench         the performance benchmarks (prints each figure and its ratio to the goal)
+#   make test-deployment
+#                      every example DAG in a real deployment of each supported line (2.10, 2.11, 3.0-3.3), installed
+#                      from the built wheels (tests/deployment); .ci/run runs it after make test
 #   make test-distributed
 #                      the rate limit on a real CeleryExecutor deployment (Postgres, Redis, two Celery workers as two
 #                      hosts; tests/distributed), in .venv-distributed; .ci/run runs it after make test
@@ -119,6 +122,48 @@ test-distributed: $(VENV_DIST)/.installed
 	CARECYCLE_TEST_DISTRIBUTED=1 $(VENV_DIST)/bin/python -m pytest -p no:cacheprovider -s \
 		--confcutdir=tests/distributed tests/distributed $(PYTEST_ARGS)
 
+# -- make test-deployment: every supported line as users install it ------------------------------------------------
+# The provider's and the emulator's wheels, built afresh, installed (not editable) with each line's Airflow into
+# .venv-deploy-<line>, pinned by constraints/airflow-<line>.txt, with what the example DAGs and the test need besides
+# (the SQLite provider for the warehouse feed, pytest). Then tests/deployment/test_real_deployment.py runs there: one
+# deployment per line (db migrate, api-server/webserver, scheduler, dag-processor, triggerer), every example DAG
+# triggered from the CLI and through the REST API. The lines run one after another; each line's time is printed,
+# and every line runs even when one fails.
+DEPLOY_LINES := 2.10 2.11 3.0 3.1 3.2 3.3
+DEPLOY_TESTS := $(addprefix test-deployment-,$(DEPLOY_LINES))
+DEPLOY_DIST := dist/deployment
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' airflow_provider_carecycle/__init__.py)
+PROVIDER_WHEEL := $(DEPLOY_DIST)/airflow_provider_carecycle-$(VERSION)-py3-none-any.whl
+EMULATOR_WHEEL := $(DEPLOY_DIST)/carecycle_emulator-$(VERSION)-py3-none-any.whl
+sources = $(shell find $(1) -type f -not -path '*/__pycache__/*')
+
+.PHONY: test-deployment $(DEPLOY_TESTS)
+
+test-deployment: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL)
+	@failed=; all=$$(date +%s); \
+	for line in $(DEPLOY_LINES); do \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory test-deployment-$$line || failed="$$failed $$line"; \
+		echo "== make test-deployment: Airflow $$line took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	echo "== make test-deployment: $(words $(DEPLOY_LINES)) lines took $$(( $$(date +%s) - all )) s"; \
+	if [ -n "$$failed" ]; then echo "== make test-deployment failed on:$$failed"; exit 1; fi
+
+$(PROVIDER_WHEEL): $(UV) pyproject.toml README.md LICENSE $(call sources,airflow_provider_carecycle)
+	$(UV) build --quiet --wheel --out-dir $(DEPLOY_DIST) .
+
+$(EMULATOR_WHEEL): $(UV) $(call sources,emulator/pyproject.toml emulator/README.md emulator/LICENSE emulator/src)
+	$(UV) build --quiet --wheel --out-dir $(DEPLOY_DIST) emulator
+
+# One line, e.g. `make test-deployment-3.1`.
+$(DEPLOY_TESTS): test-deployment-%: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constraints/airflow-%.txt
+	test -x .venv-deploy-$*/bin/python || $(PYTHON) -m venv --without-pip .venv-deploy-$*
+	$(UV) pip install --quiet --python .venv-deploy-$*/bin/python -c constraints/airflow-$*.txt \
+		--reinstall-package airflow-provider-carecycle --reinstall-package carecycle-emulator \
+		"apache-airflow==$(AIRFLOW_$*)" "$(PROVIDER_WHEEL)[emulator]" $(EMULATOR_WHEEL) apache-airflow-providers-sqlite pytest
+	CARECYCLE_TEST_DEPLOYMENT=1 .venv-deploy-$*/bin/python -m pytest -p no:cacheprovider -s \
+		--confcutdir=tests/deployment tests/deployment/test_real_deployment.py $(PYTEST_ARGS)
+
 demo: $(VENV)/.installed
 	$(PY) -m dev.demo
 
@@ -141,4 +186,4 @@ constraints-distributed: $(UV)
 	status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENV_DIST) $(addprefix .venv-airflow-,$(SMOKE_LINES)) .pytest_cache .ruff_cache .mypy_cache .demo .bench
+	rm -rf $(VENV) $(VENV2) $(VENV_DIST) $(addprefix .venv-airflow-,$(SMOKE_LINES)) $(addprefix .venv-deploy-,$(DEPLOY_LINES)) $(DEPLOY_DIST) .pytest_cache .ruff_cache .mypy_cache .demo .bench

@@ -13,11 +13,13 @@ importing a hook does not import Airflow's trigger or object-storage machinery. 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as AIRFLOW_VERSION
 
 if TYPE_CHECKING:
+    from airflow.exceptions import AirflowProviderDeprecationWarning
     from airflow.sdk import (
         BaseHook,
         BaseOperator,
@@ -39,7 +41,7 @@ AIRFLOW_V_3_0_PLUS = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
 #: ``airflow.sdk`` has BaseOperator, BaseSensorOperator, PokeReturnValue, Context and ObjectStoragePath from 3.0,
 #: BaseHook from 3.1 and conf from 3.2; ``airflow.sdk.exceptions`` has AirflowException from 3.1 and
 #: AirflowFailException, AirflowNotFoundException and TaskDeferred from 3.2 (the same classes ``airflow.exceptions``
-#: still exports).
+#: still exports); AirflowProviderDeprecationWarning is in ``airflow.exceptions`` on every line.
 _LOCATIONS: dict[str, tuple[str, ...]] = {
     "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
     "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
@@ -53,6 +55,7 @@ _LOCATIONS: dict[str, tuple[str, ...]] = {
     "AirflowFailException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "AirflowNotFoundException": ("airflow.sdk.exceptions", "airflow.exceptions"),
     "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowProviderDeprecationWarning": ("airflow.exceptions",),
     "BaseTrigger": ("airflow.triggers.base",),
     "TriggerEvent": ("airflow.triggers.base",),
 }
@@ -108,6 +111,31 @@ def default_deferrable() -> bool:
     return _get("conf").getboolean("operators", "default_deferrable", fallback=False)
 
 
+def get_connection(conn_id: str) -> Any:
+    """The Airflow connection ``conn_id``, read the way this Airflow's own hooks read it, with no deprecation warning.
+
+    That is ``BaseHook.get_connection``, except on Airflow 3.0: its ``airflow.sdk`` has ``Connection`` but not yet
+    ``BaseHook``, and the classic ``BaseHook.get_connection`` goes through ``Connection.get_connection_from_secrets``,
+    which, where the Task SDK's supervisor channel is set up (a task, the triggerer, the DAG processor), warns that
+    it is deprecated and hands over to ``airflow.sdk.Connection.get``. There the SDK is asked directly, and the
+    password and extra masked, as 3.0 does after that hand-over. Elsewhere on 3.0 (the API server, the CLI) the
+    classic path reads the secrets backends and the metadata DB without a warning. From 3.1 ``BaseHook`` is the Task
+    SDK's; Airflow 2 has no Task SDK.
+
+    :param conn_id: the connection id.
+    :raises AirflowNotFoundException: when no secrets backend defines it.
+    """
+    base_hook = _get("BaseHook")
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    if base_hook.__module__.startswith("airflow.sdk") or not hasattr(task_runner, "SUPERVISOR_COMMS"):
+        return base_hook.get_connection(conn_id)
+    connection = _first("Connection", "airflow.sdk").get(conn_id)
+    for secret in (connection.password, connection.extra):
+        if secret:
+            _get("mask_secret")(secret)
+    return connection
+
+
 def never_expire() -> Any:
     """AIP-103's ``NEVER_EXPIRE`` retention for ``task_state_store.set()`` (Airflow 3.3+ only: call it only when the
     task context has a ``task_state_store``; elsewhere it raises ``ImportError``)."""
@@ -119,6 +147,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowProviderDeprecationWarning",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",
@@ -131,6 +160,7 @@ __all__ = [
     "TriggerEvent",
     "conf",
     "default_deferrable",
+    "get_connection",
     "mask_secret",
 ]
 

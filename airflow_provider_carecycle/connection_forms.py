@@ -128,6 +128,8 @@ class ConnectionForm:
     :param relabeling: standard field -> label.
     :param placeholders: standard field -> placeholder (the extra field's comes from the extras' examples).
     :param fields: the extras.
+    :param legacy_conn_types: older names of the connection type, still read (with a deprecation warning naming
+        ``conn_type``) but no longer registered with Airflow.
     """
 
     conn_type: str
@@ -137,6 +139,7 @@ class ConnectionForm:
     relabeling: Mapping[str, str]
     placeholders: Mapping[str, str]
     fields: tuple[ExtraField, ...] = field(default=())
+    legacy_conn_types: tuple[str, ...] = ()
 
     @property
     def extras(self) -> dict[str, ExtraField]:
@@ -187,7 +190,8 @@ CARECYCLE_FORM = ConnectionForm(
 )
 
 CARECLOUD_CRM_FORM = ConnectionForm(
-    conn_type="carecloud_crm",
+    # a valid URI scheme (carecloud://...): Airflow warns about a "_" in a connection type
+    conn_type="carecloud",
     hook_name="CareCloud CRM",
     hook_class=f"{_PKG}.carecloud.hook.CareCloudCrmHook",
     hidden_fields=("schema", "port"),
@@ -212,6 +216,7 @@ CARECLOUD_CRM_FORM = ConnectionForm(
         ),
         *transport_fields(requests_per_minute=300, in_placeholder=False),
     ),
+    legacy_conn_types=("carecloud_crm",),
 )
 
 #: Every connection type of the provider, in provider-info order.

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from airflow_provider_carecycle._compat import BaseOperatorLink, XCom
+from airflow_provider_carecycle._compat import BaseOperatorLink, XCom, get_connection
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ def app_url(conn_id: str) -> str:
     :param conn_id: the careCycle Airflow connection.
     :raises ValueError: when ``app_url`` is not an ``http(s)://`` URL.
     """
-    from airflow_provider_carecycle._compat import BaseHook
-
-    extras = BaseHook.get_connection(conn_id).extra_dejson or {}
+    extras = get_connection(conn_id).extra_dejson or {}
     value = extras.get("app_url") or DEFAULT_APP_URL
     parts = urlsplit(str(value).strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 
 from airflow import DAG
 
-try:  # Airflow 3 exposes timetables in its authoring API...
+try:  # Airflow 3.2+ exposes timetables in its authoring API...
     from airflow.sdk import CronDataIntervalTimetable
-except ImportError:  # ...Airflow 2 (and early 3.x) in airflow.timetables
+except ImportError:  # ...Airflow 2, 3.0 and 3.1 in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 try:  # Airflow 3 calls them assets...

@@ -25,10 +25,14 @@ from datetime import datetime, timedelta
 
 from airflow import DAG
 
-try:  # Airflow 3 exposes these in its authoring API...
-    from airflow.sdk import CronDataIntervalTimetable, Param
-except ImportError:  # ...Airflow 2 (and early 3.x) elsewhere
+try:  # Airflow 3 exposes Param in its authoring API...
+    from airflow.sdk import Param
+except ImportError:  # ...Airflow 2 in airflow.models
     from airflow.models.param import Param
+
+try:  # Airflow 3.2+ exposes timetables in its authoring API...
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # ...Airflow 2, 3.0 and 3.1 in airflow.timetables
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_carecycle.operators.base import run_interval

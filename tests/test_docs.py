@@ -460,3 +460,68 @@ def test_connection_examples_give_the_documented_settings(monkeypatch: pytest.Mo
         assert hook.base_url == "https://api.carecycle.ai"
         assert hook.get_conn().headers["x-api-key"] == "cc_live_xxxxxxxxxxxx"
         assert (settings["timeout"], settings["max_retries"], settings["requests_per_minute"]) == (30, 5, 60)
+
+
+def test_carecloud_connection_examples_give_the_documented_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URI form (``carecloud://``) and the JSON form of docs/connections-carecloud.md, read without a warning."""
+    import warnings
+
+    from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
+
+    examples = connection_exports((ROOT / "docs" / "connections-carecloud.md").read_text(encoding="utf-8"))
+    values = examples.pop("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT")
+    assert len(values) == 3 and not examples  # the URI form, the JSON form and the emulator's
+    for value in values[:2]:
+        monkeypatch.setenv("AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            hook = CareCloudCrmHook()
+            settings = hook._settings
+        assert hook.get_connection(hook.conn_id).conn_type == "carecloud"
+        assert hook.base_url == "https://myproject.crmcarecloud.com/webservice/rest-api/enterprise-interface/v1.0"
+        assert (settings["login"], settings["password"], str(settings["tz"])) == (
+            "airflow-api",
+            "s3cret",
+            "Europe/Prague",
+        )
+        assert (settings["user_external_application_id"], settings["requests_per_minute"]) == ("abc123", 120)
+
+
+_TEST_FILE = re.compile(r"^\s*<!--\s*test file:\s*(?P<name>[\w.]+)\s*-->\s*$")
+
+
+def marked_test_files(text: str) -> dict[str, str]:
+    """The code blocks of a page marked ``<!-- test file: NAME -->`` on the line before: NAME -> code."""
+    lines = text.splitlines()
+    files = {}
+    for block in code_blocks(text):
+        marker = _TEST_FILE.match(lines[block.line - 3]) if block.line >= 3 else None
+        if marker:
+            files[marker["name"]] = block.code + "\n"
+    return files
+
+
+def test_the_dag_import_test_of_the_docs_passes_on_the_example_dags(tmp_path: Path) -> None:
+    """docs/testing-with-the-emulator.md's DAG import test, its files as the page shows them, in a pytest run of its
+    own (its conftest sets AIRFLOW_HOME before Airflow is imported), with example_dags/ as its dags/ folder."""
+    import os
+    import subprocess
+    import sys
+
+    files = marked_test_files((ROOT / "docs" / "testing-with-the-emulator.md").read_text(encoding="utf-8"))
+    assert set(files) == {"conftest.py", "test_dags.py"}
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    (tmp_path / "dags").symlink_to(ROOT / "example_dags")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_dags.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout

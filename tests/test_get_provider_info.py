@@ -13,8 +13,8 @@ from airflow_provider_carecycle.carecloud import hook as carecloud
 from airflow_provider_carecycle.get_provider_info import get_provider_info
 from airflow_provider_carecycle.hooks import carecycle
 
-HOOK_MODULES = {"carecycle": carecycle, "carecloud_crm": carecloud}
-HOOKS = {"carecycle": carecycle.CareCycleHook, "carecloud_crm": carecloud.CareCloudCrmHook}
+HOOK_MODULES = {"carecycle": carecycle, "carecloud": carecloud}
+HOOKS = {"carecycle": carecycle.CareCycleHook, "carecloud": carecloud.CareCloudCrmHook}
 #: a value of each extra's type that no default has, so a hook that ignores the extra is caught
 DISTINCT = {"number": 7.5, "integer": 7, "string": "Europe/Vienna"}
 
@@ -34,7 +34,7 @@ def _define(carecycle_connection, name: str, extra: dict) -> str:
         return carecycle_connection("form_cc", host="https://api.test", extra=extra)
     return carecycle_connection(
         "form_crm",
-        conn_type="carecloud_crm",
+        conn_type="carecloud",
         host="x.test",
         login="u",
         password="crm-secret-pw",

@@ -18,12 +18,13 @@ Nothing here imports ``requests`` or ``tenacity``: they are loaded when the firs
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_carecycle._compat import BaseHook
+from airflow_provider_carecycle._compat import AirflowProviderDeprecationWarning, BaseHook, get_connection
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
 from airflow_provider_carecycle.hooks._http import (
     HttpSender,
@@ -106,18 +107,18 @@ def read_extras(
     transport extras as given.
 
     :param conn_id: the connection, named in messages.
-    :param conn_type: its type (an ``extra__<conn_type>__<name>`` key is refused: name it ``<name>``).
+    :param conn_type: its type (an ``extra__<conn_type>__<name>`` key is refused: name it ``<name>``; so is one
+        with a legacy name of the form's type).
     :param extras: the connection's extra JSON.
     :param form: the connection form (names, types, defaults).
     :param overrides: hook arguments by extra name.
     :raises ValueError: for a value that is not of the extra's type, or an old prefixed key.
     """
-    prefix = f"extra__{conn_type}__"
-    old = sorted(key for key in extras if key.startswith(prefix))
+    prefixes = tuple(f"extra__{name}__" for name in (conn_type, *form.legacy_conn_types))
+    old = sorted(key for key in extras if key.startswith(prefixes))
     if old:
-        raise ValueError(
-            f"Airflow connection {conn_id!r}: extra {old[0]!r} is not read; name it {old[0][len(prefix) :]!r}."
-        )
+        name = old[0].split("__", 2)[2]
+        raise ValueError(f"Airflow connection {conn_id!r}: extra {old[0]!r} is not read; name it {name!r}.")
     settings: dict[str, Any] = {}
     for name, spec in form.extras.items():
         given = overrides.get(name)
@@ -180,6 +181,15 @@ class ApiHook(BaseHook):
         """The Airflow connection this hook reads."""
         return getattr(self, self.conn_name_attr)
 
+    @classmethod
+    def get_connection(cls, conn_id: str) -> Any:
+        """The Airflow connection ``conn_id``, read the way the running Airflow's own hooks read it, with no
+        deprecation warning on any line (see :func:`airflow_provider_carecycle._compat.get_connection`).
+
+        :param conn_id: the connection id.
+        """
+        return get_connection(conn_id)
+
     # -- vendor parts --------------------------------------------------------------------------------------------
 
     def _connection_settings(self, conn: Any, settings: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +233,14 @@ class ApiHook(BaseHook):
     @cached_property
     def _settings(self) -> dict[str, Any]:
         conn = self.get_connection(self.conn_id)
+        if conn.conn_type in self.form.legacy_conn_types:
+            warnings.warn(
+                f"Airflow connection {self.conn_id!r} has the connection type {conn.conn_type!r}, which is deprecated "
+                f"(Airflow warns about a '_' in a connection type, which is not valid in a URI scheme). Change it to "
+                f"{self.form.conn_type!r} ({self.form.conn_type}:// in a URI); the old type is still read for now.",
+                AirflowProviderDeprecationWarning,
+                stacklevel=1,  # this line: the caller's frame is functools' cached_property
+            )
         extras = conn.extra_dejson or {}
         settings = read_extras(self.conn_id, self.form.conn_type, extras, self.form, self._overrides)
         settings.update(self._connection_settings(conn, settings))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_carecycle._compat import BaseHook, Context
+from airflow_provider_carecycle._compat import Context, get_connection
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
 
 DEFAULT_FETCH_SIZE = 1000
@@ -79,7 +79,7 @@ class SqlToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     def _db_hook(self) -> Any:
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-        hook = BaseHook.get_connection(self.sql_conn_id).get_hook()
+        hook = get_connection(self.sql_conn_id).get_hook()
         if not isinstance(hook, DbApiHook):
             raise ValueError(
                 f"Connection {self.sql_conn_id!r} has a {type(hook).__name__}, not a SQL (DbApiHook) connection."

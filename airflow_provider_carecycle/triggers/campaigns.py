@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from airflow_provider_carecycle._compat import (
     AirflowFailException,
     AirflowNotFoundException,
@@ -46,8 +48,10 @@ def min_poll_interval(hook_params: Mapping[str, Any], hook: CareCycleHook | None
 class CareCycleCampaignStatsTrigger(BaseTrigger):
     """Poll one campaign's ``customerStats`` until a threshold holds, the campaign ends, or ``end_time`` passes.
 
-    Each poll is one ``GET /v2/campaigns/{id}``, run in a worker thread (the hook, its connection lookup and the
-    HTTP call never touch the triggerer's event loop). Events: ``{"status": "success", "stats": ...}``,
+    Each poll is one ``GET /v2/campaigns/{id}``, sent from a worker thread so that the HTTP call never blocks the
+    triggerer's event loop. The hook is made ready before the first poll, in ``sync_to_async`` (see
+    :meth:`_ready_hook`): the connection lookup talks to the triggerer's supervisor, which a plain thread must not.
+    Events: ``{"status": "success", "stats": ...}``,
     ``{"status": "terminal", "stats": ..., "message": ...}``, ``{"status": "timeout", "stats": ..., "message": ...}``
     and ``{"status": "error", "message": ..., "retryable": bool}``. ``stats`` is the campaign's id, name, status
     and flattened figures.
@@ -102,10 +106,32 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
             },
         )
 
-    def _poll(self) -> Evaluation:
-        """One request for the campaign, and the threshold checked on it. Runs in a worker thread."""
+    async def _ready_hook(self) -> CareCycleHook:
+        """The hook, its connection read, its key masked and its session built (once).
+
+        On Airflow 3 reading the connection and masking the key are messages to the triggerer's supervisor. Airflow
+        3.0 and 3.1 allow those only from the triggerer's event loop or from a thread of asgiref's ``sync_to_async``,
+        which hands each message back to the loop; from any other thread the replies get out of order and the
+        triggerer's trigger runner dies, taking every deferred task with it. Airflow's providers read a trigger's
+        connection with ``BaseHook.aget_connection`` where the line has it (3.1+) and with
+        ``sync_to_async(BaseHook.get_connection)`` otherwise; this step also masks the key (another message), so it
+        runs whole in ``sync_to_async``, the one way that is safe on every line. :meth:`_poll`'s plain thread then
+        only sends the HTTP request.
+        """
         if self._hook is None:
-            self._hook = CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+            self._hook = await sync_to_async(self._new_hook)()
+        return self._hook
+
+    def _new_hook(self) -> CareCycleHook:
+        hook = CareCycleHook(self.carecycle_conn_id, **self.hook_params)
+        hook.get_conn()  # reads the connection (masking its key) and checks its settings
+        return hook
+
+    def _poll(self) -> Evaluation:
+        """One request for the campaign, and the threshold checked on it. Runs in a worker thread, with the hook
+        :meth:`_ready_hook` made: nothing here talks to the triggerer's supervisor."""
+        if self._hook is None:
+            raise RuntimeError("_poll() needs the hook of _ready_hook() (it must not read the connection itself).")
         campaign = self._hook.get_campaign(self.campaign_id)
         return evaluate(campaign, self.conditions, self.terminal_statuses)
 
@@ -113,6 +139,7 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         """Poll until there is something to report, then yield one event."""
         while True:
             try:
+                await self._ready_hook()
                 result = await asyncio.to_thread(self._poll)
             except CareCycleNotFoundError:
                 yield TriggerEvent(error_event(f"careCycle campaign {self.campaign_id} was not found (404).", False))

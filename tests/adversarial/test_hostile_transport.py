@@ -73,7 +73,7 @@ def carecloud_at(carecycle_connection):
     def make(url: str, conn_id: str = "hostile_crm", **extra) -> CareCloudCrmHook:
         carecycle_connection(
             conn_id,
-            conn_type="carecloud_crm",
+            conn_type="carecloud",
             host=url,
             login="u",
             password=CRM_PASSWORD,

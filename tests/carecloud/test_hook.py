@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from airflow_provider_carecycle._compat import AirflowProviderDeprecationWarning
 from airflow_provider_carecycle.carecloud.exceptions import (
     CareCloudAuthError,
     CareCloudNotFoundError,
@@ -59,7 +62,7 @@ def test_test_connection_wrong_password_fails_without_leaking_it(carecloud_emula
 def test_base_url_from_host(carecycle_connection, host, extra, expected):
     carecycle_connection(
         "cc_crm",
-        conn_type="carecloud_crm",
+        conn_type="carecloud",
         host=host,
         login="u",
         password="crm-secret-pw",
@@ -68,8 +71,45 @@ def test_base_url_from_host(carecycle_connection, host, extra, expected):
     assert CareCloudCrmHook("cc_crm").base_url == expected
 
 
+def test_the_connection_type_is_a_valid_uri_scheme_and_read_without_a_warning(carecycle_connection, captured_logs):
+    """Issue 19: ``carecloud_crm`` made Airflow log that a connection scheme shall not contain '_' (RFC 3986)."""
+    from airflow.models import Connection
+
+    assert re.fullmatch(r"[a-z][a-z0-9+.-]*", CareCloudCrmHook.conn_type) and CareCloudCrmHook.conn_type == "carecloud"
+    uri = Connection(conn_id="crm_uri", conn_type="carecloud", host="x.test", login="u", password="pw").get_uri()
+    assert uri.startswith("carecloud://") and "shall not contain '_'" not in captured_logs()
+    carecycle_connection(
+        "cc_crm", conn_type="carecloud", host="x.test", login="u", password="crm-secret-pw",
+        extra={"user_external_application_id": "app"},
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert CareCloudCrmHook("cc_crm").base_url == "https://x.test/webservice/rest-api/enterprise-interface/v1.0"
+
+
+def test_the_old_connection_type_is_still_read_with_a_deprecation_warning_naming_the_new_one(carecycle_connection):
+    carecycle_connection(
+        "cc_crm_old", conn_type="carecloud_crm", host="x.test", login="u", password="crm-secret-pw",
+        extra={"user_external_application_id": "app"},
+    )  # fmt: skip
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"'carecloud_crm', which is deprecated.*to 'carecloud'"):
+        assert CareCloudCrmHook("cc_crm_old").base_url.startswith("https://x.test/webservice/rest-api/")
+
+
+@pytest.mark.parametrize("conn_type", ["carecloud", "carecloud_crm"])
+def test_an_extra_with_the_old_form_prefix_is_refused_naming_the_extra(carecycle_connection, conn_type):
+    carecycle_connection(
+        "cc_crm", conn_type=conn_type, host="x.test", login="u", password="crm-secret-pw",
+        extra={"user_external_application_id": "app", "extra__carecloud_crm__timeout": 5},
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AirflowProviderDeprecationWarning)
+        with pytest.raises(ValueError, match="'extra__carecloud_crm__timeout' is not read; name it 'timeout'"):
+            _ = CareCloudCrmHook("cc_crm").base_url
+
+
 def test_missing_external_application_id_is_explained(carecycle_connection):
-    carecycle_connection("cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="crm-secret-pw")
+    carecycle_connection("cc_crm", conn_type="carecloud", host="x.test", login="u", password="crm-secret-pw")
     with pytest.raises(CareCloudAuthError, match="user_external_application_id"):
         _ = CareCloudCrmHook("cc_crm").base_url
 
@@ -84,7 +124,7 @@ def test_missing_external_application_id_is_explained(carecycle_connection):
 )
 def test_bad_extras_are_refused(carecycle_connection, extra, match):
     carecycle_connection(
-        "cc_crm", conn_type="carecloud_crm", host="x.test", login="u", password="crm-secret-pw",
+        "cc_crm", conn_type="carecloud", host="x.test", login="u", password="crm-secret-pw",
         extra={"user_external_application_id": "app", **extra},
     )  # fmt: skip
     with pytest.raises(ValueError, match=match):
@@ -299,7 +339,7 @@ def test_retries_exhausted_raise_server_error(carecloud_emulator):
 
 def test_non_json_5xx_then_success(carecycle_connection, requests_mock):
     carecycle_connection(
-        "cc_crm", conn_type="carecloud_crm", host="https://crm.test", login="u", password="crm-secret-pw",
+        "cc_crm", conn_type="carecloud", host="https://crm.test", login="u", password="crm-secret-pw",
         extra={"user_external_application_id": "app"},
     )  # fmt: skip
     base = "https://crm.test/webservice/rest-api/enterprise-interface/v1.0"

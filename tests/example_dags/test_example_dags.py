@@ -7,8 +7,11 @@ task states.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
+import uuid
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -90,6 +93,18 @@ def test_every_example_dag_parses_without_errors_or_network(
         assert dag.default_args.get("retries", 0) >= 1, dag_id
         carecycle_tasks = [t for t in dag.tasks if t.task_type.startswith(("CareCycle", "SqlToCareCycle", "CareCloud"))]
         assert carecycle_tasks and all(t.pool == "carecycle_api" for t in carecycle_tasks), dag_id
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLE_DAGS.glob("*.py")), ids=lambda path: path.name)
+def test_the_example_dags_import_with_no_warning(path, airflow_db):
+    """Users copy these files: on every line they import with no deprecation (or other) warning of their own, e.g.
+    ``Param`` from ``airflow.sdk`` on 3.0 and 3.1, where ``CronDataIntervalTimetable`` is not there yet (issue 19)."""
+    spec = importlib.util.spec_from_file_location(f"example_dag_{uuid.uuid4().hex[:8]}", path)
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec.loader.exec_module(module)
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught if Path(w.filename) == path]
 
 
 def test_the_warehouse_table_param_lets_only_a_table_name_into_the_sql():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
@@ -43,6 +45,7 @@ def test_a_deferred_sensors_polls_count_against_the_same_budget(carecycle_emulat
     trigger = CareCycleCampaignStatsTrigger(
         campaign_id=campaign["id"], threshold={"total": 10**9}, end_time=2e9, hook_params={"requests_per_minute": 2}
     )
+    asyncio.run(trigger._ready_hook())  # the connection, read in sync_to_async as the triggerer does
     trigger._poll()  # what the triggerer runs in a worker thread, one request
     task_hook = CareCycleHook(requests_per_minute=2)
     assert task_hook.limiter is trigger._hook.limiter  # a triggerer's threads share one limiter ...

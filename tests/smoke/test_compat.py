@@ -90,3 +90,32 @@ def test_importing_a_hook_resolves_only_the_names_the_hooks_use():
     resolved = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert "BaseHook" in resolved
     assert not {"BaseTrigger", "TriggerEvent", "BaseSensorOperator", "PokeReturnValue"} & resolved
+
+
+@pytest.mark.parametrize("supervised", [False, True], ids=["outside-a-task", "in-a-task-or-the-triggerer"])
+def test_the_hooks_read_their_connection_with_no_deprecation_warning(monkeypatch, supervised):
+    """Issue 19: on Airflow 3.0 the classic ``BaseHook.get_connection`` warns in every task and in the triggerer
+    (where the Task SDK's supervisor channel is set up) that ``Connection.get_connection_from_secrets`` is deprecated:
+    18 times a run of the CRM feed. The hooks read it the way each line offers without one."""
+    from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
+    from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+
+    # the URI form: Airflow 3.1's own environment-variables backend warns for the JSON form, whoever asks
+    monkeypatch.setenv("AIRFLOW_CONN_CC_COMPAT", "carecycle://:cc_compat_key@api.test")
+    if supervised:
+
+        class Supervisor:
+            """The channel: the connection comes from the environment, so only masked secrets are sent."""
+
+            def send(self, msg):
+                return None
+
+        task_runner = pytest.importorskip("airflow.sdk.execution_time.task_runner", reason="Airflow 3 only")
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Supervisor(), raising=False)
+    _compat.get_connection("cc_compat")  # what Airflow imports on first use may warn once (e.g. 2.11's metrics)
+    for read in (_compat.get_connection, CareCycleHook.get_connection, CareCloudCrmHook.get_connection):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            conn = read("cc_compat")
+        assert (conn.host, conn.password) == ("api.test", "cc_compat_key")
+        assert not [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)], read

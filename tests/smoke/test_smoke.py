@@ -20,7 +20,10 @@ from airflow_provider_carecycle._compat import BaseOperator
 from airflow_provider_carecycle.get_provider_info import get_provider_info
 from dev.demo import start_dialer_on_first_poke
 from tests.example_dags import test_example_dags as example_dags
-from tests.example_dags.test_example_dags import test_every_example_dag_parses_without_errors_or_network  # noqa: F401
+from tests.example_dags.test_example_dags import (  # noqa: F401
+    test_every_example_dag_parses_without_errors_or_network,
+    test_the_example_dags_import_with_no_warning,
+)
 from tests.hooks.test_carecycle import (  # noqa: F401
     test_customer_calls_and_campaigns,
     test_upload_leads_returns_the_answer,

@@ -212,6 +212,38 @@ def test_polling_never_blocks_the_event_loop(carecycle_emulator):
     assert longest_gap < 0.2  # a blocking 0.4 s request on the loop would show up here
 
 
+def test_the_trigger_talks_to_airflow_only_from_its_event_loop_or_sync_to_async(carecycle_emulator, monkeypatch):
+    """What Airflow 3.0's and 3.1's triggerer needs (issue 19): the connection lookup and the masking of the key are
+    messages to its supervisor, safe only on the event loop or in asgiref's ``sync_to_async`` thread, which routes
+    them back to the loop. From a plain thread (``asyncio.to_thread``) they read each other's replies and the
+    triggerer dies ("Response read out of order"); ``tests/deployment`` shows it in a real triggerer."""
+    from asgiref.sync import SyncToAsync
+
+    import airflow_provider_carecycle.hooks.carecycle as carecycle_hooks
+
+    seen: list[tuple[str, bool]] = []
+    trigger_loop: list[asyncio.AbstractEventLoop] = []
+
+    def record(what: str) -> None:
+        loop = trigger_loop[0]
+        routed = getattr(SyncToAsync.threadlocal, "main_event_loop", None) is loop  # a sync_to_async thread
+        seen.append((what, routed or asyncio._get_running_loop() is loop))
+
+    lookup, mask = CareCycleHook.get_connection, carecycle_hooks.mask_secret
+    monkeypatch.setattr(
+        CareCycleHook, "get_connection", staticmethod(lambda conn_id: record("lookup") or lookup(conn_id))
+    )
+    monkeypatch.setattr(carecycle_hooks, "mask_secret", lambda *args, **kwargs: record("mask") or mask(*args, **kwargs))
+    campaign = first_campaign(carecycle_emulator)
+
+    async def run():
+        trigger_loop.append(asyncio.get_running_loop())
+        return await first_event(make_trigger(campaign["id"], {"total": 1}))
+
+    assert asyncio.run(run())["status"] == "success"
+    assert seen == [("lookup", True), ("mask", True)]
+
+
 def test_last_poll_before_the_end_time_keeps_to_the_rate_limit():
     trigger = make_trigger(UNKNOWN_ID, {"total": 1}, end_in=0.2, poll_interval=10, hook_params={})
     assert trigger._next_delay() == 1.0  # 0.2 s left, but polls stay at least 1 s apart at 60 a minute
@@ -227,6 +259,7 @@ def test_the_poll_floor_counts_the_connections_rate_limit_as_the_sensors_does(ca
     carecycle_connection("slow", **conn)
     trigger = make_trigger(campaign["id"], {"total": 10**9}, carecycle_conn_id="slow", hook_params={}, end_in=0.1)
     assert trigger.poll_interval == 1.0  # before any request only hook_params are known (no lookup in the loop)
+    asyncio.run(trigger._ready_hook())
     trigger._poll()
     trigger.end_time = time.time() - 1
     assert trigger._next_delay() == 2.0 == min_poll_interval({}, trigger._hook)

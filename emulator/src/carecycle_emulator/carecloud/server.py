@@ -176,14 +176,14 @@ class CareCloudEmulator(EmulatorBase):
     # -- lifecycle and control ------------------------------------------------------------------------------
 
     def airflow_connection(self, **extra: Any) -> str:
-        """An ``AIRFLOW_CONN_*`` value (JSON) for a ``carecloud_crm`` connection to this emulator.
+        """An ``AIRFLOW_CONN_*`` value (JSON) for a ``carecloud`` (CareCloud CRM) connection to this emulator.
 
         :param extra: connection extras to add (e.g. ``requests_per_minute``).
         """
         app_id, login, password = self.credentials
         extras = {"user_external_application_id": app_id, **extra}
         return json.dumps(
-            {"conn_type": "carecloud_crm", "host": self.url, "login": login, "password": password, "extra": extras}
+            {"conn_type": "carecloud", "host": self.url, "login": login, "password": password, "extra": extras}
         )
 
     @property
