@@ -13,7 +13,8 @@ files named ``ledger-<binding>-<generation>-<random>.sqlite``. Each holds:
 - ``entries(id, hash, ts)``: one row per lead, where ``id`` is a 16-byte keyed BLAKE2b hash of the lead's identity
   (:meth:`~airflow_provider_carecycle.leads.validation.LeadValidator.identity`: ``externalId``, else the phone
   number), ``hash`` a 16-byte keyed BLAKE2b hash of the normalised lead exactly as sent (compact JSON, sorted keys),
-  and ``ts`` the Unix time (seconds) at which careCycle acknowledged it.
+  and ``ts`` the Unix time (seconds) at which careCycle acknowledged it. A ``hash`` of :data:`REVOKED` (16 zero bytes)
+  vouches for no version: it is what a lead's entry becomes before a changed version of it is sent.
 
 No field value is stored in clear: not the identity, not the lead. The hash key is derived from a secret (by
 default the destination id, itself a hash of the careCycle base URL and API key); ``binding`` is another hash of
@@ -31,6 +32,14 @@ careCycle acknowledged since the last one into **one new file** (written under a
 reader never sees half of one); when there are more than ``max_files`` files of this binding, or at a
 ``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted. Files
 are never overwritten, so two runs saving the same ledger at once both keep their entries.
+
+Before the first request of a run, every entry that holds another version of a lead about to be sent is replaced
+by a revocation, saved as a new file at once (:meth:`SyncLedger.revoke`; a ``full_sync`` publishes its empty
+replacement instead). A lead whose send has an unknown outcome (no answer, a 5xx or a timeout after careCycle stored
+it, a kill, an abandoned request) is then not vouched for in any version until careCycle acknowledges one, so a
+source that goes back to the version the ledger held before is sent again. A file of ledger version 1 (written
+before revocations existed) may vouch for a version careCycle no longer holds: it is not read (its leads are sent
+once again) and the first save replaces it.
 
 Merging keeps, per identity, the latest acknowledgement: each file names the files its run had read
 (``based_on``), so a later run's version replaces an earlier one at once. Two *different* versions of one lead
@@ -65,8 +74,13 @@ from airflow_provider_carecycle.leads.protocols import is_document_store
 log = logging.getLogger(__name__)
 
 LEDGER_FORMAT = "carecycle-sync-ledger"
-LEDGER_VERSION = 1
+#: version 2 added revocations (see :data:`REVOKED`); a version 1 file may vouch for a version careCycle no longer
+#: holds (a later send's answer was lost), so it is not read: its leads are sent once again
+LEDGER_VERSION = 2
 HASH_BYTES = 16
+#: the ``hash`` of an entry that vouches for no version of its lead: written, and published, before a changed lead
+#: is sent, and replaced when careCycle acknowledges the new version (no keyed hash of a lead has this value)
+REVOKED = bytes(HASH_BYTES)
 #: files of one binding beyond which a save compacts them into one
 DEFAULT_MAX_FILES = 8
 #: two different versions of a lead acknowledged this close together (seconds) are forgotten
@@ -77,6 +91,8 @@ _PROBE_CHUNK = 20_000
 _RECORD_CHUNK = 5_000
 _LIST_ATTEMPTS = 5
 _LOCAL_PROTOCOLS = ("file", "local")
+#: :func:`_check_file`'s problem for a well-formed ledger file of this destination written by an earlier version
+_OUTDATED = "written by an earlier ledger version"
 
 
 class SyncLedgerError(RuntimeError):
@@ -272,6 +288,9 @@ class SyncLedger:
         self._replaced = False
         self.loaded = 0
         self.ignored: list[str] = []
+        #: files of this destination written by an earlier ledger version: not read, deleted by the first save
+        self.outdated: list[str] = []
+        self.revoked = 0
 
     # -- hashing -------------------------------------------------------------------------------------------------
 
@@ -358,6 +377,7 @@ class SyncLedger:
             log.info("Sync ledger %s: %d file(s) of other destinations left alone.", self.store.location, others)
         self._read = []
         self.ignored = []
+        self.outdated = []
         self.loaded = 0
         work = os.path.join(self._tmp, "work.sqlite")
         if self.full_sync:  # nothing read is used; the files are only replaced at save
@@ -370,6 +390,10 @@ class SyncLedger:
             local = os.path.join(self._tmp, f"in-{len(valid)}-{file.generation}.sqlite")
             self.store.download(file.name, local)
             problem, count, based_on = _check_file(local, self.binding)
+            if problem == _OUTDATED:
+                self.outdated.append(file.name)
+                os.unlink(local)
+                continue
             if problem:
                 self.ignored.append(file.name)
                 log.warning(
@@ -383,6 +407,14 @@ class SyncLedger:
                 continue
             valid.append((file, local, count, based_on))
         self._read = [file for file, _, _, _ in valid]
+        if self.outdated:
+            log.warning(
+                "Sync ledger %s: %d file(s) of an earlier ledger version are not read (one may vouch for a version "
+                "careCycle no longer holds): their leads are sent once again, and the files are replaced at this "
+                "run's first save.",
+                self.store.location,
+                len(self.outdated),
+            )
         if not valid:
             self._db = self._connect(work)
             _create_schema(self._db)
@@ -497,6 +529,80 @@ class SyncLedger:
         if rows:
             yield from flush()
 
+    def revoke(self, leads: Iterable[tuple[str, str]]) -> int:
+        """Stop vouching for any version of the leads about to be sent, and publish that before the first is sent.
+
+        Call it once the leads to send are known and before the first request. An entry that holds another version
+        of a lead about to be sent is replaced by a revocation (:data:`REVOKED`), and the revocations are saved at
+        once as a new file: from then until careCycle acknowledges the new version, no ledger read anywhere (this
+        run's, a crashed run's next try, a concurrent run's) counts any version of the lead as unchanged. So when
+        the outcome of the send stays unknown (no answer, a 5xx or a timeout after careCycle stored it, a kill, an
+        abandoned request), a later run sends the lead again, whichever version its source then holds. With
+        ``full_sync``, the ledger's replacement (empty until careCycle acknowledges leads) is published here instead,
+        and the files it replaces are deleted.
+
+        :param leads: ``(identity, lead_text)`` of each lead about to be sent, as for :meth:`unchanged`.
+        :return: how many entries were revoked (with ``full_sync``: how many the ledger held).
+        :raises SyncLedgerError: when the revocations cannot be written (then nothing may be sent).
+        """
+        db = self._require_open()
+        if self.full_sync:
+            for _ in leads:
+                pass
+            if not self._replaced:
+                self.save()
+            return 0
+        if not self.loaded:
+            for _ in leads:
+                pass
+            return 0
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id BLOB PRIMARY KEY, hash BLOB NOT NULL) WITHOUT ROWID")
+        db.execute("DELETE FROM temp.stale")
+        batch: list[tuple[bytes, bytes]] = []
+
+        def flush() -> None:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO temp.stale (id, hash) VALUES (?, ?)", batch)
+            db.execute("COMMIT")
+            batch.clear()
+
+        for identity, lead_text in leads:
+            batch.append((self.identity_hash(identity), self.lead_hash(lead_text)))
+            if len(batch) >= _PROBE_CHUNK:
+                flush()
+        if batch:
+            flush()
+        ids = [
+            row[0]
+            for row in db.execute(
+                "SELECT s.id FROM temp.stale s JOIN main.entries e ON e.id = s.id WHERE e.hash != s.hash "
+                "AND e.hash != ?",
+                (REVOKED,),
+            )
+        ]
+        db.execute("DELETE FROM temp.stale")
+        if not ids:
+            return 0
+        now = int(self.clock())
+        with self._lock:
+            assert self._run is not None
+            self._flush_pending()
+            self._run.execute("BEGIN")
+            self._run.executemany(
+                "INSERT INTO entries (id, hash, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts",
+                ((id_, REVOKED, now) for id_ in ids),
+            )
+            self._run.execute("COMMIT")
+        self.save()
+        self.revoked += len(ids)
+        log.info(
+            "Sync ledger %s: %d changed lead(s) no longer count as held by careCycle until it acknowledges them.",
+            self.store.location,
+            len(ids),
+        )
+        return len(ids)
+
     # -- recording -----------------------------------------------------------------------------------------------
 
     def record(self, identity: str, lead_text: str) -> None:
@@ -546,7 +652,7 @@ class SyncLedger:
             replace = self.full_sync and not self._replaced
             if not count and not replace:
                 return LedgerSave(None, 0, False, 0)
-            compact = replace or len(self._read) + 1 > self.max_files
+            compact = replace or bool(self.outdated) or len(self._read) + 1 > self.max_files
             generation = max((f.generation for f in self._read), default=0) + 1
             name = f"{_NAME_PREFIX}{self.binding}-{generation:010d}-{uuid.uuid4().hex[:12]}{_NAME_SUFFIX}"
             run_path = os.path.join(self._tmp, "run.sqlite")
@@ -567,10 +673,11 @@ class SyncLedger:
                 ) from err
             removed = 0
             if compact:
-                for file in self._read:
-                    self.store.delete(file.name)
+                for stale in [*(file.name for file in self._read), *self.outdated]:
+                    self.store.delete(stale)
                     removed += 1
                 self._read = [_File(name, generation)]
+                self.outdated = []
                 self._replaced = True
             else:
                 self._merge_run(run_path)  # the working copy holds everything saved, for a later compaction
@@ -831,7 +938,10 @@ def _check_file(local: str, binding: str) -> tuple[str | None, int, frozenset[st
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != LEDGER_FORMAT:
             return "not a careCycle sync ledger", 0, frozenset()
-        if meta.get("version") != str(LEDGER_VERSION):
+        version = meta.get("version")
+        if version != str(LEDGER_VERSION):
+            if str(version).isdigit() and int(str(version)) < LEDGER_VERSION and meta.get("binding") == binding:
+                return _OUTDATED, 0, frozenset()
             return (
                 f"ledger version {meta.get('version')!r}, this provider reads version {LEDGER_VERSION}",
                 0,

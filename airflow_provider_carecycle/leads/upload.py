@@ -232,6 +232,10 @@ class _LeadSpool:
         self._db.execute("DROP TABLE temp.unchanged")
         return self.unchanged
 
+    def leads_to_send(self) -> Iterator[tuple[str, str]]:
+        """``(identity, lead_text)`` of every lead to send, in first-seen order."""
+        yield from self._db.execute("SELECT identity, lead FROM leads WHERE send = 1 ORDER BY seq")
+
     def add(self, identity: str, row: int, lead: Mapping[str, Any], original: str) -> bool:
         """Store a lead; merge it into an earlier one with the same identity. Return True for a duplicate."""
         cursor = self._db.execute(
@@ -387,6 +391,8 @@ class LeadUploader:
                         spool.count,
                         spool.to_send,
                     )
+                    if spool.to_send:  # durably, before the first request: see SyncLedger.revoke
+                        self._ledger.revoke(spool.leads_to_send())
                 summary.batches = -(-spool.to_send // self.batch_size)
                 if self.dry_run:
                     self.log.info(
