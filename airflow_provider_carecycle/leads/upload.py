@@ -163,11 +163,15 @@ class UploadSummary:
     elapsed_s: float = 0.0
     dry_run: bool = False
     reasons: Counter[str] = field(default_factory=Counter, repr=False)
+    #: the source rows (1-based) of the leads careCycle refused per record, in this run or in the earlier one a
+    #: checkpoint resumes (not in XCom: for a source that must offer them again, like the CRM watermark)
+    refused_rows: list[int] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The XCom summary: the counts and the most frequent (PHI-free) rejection reasons."""
         out = asdict(self)
         out.pop("reasons")
+        out.pop("refused_rows")
         out["top_reasons"] = [[reason, count] for reason, count in self.top_reasons()]
         out["elapsed_s"] = round(self.elapsed_s, 3)
         return out
@@ -650,6 +654,7 @@ class LeadUploader:
             assert rejection.position is not None, "an API rejection has its position"
             item = items[rejection.position]
             summary.rejected += 1
+            summary.refused_rows.append(item.row)
             summary.reasons[f"api: {rejection.field or 'record'} ({rejection.code})"] += 1
             writer.write_json_text(rejected_line(STAGE_API, item.row, [rejection], item.original, batch=number))
 

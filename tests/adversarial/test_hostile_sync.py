@@ -51,12 +51,13 @@ def feed(version: str, n: int = 10) -> list[dict[str, Any]]:
     ]
 
 
-def held(emu: Any) -> dict[str, str]:
-    """What careCycle holds: externalId -> first name of the newest upload."""
+def held(emu: Any, prefix: str = "sy-") -> dict[str, str]:
+    """What careCycle holds of the leads whose externalId starts with ``prefix``: externalId -> first name of the
+    newest upload."""
     return {
         external_id: customers[-1]["firstName"]
         for external_id, customers in emu.get_customers_by_external_id().items()
-        if external_id and external_id.startswith("sy-")
+        if external_id and external_id.startswith(prefix)
     }
 
 
