@@ -30,8 +30,10 @@ are sent again). A lead is *unchanged* when the ledger holds its identity with t
 than ``resend_after`` ago. Each save (the upload engine saves every minute and at the end of a run) writes the leads
 careCycle acknowledged since the last one into **one new file** (written under a temporary name, then renamed, so a
 reader never sees half of one); when there are more than ``max_files`` files of this binding, or at a
-``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted. Files
-are never overwritten, so two runs saving the same ledger at once both keep their entries.
+``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted (only
+files that check out as this destination's ledgers, of this version or an earlier one: a file with a ledger's name
+and other contents is ignored with a warning and left alone). Files are never overwritten, so two runs saving the
+same ledger at once both keep their entries.
 
 Before the first request of a run, every entry that holds another version of a lead about to be sent is replaced
 by a revocation, saved as a new file at once (:meth:`SyncLedger.revoke`; a ``full_sync`` publishes its empty
