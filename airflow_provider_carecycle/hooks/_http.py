@@ -10,9 +10,11 @@ a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` 
 
 (:class:`~airflow_provider_carecycle.hooks._api.ApiHook` builds both for every hook from one status ladder.)
 
-The wait before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with
-+-20 % jitter (``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the
-shared limiter for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
+Each attempt claims a slot of the limiter before it is sent and settles it when the answer's status line arrives (or
+the attempt ends without one), so the request counts from the last moment the API can have counted it. The wait
+before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with +-20 % jitter
+(``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the shared limiter
+for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
 backs off together; a ``retry_after`` above ``max_retry_after`` is not slept but raised at once as the family's
 ``retry_after_too_long`` error. Each answer is also reported to the limiter (``on_success``/``on_rate_limited``)
 for adaptive pacing.
@@ -65,6 +67,9 @@ if TYPE_CHECKING:
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
+#: A claimed rate-limit slot whose attempt never reports back (the worker was killed mid-request) counts for this many
+#: times ``timeout`` (connecting, then the answer), then one window more.
+CLAIM_HOLD_TIMEOUTS = 2
 
 ErrorForResponse = Callable[[str, str, "requests.Response"], ApiError]
 ErrorForNoAnswer = Callable[[str, str, Exception], ApiError]
@@ -476,7 +481,8 @@ class HttpSender:
     ) -> requests.Response:
         import requests
 
-        self.stats.add(waited_s=self.limiter.acquire(), requests=1)
+        slot = self.limiter.claim(CLAIM_HOLD_TIMEOUTS * self.timeout)
+        self.stats.add(waited_s=slot.waited, requests=1)
         deadline = time.monotonic() + self.timeout
         try:
             response = self.session.request(
@@ -491,6 +497,10 @@ class HttpSender:
             )
         except (requests.ConnectionError, requests.Timeout) as err:
             raise self.no_answer(method, path, err) from None
+        finally:
+            # the answer's status line arrived (or the attempt ended without one): the last moment careCycle can
+            # have counted the request, so its slot is recorded now, not at the claim
+            self.limiter.settle(slot)
         try:
             _read_body(response, deadline, self.timeout)
         except broken_body_errors() as err:
