@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from airflow_provider_carecycle.hooks._http import url_authority
 from airflow_provider_carecycle.hooks.rate_limit import (
     DEFAULT_MAX_WAIT_S,
     Limiter,
@@ -133,13 +134,9 @@ def redacted_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "the Redis server"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{parts.scheme}://{url_authority(url)}{parts.path}"
 
 
 def url_passwords(url: str) -> list[str]:
