@@ -239,3 +239,17 @@ def test_a_claim_made_on_the_fallback_is_settled_there(tmp_path):
     clock.now += 10.0
     limiter.settle(slot)
     assert limiter.fallback.try_acquire() == pytest.approx(60.5)
+
+
+def test_a_percent_encoded_password_with_special_characters_reaches_redis(tmp_path):
+    """What the docs advise: '/', '#', '?' and '@' in a password, percent-encoded in the URL, as redis-py decodes it."""
+    port, password = free_port(), "p/ss#w?rd@1"
+    url = f"redis://:p%2Fss%23w%3Frd%401@127.0.0.1:{port}/0"
+    process = start_redis(port, "--requirepass", password, url=url)
+    try:
+        limiter = limiter_for("http://api.encoded.test", "cc_k", 5, 60.0, backend=url, directory=str(tmp_path))
+        assert isinstance(limiter, RedisRateLimiter)
+        assert limiter.acquire() == 0.0 and not limiter.using_fallback
+        assert redis.Redis.from_url(url).zcard(limiter._keys[0]) == 1
+    finally:
+        stop_redis(process)
