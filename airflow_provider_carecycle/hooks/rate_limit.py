@@ -304,31 +304,15 @@ def limiter_for(
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be a string.")
     backend = (backend or "host").strip()
+    which = (base_url, api_key, requests_per_window, window_s)
     if backend == "host":
-        return host_limiter(
-            base_url,
-            api_key,
-            requests_per_window,
-            window_s,
-            directory=directory,
-            max_wait_s=max_wait_s,
-            conn_id=conn_id,
-        )
+        return host_limiter(*which, directory=directory, max_wait_s=max_wait_s, conn_id=conn_id)
     if backend == "process":
-        return shared_limiter(base_url, api_key, requests_per_window, window_s, max_wait_s=max_wait_s)
+        return shared_limiter(*which, max_wait_s=max_wait_s)
     if backend.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
         from airflow_provider_carecycle.hooks.rate_limit_redis import redis_limiter
 
-        return redis_limiter(
-            backend,
-            base_url,
-            api_key,
-            requests_per_window,
-            window_s,
-            directory=directory,
-            max_wait_s=max_wait_s,
-            conn_id=conn_id,
-        )
+        return redis_limiter(backend, *which, directory=directory, max_wait_s=max_wait_s, conn_id=conn_id)
     raise ValueError(
         f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be 'host' or a redis://, rediss:// or "
         "unix:// URL of a Redis server, or 'process' (one process only: for tests and single-task deployments)."
