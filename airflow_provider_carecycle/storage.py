@@ -38,9 +38,17 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _READ_CHUNK = 1 << 16
-#: what a spreadsheet takes as the start of a formula (OWASP CSV injection)
-_FORMULA_STARTS = frozenset("=+-@\t\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)\Z")
+#: CSV injection (OWASP): where a spreadsheet may start a cell inside a text cell (after a list separator: ``,``, the
+#: ``;`` of de/fr/es/it/pt-BR locales, tab, or a line break), blanks and a double quote it may skip, and the
+#: characters that then start a formula (``=``, ``+``, ``-``, ``@``, their full-width forms, tab, CR, NUL)
+_CELL_SEPARATORS = ",;\t\r\n"
+_FORMULA_TRIGGERS = "=+\\-@\t\r\x00\uff1d\uff0b\uff0d\uff20"
+_FORMULA_START = re.compile(f'(?:\\A|(?<=[{_CELL_SEPARATORS}]))[ \u00a0\u3000"]*[{_FORMULA_TRIGGERS}]')
+#: a cell (or the part a spreadsheet may split off) that is only a number is read as one, never as a formula
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ ]*")
+#: in JSON text, a number may end where its array or object closes
+_JSON_NUMBER_END = re.compile(r"[\]} ]*")
+_LINE_BREAK = re.compile("[\r\n]")
 
 
 def to_path(uri: str | ObjectStoragePath) -> ObjectStoragePath:
@@ -347,10 +355,10 @@ class RecordWriter:
     :param append: keep the rows already in the file and add the new ones after them, for time series. JSON Lines
         and CSV only (a ``.json`` array cannot grow without being rewritten whole, so it is refused). See
         *Appending* below for what it costs.
-    :param csv_formula_escape: in CSV output, put a single quote in front of a cell (header included) that starts
-        with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, so a spreadsheet shows it as text instead of
-        running it as a formula (the OWASP CSV-injection rule). A cell that is just a number (``-5``, ``+12125550142``)
-        is left alone: a spreadsheet reads it as a number, never a formula. JSON output is never changed.
+    :param csv_formula_escape: in CSV output, neutralise every text cell (header included) that a spreadsheet could
+        run as a formula (the OWASP CSV-injection rule; see :func:`neutralise_formulas`), so it shows as text. A cell
+        that is just a number (``-5``, ``+12125550142``) is left alone: a spreadsheet reads it as a number, never a
+        formula. JSON output is never changed.
 
     On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
     created with mode 0600: they may hold patient data.
@@ -481,12 +489,12 @@ class RecordWriter:
         self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in fieldnames})
 
     def _cell(self, value: Any) -> Any:
-        """A CSV cell: nested values as JSON text; text that a spreadsheet would run as a formula, quoted."""
+        """A CSV cell: nested values as JSON text; text that a spreadsheet could run as a formula, neutralised."""
         if isinstance(value, (dict, list)):
-            value = _dumps(value)
-        if self.csv_formula_escape and isinstance(value, str) and value[:1] in _FORMULA_STARTS:
-            if not _PLAIN_NUMBER.match(value):
-                return "'" + value
+            text = _dumps(value)
+            return neutralise_formulas(text, json_text=True) if self.csv_formula_escape else text
+        if self.csv_formula_escape and isinstance(value, str):
+            return neutralise_formulas(value)
         return value
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -505,6 +513,66 @@ class RecordWriter:
                 self._tmp.unlink(missing_ok=True)
         else:
             self._tmp.rename(self.path)
+
+
+def neutralise_formulas(text: str, *, json_text: bool = False) -> str:
+    """``text`` as a CSV cell that no spreadsheet runs as a formula, whatever list separator it splits the file on.
+
+    A *part* of the cell is where a spreadsheet may start a cell: the cell's start, and the place right after each
+    ``,``, ``;`` (the list separator of de/fr/es/it/pt-BR locales), tab, CR or LF in it. A part is dangerous when,
+    after any spaces (also no-break and full-width spaces) and double quotes, it starts with ``=``, ``+``, ``-``,
+    ``@``, one of their full-width forms ``＝ ＋ － ＠``, a tab, a CR or a NUL, unless what a spreadsheet would read
+    as that cell is only a number (``-5``, ``+1.5``, ``+12125550142``, ``-2e3``): up to the next same separator
+    for a part after ``,``, ``;`` or tab, the rest of the text for the cell's start and after a line break. Each
+    dangerous part gets a single quote in front (a spreadsheet shows a cell starting with ``'`` as text and hides
+    the quote): ``=1+1`` becomes ``'=1+1``, `` =1+1`` becomes ``' =1+1``, ``Smith;=HYPERLINK(...)`` becomes
+    ``Smith;'=HYPERLINK(...)``. Text without a dangerous part is returned unchanged.
+
+    :param text: the cell's text.
+    :param json_text: ``text`` is JSON (a nested value): a dangerous character is replaced by its JSON escape
+        (``=`` by ``\\u003d``) instead, so the cell stays valid JSON that decodes to the same value; a number may end
+        in the brackets that close its array or object.
+    """
+    found = [match for match in _FORMULA_START.finditer(text) if not _is_number_part(text, match, json_text)]
+    if not found:
+        return text
+    pieces: list[str] = []
+    done = 0
+    for match in found:
+        if json_text:
+            trigger = match.end() - 1
+            pieces += [text[done:trigger], f"\\u{ord(text[trigger]):04x}"]
+            done = trigger + 1
+        else:
+            pieces += [text[done : match.start()], "'"]
+            done = match.start()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _is_number_part(text: str, part: re.Match[str], json_text: bool) -> bool:
+    """Whether a spreadsheet would read the cell ``part`` starts as only a number (see :func:`neutralise_formulas`).
+
+    :param part: a match of :data:`_FORMULA_START`: from the part's start to its first character.
+    """
+    start = part.end() - 1
+    end = len(text)
+    separator = text[part.start() - 1] if part.start() else ""
+    if separator and separator in ",;\t":  # that separator splits it off; a line break ends every cell
+        nearest = [i for i in (text.find(separator, start + 1), _line_break(text, start + 1)) if i >= 0]
+        end = min(nearest, default=end)
+    number = _PLAIN_NUMBER.match(text, start, end)
+    if number is None:
+        return False
+    rest = number.end()
+    if json_text:
+        rest = _JSON_NUMBER_END.match(text, rest, end).end()  # type: ignore[union-attr]
+    return rest == end
+
+
+def _line_break(text: str, start: int) -> int:
+    found = _LINE_BREAK.search(text, start)
+    return found.start() if found else -1
 
 
 def _is_nonempty_regular_file(local_path: str) -> bool:
