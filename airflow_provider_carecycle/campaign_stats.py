@@ -227,12 +227,11 @@ _MISSING = object()
 
 
 def read_summary(
-    campaign: Mapping[str, Any], *, where: str, campaign_id: str | None = None, required: tuple[str, ...] = ()
+    campaign: Mapping[str, Any], *, campaign_id: str | None = None, required: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """:func:`campaign_summary` of a campaign answer that :func:`stats_problem` finds fit.
 
     :param campaign: a campaign object from the API.
-    :param where: the request, for the message (``careCycle API GET /v2/campaigns/<id>``).
     :param campaign_id: the campaign asked for (``None`` for an item of the campaign list).
     :param required: figures that must be present (see :func:`stats_problem`).
     :raises CareCycleMalformedAnswerError: (retryable) naming the campaign and the field, never a value.
@@ -241,7 +240,7 @@ def read_summary(
     if problem is not None:
         named = campaign_id if campaign_id is not None else campaign.get("id")
         which = f"campaign {named}" if is_uuid(named) else "a campaign"
-        raise CareCycleMalformedAnswerError(f"{where}: malformed answer for {which}: {problem}.", status=200)
+        raise CareCycleMalformedAnswerError(f"careCycle API: malformed answer for {which}: {problem}.", status=200)
     return campaign_summary(campaign)
 
 
@@ -291,7 +290,6 @@ def evaluate(
     terminal_statuses: tuple[str, ...] = (),
     *,
     campaign_id: str,
-    where: str | None = None,
 ) -> Evaluation:
     """Check ``conditions`` against a campaign answer, once :func:`read_summary` found it fit.
 
@@ -299,17 +297,11 @@ def evaluate(
     :param conditions: from :func:`parse_threshold`.
     :param terminal_statuses: campaign statuses after which the figures can no longer change.
     :param campaign_id: the campaign asked for: an answer about another one is malformed.
-    :param where: the request, for the message (default ``careCycle API GET /v2/campaigns/<campaign_id>``).
     :raises CareCycleMalformedAnswerError: (retryable) for an answer about another campaign, without
         ``customerStats`` or a figure a condition counts, or with a figure that is not a count.
     """
     required = tuple(dict.fromkeys(name for c in conditions for name in c.counts))
-    summary = read_summary(
-        campaign,
-        where=where or f"careCycle API GET /v2/campaigns/{campaign_id}",
-        campaign_id=campaign_id,
-        required=required,
-    )
+    summary = read_summary(campaign, campaign_id=campaign_id, required=required)
     figures = threshold_figures(summary)
     unmet = tuple(c for c in conditions if not c.holds(figures))
     return Evaluation(summary=summary, unmet=unmet, terminal=summary["status"] in terminal_statuses)

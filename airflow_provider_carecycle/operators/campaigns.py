@@ -104,12 +104,7 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
                 campaign = self.hook.get_campaign(campaign_id)
             except CareCycleNotFoundError:
                 raise AirflowFailException(f"careCycle campaign {campaign_id} was not found (404).") from None
-            yield read_summary(
-                campaign,
-                where=f"careCycle API GET /v2/campaigns/{campaign_id}",
-                campaign_id=campaign_id,
-                required=FIGURES,
-            )
+            yield read_summary(campaign, campaign_id=campaign_id, required=FIGURES)
 
     def _fetch_listed(self, statuses: list[str]) -> Iterator[dict[str, Any]]:
         seen: set[str | None] = set()
@@ -118,7 +113,7 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             for campaign in self.hook.iter_campaigns(status=status, search=self.search or None, sort_direction="asc"):
                 if campaign.get("id") not in seen:
                     seen.add(campaign.get("id"))
-                    yield read_summary(campaign, where="careCycle API GET /v2/campaigns", required=FIGURES)
+                    yield read_summary(campaign, required=FIGURES)
 
     def _campaigns(self) -> Iterator[dict[str, Any]]:
         """The chosen campaigns' summaries (rendered arguments checked first), fetched lazily, each answer checked
