@@ -32,6 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_provider_carecycle._compat import ObjectStoragePath
 from airflow_provider_carecycle.records import EXTRA_VALUES_KEY, MalformedRow, json_default
 from airflow_provider_carecycle.records import lookup_path as lookup_path  # re-exported: operators import it from here
+from airflow_provider_carecycle.scratch import anonymous_file, link_into_place
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,11 @@ _Handle: TypeAlias = "IO[Any] | gzip.GzipFile"
 def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[_Handle]]:
     if mode == "w" and _is_local(path):
         _create_private(path)
-    raw = path.open(mode + "b")
+    return _text_stack(path.open(mode + "b"), mode, gzipped)
+
+
+def _text_stack(raw: Any, mode: str, gzipped: bool) -> tuple[IO[str], list[_Handle]]:
+    """Text (and gzip) on top of a binary file; the handles to close, outermost first."""
     handles: list[_Handle] = [raw]
     if gzipped:
         raw = gzip.GzipFile(fileobj=raw, mode=mode + "b")
@@ -360,11 +365,17 @@ class RecordWriter:
         that is just a number (``-5``, ``+12125550142``) is left alone: a spreadsheet reads it as a number, never a
         formula. JSON output is never changed.
 
-    On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
-    created with mode 0600: they may hold patient data.
+    On the local file system (``file://`` or a plain path) the file is created with mode 0600: it may hold patient
+    data. While it is written it has **no name** (Linux: an ``O_TMPFILE`` file in the target's folder, see
+    :mod:`~airflow_provider_carecycle.scratch`), so a worker killed by ``kill -9`` leaves nothing behind: the kernel
+    reclaims it. It gets its name when the block ends cleanly (a new name in one ``linkat``; an existing file is
+    replaced through a hidden ``.<name>.<random>.partial`` link and a rename). Where that is not possible (not Linux,
+    a file system without ``O_TMPFILE``) and on object storage, the rows go to that hidden ``.partial`` file instead,
+    created 0600 and renamed into place; a failure deletes it, a ``kill -9`` cannot.
 
-    **Appending.** On the local file system the new rows are written to the ``.partial`` file first; when the block
-    ends cleanly its bytes are appended to the file (under an exclusive ``flock``) and the file is set to mode 0600.
+    **Appending.** On the local file system the new rows are written to the unnamed (or ``.partial``) file first;
+    when the block ends cleanly its bytes are appended to the file (under an exclusive ``flock``) and the file is set
+    to mode 0600.
     If that copy fails, the file is truncated back to its old size, so it never holds part of a block's rows. Only
     the new rows are written and, for CSV, only the header line is read, so appending N blocks costs O(N) in total.
     A gzip file gets one more gzip member (a valid gzip file that every reader decompresses whole); a CSV file gets
@@ -396,6 +407,8 @@ class RecordWriter:
         #: the records written by this block (rows already in an appended file are not counted)
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
+        #: the unnamed file the rows go to (``O_TMPFILE``), kept open after the writers close, to link or read it
+        self._anonymous: int | None = None
         self._text: IO[str] | None = None
         self._handles: list[_Handle] = []
         self._csv: csv.DictWriter | None = None
@@ -411,7 +424,7 @@ class RecordWriter:
         elif copy_old and _is_nonempty_regular_file(self.path.path):
             copy_old = not self._can_append_in_place()
             self._append_in_place = not copy_old
-        self._text, self._handles = _open_text(self._tmp, "w", self.gzipped)
+        self._text, self._handles = self._open_rows()
         if self.format == "json":
             self._text.write("[")
         if copy_old:
@@ -419,6 +432,14 @@ class RecordWriter:
                 self.write(record)
             self.count = 0
         return self
+
+    def _open_rows(self) -> tuple[IO[str], list[_Handle]]:
+        """Where the rows go until the block ends: an unnamed file in the target's folder, else the ``.partial``."""
+        fd = anonymous_file(os.path.dirname(self.path.path)) if _is_local(self.path) else None
+        if fd is None:
+            return _open_text(self._tmp, "w", self.gzipped)
+        self._anonymous = os.dup(fd)
+        return _text_stack(os.fdopen(fd, "w+b"), "w", self.gzipped)
 
     def _can_append_in_place(self) -> bool:
         """Whether the new rows can go after the file's bytes: always for JSON Lines; for CSV when the header
@@ -504,15 +525,25 @@ class RecordWriter:
         finally:
             for handle in self._handles:
                 handle.close()
-        if exc_type is not None:
-            self._tmp.unlink(missing_ok=True)
-        elif self._append_in_place:
-            try:
-                _append_bytes(self._tmp.path, self.path.path, newline_first=not self.gzipped)
-            finally:
-                self._tmp.unlink(missing_ok=True)
-        else:
-            self._tmp.rename(self.path)
+        anonymous, self._anonymous = self._anonymous, None
+        try:
+            if exc_type is not None:
+                if anonymous is None:
+                    self._tmp.unlink(missing_ok=True)
+            elif self._append_in_place:
+                try:
+                    source = self._tmp.path if anonymous is None else anonymous
+                    _append_bytes(source, self.path.path, newline_first=not self.gzipped)
+                finally:
+                    if anonymous is None:
+                        self._tmp.unlink(missing_ok=True)
+            elif anonymous is not None:
+                link_into_place(anonymous, self.path.path)
+            else:
+                self._tmp.rename(self.path)
+        finally:
+            if anonymous is not None:
+                os.close(anonymous)  # an unnamed file that was not linked is gone now
 
 
 def neutralise_formulas(text: str, *, json_text: bool = False) -> str:
@@ -583,10 +614,10 @@ def _is_nonempty_regular_file(local_path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
-def _append_bytes(source: str, target: str, *, newline_first: bool) -> None:
+def _append_bytes(source: str | int, target: str, *, newline_first: bool) -> None:
     """Append the bytes of local file ``source`` to local file ``target``, all or nothing; ``target`` ends 0600.
 
-    :param source: the finished ``.partial`` file.
+    :param source: the finished ``.partial`` file, or the descriptor of the finished unnamed file.
     :param target: the file to grow (not followed if it became a symlink meanwhile).
     :param newline_first: end an unterminated last line of ``target`` first (plain text only, not gzip).
     """
@@ -598,7 +629,8 @@ def _append_bytes(source: str, target: str, *, newline_first: bool) -> None:
         try:
             if newline_first and size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
                 _write_fully(fd, b"\n")
-            with open(source, "rb") as new_rows:
+            with open(source, "rb") if isinstance(source, str) else os.fdopen(os.dup(source), "rb") as new_rows:
+                new_rows.seek(0)
                 while chunk := new_rows.read(_READ_CHUNK):
                     _write_fully(fd, chunk)
         except BaseException:
