@@ -24,7 +24,8 @@ an upload checkpoint stores) could test guesses: keep the ledger where the rejec
 
 How it is read and written
 --------------------------
-Every run merges all files of its binding into a local working copy (files of another destination are left alone:
+Every run merges all files of its binding into a local working copy (SQLite's temporary database: on disk under no
+name, so a killed worker leaves nothing of it behind; files of another destination are left alone:
 another destination starts empty; a file that is not a well-formed ledger is ignored with a warning, so its leads
 are sent again). A lead is *unchanged* when the ledger holds its identity with the same hash, acknowledged less
 than ``resend_after`` ago. Each save (the upload engine saves every minute and at the end of a run) writes the leads
@@ -73,6 +74,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_provider_carecycle.leads.protocols import is_document_store
+from airflow_provider_carecycle.scratch import scratch_database
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +283,6 @@ class SyncLedger:
             destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
         ).hexdigest()
         self._lock = threading.Lock()
-        self._tmp: str | None = None
         self._db: sqlite3.Connection | None = None
         self._run: sqlite3.Connection | None = None
         self._pending: list[tuple[bytes, bytes, int]] = []
@@ -319,14 +320,18 @@ class SyncLedger:
     def open(self) -> SyncLedger:
         """Read every file of this destination into a local working copy.
 
+        The working copy and this run's acknowledgements are SQLite temporary databases (on disk under no name: the
+        kernel reclaims them when the process dies). The files read are downloaded into a private temporary folder
+        for the time it takes to check and merge them.
+
         :raises SyncLedgerError: when the folder cannot be listed or read.
         """
         if self._db is not None:
             return self
-        self._tmp = tempfile.mkdtemp(prefix="carecycle-ledger-")
         for attempt in range(_LIST_ATTEMPTS):
             try:
-                self._load()
+                with tempfile.TemporaryDirectory(prefix="carecycle-ledger-") as transfers:
+                    self._load(transfers)
                 break
             except FileNotFoundError:  # a concurrent save compacted a file away between listing and reading it
                 log.info("Sync ledger %s changed while being read; reading it again.", self.store.location)
@@ -345,7 +350,7 @@ class SyncLedger:
                     f"Cannot read the sync ledger at {self.store.location} ({type(err).__name__}: {err}). "
                     "Check that sync_state_path is a folder this worker can read and write; nothing was sent."
                 ) from err
-        self._run = self._connect(os.path.join(self._tmp, "run.sqlite"))
+        self._run = self._connect()
         _create_schema(self._run)
         return self
 
@@ -353,18 +358,17 @@ class SyncLedger:
         if self._db is not None:
             self._db.close()
             self._db = None
-        for name in os.listdir(self._tmp or ""):
-            os.unlink(os.path.join(self._tmp or "", name))
 
     @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32000", "temp_store=FILE"):
-            db.execute(f"PRAGMA {pragma}")
-        return db
+    def _connect() -> sqlite3.Connection:
+        """A new, empty scratch database (SQLite's temporary database: under no name on disk)."""
+        return scratch_database("cache_size=-32000", check_same_thread=False, isolation_level=None)
 
-    def _load(self) -> None:
-        assert self._tmp is not None
+    def _load(self, transfers: str) -> None:
+        """Merge the files of this binding into a new working copy.
+
+        :param transfers: a private folder for the downloaded files (removed after).
+        """
         files: list[_File] = []
         others = 0
         for name in self.store.list_names():
@@ -382,10 +386,10 @@ class SyncLedger:
         self.ignored = []
         self.outdated = []
         self.loaded = 0
-        work = os.path.join(self._tmp, "work.sqlite")
+        self._db = self._connect()
         valid: list[tuple[_File, str, int, frozenset[str]]] = []
         for file in files:
-            local = os.path.join(self._tmp, f"in-{len(valid)}-{file.generation}.sqlite")
+            local = os.path.join(transfers, f"in-{len(valid)}-{file.generation}.sqlite")
             self.store.download(file.name, local)
             problem, count, based_on = _check_file(local, self.binding)
             if problem == _OUTDATED:
@@ -408,7 +412,6 @@ class SyncLedger:
         if self.full_sync:  # checked (the replacement deletes only ledger files), but nothing read is used
             for _, local, _, _ in valid:
                 os.unlink(local)
-            self._db = self._connect(work)
             _create_schema(self._db)
             return
         if self.outdated:
@@ -420,14 +423,14 @@ class SyncLedger:
                 len(self.outdated),
             )
         if not valid:
-            self._db = self._connect(work)
             _create_schema(self._db)
             return
         ancestors = _ancestors({file.name: based_on for file, _, _, based_on in valid})
         # a file's generation is above those of the files its run had read: this order merges them before it
         ordered = sorted(valid, key=lambda v: (v[0].generation, v[0].name))
-        os.replace(ordered[0][1], work)  # the oldest file, usually the compacted one (the largest), starts the copy
-        self._db = self._connect(work)
+        # the oldest file, usually the compacted one (the largest), starts the copy
+        _copy_database(ordered[0][1], self._db)
+        os.unlink(ordered[0][1])
         self._db.execute("CREATE TEMP TABLE forgotten (id BLOB PRIMARY KEY, ts INTEGER NOT NULL) WITHOUT ROWID")
         merged = [ordered[0][0].name]
         for file, local, _, _ in ordered[1:]:
@@ -650,7 +653,7 @@ class SyncLedger:
         """
         with self._lock:
             db = self._require_open()
-            assert self._run is not None and self._tmp is not None
+            assert self._run is not None
             self._flush_pending()
             (count,) = self._run.execute("SELECT count(*) FROM entries").fetchone()
             replace = self.full_sync and not self._replaced
@@ -659,17 +662,18 @@ class SyncLedger:
             compact = replace or bool(self.outdated) or len(self._read) + 1 > self.max_files
             generation = max((f.generation for f in self._read), default=0) + 1
             name = f"{_NAME_PREFIX}{self.binding}-{generation:010d}-{uuid.uuid4().hex[:12]}{_NAME_SUFFIX}"
-            run_path = os.path.join(self._tmp, "run.sqlite")
             if compact:
-                self._merge_run(run_path)
-                target, source = db, os.path.join(self._tmp, "work.sqlite")
-            else:
-                target, source = self._run, run_path
+                self._merge_run()
+            target = db if compact else self._run
             (entries,) = target.execute("SELECT count(*) FROM entries").fetchone()
             _write_meta(target, self.binding, generation, entries, [f.name for f in self._read])
             try:
-                self.store.upload(source, name)
-            except OSError as err:
+                # the file to publish exists for the upload only, in a private folder (keyed hashes, no values)
+                with tempfile.TemporaryDirectory(prefix="carecycle-ledger-") as transfers:
+                    source = os.path.join(transfers, name)
+                    _copy_database(target, source)
+                    self.store.upload(source, name)
+            except (OSError, sqlite3.Error) as err:
                 raise SyncLedgerError(
                     f"Cannot write the sync ledger at {self.store.location} ({type(err).__name__}: {err}). The "
                     f"{self.unsaved} leads acknowledged since it was last saved are not recorded: the next run sends "
@@ -684,7 +688,7 @@ class SyncLedger:
                 self.outdated = []
                 self._replaced = True
             else:
-                self._merge_run(run_path)  # the working copy holds everything saved, for a later compaction
+                self._merge_run()  # the working copy holds everything saved, for a later compaction
                 self._read.append(_File(name, generation))
             self.unsaved = 0
             log.info(
@@ -696,23 +700,19 @@ class SyncLedger:
             )
             return LedgerSave(name, entries, compact, removed)
 
-    def _merge_run(self, run_path: str) -> None:
+    def _merge_run(self) -> None:
         """Move this run's acknowledgements into the working copy: they are the newest, so they win."""
         db = self._require_open()
-        if self._run is not None:
-            self._run.close()
-            self._run = None
-        db.execute("ATTACH DATABASE ? AS run", (run_path,))
-        try:
-            db.execute("BEGIN")
-            db.execute(
-                "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM run.entries WHERE true "
-                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts"
+        assert self._run is not None
+        rows = self._run.execute("SELECT id, hash, ts FROM entries")
+        db.execute("BEGIN")
+        while chunk := rows.fetchmany(_RECORD_CHUNK):
+            db.executemany(
+                "INSERT INTO main.entries (id, hash, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts",
+                chunk,
             )
-            db.execute("COMMIT")
-        finally:
-            db.execute("DETACH DATABASE run")
-        self._run = self._connect(run_path)
+        db.execute("COMMIT")
         self._run.execute("DELETE FROM entries")
 
     def _require_open(self) -> sqlite3.Connection:
@@ -726,9 +726,6 @@ class SyncLedger:
             if db is not None:
                 db.close()
         self._db = self._run = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
 
 # -- the CRM watermark ---------------------------------------------------------------------------------------------
@@ -1016,6 +1013,24 @@ def _write_meta(db: sqlite3.Connection, binding: str, generation: int, entries: 
     db.execute("DELETE FROM meta")
     db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", values.items())
     db.execute("COMMIT")
+
+
+def _copy_database(source: str | sqlite3.Connection, target: str | sqlite3.Connection) -> None:
+    """Copy a whole SQLite database, page by page (SQLite's backup): a downloaded file into a scratch database,
+    or a scratch database into a file to publish.
+
+    :param source: a database file (opened read-only) or an open connection.
+    :param target: a new database file or an open connection.
+    """
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True) if isinstance(source, str) else source
+    writer = sqlite3.connect(target) if isinstance(target, str) else target
+    try:
+        reader.backup(writer)
+    finally:
+        if reader is not source:
+            reader.close()
+        if writer is not target:
+            writer.close()
 
 
 def _ancestors(based_on: dict[str, frozenset[str]]) -> dict[str, set[str]]:

@@ -47,9 +47,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
-import sqlite3
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -73,6 +70,7 @@ from airflow_provider_carecycle.leads.rejection import (
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
+from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
@@ -200,17 +198,15 @@ class _Settlement:
 
 
 class _LeadSpool:
-    """Valid leads keyed by identity, in first-seen order, in a temporary SQLite file (bounded memory).
+    """Valid leads keyed by identity, in first-seen order, on disk (bounded memory) in SQLite's temporary database:
+    a file with no name, so nothing of it outlives the process, even a ``kill -9``
+    (:func:`~airflow_provider_carecycle.scratch.scratch_database`).
 
     Not thread-safe: only the engine's main thread touches it.
     """
 
     def __init__(self) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="carecycle-leads-", suffix=".sqlite")
-        os.close(handle)
-        self._db = sqlite3.connect(self.path)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000", "temp_store=FILE"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = scratch_database("cache_size=-8000")
         self._db.execute(
             "CREATE TABLE leads (seq INTEGER PRIMARY KEY, identity TEXT NOT NULL UNIQUE, "
             "row INTEGER NOT NULL, lead TEXT NOT NULL, original TEXT NOT NULL, send INTEGER NOT NULL DEFAULT 1)"
@@ -273,10 +269,6 @@ class _LeadSpool:
 
     def close(self) -> None:
         self._db.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def _dumps(value: Any) -> str:
