@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult
+
+from airflow_provider_carecycle.hooks._http import url_authority
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def normalize_carecycle_uri(parts: SplitResult) -> SplitResult:
     """
     if not parts.netloc:
         raise ValueError("A carecycle:// asset URI needs the API host: carecycle://api.carecycle.ai/leads.")
+    if "@" in parts.netloc:
+        raise ValueError("A carecycle:// asset URI takes no user name or password: carecycle://api.carecycle.ai/leads.")
     if parts.query or parts.fragment:
         raise ValueError("A carecycle:// asset URI takes no query or fragment.")
     name = parts.path.strip("/")
@@ -47,7 +51,7 @@ def leads_uri(base_url: str) -> str:
 
     :param base_url: the hook's base URL.
     """
-    return f"{SCHEME}://{urlsplit(base_url).netloc.lower()}/leads"
+    return f"{SCHEME}://{url_authority(base_url)}/leads"
 
 
 def file_uri(path: Any) -> str:

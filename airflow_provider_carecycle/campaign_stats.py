@@ -11,6 +11,12 @@ A *threshold* is a mapping of conditions that must all hold:
 * values: a bare number means ``>=``; a pair ``(op, value)`` takes ``>=``, ``>``, ``<=``, ``<`` or ``==``.
 
 A ratio is undefined while ``total`` is 0, and a condition on it does not hold then.
+
+An answer is read only once it has been checked (:func:`read_summary`): it must be about the campaign asked for,
+have a ``customerStats`` object holding every figure the reader counts, and every count in it must be a whole number
+of at least 0. Anything else is a malformed answer (a retryable
+:class:`~airflow_provider_carecycle.exceptions.CareCycleMalformedAnswerError`), never a figure of 0 that could meet a
+threshold.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_carecycle.exceptions import CareCycleMalformedAnswerError
+from airflow_provider_carecycle.ids import is_uuid
 from airflow_provider_carecycle.vocabulary import STATUS_COUNT_KEYS
 
 #: the top-level ``customerStats`` figures
@@ -38,6 +46,8 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 TERMINAL_STATUSES = ("completed", "cancelled", "archived")
 #: the prefix of flattened ``statusCounts`` columns in snapshot rows and XCom summaries
 STATUS_COLUMN_PREFIX = "status_"
+#: the ``customerStats`` member that splits ``total`` by status
+STATUS_COUNTS = "statusCounts"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,16 @@ class Condition:
         """Whether the condition holds for ``figures`` (from :func:`threshold_figures`); unknown figures never do."""
         actual = figures.get(self.key)
         return actual is not None and COMPARISONS[self.op](actual, self.value)
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        """The ``customerStats`` figures the condition reads (a ratio reads its status and ``total``), as
+        :func:`read_summary` names them: ``total``, ``statusCounts.completed``, ..."""
+        if self.key in FIGURES:
+            return (self.key,)
+        if self.key.endswith(RATIO_SUFFIX):
+            return (f"{STATUS_COUNTS}.{self.key[: -len(RATIO_SUFFIX)]}", "total")
+        return (f"{STATUS_COUNTS}.{self.key}",)
 
     def __str__(self) -> str:
         return f"{self.key} {self.op} {self.value:g}"
@@ -101,27 +121,62 @@ def threshold_to_json(conditions: tuple[Condition, ...]) -> dict[str, list[Any]]
     return {c.key: [c.op, c.value] for c in conditions}
 
 
-def _int(value: Any) -> int:
-    return int(value) if _is_number(value) else 0
+def count_value(value: Any) -> int | None:
+    """``value`` as a count: a whole number of at least 0, else ``None``.
+
+    JSON does not tell ``5`` from ``5.0``, so a float with a whole value counts as that integer; a fraction, a
+    negative number, ``NaN``, infinity, a boolean and text (even ``"5"``) are not counts.
+
+    :param value: a figure from an answer.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:  # is_integer() is False for NaN and inf
+        return int(value)
+    return None
+
+
+def _count_problem(value: Any) -> str:
+    """Why ``value`` is not a count, in words that never repeat the value."""
+    if isinstance(value, bool):
+        return "is a boolean, not a count"
+    if isinstance(value, (int, float)):
+        return "is negative" if value < 0 else "is not a whole number"
+    if value is None:
+        return "is null"
+    return f"is a JSON {_JSON_KIND.get(type(value), 'value')}, not a number"
+
+
+_JSON_KIND: dict[type, str] = {str: "string", list: "array", dict: "object"}
 
 
 def flatten_stats(customer_stats: Mapping[str, Any] | None) -> dict[str, int]:
     """A campaign's ``customerStats`` as flat columns: ``total``, ``totalCalls``, ``todayCalls``, ``status_<key>``.
 
-    Every documented ``statusCounts`` key gets a column (0 when absent); keys the API adds later are kept too.
+    Every documented ``statusCounts`` key gets a column (0 when absent); keys the API adds later are kept too when
+    they hold a count. Lenient: a figure that is missing or not a count becomes 0, so read answers through
+    :func:`read_summary`, which refuses them first.
 
     :param customer_stats: the campaign's ``customerStats`` object.
     """
-    stats = customer_stats or {}
-    counts = stats.get("statusCounts") or {}
-    flat = {name: _int(stats.get(name)) for name in FIGURES}
-    for key in (*STATUS_COUNT_KEYS, *(k for k in counts if k not in STATUS_COUNT_KEYS)):
-        flat[f"{STATUS_COLUMN_PREFIX}{key}"] = _int(counts.get(key))
+    stats = customer_stats if isinstance(customer_stats, Mapping) else {}
+    counts = stats.get(STATUS_COUNTS)
+    counts = counts if isinstance(counts, Mapping) else {}
+    flat = {name: count_value(stats.get(name)) or 0 for name in FIGURES}
+    for key in STATUS_COUNT_KEYS:
+        flat[f"{STATUS_COLUMN_PREFIX}{key}"] = count_value(counts.get(key)) or 0
+    for key, value in counts.items():
+        if key not in STATUS_COUNT_KEYS and isinstance(key, str) and count_value(value) is not None:
+            flat[f"{STATUS_COLUMN_PREFIX}{key}"] = count_value(value) or 0
     return flat
 
 
 def campaign_summary(campaign: Mapping[str, Any]) -> dict[str, Any]:
     """A small, JSON-friendly summary of one campaign: id, name, status and its flattened ``customerStats``.
+
+    Lenient (see :func:`flatten_stats`); :func:`read_summary` checks the answer first.
 
     :param campaign: a campaign object from the API.
     """
@@ -131,6 +186,62 @@ def campaign_summary(campaign: Mapping[str, Any]) -> dict[str, Any]:
         "status": campaign.get("status"),
         **flatten_stats(campaign.get("customerStats")),
     }
+
+
+def stats_problem(
+    campaign: Mapping[str, Any], *, campaign_id: str | None = None, required: tuple[str, ...] = ()
+) -> str | None:
+    """What makes a campaign answer unfit to read figures from, or ``None`` when it is fit.
+
+    Unfit: an ``id`` other than ``campaign_id`` (when given; UUIDs compare case-insensitively), no ``customerStats``
+    object, a ``statusCounts`` that is not an object, a ``required`` figure that is missing, or any documented
+    figure that is present but not a count (:func:`count_value`). The words name the field, never its value.
+
+    :param campaign: a campaign object from the API.
+    :param campaign_id: the campaign asked for, which the answer must be about.
+    :param required: figures that must be present: ``total``, ``totalCalls``, ``todayCalls``, ``statusCounts.<key>``.
+    """
+    if campaign_id is not None:
+        answered = campaign.get("id")
+        if not isinstance(answered, str) or answered.lower() != campaign_id.lower():
+            return "its 'id' is missing" if answered is None else "its 'id' names another campaign"
+    stats = campaign.get("customerStats")
+    if not isinstance(stats, Mapping):
+        return "it has no 'customerStats' object"
+    counts = stats.get(STATUS_COUNTS)
+    if counts is not None and not isinstance(counts, Mapping):
+        return f"'customerStats.{STATUS_COUNTS}' is not an object"
+    fields = {name: stats.get(name, _MISSING) for name in FIGURES}
+    for key in STATUS_COUNT_KEYS:
+        fields[f"{STATUS_COUNTS}.{key}"] = (counts or {}).get(key, _MISSING)
+    for name, value in fields.items():
+        if value is _MISSING:
+            if name in required:
+                return f"'customerStats.{name}' is missing"
+        elif count_value(value) is None:
+            return f"'customerStats.{name}' {_count_problem(value)}"
+    return None
+
+
+_MISSING = object()
+
+
+def read_summary(
+    campaign: Mapping[str, Any], *, campaign_id: str | None = None, required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """:func:`campaign_summary` of a campaign answer that :func:`stats_problem` finds fit.
+
+    :param campaign: a campaign object from the API.
+    :param campaign_id: the campaign asked for (``None`` for an item of the campaign list).
+    :param required: figures that must be present (see :func:`stats_problem`).
+    :raises CareCycleMalformedAnswerError: (retryable) naming the campaign and the field, never a value.
+    """
+    problem = stats_problem(campaign, campaign_id=campaign_id, required=required)
+    if problem is not None:
+        named = campaign_id if campaign_id is not None else campaign.get("id")
+        which = f"campaign {named}" if is_uuid(named) else "a campaign"
+        raise CareCycleMalformedAnswerError(f"careCycle API: malformed answer for {which}: {problem}.", status=200)
+    return campaign_summary(campaign)
 
 
 def threshold_figures(flat: Mapping[str, Any]) -> dict[str, float | None]:
@@ -174,15 +285,23 @@ def _show(value: float | None) -> str:
 
 
 def evaluate(
-    campaign: Mapping[str, Any], conditions: tuple[Condition, ...], terminal_statuses: tuple[str, ...] = ()
+    campaign: Mapping[str, Any],
+    conditions: tuple[Condition, ...],
+    terminal_statuses: tuple[str, ...] = (),
+    *,
+    campaign_id: str,
 ) -> Evaluation:
-    """Check ``conditions`` against a campaign.
+    """Check ``conditions`` against a campaign answer, once :func:`read_summary` found it fit.
 
     :param campaign: a campaign object from the API.
     :param conditions: from :func:`parse_threshold`.
     :param terminal_statuses: campaign statuses after which the figures can no longer change.
+    :param campaign_id: the campaign asked for: an answer about another one is malformed.
+    :raises CareCycleMalformedAnswerError: (retryable) for an answer about another campaign, without
+        ``customerStats`` or a figure a condition counts, or with a figure that is not a count.
     """
-    summary = campaign_summary(campaign)
+    required = tuple(dict.fromkeys(name for c in conditions for name in c.counts))
+    summary = read_summary(campaign, campaign_id=campaign_id, required=required)
     figures = threshold_figures(summary)
     unmet = tuple(c for c in conditions if not c.holds(figures))
     return Evaluation(summary=summary, unmet=unmet, terminal=summary["status"] in terminal_statuses)

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_carecycle.hooks._http import url_authority
+
 log = logging.getLogger(__name__)
 
 #: the careCycle dataset names
@@ -37,7 +39,7 @@ def carecycle_namespace(base_url: str) -> str:
 
     :param base_url: the hook's base URL.
     """
-    return f"carecycle://{urlsplit(base_url).netloc.lower()}"
+    return f"carecycle://{url_authority(base_url)}"
 
 
 def carecloud_namespace(base_url: str) -> str:
@@ -45,7 +47,7 @@ def carecloud_namespace(base_url: str) -> str:
 
     :param base_url: the hook's base URL (``https://<domain>/webservice/rest-api/...``).
     """
-    return f"carecloud://{urlsplit(base_url).netloc.lower()}"
+    return f"carecloud://{url_authority(base_url)}"
 
 
 def file_dataset_name(path: Any) -> tuple[str, str]:

@@ -36,10 +36,15 @@ def app_url(conn_id: str) -> str:
     """The web app's base URL from the connection's ``app_url`` extra, else :data:`DEFAULT_APP_URL`.
 
     :param conn_id: the careCycle Airflow connection.
-    :raises ValueError: when ``app_url`` is not an ``http(s)://`` URL.
+    :raises ValueError: when ``app_url`` is not an ``http(s)://`` URL, or holds user info (never shown).
     """
     extras = get_connection(conn_id).extra_dejson or {}
     value = extras.get("app_url") or DEFAULT_APP_URL
+    if "@" in str(value):  # user info would be shown to everyone who sees the task, in the link
+        raise ValueError(
+            f"Airflow connection {conn_id!r}: extra 'app_url' holds a user name or password (not shown); give the "
+            "web app's address without them."
+        )
     parts = urlsplit(str(value).strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"Airflow connection {conn_id!r}: extra 'app_url' must be an http(s) URL, got {value!r}.")

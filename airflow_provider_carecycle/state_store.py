@@ -4,9 +4,14 @@
   checkpoint's document) in ``context["task_state_store"]``, which a retried try of the same task instance reads
   back; it is deleted when the upload finishes.
 * :func:`crm_watermark`: ``incremental=True`` keeps the CRM watermark in ``context["asset_state_store"]`` of the
-  careCycle leads asset (``carecycle://<host>/leads``) the task declares, under a key naming the CRM connection and
-  the careCycle destination. The task state store is per DAG run, so it cannot carry a watermark from one run to
-  the next; the asset state store is not.
+  careCycle leads asset (``carecycle://<host>/leads``) the task declares, under a key naming the feed (the CRM
+  connection and query, and the careCycle destination). The task state store is per DAG run, so it cannot carry a
+  watermark from one run to the next; the asset state store is not.
+
+Anyone with edit rights can write both stores (REST API, UI), so what is read from them is followed only when it has
+the provider's own shape: a checkpoint reference only when it names the upload's own overflow file, a watermark only
+when it is exactly the document the provider writes (see :class:`~airflow_provider_carecycle.leads.ledger.
+SyncWatermark`). Anything else is ignored with a warning, and the provider never deletes an object it did not write.
 
 Whether the stores exist is decided at run time from the task context: Airflow 2.10, 2.11 and 3.0-3.2 have neither
 key, and the callers then keep the checkpoint at ``checkpoint_path`` (or nowhere) and the watermark next to the sync
@@ -25,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_carecycle.leads.checkpoint import FileCheckpointStore
-from airflow_provider_carecycle.leads.ledger import SyncWatermark
+from airflow_provider_carecycle.leads.ledger import FolderWatermarkStore, SyncWatermark, watermark_digest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "carecycle_upload_checkpoint"
 #: the stored value when the checkpoint lives in an object instead: ``{"carecycle_checkpoint_ref": "<uri>"}``
 CHECKPOINT_REF = "carecycle_checkpoint_ref"
-#: the asset state store key prefix of a CRM watermark (followed by a hash of the CRM connection and destination)
+#: the overflow object's name: ``checkpoint-<hash of the task instance and destination>.json`` in sync_state_path
+OVERFLOW_PREFIX, OVERFLOW_SUFFIX = "checkpoint-", ".json"
+#: the asset state store key prefix of a CRM watermark (followed by a hash of the feed: CRM connection and query,
+#: careCycle destination)
 WATERMARK_KEY_PREFIX = "carecloud_watermark_"
 #: Airflow's default ``[state_store] max_value_storage_bytes``
 DEFAULT_MAX_VALUE_BYTES = 65535
@@ -54,10 +62,12 @@ def _max_value_bytes() -> int:
     return conf.getint("state_store", "max_value_storage_bytes", fallback=DEFAULT_MAX_VALUE_BYTES)
 
 
-def _scope_hash(context: Mapping[str, Any]) -> str:
-    """A short hash naming the task instance (DAG, run, task, map index), for the overflow object's name."""
+def _scope_hash(context: Mapping[str, Any], destination: str | None) -> str:
+    """A short hash naming the task instance (DAG, run, task, map index) and the careCycle destination, for the
+    overflow object's name."""
     ti = context.get("ti")
     parts = [str(getattr(ti, name, "")) for name in ("dag_id", "run_id", "task_id", "map_index")]
+    parts.append(destination or "")
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=8, person=b"ccsync-cp").hexdigest()
 
 
@@ -69,10 +79,16 @@ class TaskStateCheckpointStore:
     ``[state_store] max_value_storage_bytes`` (64 KiB by default; a 100,000-lead upload's is about 2-5 KiB, more
     only with many API rejections, whose reasons it keeps) is stored as is. A bigger one, when the upload has a
     ``sync_state_path``, is written as ``checkpoint-<hash>.json`` in that folder (atomically, like a
-    ``checkpoint_path`` file) and the store holds only its URI; without a folder it is stored as is all the same
-    (the DB column takes it; Airflow logs a warning). Every value is written with ``NEVER_EXPIRE``, so the
-    ``[state_store] default_retention_days`` clean-up cannot drop it between two tries; :meth:`delete` removes it
-    when the upload finishes, and the row goes with its DAG run otherwise (``airflow db clean``).
+    ``checkpoint_path`` file; the hash names the task instance and the destination) and the store holds only its
+    URI; without a folder it is stored as is all the same (the DB column takes it; Airflow logs a warning). Every
+    value is written with ``NEVER_EXPIRE``, so the ``[state_store] default_retention_days`` clean-up cannot drop it
+    between two tries; :meth:`delete` removes it when the upload finishes, and the row goes with its DAG run
+    otherwise (``airflow db clean``).
+
+    Anyone with edit rights can write the task state store (REST API, UI). A reference is followed only when it
+    names exactly this upload's own overflow file (that name, under ``sync_state_path``); any other is ignored with
+    a warning (the upload starts afresh) and the object it names is neither read nor deleted: :meth:`delete` removes
+    only the overflow file this upload writes.
 
     :param store: ``context["task_state_store"]``.
     :param overflow: where a checkpoint too big for the store goes (an object URI or path), or ``None``.
@@ -96,19 +112,22 @@ class TaskStateCheckpointStore:
 
     @classmethod
     def from_context(
-        cls, context: Mapping[str, Any], *, sync_state_path: Any = None
+        cls, context: Mapping[str, Any], *, sync_state_path: Any = None, destination: str | None = None
     ) -> TaskStateCheckpointStore | None:
         """The store for this task instance, or ``None`` on an Airflow without a task state store.
 
         :param context: the task's context.
         :param sync_state_path: the upload's ledger folder, which takes a checkpoint too big for the store.
+        :param destination: the careCycle the leads go to (the hook's ``destination_id``): the overflow file's name
+            is bound to it.
         """
         store = task_state_store(context)
         if store is None:
             return None
         overflow = None
         if sync_state_path is not None:
-            overflow = f"{str(sync_state_path).rstrip('/')}/checkpoint-{_scope_hash(context)}.json"
+            name = f"{OVERFLOW_PREFIX}{_scope_hash(context, destination)}{OVERFLOW_SUFFIX}"
+            overflow = f"{str(sync_state_path).rstrip('/')}/{name}"
         return cls(store, overflow=overflow)
 
     def __str__(self) -> str:
@@ -116,11 +135,20 @@ class TaskStateCheckpointStore:
 
     def load(self) -> Any:
         value = self.task_state_store.get(CHECKPOINT_KEY)
-        if isinstance(value, dict) and set(value) == {CHECKPOINT_REF}:
-            self._referenced = str(value[CHECKPOINT_REF])
-            self._objects.add(self._referenced)
-            return FileCheckpointStore(self._referenced).load()
-        return value
+        if not (isinstance(value, dict) and CHECKPOINT_REF in value):
+            return value
+        if set(value) == {CHECKPOINT_REF} and self.overflow is not None and value[CHECKPOINT_REF] == self.overflow:
+            self._referenced = self.overflow
+            self._objects.add(self.overflow)  # this upload's own file, written by an earlier try
+            return FileCheckpointStore(self.overflow).load()
+        log.warning(
+            "Ignoring the checkpoint reference in %s: it does not name this upload's own overflow file (%s under "
+            "sync_state_path, named for this task instance and destination), so the provider did not write it. The "
+            "upload starts afresh; the object it names is neither read nor deleted.",
+            self,
+            f"{OVERFLOW_PREFIX}<hash>{OVERFLOW_SUFFIX}",
+        )
+        return None
 
     def save(self, state: dict[str, Any]) -> None:
         from airflow_provider_carecycle._compat import never_expire
@@ -148,9 +176,9 @@ class TaskStateCheckpointStore:
         self._referenced = None
 
     def delete(self) -> None:
-        """Forget the checkpoint (the upload finished): the store's key and any object it wrote or referenced. A
-        failure is logged, not raised: a leftover checkpoint is bound to its input and only ever skips what
-        careCycle acknowledged."""
+        """Forget the checkpoint (the upload finished): the store's key and this upload's own overflow file, if it
+        wrote one (in this try or an earlier one). A failure is logged, not raised: a leftover checkpoint is bound to
+        its input and only ever skips what careCycle acknowledged."""
         try:
             self.task_state_store.delete(CHECKPOINT_KEY)
             for uri in sorted(self._objects):
@@ -211,8 +239,7 @@ class AssetStateWatermarkStore:
 
     def __init__(self, accessor: Any, *, key: str, asset_uri: str) -> None:
         self.accessor = accessor
-        digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
-        self.key = f"{WATERMARK_KEY_PREFIX}{digest}"
+        self.key = f"{WATERMARK_KEY_PREFIX}{watermark_digest(key)}"
         self.location = f"the asset state store of {asset_uri} (key {self.key})"
 
     def load(self) -> Any:
@@ -226,29 +253,44 @@ class AssetStateWatermarkStore:
 
 
 def crm_watermark(
-    operator: Any, context: Mapping[str, Any], *, key: str, base_url: str, sync_state_path: Any
+    operator: Any,
+    context: Mapping[str, Any],
+    *,
+    key: str,
+    base_url: str,
+    sync_state_path: Any,
+    legacy_key: str | None = None,
 ) -> SyncWatermark:
-    """Where ``incremental=True`` keeps its watermark: the leads asset's state store on Airflow 3.3+ when the task
-    declares the asset (a watermark still next to the ledger is carried over once, then removed), else the ledger
-    folder.
+    """Where ``incremental=True`` keeps its feed's watermark: the leads asset's state store on Airflow 3.3+ when the
+    task declares the asset (a watermark of this feed still next to the ledger is carried over once, then removed),
+    else the ledger folder.
 
     :param operator: the running task.
     :param context: its context.
-    :param key: names the CRM connection and the careCycle destination.
+    :param key: names the feed (the CRM connection and query, and the careCycle destination).
     :param base_url: the careCycle base URL the leads go to.
     :param sync_state_path: the ledger folder, or ``None``.
+    :param legacy_key: the key an earlier release kept the watermark under (per CRM connection and destination):
+        its watermarks, in either place, are read when this feed has none yet (see
+        :attr:`~airflow_provider_carecycle.leads.ledger.WatermarkState.legacy`), never written or removed.
     :raises ValueError: when there is neither.
     """
     from airflow_provider_carecycle.assets import leads_uri
 
     accessor = leads_asset_state(operator, context, base_url)
+    legacy: list[Any] = []
+    if legacy_key is not None:
+        if accessor is not None:
+            legacy.append(AssetStateWatermarkStore(accessor, key=legacy_key, asset_uri=leads_uri(base_url)))
+        if sync_state_path is not None:
+            legacy.append(FolderWatermarkStore(sync_state_path, key=legacy_key))
     if accessor is not None:
         previous = None if sync_state_path is None else SyncWatermark(sync_state_path, key=key)
         store = AssetStateWatermarkStore(accessor, key=key, asset_uri=leads_uri(base_url))
-        return SyncWatermark(store, key=key, previous=previous)
+        return SyncWatermark(store, key=key, previous=previous, legacy=legacy)
     if sync_state_path is None:
         raise ValueError(
             "incremental=True has nowhere to keep its watermark: this Airflow has no asset state store for "
             f"{leads_uri(base_url)} (Airflow 3.3+, with that asset among the task's outlets), so set sync_state_path."
         )
-    return SyncWatermark(sync_state_path, key=key)
+    return SyncWatermark(sync_state_path, key=key, legacy=legacy)

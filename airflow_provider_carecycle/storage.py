@@ -32,15 +32,24 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_provider_carecycle._compat import ObjectStoragePath
 from airflow_provider_carecycle.records import EXTRA_VALUES_KEY, MalformedRow, json_default
 from airflow_provider_carecycle.records import lookup_path as lookup_path  # re-exported: operators import it from here
+from airflow_provider_carecycle.scratch import anonymous_file, link_into_place
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "json", "csv")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _READ_CHUNK = 1 << 16
-#: what a spreadsheet takes as the start of a formula (OWASP CSV injection)
-_FORMULA_STARTS = frozenset("=+-@\t\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)\Z")
+#: CSV injection (OWASP): where a spreadsheet may start a cell inside a text cell (after a list separator: ``,``, the
+#: ``;`` of de/fr/es/it/pt-BR locales, tab, or a line break), blanks and a double quote it may skip, and the
+#: characters that then start a formula (``=``, ``+``, ``-``, ``@``, their full-width forms, tab, CR, NUL)
+_CELL_SEPARATORS = ",;\t\r\n"
+_FORMULA_TRIGGERS = "=+\\-@\t\r\x00\uff1d\uff0b\uff0d\uff20"
+_FORMULA_START = re.compile(f'(?:\\A|(?<=[{_CELL_SEPARATORS}]))[ \u00a0\u3000"]*[{_FORMULA_TRIGGERS}]')
+#: a cell (or the part a spreadsheet may split off) that is only a number is read as one, never as a formula
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ ]*")
+#: in JSON text, a number may end where its array or object closes
+_JSON_NUMBER_END = re.compile(r"[\]} ]*")
+_LINE_BREAK = re.compile("[\r\n]")
 
 
 def to_path(uri: str | ObjectStoragePath) -> ObjectStoragePath:
@@ -87,7 +96,11 @@ _Handle: TypeAlias = "IO[Any] | gzip.GzipFile"
 def _open_text(path: ObjectStoragePath, mode: str, gzipped: bool) -> tuple[IO[str], list[_Handle]]:
     if mode == "w" and _is_local(path):
         _create_private(path)
-    raw = path.open(mode + "b")
+    return _text_stack(path.open(mode + "b"), mode, gzipped)
+
+
+def _text_stack(raw: Any, mode: str, gzipped: bool) -> tuple[IO[str], list[_Handle]]:
+    """Text (and gzip) on top of a binary file; the handles to close, outermost first."""
     handles: list[_Handle] = [raw]
     if gzipped:
         raw = gzip.GzipFile(fileobj=raw, mode=mode + "b")
@@ -347,16 +360,22 @@ class RecordWriter:
     :param append: keep the rows already in the file and add the new ones after them, for time series. JSON Lines
         and CSV only (a ``.json`` array cannot grow without being rewritten whole, so it is refused). See
         *Appending* below for what it costs.
-    :param csv_formula_escape: in CSV output, put a single quote in front of a cell (header included) that starts
-        with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, so a spreadsheet shows it as text instead of
-        running it as a formula (the OWASP CSV-injection rule). A cell that is just a number (``-5``, ``+12125550142``)
-        is left alone: a spreadsheet reads it as a number, never a formula. JSON output is never changed.
+    :param csv_formula_escape: in CSV output, neutralise every text cell (header included) that a spreadsheet could
+        run as a formula (the OWASP CSV-injection rule; see :func:`neutralise_formulas`), so it shows as text. A cell
+        that is just a number (``-5``, ``+12125550142``) is left alone: a spreadsheet reads it as a number, never a
+        formula. JSON output is never changed.
 
-    On the local file system (``file://`` or a plain path) the file, and its temporary ``.partial`` file, are
-    created with mode 0600: they may hold patient data.
+    On the local file system (``file://`` or a plain path) the file is created with mode 0600: it may hold patient
+    data. While it is written it has **no name** (Linux: an ``O_TMPFILE`` file in the target's folder, see
+    :mod:`~airflow_provider_carecycle.scratch`), so a worker killed by ``kill -9`` leaves nothing behind: the kernel
+    reclaims it. It gets its name when the block ends cleanly (a new name in one ``linkat``; an existing file is
+    replaced through a hidden ``.<name>.<random>.partial`` link and a rename). Where that is not possible (not Linux,
+    a file system without ``O_TMPFILE``) and on object storage, the rows go to that hidden ``.partial`` file instead,
+    created 0600 and renamed into place; a failure deletes it, a ``kill -9`` cannot.
 
-    **Appending.** On the local file system the new rows are written to the ``.partial`` file first; when the block
-    ends cleanly its bytes are appended to the file (under an exclusive ``flock``) and the file is set to mode 0600.
+    **Appending.** On the local file system the new rows are written to the unnamed (or ``.partial``) file first;
+    when the block ends cleanly its bytes are appended to the file (under an exclusive ``flock``) and the file is set
+    to mode 0600.
     If that copy fails, the file is truncated back to its old size, so it never holds part of a block's rows. Only
     the new rows are written and, for CSV, only the header line is read, so appending N blocks costs O(N) in total.
     A gzip file gets one more gzip member (a valid gzip file that every reader decompresses whole); a CSV file gets
@@ -388,6 +407,8 @@ class RecordWriter:
         #: the records written by this block (rows already in an appended file are not counted)
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
+        #: the unnamed file the rows go to (``O_TMPFILE``), kept open after the writers close, to link or read it
+        self._anonymous: int | None = None
         self._text: IO[str] | None = None
         self._handles: list[_Handle] = []
         self._csv: csv.DictWriter | None = None
@@ -403,7 +424,7 @@ class RecordWriter:
         elif copy_old and _is_nonempty_regular_file(self.path.path):
             copy_old = not self._can_append_in_place()
             self._append_in_place = not copy_old
-        self._text, self._handles = _open_text(self._tmp, "w", self.gzipped)
+        self._text, self._handles = self._open_rows()
         if self.format == "json":
             self._text.write("[")
         if copy_old:
@@ -411,6 +432,14 @@ class RecordWriter:
                 self.write(record)
             self.count = 0
         return self
+
+    def _open_rows(self) -> tuple[IO[str], list[_Handle]]:
+        """Where the rows go until the block ends: an unnamed file in the target's folder, else the ``.partial``."""
+        fd = anonymous_file(os.path.dirname(self.path.path)) if _is_local(self.path) else None
+        if fd is None:
+            return _open_text(self._tmp, "w", self.gzipped)
+        self._anonymous = os.dup(fd)
+        return _text_stack(os.fdopen(fd, "w+b"), "w", self.gzipped)
 
     def _can_append_in_place(self) -> bool:
         """Whether the new rows can go after the file's bytes: always for JSON Lines; for CSV when the header
@@ -481,12 +510,12 @@ class RecordWriter:
         self._csv.writerow({k: self._cell(v) for k, v in record.items() if k in fieldnames})
 
     def _cell(self, value: Any) -> Any:
-        """A CSV cell: nested values as JSON text; text that a spreadsheet would run as a formula, quoted."""
+        """A CSV cell: nested values as JSON text; text that a spreadsheet could run as a formula, neutralised."""
         if isinstance(value, (dict, list)):
-            value = _dumps(value)
-        if self.csv_formula_escape and isinstance(value, str) and value[:1] in _FORMULA_STARTS:
-            if not _PLAIN_NUMBER.match(value):
-                return "'" + value
+            text = _dumps(value)
+            return neutralise_formulas(text, json_text=True) if self.csv_formula_escape else text
+        if self.csv_formula_escape and isinstance(value, str):
+            return neutralise_formulas(value)
         return value
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -496,15 +525,85 @@ class RecordWriter:
         finally:
             for handle in self._handles:
                 handle.close()
-        if exc_type is not None:
-            self._tmp.unlink(missing_ok=True)
-        elif self._append_in_place:
-            try:
-                _append_bytes(self._tmp.path, self.path.path, newline_first=not self.gzipped)
-            finally:
-                self._tmp.unlink(missing_ok=True)
+        anonymous, self._anonymous = self._anonymous, None
+        try:
+            if exc_type is not None:
+                if anonymous is None:
+                    self._tmp.unlink(missing_ok=True)
+            elif self._append_in_place:
+                try:
+                    source = self._tmp.path if anonymous is None else anonymous
+                    _append_bytes(source, self.path.path, newline_first=not self.gzipped)
+                finally:
+                    if anonymous is None:
+                        self._tmp.unlink(missing_ok=True)
+            elif anonymous is not None:
+                link_into_place(anonymous, self.path.path)
+            else:
+                self._tmp.rename(self.path)
+        finally:
+            if anonymous is not None:
+                os.close(anonymous)  # an unnamed file that was not linked is gone now
+
+
+def neutralise_formulas(text: str, *, json_text: bool = False) -> str:
+    """``text`` as a CSV cell that no spreadsheet runs as a formula, whatever list separator it splits the file on.
+
+    A *part* of the cell is where a spreadsheet may start a cell: the cell's start, and the place right after each
+    ``,``, ``;`` (the list separator of de/fr/es/it/pt-BR locales), tab, CR or LF in it. A part is dangerous when,
+    after any spaces (also no-break and full-width spaces) and double quotes, it starts with ``=``, ``+``, ``-``,
+    ``@``, one of their full-width forms ``＝ ＋ － ＠``, a tab, a CR or a NUL, unless what a spreadsheet would read
+    as that cell is only a number (``-5``, ``+1.5``, ``+12125550142``, ``-2e3``): up to the next same separator
+    for a part after ``,``, ``;`` or tab, the rest of the text for the cell's start and after a line break. Each
+    dangerous part gets a single quote in front (a spreadsheet shows a cell starting with ``'`` as text and hides
+    the quote): ``=1+1`` becomes ``'=1+1``, `` =1+1`` becomes ``' =1+1``, ``Smith;=HYPERLINK(...)`` becomes
+    ``Smith;'=HYPERLINK(...)``. Text without a dangerous part is returned unchanged.
+
+    :param text: the cell's text.
+    :param json_text: ``text`` is JSON (a nested value): a dangerous character is replaced by its JSON escape
+        (``=`` by ``\\u003d``) instead, so the cell stays valid JSON that decodes to the same value; a number may end
+        in the brackets that close its array or object.
+    """
+    found = [match for match in _FORMULA_START.finditer(text) if not _is_number_part(text, match, json_text)]
+    if not found:
+        return text
+    pieces: list[str] = []
+    done = 0
+    for match in found:
+        if json_text:
+            trigger = match.end() - 1
+            pieces += [text[done:trigger], f"\\u{ord(text[trigger]):04x}"]
+            done = trigger + 1
         else:
-            self._tmp.rename(self.path)
+            pieces += [text[done : match.start()], "'"]
+            done = match.start()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _is_number_part(text: str, part: re.Match[str], json_text: bool) -> bool:
+    """Whether a spreadsheet would read the cell ``part`` starts as only a number (see :func:`neutralise_formulas`).
+
+    :param part: a match of :data:`_FORMULA_START`: from the part's start to its first character.
+    """
+    start = part.end() - 1
+    end = len(text)
+    separator = text[part.start() - 1] if part.start() else ""
+    if separator and separator in ",;\t":  # that separator splits it off; a line break ends every cell
+        nearest = [i for i in (text.find(separator, start + 1), _line_break(text, start + 1)) if i >= 0]
+        end = min(nearest, default=end)
+    number = _PLAIN_NUMBER.match(text, start, end)
+    if number is None:
+        return False
+    rest = number.end()
+    if json_text:
+        rest = _JSON_NUMBER_END.match(text, rest, end).end()  # type: ignore[union-attr]
+    return rest == end
+
+
+def _line_break(text: str, start: int) -> int:
+    found = _LINE_BREAK.search(text, start)
+    return found.start() if found else -1
 
 
 def _is_nonempty_regular_file(local_path: str) -> bool:
@@ -515,10 +614,10 @@ def _is_nonempty_regular_file(local_path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
-def _append_bytes(source: str, target: str, *, newline_first: bool) -> None:
+def _append_bytes(source: str | int, target: str, *, newline_first: bool) -> None:
     """Append the bytes of local file ``source`` to local file ``target``, all or nothing; ``target`` ends 0600.
 
-    :param source: the finished ``.partial`` file.
+    :param source: the finished ``.partial`` file, or the descriptor of the finished unnamed file.
     :param target: the file to grow (not followed if it became a symlink meanwhile).
     :param newline_first: end an unterminated last line of ``target`` first (plain text only, not gzip).
     """
@@ -530,7 +629,8 @@ def _append_bytes(source: str, target: str, *, newline_first: bool) -> None:
         try:
             if newline_first and size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
                 _write_fully(fd, b"\n")
-            with open(source, "rb") as new_rows:
+            with open(source, "rb") if isinstance(source, str) else os.fdopen(os.dup(source), "rb") as new_rows:
+                new_rows.seek(0)
                 while chunk := new_rows.read(_READ_CHUNK):
                     _write_fully(fd, chunk)
         except BaseException:

@@ -22,7 +22,8 @@ STATS = {
     "todayCalls": 4,
     "statusCounts": {"completed": 8, "pending": 1, "failed": 1, "in_progress": 0},
 }
-CAMPAIGN = {"id": "c-1", "name": "T65", "status": "active", "customerStats": STATS, "description": "x"}
+CAMPAIGN_ID = "1369e7fe-6ed5-49b5-8b46-243bf8918958"
+CAMPAIGN = {"id": CAMPAIGN_ID, "name": "T65", "status": "active", "customerStats": STATS, "description": "x"}
 
 
 def test_flatten_stats_has_every_documented_status_and_keeps_new_ones():
@@ -40,7 +41,7 @@ def test_flatten_stats_tolerates_missing_stats():
 
 def test_campaign_summary_keeps_only_id_name_status_and_figures():
     summary = campaign_summary(CAMPAIGN)
-    assert summary["id"] == "c-1" and summary["status"] == "active"
+    assert summary["id"] == CAMPAIGN_ID and summary["status"] == "active"
     assert "description" not in summary and "customerStats" not in summary
 
 
@@ -102,21 +103,23 @@ def test_threshold_json_form_round_trips_through_json():
     ],
 )
 def test_evaluate(threshold, met):
-    result = evaluate(CAMPAIGN, parse_threshold(threshold))
+    result = evaluate(CAMPAIGN, parse_threshold(threshold), campaign_id=CAMPAIGN_ID)
     assert result.met is met
     assert result.terminal is False
 
 
 def test_ratio_is_undefined_for_an_empty_campaign_and_never_holds():
-    empty = {**CAMPAIGN, "customerStats": {"total": 0, "statusCounts": {}}}
+    empty = {**CAMPAIGN, "customerStats": {"total": 0, "statusCounts": {"failed": 0}}}
     assert threshold_figures(flatten_stats(empty["customerStats"]))["completed_ratio"] is None
-    result = evaluate(empty, parse_threshold({"failed_ratio": ("<=", 0.5)}))
+    result = evaluate(empty, parse_threshold({"failed_ratio": ("<=", 0.5)}), campaign_id=CAMPAIGN_ID)
     assert not result.met
     assert "now n/a" in result.describe()
 
 
 def test_evaluation_describes_unmet_conditions_with_current_values():
-    result = evaluate({**CAMPAIGN, "status": "cancelled"}, parse_threshold({"completed": 9}), ("cancelled",))
+    result = evaluate(
+        {**CAMPAIGN, "status": "cancelled"}, parse_threshold({"completed": 9}), ("cancelled",), campaign_id=CAMPAIGN_ID
+    )
     assert result.terminal
     assert result.describe() == "status=cancelled; unmet: completed >= 9 (now 8)"
 

@@ -94,7 +94,7 @@ def test_a_checkpoint_above_the_size_limit_goes_to_the_ledger_folder_and_the_sto
     assert json.loads(overflow.read_text())["done"] == [1]
     assert oct(overflow.stat().st_mode & 0o777) == "0o600"  # written like a checkpoint_path file
 
-    reader = TaskStateCheckpointStore(fake, max_value_bytes=200, retention=FOREVER)
+    reader = TaskStateCheckpointStore(fake, overflow=str(overflow), max_value_bytes=200, retention=FOREVER)
     assert checkpoint(reader).is_done(1)
     reader.delete()
     assert CHECKPOINT_KEY not in fake.values and not overflow.exists()
@@ -145,12 +145,13 @@ def test_the_watermark_in_an_asset_state_store_round_trips_and_ignores_a_malform
     mark.write(value)
     (key,) = fake.values
     assert key.startswith(WATERMARK_KEY_PREFIX) and "crm" not in key and "dest" not in key
-    assert mark.read() == value and fake.values[key]["version"] == 1
+    assert mark.read() == value and fake.values[key]["version"] == 2
 
-    fake.values[key] = {"version": 1, "last_change": "yesterday"}
+    fake.values[key] = {**fake.values[key], "last_change": "yesterday"}
     with caplog.at_level(logging.WARNING):
         assert mark.read() is None
-    assert "Ignoring the unreadable watermark the asset state store" in caplog.text
+    assert "Ignoring the watermark the asset state store" in caplog.text and "last_change" in caplog.text
+    assert key in fake.values  # ignored, not deleted
     mark.delete()
     assert fake.values == {}
 

@@ -26,8 +26,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +36,13 @@ from airflow_provider_carecycle.carecloud.exceptions import (
     CARECLOUD_ERRORS,
     CareCloudAuthError,
     CareCloudMalformedAnswerError,
+)
+from airflow_provider_carecycle.carecloud.local_time import (
+    as_instant,
+    as_local_aware,
+    earliest_instant,
+    earliest_wall,
+    wall_time,
 )
 from airflow_provider_carecycle.carecloud.params import _list_chunks, _sort_params, build_customer_params
 from airflow_provider_carecycle.connection_forms import CARECLOUD_CRM_DEFAULT_CONN_ID, CARECLOUD_CRM_FORM
@@ -50,8 +57,6 @@ API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
 DEFAULT_VERSION = "v1.0"
 DEFAULT_PAGE_SIZE = 100
-#: ``YYYY-MM-DD HH:MM:SS`` (also accepted with a ``T``): how CareCloud writes ``valid_to`` and ``last_change``.
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: Used when the project's time zone is unknown, so ``valid_to`` cannot be read exactly (7 h default minus 30 min).
 FALLBACK_TOKEN_TTL_S = 6.5 * 3600
 
@@ -71,30 +76,56 @@ class CustomerPage:
     total_items: int | None
 
 
-def parse_carecloud_datetime(value: Any, tz: ZoneInfo) -> datetime | None:
+@dataclass
+class ChangedRead:
+    """What an incremental read of changed customers saw (filled in as the rows are read), for a watermark.
+
+    A watermark built from it never passes a change the read may have missed: not ``newest`` (the newest row read),
+    not ``floor`` (set when rows moved while the read paged), not ``started_at`` (the read's own start, whatever
+    ``last_change`` a row carries).
+
+    :param started_at: when the read began (UTC), before its first request.
+    """
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    #: the earliest instant the newest row read can name (UTC), or ``None`` before one is read
+    newest: datetime | None = None
+    #: a row changed at or after this instant (UTC) may have been skipped while paging (``None``: none was)
+    floor: datetime | None = None
+    #: how many times the rows moved under the read (a page boundary that did not line up)
+    drifts: int = 0
+    scanned: int = 0
+    selected: int = 0
+    unreadable: int = 0
+
+    def watermark(self, previous: datetime | None = None) -> datetime | None:
+        """The highest watermark this read vouches for: every change at or after it is left for the next read.
+
+        :param previous: the watermark the read started from (kept when nothing newer was read).
+        """
+        marks = [m for m in (previous, self.newest) if m is not None]
+        if not marks:
+            return None
+        return min(m for m in (max(marks), self.floor, self.started_at) if m is not None)
+
+
+def parse_carecloud_datetime(value: Any, tz: tzinfo) -> datetime | None:
     """A CareCloud ``YYYY-MM-DD HH:MM:SS`` (project-local, no offset) as an aware datetime; ``None`` if unreadable.
+
+    A wall time that names two instants (the repeated hour of a DST fall-back) or none (the gap of a spring-forward)
+    is read as the earliest instant it can name (see :mod:`~airflow_provider_carecycle.carecloud.local_time`).
 
     :param value: the text from the API.
     :param tz: the project's time zone.
     """
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.strptime(value.strip().replace("T", " ")[:19], DATETIME_FORMAT)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=tz)
+    wall = wall_time(value)
+    return None if wall is None else as_local_aware(wall, tz)
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return value
-
-
-def _as_project_time(value: datetime, tz: ZoneInfo) -> datetime:
-    """An aware datetime in the project's zone; naive values are taken as already project-local."""
-    return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
 
 
 # ------------------------------------------------------------------------------------------------------ hook
@@ -361,22 +392,33 @@ class CareCloudCrmHook(ApiHook):
         count = _positive_int("count", count, 1)
         offset = 0
         while True:
-            body = self.request("GET", path, params={**(params or {}), "count": count, "offset": offset})
-            where = f"CareCloud API GET {path} offset {offset}"
-            data = body.get("data") if isinstance(body, dict) else None
-            data = data if isinstance(data, dict) else {}
-            items = data.get(items_key)
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise CareCloudMalformedAnswerError(f"{where}: the answer has no 'data.{items_key}' list.", status=200)
-            total = data.get("total_items")
-            if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
-                raise CareCloudMalformedAnswerError(f"{where}: 'total_items' is not an integer.", status=200)
-            yield CustomerPage(items=items, offset=offset, total_items=total)
-            offset += len(items)
-            if not items or (len(items) < count and (total is None or offset >= total)):
+            page = self._page(path, params, items_key, count, offset)
+            yield page
+            offset += len(page.items)
+            total = page.total_items
+            if not page.items or (len(page.items) < count and (total is None or offset >= total)):
                 break
         if total is not None and total != offset:
             self.log.warning("CareCloud API GET %s: total_items said %d, %d were paged.", path, total, offset)
+
+    def _page(
+        self, path: str, params: Mapping[str, Any] | None, items_key: str, count: int, offset: int
+    ) -> CustomerPage:
+        """One page of a ``count``/``offset`` list, its shape checked.
+
+        :raises CareCloudMalformedAnswerError: see :meth:`paginate`.
+        """
+        body = self.request("GET", path, params={**(params or {}), "count": count, "offset": offset})
+        where = f"CareCloud API GET {path} offset {offset}"
+        data = body.get("data") if isinstance(body, dict) else None
+        data = data if isinstance(data, dict) else {}
+        items = data.get(items_key)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise CareCloudMalformedAnswerError(f"{where}: the answer has no 'data.{items_key}' list.", status=200)
+        total = data.get("total_items")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise CareCloudMalformedAnswerError(f"{where}: 'total_items' is not an integer.", status=200)
+        return CustomerPage(items=items, offset=offset, total_items=total)
 
     # -- public API ----------------------------------------------------------------------------------------------
 
@@ -450,55 +492,140 @@ class CareCloudCrmHook(ApiHook):
         *,
         count: int = DEFAULT_PAGE_SIZE,
         extra_params: Mapping[str, Any] | None = None,
+        read: ChangedRead | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the customers whose ``last_change`` lies in ``[start, end)``, newest first.
+        """Yield the customers whose ``last_change`` lies in ``[start, end)``, newest first, each once.
 
-        CareCloud has no ``last_change`` filter: this sorts by ``last_change`` DESC, skips rows at or after
-        ``end``, and stops paging at the first row older than ``start``. ``last_change`` is project-local time
-        (``project_timezone`` extra); aware ``start``/``end`` (Airflow's data interval) are converted to it,
-        naive ones are taken as project-local. A customer seen twice (rows shift while paging) is yielded once;
-        rows without a readable ``last_change`` are skipped and counted in the log.
+        CareCloud has no ``last_change`` filter: this sorts by ``last_change`` DESC, skips rows at or after ``end``,
+        and stops paging at the first row older than ``start``. ``last_change`` is project-local time without an
+        offset (``project_timezone`` extra): aware ``start``/``end`` (Airflow's data interval) are compared as
+        instants; naive ones are project-local. Across a DST transition every doubt reads more: a row counts from the
+        earliest instant its wall time can name, and the read goes on down to the earliest wall time that can name
+        ``start`` (the repeated hour of a fall-back is read from its early side).
+
+        It checks what it relies on: an answer not sorted by ``last_change`` newest first fails (the early stop
+        would otherwise end the read silently), and each page after the first is asked from one row before it, so
+        the row that ended the previous page must start it. When it does not (rows above were deleted or moved while
+        the read paged, and a row may have slipped past the boundary unread), the read goes on, logs a warning and
+        sets ``read.floor``: a watermark must not pass the rows after the boundary. Rows without a readable
+        ``last_change`` are skipped and counted in the log.
 
         :param start: the interval's start (inclusive).
         :param end: the interval's end (exclusive).
-        :param count: page size.
+        :param count: page size (at least 2: each page after the first repeats one row).
         :param extra_params: other raw query parameters (filters combine with AND).
+        :param read: filled in with what the read saw (the newest row, the floor), for a watermark.
+        :raises CareCloudMalformedAnswerError: for an answer not sorted by ``last_change`` newest first, or of the
+            wrong shape.
         """
         tz = self.project_tz
-        start_local, end_local = _as_project_time(start, tz), _as_project_time(end, tz)
-        if start_local >= end_local:
+        start_utc, end_utc = as_instant(start, tz), as_instant(end, tz, latest=True)
+        if start_utc >= end_utc:
             raise ValueError(f"start must be before end, got {start.isoformat()} .. {end.isoformat()}.")
         params = {**(extra_params or {}), **_sort_params("last_change", "DESC")}
-        return self._iter_changed(params, start_local, end_local, _positive_int("count", count, 1))
+        count = max(_positive_int("count", count, 1), 2)
+        return self._iter_changed(params, start_utc, end_utc, count, read if read is not None else ChangedRead())
 
     def _iter_changed(
-        self, params: dict[str, Any], start: datetime, end: datetime, count: int
+        self, params: dict[str, Any], start: datetime, end: datetime, count: int, read: ChangedRead
     ) -> Iterator[dict[str, Any]]:
-        seen: set[str] = set()
-        scanned = unreadable = 0
         tz = self.project_tz
-        for page in self.paginate("/customers", params, items_key="customers", count=count):
-            for customer in page.items:
-                scanned += 1
-                changed = parse_carecloud_datetime(customer.get("last_change"), tz)
-                if changed is None:
-                    unreadable += 1
-                    continue
-                if changed < start:
-                    self._log_changed_summary(scanned, len(seen), unreadable)
-                    return
+        stop_before = earliest_wall(start, tz)  # a row with an earlier wall time is before ``start`` in any reading
+        seen: set[str] = set()
+        previous: datetime | None = None  # the wall time of the last row checked, to check the order
+        last: tuple[str, Any] | None = None  # the row that ended the previous page
+        offset = 0  # the position of the first row not read yet
+        while True:
+            asked = offset - 1 if last is not None else 0
+            page = self._page("/customers", params, "customers", count, asked)
+            items = page.items
+            if last is not None:
+                self._check_boundary(items, last, seen, asked, start, read)
+            fresh = [(c, wall_time(c.get("last_change"))) for c in items if str(c.get("customer_id")) not in seen]
+            previous = self._check_order(asked, previous, fresh)
+            for customer, wall in fresh:
                 customer_id = str(customer.get("customer_id"))
-                if changed < end and customer_id not in seen:
-                    seen.add(customer_id)
+                if customer_id in seen:  # the same customer twice in one page
+                    continue
+                seen.add(customer_id)
+                read.scanned += 1
+                if wall is None:
+                    read.unreadable += 1
+                    continue
+                if wall < stop_before:
+                    self._log_changed_summary(read)
+                    return
+                instant = earliest_instant(wall, tz)
+                if instant < end:
+                    read.selected += 1
+                    if read.newest is None or instant > read.newest:
+                        read.newest = instant
                     yield customer
-        self._log_changed_summary(scanned, len(seen), unreadable)
+            offset = asked + len(items)
+            last = (str(items[-1].get("customer_id")), items[-1].get("last_change")) if items else last
+            total = page.total_items
+            if not items or (len(items) < count and (total is None or offset >= total)):
+                break
+        self._log_changed_summary(read)
 
-    def _log_changed_summary(self, scanned: int, selected: int, unreadable: int) -> None:
+    @staticmethod
+    def _check_order(
+        offset: int, previous: datetime | None, rows: list[tuple[dict[str, Any], datetime | None]]
+    ) -> datetime | None:
+        """Check that a page's new rows continue newest first, as asked (the whole page, before a row is used: the
+        read may stop at its first row); return the wall time of its last readable row (else ``previous``).
+
+        :raises CareCloudMalformedAnswerError: when a row is newer than the one before it.
+        """
+        for _, wall in rows:
+            if wall is None:
+                continue
+            if previous is not None and wall > previous:
+                raise CareCloudMalformedAnswerError(
+                    f"CareCloud API GET /customers offset {offset}: the answer is not sorted by last_change, newest "
+                    "first, as requested (sort_field=last_change, sort_direction=DESC): a row is newer than the one "
+                    "before it. The read of changed customers relies on that order to know where to stop, so it "
+                    "fails rather than miss changes (a watermark stays where it was). Check that the CRM honours "
+                    "sort_field for /customers.",
+                    status=200,
+                )
+            previous = wall
+        return previous
+
+    def _check_boundary(
+        self,
+        items: list[dict[str, Any]],
+        last: tuple[str, Any],
+        seen: set[str],
+        asked: int,
+        start: datetime,
+        read: ChangedRead,
+    ) -> None:
+        """Whether the page asked from one row back starts with the row that ended the previous one; if not, and
+        the rows moved up (a row above was deleted or moved away), note a floor the watermark must not pass."""
+        head = items[0] if items else None
+        if head is not None and (str(head.get("customer_id")), head.get("last_change")) == last:
+            return
+        if head is not None and str(head.get("customer_id")) in seen:
+            return  # rows moved down (a row changed or added above): some are met twice, none is missed
+        wall = wall_time(head.get("last_change")) if head is not None else None
+        floor = start if wall is None else max(min(earliest_instant(wall, self.project_tz), read.started_at), start)
+        read.floor = floor if read.floor is None else min(read.floor, floor)
+        read.drifts += 1
+        self.log.warning(
+            "CareCloud API GET /customers offset %d: the rows moved while they were paged (the page does not start "
+            "with the row that ended the previous one: a customer above was deleted or changed); one may have been "
+            "skipped, so the watermark stays at or before %s and the next run reads from there.",
+            asked,
+            floor.isoformat(),
+        )
+
+    def _log_changed_summary(self, read: ChangedRead) -> None:
         self.log.info(
             "CareCloud changed customers: scanned %d rows, selected %d, skipped %d without a readable last_change.",
-            scanned,
-            selected,
-            unreadable,
+            read.scanned,
+            read.selected,
+            read.unreadable,
         )
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
@@ -530,6 +657,7 @@ class CareCloudCrmHook(ApiHook):
 
 __all__ = [
     "CareCloudCrmHook",
+    "ChangedRead",
     "CustomerPage",
     "parse_carecloud_datetime",
 ]

@@ -216,7 +216,7 @@ class ApiHook(BaseHook):
     def limiter(self) -> Limiter:
         """The limiter of this base URL and :meth:`_limiter_identity` (extras ``rate_limit_backend``,
         ``rate_limit_dir``), shared by every hook of the process, the host's other processes (or every host, with
-        Redis)."""
+        Redis). Nothing it reads from that shared state holds a request back longer than ``max_retry_after``."""
         s = self._settings
         return limiter_for(
             s["base_url"],
@@ -225,6 +225,7 @@ class ApiHook(BaseHook):
             self.rate_limit_window,
             backend=s["rate_limit_backend"],
             directory=s["rate_limit_dir"],
+            max_wait_s=s["max_retry_after"],
             conn_id=self.conn_id,
         )
 

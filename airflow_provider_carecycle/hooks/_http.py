@@ -10,15 +10,19 @@ a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` 
 
 (:class:`~airflow_provider_carecycle.hooks._api.ApiHook` builds both for every hook from one status ladder.)
 
-The wait before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with
-+-20 % jitter (``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the
-shared limiter for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
+Each attempt claims a slot of the limiter before it is sent and settles it when the answer's status line arrives (or
+the attempt ends without one), so the request counts from the last moment the API can have counted it. The wait
+before a retry is the error's ``retry_after`` when the API gave one, otherwise exponential backoff with +-20 % jitter
+(``backoff`` x 1, 2, 4, ... seconds, capped at ``max_backoff``). A rate-limit answer also pauses the shared limiter
+for that wait, so every thread (and, with the host-wide or Redis backend, every process) sharing it
 backs off together; a ``retry_after`` above ``max_retry_after`` is not slept but raised at once as the family's
 ``retry_after_too_long`` error. Each answer is also reported to the limiter (``on_success``/``on_rate_limited``)
 for adaptive pacing.
 
 Fail-closed transport rules, the same for every hook:
 
+* a base URL with user info (``https://user:password@host``) is refused when the hook reads its connection, with a
+  message that names the connection and not the URL (:func:`check_transport_settings`);
 * redirects are never followed (``allow_redirects=False``): a 3xx is an error naming its status and target host,
   so the API key and request bodies reach only the configured host;
 * the session ignores the environment (``trust_env=False``: no ``.netrc``, no environment proxies or CA bundle
@@ -50,7 +54,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from airflow_provider_carecycle import __version__
 from airflow_provider_carecycle.connection_forms import DEFAULT_MAX_RETRY_AFTER_S as _FORM_MAX_RETRY_AFTER_S
@@ -65,6 +69,9 @@ if TYPE_CHECKING:
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).
 JITTER = 0.2
+#: A claimed rate-limit slot whose attempt never reports back (the worker was killed mid-request) counts for this many
+#: times ``timeout`` (connecting, then the answer), then one window more.
+CLAIM_HOLD_TIMEOUTS = 2
 
 ErrorForResponse = Callable[[str, str, "requests.Response"], ApiError]
 ErrorForNoAnswer = Callable[[str, str, Exception], ApiError]
@@ -294,7 +301,8 @@ def check_transport_settings(conn_id: str, settings: dict[str, Any]) -> None:
     setting; resolve ``verify`` (``None``: the environment's CA bundle, else ``True``) in place.
 
     * ``timeout`` > 0, ``max_retries`` >= 0, ``requests_per_minute`` >= 1, ``max_retry_after`` >= 0;
-    * ``base_url`` is ``https://``, or ``http://`` to a loopback host or with ``allow_insecure_http``;
+    * ``base_url`` is ``https://``, or ``http://`` to a loopback host or with ``allow_insecure_http``, and holds no
+      user info (``user:password@``), which is refused without showing the URL;
     * ``proxies`` is ``None`` or a mapping of scheme to proxy URL; ``verify`` a boolean or an existing path.
 
     :param conn_id: the Airflow connection, named in the message.
@@ -312,7 +320,7 @@ def check_transport_settings(conn_id: str, settings: dict[str, Any]) -> None:
         )
     allow_http = as_bool(conn_id, "allow_insecure_http", settings.get("allow_insecure_http") or False)
     settings["allow_insecure_http"] = allow_http
-    parts = urlsplit(settings["base_url"])
+    parts = _base_url_parts(conn_id, settings["base_url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"Airflow connection {conn_id!r}: the host (base URL) must be an https:// URL with a host name, got a "
@@ -333,6 +341,40 @@ def check_transport_settings(conn_id: str, settings: dict[str, Any]) -> None:
             '{"https": "http://proxy.internal:3128"} (or {} for no proxy).'
         )
     settings["verify"] = _resolve_verify(conn_id, settings.get("verify"))
+
+
+def _base_url_parts(conn_id: str, base_url: str) -> SplitResult:
+    """``base_url`` split, refused (without showing it) when it holds user info or cannot be read.
+
+    User info (``https://user:password@host``) would travel as a Basic ``Authorization`` header, and reach every
+    message, log line, asset URI and lineage namespace built from the URL; an ``@`` anywhere in a base URL is either
+    that or a password with an unencoded ``/``, ``?`` or ``#`` that moved the host part.
+
+    :param conn_id: the connection, named in the message.
+    :param base_url: the base URL the connection forms (host, schema, port, and the vendor's path extras).
+    :raises ValueError: naming the connection, never the URL.
+    """
+    where = f"Airflow connection {conn_id!r}: the host (base URL)"
+    if "@" in base_url:
+        raise ValueError(
+            f"{where} holds a user name or password ('user:password@' before the host name, or an '@' elsewhere in "
+            "it; not shown here). Credentials go only in the connection's login and password fields: remove them "
+            "from the host."
+        )
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{where} is not a URL that can be read (its port or brackets); it is not shown.") from None
+    return parts
+
+
+def url_authority(url: str) -> str:
+    """``host[:port]`` of ``url``, lower case, never user info: ``https://u:p@API.x:8443/v2`` -> ``api.x:8443``.
+
+    :param url: a base URL.
+    """
+    return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
 def _resolve_verify(conn_id: str, verify: Any) -> bool | str:
@@ -476,7 +518,8 @@ class HttpSender:
     ) -> requests.Response:
         import requests
 
-        self.stats.add(waited_s=self.limiter.acquire(), requests=1)
+        slot = self.limiter.claim(CLAIM_HOLD_TIMEOUTS * self.timeout)
+        self.stats.add(waited_s=slot.waited, requests=1)
         deadline = time.monotonic() + self.timeout
         try:
             response = self.session.request(
@@ -491,6 +534,10 @@ class HttpSender:
             )
         except (requests.ConnectionError, requests.Timeout) as err:
             raise self.no_answer(method, path, err) from None
+        finally:
+            # the answer's status line arrived (or the attempt ended without one): the last moment careCycle can
+            # have counted the request, so its slot is recorded now, not at the claim
+            self.limiter.settle(slot)
         try:
             _read_body(response, deadline, self.timeout)
         except broken_body_errors() as err:

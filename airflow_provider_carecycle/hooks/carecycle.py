@@ -24,6 +24,7 @@ from airflow_provider_carecycle.exceptions import (
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
 from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
+from airflow_provider_carecycle.hooks.paging import Answer, DriftSafePages
 from airflow_provider_carecycle.ids import require_uuid
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
@@ -228,17 +229,22 @@ class CareCycleHook(ApiHook):
 
         Goes on to the real last page: stops when ``nextPage`` is null, absent or 0, or on an empty page. A
         ``nextPage`` that does not advance also stops it (with a warning), so it can never loop forever.
-        ``itemsTotal`` only informs: when it disagrees with the items paged, a warning says so.
+        ``itemsTotal`` only informs: when it disagrees with the items paged, a warning says so. Rows deleted or
+        created while the list is paged move the pages still to come; the read makes up for it (a row is yielded
+        once; when the total shrinks, the pages before are read again for the rows that moved up past the offset),
+        see :mod:`~airflow_provider_carecycle.hooks.paging`.
 
         :param path: the list's path.
         :param params: query parameters other than ``page``/``perPage``.
         :param per_page: page size, 1-100.
         :raises CareCycleMalformedAnswerError: for an answer that is not an object with an ``items`` list, or whose
             ``nextPage`` is neither an integer nor null.
+        :raises CareCycleListChangedError: (retryable) when more rows were deleted between two page requests than
+            the read can make up for.
         """
         per_page = _per_page(per_page)
-        page, seen, total = 1, 0, None
-        while True:
+
+        def fetch(page: int) -> Answer:
             body = self.request("GET", path, params={**(params or {}), "page": page, "perPage": per_page})
             where = f"careCycle API GET {path} page {page}"
             items = body.get("items") if isinstance(body, dict) else None
@@ -249,17 +255,14 @@ class CareCycleHook(ApiHook):
                 raise CareCycleMalformedAnswerError(
                     f"{where}: 'nextPage' is neither an integer nor null ({type(next_page).__name__}).", status=200
                 )
-            page_total = body.get("itemsTotal")
-            if isinstance(page_total, int) and not isinstance(page_total, bool):
-                total = page_total
-            yield Page(items=items, number=page, items_total=total)
+            total = body.get("itemsTotal")
+            return Answer(items, next_page, total if isinstance(total, int) and not isinstance(total, bool) else None)
+
+        pages = DriftSafePages(fetch, per_page=per_page, where=f"careCycle API GET {path}")
+        seen, total = 0, None
+        for number, items, total in pages:
+            yield Page(items=items, number=number, items_total=total)
             seen += len(items)
-            if not items or not next_page:
-                break
-            if next_page <= page:
-                self.log.warning("%s: nextPage %d does not advance; stopping after %d items.", where, next_page, seen)
-                break
-            page = next_page
         if total is not None and total != seen:
             self.log.warning("careCycle API GET %s: itemsTotal said %d items, %d were paged.", path, total, seen)
 

@@ -13,7 +13,8 @@ files named ``ledger-<binding>-<generation>-<random>.sqlite``. Each holds:
 - ``entries(id, hash, ts)``: one row per lead, where ``id`` is a 16-byte keyed BLAKE2b hash of the lead's identity
   (:meth:`~airflow_provider_carecycle.leads.validation.LeadValidator.identity`: ``externalId``, else the phone
   number), ``hash`` a 16-byte keyed BLAKE2b hash of the normalised lead exactly as sent (compact JSON, sorted keys),
-  and ``ts`` the Unix time (seconds) at which careCycle acknowledged it.
+  and ``ts`` the Unix time (seconds) at which careCycle acknowledged it. A ``hash`` of :data:`REVOKED` (16 zero bytes)
+  vouches for no version: it is what a lead's entry becomes before a changed version of it is sent.
 
 No field value is stored in clear: not the identity, not the lead. The hash key is derived from a secret (by
 default the destination id, itself a hash of the careCycle base URL and API key); ``binding`` is another hash of
@@ -23,14 +24,25 @@ an upload checkpoint stores) could test guesses: keep the ledger where the rejec
 
 How it is read and written
 --------------------------
-Every run merges all files of its binding into a local working copy (files of another destination are left alone:
+Every run merges all files of its binding into a local working copy (SQLite's temporary database: on disk under no
+name, so a killed worker leaves nothing of it behind; files of another destination are left alone:
 another destination starts empty; a file that is not a well-formed ledger is ignored with a warning, so its leads
 are sent again). A lead is *unchanged* when the ledger holds its identity with the same hash, acknowledged less
 than ``resend_after`` ago. Each save (the upload engine saves every minute and at the end of a run) writes the leads
 careCycle acknowledged since the last one into **one new file** (written under a temporary name, then renamed, so a
 reader never sees half of one); when there are more than ``max_files`` files of this binding, or at a
-``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted. Files
-are never overwritten, so two runs saving the same ledger at once both keep their entries.
+``full_sync``'s first save, the new file holds the whole ledger instead and the files it replaces are deleted (only
+files that check out as this destination's ledgers, of this version or an earlier one: a file with a ledger's name
+and other contents is ignored with a warning and left alone). Files are never overwritten, so two runs saving the
+same ledger at once both keep their entries.
+
+Before the first request of a run, every entry that holds another version of a lead about to be sent is replaced
+by a revocation, saved as a new file at once (:meth:`SyncLedger.revoke`; a ``full_sync`` publishes its empty
+replacement instead). A lead whose send has an unknown outcome (no answer, a 5xx or a timeout after careCycle stored
+it, a kill, an abandoned request) is then not vouched for in any version until careCycle acknowledges one, so a
+source that goes back to the version the ledger held before is sent again. A file of ledger version 1 (written
+before revocations existed) may vouch for a version careCycle no longer holds: it is not read (its leads are sent
+once again) and the first save replaces it.
 
 Merging keeps, per identity, the latest acknowledgement: each file names the files its run had read
 (``based_on``), so a later run's version replaces an earlier one at once. Two *different* versions of one lead
@@ -49,6 +61,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -61,12 +74,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_provider_carecycle.leads.protocols import is_document_store
+from airflow_provider_carecycle.scratch import scratch_database
 
 log = logging.getLogger(__name__)
 
 LEDGER_FORMAT = "carecycle-sync-ledger"
-LEDGER_VERSION = 1
+#: version 2 added revocations (see :data:`REVOKED`); a version 1 file may vouch for a version careCycle no longer
+#: holds (a later send's answer was lost), so it is not read: its leads are sent once again
+LEDGER_VERSION = 2
 HASH_BYTES = 16
+#: the ``hash`` of an entry that vouches for no version of its lead: written, and published, before a changed lead
+#: is sent, and replaced when careCycle acknowledges the new version (no keyed hash of a lead has this value)
+REVOKED = bytes(HASH_BYTES)
 #: files of one binding beyond which a save compacts them into one
 DEFAULT_MAX_FILES = 8
 #: two different versions of a lead acknowledged this close together (seconds) are forgotten
@@ -77,6 +96,8 @@ _PROBE_CHUNK = 20_000
 _RECORD_CHUNK = 5_000
 _LIST_ATTEMPTS = 5
 _LOCAL_PROTOCOLS = ("file", "local")
+#: :func:`_check_file`'s problem for a well-formed ledger file of this destination written by an earlier version
+_OUTDATED = "written by an earlier ledger version"
 
 
 class SyncLedgerError(RuntimeError):
@@ -262,7 +283,6 @@ class SyncLedger:
             destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
         ).hexdigest()
         self._lock = threading.Lock()
-        self._tmp: str | None = None
         self._db: sqlite3.Connection | None = None
         self._run: sqlite3.Connection | None = None
         self._pending: list[tuple[bytes, bytes, int]] = []
@@ -272,6 +292,9 @@ class SyncLedger:
         self._replaced = False
         self.loaded = 0
         self.ignored: list[str] = []
+        #: files of this destination written by an earlier ledger version: not read, deleted by the first save
+        self.outdated: list[str] = []
+        self.revoked = 0
 
     # -- hashing -------------------------------------------------------------------------------------------------
 
@@ -297,14 +320,18 @@ class SyncLedger:
     def open(self) -> SyncLedger:
         """Read every file of this destination into a local working copy.
 
+        The working copy and this run's acknowledgements are SQLite temporary databases (on disk under no name: the
+        kernel reclaims them when the process dies). The files read are downloaded into a private temporary folder
+        for the time it takes to check and merge them.
+
         :raises SyncLedgerError: when the folder cannot be listed or read.
         """
         if self._db is not None:
             return self
-        self._tmp = tempfile.mkdtemp(prefix="carecycle-ledger-")
         for attempt in range(_LIST_ATTEMPTS):
             try:
-                self._load()
+                with tempfile.TemporaryDirectory(prefix="carecycle-ledger-") as transfers:
+                    self._load(transfers)
                 break
             except FileNotFoundError:  # a concurrent save compacted a file away between listing and reading it
                 log.info("Sync ledger %s changed while being read; reading it again.", self.store.location)
@@ -323,7 +350,7 @@ class SyncLedger:
                     f"Cannot read the sync ledger at {self.store.location} ({type(err).__name__}: {err}). "
                     "Check that sync_state_path is a folder this worker can read and write; nothing was sent."
                 ) from err
-        self._run = self._connect(os.path.join(self._tmp, "run.sqlite"))
+        self._run = self._connect()
         _create_schema(self._run)
         return self
 
@@ -331,18 +358,17 @@ class SyncLedger:
         if self._db is not None:
             self._db.close()
             self._db = None
-        for name in os.listdir(self._tmp or ""):
-            os.unlink(os.path.join(self._tmp or "", name))
 
     @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-32000", "temp_store=FILE"):
-            db.execute(f"PRAGMA {pragma}")
-        return db
+    def _connect() -> sqlite3.Connection:
+        """A new, empty scratch database (SQLite's temporary database: under no name on disk)."""
+        return scratch_database("cache_size=-32000", check_same_thread=False, isolation_level=None)
 
-    def _load(self) -> None:
-        assert self._tmp is not None
+    def _load(self, transfers: str) -> None:
+        """Merge the files of this binding into a new working copy.
+
+        :param transfers: a private folder for the downloaded files (removed after).
+        """
         files: list[_File] = []
         others = 0
         for name in self.store.list_names():
@@ -358,19 +384,19 @@ class SyncLedger:
             log.info("Sync ledger %s: %d file(s) of other destinations left alone.", self.store.location, others)
         self._read = []
         self.ignored = []
+        self.outdated = []
         self.loaded = 0
-        work = os.path.join(self._tmp, "work.sqlite")
-        if self.full_sync:  # nothing read is used; the files are only replaced at save
-            self._read = files
-            self._db = self._connect(work)
-            _create_schema(self._db)
-            return
+        self._db = self._connect()
         valid: list[tuple[_File, str, int, frozenset[str]]] = []
         for file in files:
-            local = os.path.join(self._tmp, f"in-{len(valid)}-{file.generation}.sqlite")
+            local = os.path.join(transfers, f"in-{len(valid)}-{file.generation}.sqlite")
             self.store.download(file.name, local)
             problem, count, based_on = _check_file(local, self.binding)
-            if problem:
+            if problem == _OUTDATED:
+                self.outdated.append(file.name)
+                os.unlink(local)
+                continue
+            if problem:  # not this provider's ledger of this destination: ignored, and never deleted
                 self.ignored.append(file.name)
                 log.warning(
                     "Ignoring sync ledger file %s/%s: %s. Its leads will be sent again; delete the file to silence "
@@ -383,15 +409,28 @@ class SyncLedger:
                 continue
             valid.append((file, local, count, based_on))
         self._read = [file for file, _, _, _ in valid]
+        if self.full_sync:  # checked (the replacement deletes only ledger files), but nothing read is used
+            for _, local, _, _ in valid:
+                os.unlink(local)
+            _create_schema(self._db)
+            return
+        if self.outdated:
+            log.warning(
+                "Sync ledger %s: %d file(s) of an earlier ledger version are not read (one may vouch for a version "
+                "careCycle no longer holds): their leads are sent once again, and the files are replaced at this "
+                "run's first save.",
+                self.store.location,
+                len(self.outdated),
+            )
         if not valid:
-            self._db = self._connect(work)
             _create_schema(self._db)
             return
         ancestors = _ancestors({file.name: based_on for file, _, _, based_on in valid})
         # a file's generation is above those of the files its run had read: this order merges them before it
         ordered = sorted(valid, key=lambda v: (v[0].generation, v[0].name))
-        os.replace(ordered[0][1], work)  # the oldest file, usually the compacted one (the largest), starts the copy
-        self._db = self._connect(work)
+        # the oldest file, usually the compacted one (the largest), starts the copy
+        _copy_database(ordered[0][1], self._db)
+        os.unlink(ordered[0][1])
         self._db.execute("CREATE TEMP TABLE forgotten (id BLOB PRIMARY KEY, ts INTEGER NOT NULL) WITHOUT ROWID")
         merged = [ordered[0][0].name]
         for file, local, _, _ in ordered[1:]:
@@ -497,6 +536,80 @@ class SyncLedger:
         if rows:
             yield from flush()
 
+    def revoke(self, leads: Iterable[tuple[str, str]]) -> int:
+        """Stop vouching for any version of the leads about to be sent, and publish that before the first is sent.
+
+        Call it once the leads to send are known and before the first request. An entry that holds another version
+        of a lead about to be sent is replaced by a revocation (:data:`REVOKED`), and the revocations are saved at
+        once as a new file: from then until careCycle acknowledges the new version, no ledger read anywhere (this
+        run's, a crashed run's next try, a concurrent run's) counts any version of the lead as unchanged. So when
+        the outcome of the send stays unknown (no answer, a 5xx or a timeout after careCycle stored it, a kill, an
+        abandoned request), a later run sends the lead again, whichever version its source then holds. With
+        ``full_sync``, the ledger's replacement (empty until careCycle acknowledges leads) is published here instead,
+        and the files it replaces are deleted.
+
+        :param leads: ``(identity, lead_text)`` of each lead about to be sent, as for :meth:`unchanged`.
+        :return: how many entries were revoked (with ``full_sync``: how many the ledger held).
+        :raises SyncLedgerError: when the revocations cannot be written (then nothing may be sent).
+        """
+        db = self._require_open()
+        if self.full_sync:
+            for _ in leads:
+                pass
+            if not self._replaced:
+                self.save()
+            return 0
+        if not self.loaded:
+            for _ in leads:
+                pass
+            return 0
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS stale (id BLOB PRIMARY KEY, hash BLOB NOT NULL) WITHOUT ROWID")
+        db.execute("DELETE FROM temp.stale")
+        batch: list[tuple[bytes, bytes]] = []
+
+        def flush() -> None:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO temp.stale (id, hash) VALUES (?, ?)", batch)
+            db.execute("COMMIT")
+            batch.clear()
+
+        for identity, lead_text in leads:
+            batch.append((self.identity_hash(identity), self.lead_hash(lead_text)))
+            if len(batch) >= _PROBE_CHUNK:
+                flush()
+        if batch:
+            flush()
+        ids = [
+            row[0]
+            for row in db.execute(
+                "SELECT s.id FROM temp.stale s JOIN main.entries e ON e.id = s.id WHERE e.hash != s.hash "
+                "AND e.hash != ?",
+                (REVOKED,),
+            )
+        ]
+        db.execute("DELETE FROM temp.stale")
+        if not ids:
+            return 0
+        now = int(self.clock())
+        with self._lock:
+            assert self._run is not None
+            self._flush_pending()
+            self._run.execute("BEGIN")
+            self._run.executemany(
+                "INSERT INTO entries (id, hash, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts",
+                ((id_, REVOKED, now) for id_ in ids),
+            )
+            self._run.execute("COMMIT")
+        self.save()
+        self.revoked += len(ids)
+        log.info(
+            "Sync ledger %s: %d changed lead(s) no longer count as held by careCycle until it acknowledges them.",
+            self.store.location,
+            len(ids),
+        )
+        return len(ids)
+
     # -- recording -----------------------------------------------------------------------------------------------
 
     def record(self, identity: str, lead_text: str) -> None:
@@ -540,26 +653,27 @@ class SyncLedger:
         """
         with self._lock:
             db = self._require_open()
-            assert self._run is not None and self._tmp is not None
+            assert self._run is not None
             self._flush_pending()
             (count,) = self._run.execute("SELECT count(*) FROM entries").fetchone()
             replace = self.full_sync and not self._replaced
             if not count and not replace:
                 return LedgerSave(None, 0, False, 0)
-            compact = replace or len(self._read) + 1 > self.max_files
+            compact = replace or bool(self.outdated) or len(self._read) + 1 > self.max_files
             generation = max((f.generation for f in self._read), default=0) + 1
             name = f"{_NAME_PREFIX}{self.binding}-{generation:010d}-{uuid.uuid4().hex[:12]}{_NAME_SUFFIX}"
-            run_path = os.path.join(self._tmp, "run.sqlite")
             if compact:
-                self._merge_run(run_path)
-                target, source = db, os.path.join(self._tmp, "work.sqlite")
-            else:
-                target, source = self._run, run_path
+                self._merge_run()
+            target = db if compact else self._run
             (entries,) = target.execute("SELECT count(*) FROM entries").fetchone()
             _write_meta(target, self.binding, generation, entries, [f.name for f in self._read])
             try:
-                self.store.upload(source, name)
-            except OSError as err:
+                # the file to publish exists for the upload only, in a private folder (keyed hashes, no values)
+                with tempfile.TemporaryDirectory(prefix="carecycle-ledger-") as transfers:
+                    source = os.path.join(transfers, name)
+                    _copy_database(target, source)
+                    self.store.upload(source, name)
+            except (OSError, sqlite3.Error) as err:
                 raise SyncLedgerError(
                     f"Cannot write the sync ledger at {self.store.location} ({type(err).__name__}: {err}). The "
                     f"{self.unsaved} leads acknowledged since it was last saved are not recorded: the next run sends "
@@ -567,13 +681,14 @@ class SyncLedger:
                 ) from err
             removed = 0
             if compact:
-                for file in self._read:
-                    self.store.delete(file.name)
+                for stale in [*(file.name for file in self._read), *self.outdated]:
+                    self.store.delete(stale)
                     removed += 1
                 self._read = [_File(name, generation)]
+                self.outdated = []
                 self._replaced = True
             else:
-                self._merge_run(run_path)  # the working copy holds everything saved, for a later compaction
+                self._merge_run()  # the working copy holds everything saved, for a later compaction
                 self._read.append(_File(name, generation))
             self.unsaved = 0
             log.info(
@@ -585,23 +700,19 @@ class SyncLedger:
             )
             return LedgerSave(name, entries, compact, removed)
 
-    def _merge_run(self, run_path: str) -> None:
+    def _merge_run(self) -> None:
         """Move this run's acknowledgements into the working copy: they are the newest, so they win."""
         db = self._require_open()
-        if self._run is not None:
-            self._run.close()
-            self._run = None
-        db.execute("ATTACH DATABASE ? AS run", (run_path,))
-        try:
-            db.execute("BEGIN")
-            db.execute(
-                "INSERT INTO main.entries (id, hash, ts) SELECT id, hash, ts FROM run.entries WHERE true "
-                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts"
+        assert self._run is not None
+        rows = self._run.execute("SELECT id, hash, ts FROM entries")
+        db.execute("BEGIN")
+        while chunk := rows.fetchmany(_RECORD_CHUNK):
+            db.executemany(
+                "INSERT INTO main.entries (id, hash, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, ts = excluded.ts",
+                chunk,
             )
-            db.execute("COMMIT")
-        finally:
-            db.execute("DETACH DATABASE run")
-        self._run = self._connect(run_path)
+        db.execute("COMMIT")
         self._run.execute("DELETE FROM entries")
 
     def _require_open(self) -> sqlite3.Connection:
@@ -615,9 +726,6 @@ class SyncLedger:
             if db is not None:
                 db.close()
         self._db = self._run = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
 
 
 # -- the CRM watermark ---------------------------------------------------------------------------------------------
@@ -639,17 +747,25 @@ class WatermarkStore(Protocol):
         """Remove the document; a missing one is not an error."""
 
 
+def watermark_digest(key: str) -> str:
+    """The short hash naming a watermark's feed (in its file name or store key, and in the document itself).
+
+    :param key: names the feed (see :class:`SyncWatermark`).
+    """
+    return hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
+
+
 class FolderWatermarkStore:
     """The watermark as ``watermark-<hash of key>.json`` in the ledger's folder, written like a ledger file (a
     temporary name, then a rename).
 
     :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
-    :param key: names the source and destination the watermark is for (hashed: the name says neither).
+    :param key: names the feed the watermark is for (hashed: the name says nothing of it).
     """
 
     def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
         self.store: LedgerStore = _store(location)
-        self.name = f"watermark-{hashlib.blake2b(key.encode(), digest_size=8, person=b'ccsync-mark').hexdigest()}.json"
+        self.name = f"watermark-{watermark_digest(key)}.json"
         self.location = f"{self.store.location}/{self.name}"
 
     def load(self) -> Any:
@@ -673,18 +789,50 @@ class FolderWatermarkStore:
         self.store.delete(self.name)
 
 
-class SyncWatermark:
-    """The highest source change time a run fully synced: ``{"version": 1, "last_change": ..., "written_at": ...}``.
+#: the watermark document's version: 2 names its feed and carries the customers to try again
+WATERMARK_VERSION = 2
+#: the most CRM customers careCycle refused that a watermark keeps to try again (beyond, the watermark stays back)
+MAX_RETRY_IDS = 500
+#: how far ahead of this worker's clock a stored time may be (another worker's clock) before it is not believed
+CLOCK_SKEW = timedelta(minutes=5)
+_RETRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-    One per ``key`` (the CRM connection and the careCycle destination). Kept in a :class:`WatermarkStore`: by
-    default a :class:`FolderWatermarkStore` in the ledger's folder; on Airflow 3.3+ an asset's state store
-    (:class:`~airflow_provider_carecycle.state_store.AssetStateWatermarkStore`). An unreadable watermark is ignored
-    with a warning (the run then reads from its data interval).
+
+@dataclass(frozen=True)
+class WatermarkState:
+    """A watermark as read: where the next read may start, and the customers to fetch again whatever it says.
+
+    :param last_change: every change at or after this instant (UTC) is still to be read.
+    :param retry: CRM customer ids careCycle refused in an earlier run, to be fetched and sent again.
+    :param legacy: read from the per-connection key of an earlier release, which several feeds may have shared: it
+        is only a bound the read may start before, never a reason to start later.
+    """
+
+    last_change: datetime
+    retry: tuple[str, ...] = ()
+    legacy: bool = False
+
+
+class SyncWatermark:
+    """The highest source change time a feed fully synced, and the customers careCycle refused since.
+
+    The document: ``{"version": 2, "feed": "<hash of key>", "last_change": "<UTC>", "written_at": "<UTC>",
+    "retry": ["<customer id>", ...]}``. One per ``key`` (a feed: what it reads and where it sends, see the CRM
+    transfer). Kept in a :class:`WatermarkStore`: by default a :class:`FolderWatermarkStore` in the ledger's folder;
+    on Airflow 3.3+ an asset's state store
+    (:class:`~airflow_provider_carecycle.state_store.AssetStateWatermarkStore`), which anyone with edit rights can
+    write. So a document is followed only when it has exactly the provider's shape: this version, this feed's hash,
+    UTC times with ``last_change`` not after ``written_at`` and neither in the future, well-formed ids. Anything
+    else is ignored with a warning (the run then reads from its data interval), and never deleted.
 
     :param location: a :class:`WatermarkStore`, or the ledger folder (a URI or local path, or a :class:`LedgerStore`).
-    :param key: names the source and destination the watermark is for.
-    :param previous: where the watermark was kept before (the ledger folder, when it moved to an asset state store):
-        read when ``location`` has none yet, and removed once a watermark is written to ``location``.
+    :param key: names the feed the watermark is for.
+    :param previous: where this feed's watermark was kept before (the ledger folder, when it moved to an asset state
+        store): read when ``location`` has none yet, and removed once a watermark is written to ``location``.
+    :param legacy: version 1 watermarks of an earlier release (kept per CRM connection and destination, so maybe
+        shared by several feeds), read when this feed has none yet: :attr:`WatermarkState.legacy`. Never written or
+        removed here (other feeds may still need them).
+    :param clock: the current time (tests replace it).
     """
 
     def __init__(
@@ -693,13 +841,18 @@ class SyncWatermark:
         *,
         key: str,
         previous: SyncWatermark | None = None,
+        legacy: Iterable[WatermarkStore] = (),
+        clock: Any = None,
     ) -> None:
         self.store: WatermarkStore = (
             location  # type: ignore[assignment]
             if is_document_store(location)
             else FolderWatermarkStore(location, key=key)  # type: ignore[arg-type]
         )
+        self.feed = watermark_digest(key)
         self.previous = previous
+        self.legacy = list(legacy)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._carried = False
 
     @property
@@ -708,46 +861,96 @@ class SyncWatermark:
         return self.store.location
 
     def read(self) -> datetime | None:
-        """The stored watermark (an aware datetime), or ``None`` when there is none yet."""
+        """The stored watermark (an aware datetime), or ``None`` when there is none (see :meth:`read_state`)."""
+        state = self.read_state()
+        return None if state is None else state.last_change
+
+    def read_state(self) -> WatermarkState | None:
+        """This feed's watermark, else the previous place's (carried over), else a legacy one; ``None`` if none.
+
+        :raises SyncLedgerError: when a place cannot be read (not when what it holds is malformed: that is ignored).
+        """
+        state = self._load(self.store, self.location, legacy=False)
+        if state is not None:
+            return state
+        if self.previous is not None:
+            state = self.previous.read_state()
+            if state is not None and not state.legacy:
+                self._carried = True
+                log.info("Carrying the watermark over from %s to %s.", self.previous.location, self.location)
+                return state
+        for store in self.legacy:
+            state = self._load(store, store.location, legacy=True)
+            if state is not None:
+                log.info(
+                    "No watermark yet in %s; %s holds one of an earlier release, kept per CRM connection and "
+                    "careCycle destination (maybe shared by several feeds): the read starts no later than it.",
+                    self.location,
+                    store.location,
+                )
+                return state
+        return None
+
+    def _load(self, store: WatermarkStore, location: str, *, legacy: bool) -> WatermarkState | None:
         try:
-            state = self.store.load()
-            if state is None:
-                return self._read_previous()
-            value = datetime.fromisoformat(state["last_change"])
-            if state.get("version") != 1 or value.tzinfo is None:
-                raise ValueError("not a version 1 watermark with a time zone")
+            document = store.load()
         except OSError as err:
-            raise SyncLedgerError(f"Cannot read the watermark {self.location} ({type(err).__name__}: {err}).") from err
-        except (ValueError, KeyError, TypeError) as err:
-            log.warning(
-                "Ignoring the unreadable watermark %s (%s); reading from the data interval. Delete it to "
-                "silence this warning.",
-                self.location,
-                type(err).__name__,
-            )
-            return None
-        return value
+            raise SyncLedgerError(f"Cannot read the watermark {location} ({type(err).__name__}: {err}).") from err
+        except ValueError:
+            problem = "not JSON"
+        else:
+            if document is None:
+                return None
+            try:
+                return self._parse(document, legacy=legacy)
+            except ValueError as err:
+                problem = str(err)
+        log.warning(
+            "Ignoring the watermark %s: it is not one this provider wrote (%s). The run reads from its data "
+            "interval's start; the value is left as it is (delete it to silence this warning).",
+            location,
+            problem,
+        )
+        return None
 
-    def _read_previous(self) -> datetime | None:
-        if self.previous is None:
-            return None
-        value = self.previous.read()
-        if value is not None:
-            self._carried = True
-            log.info("Carrying the watermark over from %s to %s.", self.previous.location, self.location)
-        return value
+    def _parse(self, document: Any, *, legacy: bool) -> WatermarkState:
+        """The document as a :class:`WatermarkState` if it has exactly the provider's shape, else ``ValueError``
+        naming what is wrong (never quoting a value)."""
+        if not isinstance(document, dict):
+            raise ValueError(f"a JSON {type(document).__name__}, not an object")
+        version = 1 if legacy else WATERMARK_VERSION
+        keys = {"version", "last_change", "written_at"} | (set() if legacy else {"feed", "retry"})
+        if set(document) != keys:
+            raise ValueError(f"its keys are not {', '.join(sorted(keys))}")
+        if document["version"] != version or isinstance(document["version"], bool):
+            raise ValueError(f"not a version {version} watermark")
+        if not legacy and document["feed"] != self.feed:
+            raise ValueError("it names another feed")
+        last_change, written_at = (_utc_time(document[name], name) for name in ("last_change", "written_at"))
+        if last_change > written_at:
+            raise ValueError("its last_change is after its written_at")
+        if written_at > self.clock() + CLOCK_SKEW:
+            raise ValueError("it was written in the future")
+        retry = () if legacy else _retry_ids(document["retry"])
+        return WatermarkState(last_change, retry, legacy)
 
-    def write(self, value: datetime) -> None:
-        """Store ``value`` (an aware datetime) as the watermark (and remove a carried-over one's old copy).
+    def write(self, value: datetime, retry: Iterable[str] = ()) -> None:
+        """Store ``value`` (an aware datetime) and the customers to try again as this feed's watermark (and remove a
+        carried-over one's old copy).
 
+        :param value: the new watermark; never after now.
+        :param retry: CRM customer ids careCycle refused, to fetch and send again (at most :data:`MAX_RETRY_IDS`).
         :raises SyncLedgerError: when the place cannot be written.
         """
         if value.tzinfo is None:
             raise ValueError("the watermark must be an aware datetime")
+        now = self.clock()
         state = {
-            "version": 1,
-            "last_change": value.astimezone(timezone.utc).isoformat(),
-            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "version": WATERMARK_VERSION,
+            "feed": self.feed,
+            "last_change": min(value, now).astimezone(timezone.utc).isoformat(),
+            "written_at": now.astimezone(timezone.utc).isoformat(),
+            "retry": list(_retry_ids(list(retry))),
         }
         try:
             self.store.save(state)
@@ -763,6 +966,26 @@ class SyncWatermark:
     def delete(self) -> None:
         """Remove the watermark (the next run reads from its data interval)."""
         self.store.delete()
+
+
+def _utc_time(value: Any, name: str) -> datetime:
+    """A stored UTC time (ISO 8601 text with a zero offset), else ``ValueError`` naming it."""
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() != timedelta(0):
+        raise ValueError(f"its {name} is not an ISO 8601 time in UTC")
+    return parsed
+
+
+def _retry_ids(value: Any) -> tuple[str, ...]:
+    """Customer ids to try again, checked: a list of distinct CareCloud ids, at most :data:`MAX_RETRY_IDS`."""
+    if not isinstance(value, list) or len(value) > MAX_RETRY_IDS:
+        raise ValueError(f"its retry entry is not a list of at most {MAX_RETRY_IDS} ids")
+    if not all(isinstance(v, str) and _RETRY_ID.fullmatch(v) for v in value) or len(set(value)) != len(value):
+        raise ValueError("its retry entry holds something other than distinct customer ids")
+    return tuple(value)
 
 
 # -- the file format -----------------------------------------------------------------------------------------------
@@ -790,6 +1013,24 @@ def _write_meta(db: sqlite3.Connection, binding: str, generation: int, entries: 
     db.execute("DELETE FROM meta")
     db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", values.items())
     db.execute("COMMIT")
+
+
+def _copy_database(source: str | sqlite3.Connection, target: str | sqlite3.Connection) -> None:
+    """Copy a whole SQLite database, page by page (SQLite's backup): a downloaded file into a scratch database,
+    or a scratch database into a file to publish.
+
+    :param source: a database file (opened read-only) or an open connection.
+    :param target: a new database file or an open connection.
+    """
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True) if isinstance(source, str) else source
+    writer = sqlite3.connect(target) if isinstance(target, str) else target
+    try:
+        reader.backup(writer)
+    finally:
+        if reader is not source:
+            reader.close()
+        if writer is not target:
+            writer.close()
 
 
 def _ancestors(based_on: dict[str, frozenset[str]]) -> dict[str, set[str]]:
@@ -831,7 +1072,10 @@ def _check_file(local: str, binding: str) -> tuple[str | None, int, frozenset[st
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != LEDGER_FORMAT:
             return "not a careCycle sync ledger", 0, frozenset()
-        if meta.get("version") != str(LEDGER_VERSION):
+        version = meta.get("version")
+        if version != str(LEDGER_VERSION):
+            if str(version).isdigit() and int(str(version)) < LEDGER_VERSION and meta.get("binding") == binding:
+                return _OUTDATED, 0, frozenset()
             return (
                 f"ledger version {meta.get('version')!r}, this provider reads version {LEDGER_VERSION}",
                 0,

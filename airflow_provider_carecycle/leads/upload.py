@@ -47,9 +47,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
-import sqlite3
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -73,6 +70,7 @@ from airflow_provider_carecycle.leads.rejection import (
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
+from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
@@ -163,11 +161,15 @@ class UploadSummary:
     elapsed_s: float = 0.0
     dry_run: bool = False
     reasons: Counter[str] = field(default_factory=Counter, repr=False)
+    #: the source rows (1-based) of the leads careCycle refused per record, in this run or in the earlier one a
+    #: checkpoint resumes (not in XCom: for a source that must offer them again, like the CRM watermark)
+    refused_rows: list[int] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The XCom summary: the counts and the most frequent (PHI-free) rejection reasons."""
         out = asdict(self)
         out.pop("reasons")
+        out.pop("refused_rows")
         out["top_reasons"] = [[reason, count] for reason, count in self.top_reasons()]
         out["elapsed_s"] = round(self.elapsed_s, 3)
         return out
@@ -196,17 +198,15 @@ class _Settlement:
 
 
 class _LeadSpool:
-    """Valid leads keyed by identity, in first-seen order, in a temporary SQLite file (bounded memory).
+    """Valid leads keyed by identity, in first-seen order, on disk (bounded memory) in SQLite's temporary database:
+    a file with no name, so nothing of it outlives the process, even a ``kill -9``
+    (:func:`~airflow_provider_carecycle.scratch.scratch_database`).
 
     Not thread-safe: only the engine's main thread touches it.
     """
 
     def __init__(self) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="carecycle-leads-", suffix=".sqlite")
-        os.close(handle)
-        self._db = sqlite3.connect(self.path)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8000", "temp_store=FILE"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = scratch_database("cache_size=-8000")
         self._db.execute(
             "CREATE TABLE leads (seq INTEGER PRIMARY KEY, identity TEXT NOT NULL UNIQUE, "
             "row INTEGER NOT NULL, lead TEXT NOT NULL, original TEXT NOT NULL, send INTEGER NOT NULL DEFAULT 1)"
@@ -231,6 +231,10 @@ class _LeadSpool:
         (self.unchanged,) = self._db.execute("SELECT count(*) FROM leads WHERE send = 0").fetchone()
         self._db.execute("DROP TABLE temp.unchanged")
         return self.unchanged
+
+    def leads_to_send(self) -> Iterator[tuple[str, str]]:
+        """``(identity, lead_text)`` of every lead to send, in first-seen order."""
+        yield from self._db.execute("SELECT identity, lead FROM leads WHERE send = 1 ORDER BY seq")
 
     def add(self, identity: str, row: int, lead: Mapping[str, Any], original: str) -> bool:
         """Store a lead; merge it into an earlier one with the same identity. Return True for a duplicate."""
@@ -265,10 +269,6 @@ class _LeadSpool:
 
     def close(self) -> None:
         self._db.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def _dumps(value: Any) -> str:
@@ -387,6 +387,8 @@ class LeadUploader:
                         spool.count,
                         spool.to_send,
                     )
+                    if spool.to_send:  # durably, before the first request: see SyncLedger.revoke
+                        self._ledger.revoke(spool.leads_to_send())
                 summary.batches = -(-spool.to_send // self.batch_size)
                 if self.dry_run:
                     self.log.info(
@@ -644,6 +646,7 @@ class LeadUploader:
             assert rejection.position is not None, "an API rejection has its position"
             item = items[rejection.position]
             summary.rejected += 1
+            summary.refused_rows.append(item.row)
             summary.reasons[f"api: {rejection.field or 'record'} ({rejection.code})"] += 1
             writer.write_json_text(rejected_line(STAGE_API, item.row, [rejection], item.original, batch=number))
 

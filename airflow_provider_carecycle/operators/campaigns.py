@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, campaign_summary
+from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, read_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
@@ -101,9 +101,10 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
     def _fetch_by_id(self, campaign_ids: list[str]) -> Iterator[dict[str, Any]]:
         for campaign_id in campaign_ids:
             try:
-                yield self.hook.get_campaign(campaign_id)
+                campaign = self.hook.get_campaign(campaign_id)
             except CareCycleNotFoundError:
                 raise AirflowFailException(f"careCycle campaign {campaign_id} was not found (404).") from None
+            yield read_summary(campaign, campaign_id=campaign_id, required=FIGURES)
 
     def _fetch_listed(self, statuses: list[str]) -> Iterator[dict[str, Any]]:
         seen: set[str | None] = set()
@@ -112,10 +113,11 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             for campaign in self.hook.iter_campaigns(status=status, search=self.search or None, sort_direction="asc"):
                 if campaign.get("id") not in seen:
                     seen.add(campaign.get("id"))
-                    yield campaign
+                    yield read_summary(campaign, required=FIGURES)
 
     def _campaigns(self) -> Iterator[dict[str, Any]]:
-        """The chosen campaigns (rendered arguments checked first), fetched lazily.
+        """The chosen campaigns' summaries (rendered arguments checked first), fetched lazily, each answer checked
+        (:func:`~airflow_provider_carecycle.campaign_stats.read_summary`).
 
         :raises ValueError: for ids and statuses/search together, or an unknown status.
         """
@@ -134,10 +136,10 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
     def execute(self, context: Context) -> dict[str, dict[str, Any]]:
         with rendered_arguments():
             output_path = rendered_path("output_path", self.output_path)
-            campaigns = self._campaigns()
+            campaigns = self._campaigns()  # summaries, read lazily
         CareCycleCampaignLink.persist(context, self.carecycle_conn_id, _as_list("campaign_ids", self.campaign_ids))
         snapshot_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        summaries = [campaign_summary(c) for c in campaigns]
+        summaries = list(campaigns)
         rows = [{"snapshot_at": snapshot_at, **s} for s in summaries]
         extra_columns = [k for r in rows for k in r if k not in SNAPSHOT_COLUMNS]
         fieldnames = [*SNAPSHOT_COLUMNS, *dict.fromkeys(extra_columns)]

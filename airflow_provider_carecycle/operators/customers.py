@@ -206,9 +206,10 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     :param per_page: page size, 1-100.
     :param return_records: also return the (projected) rows in the XCom summary, under ``records``. Needs
         ``fields`` and fails beyond :data:`MAX_RETURN_RECORDS` rows.
-    :param csv_formula_escape: in CSV output, quote cells that a spreadsheet would run as a formula (starting with
-        ``=``, ``+``, ``-``, ``@``, tab or CR; plain numbers are left alone). Default on; turn it off only when the
-        file never reaches a spreadsheet and must hold the values byte for byte.
+    :param csv_formula_escape: in CSV output, neutralise every text cell that a spreadsheet could run as a formula,
+        whatever list separator it splits the file on (``,``, ``;``, tab; see
+        :func:`~airflow_provider_carecycle.storage.neutralise_formulas`); plain numbers are left alone. Default on;
+        turn it off only when the file never reaches a spreadsheet and must hold the values byte for byte.
 
     Each summary key is also pushed as its own XCom (``multiple_outputs`` defaults to ``True``), so a downstream
     task can take ``export.output["path"]``.

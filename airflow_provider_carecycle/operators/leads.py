@@ -210,7 +210,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
         state_checkpoint = None
         if self.checkpoint_path is None and not self.is_dry_run:  # Airflow 3.3+: resume without configuration
-            state_checkpoint = TaskStateCheckpointStore.from_context(context, sync_state_path=self.sync_state_path)
+            state_checkpoint = TaskStateCheckpointStore.from_context(
+                context, sync_state_path=self.sync_state_path, destination=self.hook.destination_id
+            )
             if state_checkpoint is not None:
                 self.log.info("No checkpoint_path: the resume state is kept in %s.", state_checkpoint)
         uploader = LeadUploader(
@@ -236,6 +238,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             self._uploader = None
         if state_checkpoint is not None:  # every lead settled: nothing left to resume
             state_checkpoint.delete()
+        self.upload_summary: UploadSummary | None = summary
         self._log_summary(summary)
         record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)

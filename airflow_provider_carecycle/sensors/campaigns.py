@@ -95,6 +95,9 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
 
         :raises AirflowFailException: when the campaign does not exist, or ended without meeting the threshold
             (with ``fail_on_terminal``).
+        :raises CareCycleMalformedAnswerError: (retryable: the task's retries apply) for an answer about another
+            campaign, without ``customerStats`` or a figure the threshold counts, or with a count that is not a whole
+            number of at least 0; never "threshold met".
         """
         try:
             campaign = self.hook.get_campaign(self.campaign_id)
@@ -102,7 +105,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
             raise AirflowFailException(f"careCycle campaign {self.campaign_id} was not found (404).") from None
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
-        result = evaluate(campaign, self.conditions, self.terminal_statuses)
+        result = evaluate(campaign, self.conditions, self.terminal_statuses, campaign_id=self.campaign_id)
         self.log.info("careCycle campaign %s: %s.", self.campaign_id, result.describe())
         if result.met:
             return PokeReturnValue(is_done=True, xcom_value=result.summary)

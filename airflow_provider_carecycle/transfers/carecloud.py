@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from airflow_provider_carecycle._compat import Context
-from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, parse_carecloud_datetime
+from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
+from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest_instant, wall_time
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
-from airflow_provider_carecycle.leads.ledger import SyncWatermark
+from airflow_provider_carecycle.leads.ledger import MAX_RETRY_IDS, SyncWatermark, WatermarkState
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
 from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
@@ -34,6 +36,36 @@ def as_datetime(name: str, value: Any) -> datetime:
         except ValueError:
             pass
     raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
+
+
+def watermark_key(conn_id: str, crm_base_url: str, destination: str, extra_params: Mapping[str, Any] | None) -> str:
+    """What names one incremental feed, whose watermark it is: the CRM connection (its id and base URL), the query
+    (every ``extra_params`` filter, as the request sends it: values as text, list order ignored) and the careCycle
+    destination (a hash of its base URL and API key). Two feeds that differ in any of these keep two watermarks.
+
+    :param conn_id: the CareCloud CRM connection id.
+    :param crm_base_url: the CRM API's base URL.
+    :param destination: the careCycle hook's ``destination_id``.
+    :param extra_params: the rendered ``extra_params``.
+    """
+    query = {
+        str(name): sorted(str(v) for v in value) if isinstance(value, (list, tuple, set)) else str(value)
+        for name, value in (extra_params or {}).items()
+        if value is not None
+    }
+    text = json.dumps(query, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "\n".join(("carecloud-feed/2", conn_id, crm_base_url, destination, text))
+
+
+def legacy_watermark_key(conn_id: str, crm_base_url: str, destination: str) -> str:
+    """The key an earlier release kept the watermark under: per CRM connection and destination, whatever the query
+    (several feeds may have shared it, so it is read only as a bound the read may start before).
+
+    :param conn_id: the CareCloud CRM connection id.
+    :param crm_base_url: the CRM API's base URL.
+    :param destination: the careCycle hook's ``destination_id``.
+    """
+    return f"{conn_id}\n{crm_base_url}\n{destination}"
 
 
 class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
@@ -63,11 +95,14 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     :param page_size: CRM customers per request.
     :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND); templated.
     :param incremental: read from a **watermark** rather than from the data interval's start: the highest
-        ``last_change`` a successful run read, kept per CRM connection and careCycle destination: on Airflow 3.3+,
-        when the task declares the ``carecycle://<host>/leads`` asset (an outlet), in that asset's state store;
-        elsewhere next to the ledger in ``sync_state_path`` (one of the two is required). It advances only when the
-        run succeeds (every lead settled), so a failed or skipped day is read by the next run. Without a watermark
-        yet, the run reads from ``changed_since`` or the data interval's start. Not used by a dry run.
+        ``last_change`` a successful run read, kept per feed (:func:`watermark_key`: the CRM connection, the query's
+        ``extra_params``, the careCycle destination): on Airflow 3.3+, when the task declares the
+        ``carecycle://<host>/leads`` asset (an outlet), in that asset's state store; elsewhere next to the ledger in
+        ``sync_state_path`` (one of the two is required). It advances only when the run succeeds (every lead
+        settled), so a failed or skipped day is read by the next run; never past the run's own start, nor past a
+        row that may have been skipped while the CRM was paged; and the customers careCycle refused are fetched and
+        sent again by the next runs. Without a watermark yet, the run reads from ``changed_since`` or the data
+        interval's start. Not used by a dry run. See ``docs/operators/carecloud-to-carecycle.md``.
     :param overlap: with ``incremental``, re-read this much before the watermark, for clock skew (a ``timedelta``
         or seconds; default 5 minutes); the sync ledger makes re-read leads free.
     :param kwargs: the lead upload options of :class:`CareCycleLeadUploadBaseOperator` (``defaults``,
@@ -131,8 +166,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             raise ValueError(f"overlap must be a duration from 0 to 1 day (timedelta or seconds), got {overlap!r}.")
         self.overlap = timedelta(seconds=seconds)
         self.crm_rows = 0
-        self._newest: datetime | None = None
         self._watermark: SyncWatermark | None = None
+        self._mark: WatermarkState | None = None
+        self._read = ChangedRead()
+        #: per source row read by an incremental run: the customer id and the earliest instant of its last_change
+        self._rows: list[tuple[str, datetime | None]] = []
 
     @cached_property
     def carecloud_hook(self) -> CareCloudCrmHook:
@@ -152,21 +190,29 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         return as_datetime("changed_since", since), as_datetime("changed_before", before)
 
     def _incremental_since(self, context: Context, since: datetime) -> datetime:
-        """The watermark minus the overlap, when there is a watermark; else ``since``."""
+        """Where an incremental read starts: this feed's watermark minus the overlap; without one, ``since`` (or
+        the earlier of ``since`` and an earlier release's per-connection watermark minus the overlap)."""
+        hook = self.carecloud_hook
+        conn_id, destination = self.carecloud_crm_conn_id, self.hook.destination_id
         self._watermark = crm_watermark(
             self,
             context,
-            key=f"{self.carecloud_crm_conn_id}\n{self.carecloud_hook.base_url}\n{self.hook.destination_id}",
+            key=watermark_key(conn_id, hook.base_url, destination, self.extra_params),
+            legacy_key=legacy_watermark_key(conn_id, hook.base_url, destination),
             base_url=self.hook.base_url,
             sync_state_path=self.sync_state_path,
         )
-        mark = self._watermark.read()
-        self._newest = mark
-        if mark is None:
+        self._mark = self._watermark.read_state()
+        if self._mark is None:
             self.log.info("No watermark yet in %s: reading from %s.", self._watermark.location, since.isoformat())
             return since
-        self.log.info("Watermark %s (minus an overlap of %s).", mark.isoformat(), self.overlap)
-        return mark - self.overlap
+        start = self._mark.last_change - self.overlap
+        if self._mark.legacy:
+            start = min(start, since)
+            self.log.info("No watermark of this feed yet: reading from %s.", start.isoformat())
+            return start
+        self.log.info("Watermark %s (minus an overlap of %s).", self._mark.last_change.isoformat(), self.overlap)
+        return start
 
     def check_rendered_arguments(self) -> None:
         """Also check ``crm_field_mapping`` (once per run: the rows are then mapped without checks) and
@@ -195,34 +241,81 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
         track = self.incremental and not self.is_dry_run
+        retry: tuple[str, ...] = ()
         if track:
+            tz = self.carecloud_hook.project_tz
+            since, before = as_instant(since, tz), as_instant(before, tz, latest=True)
             since = self._incremental_since(context, since)
-            if since >= before:
-                self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
-                return
+            if self._mark is not None and not self._mark.legacy:
+                retry = self._mark.retry
         mapping = self._crm_mapping or self._checked_crm_mapping()
-        self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
-        customers = self.carecloud_hook.iter_changed_customers(
-            since, before, count=self.page_size, extra_params=self.extra_params
-        )
-        tz = self.carecloud_hook.project_tz
-        for customer in customers:
-            self.crm_rows += 1
-            if track:
-                changed = parse_carecloud_datetime(customer.get("last_change"), tz)
-                if changed is not None and (self._newest is None or changed > self._newest):
-                    self._newest = changed
-            yield mapping(customer)
+        if since < before:
+            self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
+            customers = self.carecloud_hook.iter_changed_customers(
+                since, before, count=self.page_size, extra_params=self.extra_params, read=self._read
+            )
+            for customer in customers:
+                yield self._source_row(customer, mapping, track)
+        else:
+            self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
+        pending = sorted(set(retry) - {customer_id for customer_id, _ in self._rows})
+        if pending:
+            self.log.info("Fetching again %d CRM customer(s) careCycle refused in an earlier run.", len(pending))
+            again = self.carecloud_hook.iter_customers(
+                customer_ids=pending, extra_params=self.extra_params, count=self.page_size
+            )
+            for customer in again:
+                yield self._source_row(customer, mapping, track)
+
+    def _source_row(self, customer: dict[str, Any], mapping: CrmMapping, track: bool) -> dict[str, Any]:
+        """One CRM customer as a lead source record; an incremental run notes which customer each row is."""
+        self.crm_rows += 1
+        if track:
+            wall = wall_time(customer.get("last_change"))
+            changed = None if wall is None else earliest_instant(wall, self.carecloud_hook.project_tz)
+            self._rows.append((str(customer.get("customer_id")), changed))
+        return mapping(customer)
+
+    def _next_watermark(self) -> tuple[datetime | None, list[str]]:
+        """The watermark this successful run vouches for, and the customers careCycle refused, to try again.
+
+        Up to :data:`~airflow_provider_carecycle.leads.ledger.MAX_RETRY_IDS` refused customers are kept by id; the
+        watermark stays at or before the change of any beyond that, so the next run reads them again.
+        """
+        summary = getattr(self, "upload_summary", None)
+        refused = sorted(set(summary.refused_rows if summary is not None else ()))
+        retry: list[str] = []
+        held_back: datetime | None = None
+        for row in refused:
+            customer_id, changed = self._rows[row - 1]
+            if customer_id in retry:
+                continue
+            if len(retry) < MAX_RETRY_IDS:
+                retry.append(customer_id)
+                continue
+            bound = changed if changed is not None else self._read.started_at
+            held_back = bound if held_back is None else min(held_back, bound)
+        previous = None if self._mark is None or self._mark.legacy else self._mark.last_change
+        mark = self._read.watermark(previous)
+        if mark is not None and held_back is not None:
+            mark = min(mark, held_back)
+        return mark, retry
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
             self.check_rendered_arguments()
             self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
-        self._newest, self._watermark = None, None
+        self._watermark, self._mark, self._read, self._rows = None, None, ChangedRead(), []
         summary = self.upload(context)  # raises unless every lead is settled: the watermark stays
         result = {**summary, "crm_rows": self.crm_rows}
-        if self._watermark is not None and self._newest is not None:
-            self._watermark.write(self._newest)
-            result["watermark"] = self._newest.isoformat()
+        if self._watermark is not None:
+            mark, retry = self._next_watermark()
+            if mark is not None:
+                self._watermark.write(mark, retry)
+                result["watermark"] = mark.isoformat()
+                if retry:
+                    self.log.info(
+                        "%d CRM customer(s) careCycle refused are fetched and sent again by the next run.", len(retry)
+                    )
         return result

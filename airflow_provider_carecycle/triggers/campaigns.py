@@ -133,7 +133,8 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         if self._hook is None:
             raise RuntimeError("_poll() needs the hook of _ready_hook() (it must not read the connection itself).")
         campaign = self._hook.get_campaign(self.campaign_id)
-        return evaluate(campaign, self.conditions, self.terminal_statuses)
+        # a malformed answer raises CareCycleMalformedAnswerError: a retryable error event, never "success"
+        return evaluate(campaign, self.conditions, self.terminal_statuses, campaign_id=self.campaign_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until there is something to report, then yield one event."""

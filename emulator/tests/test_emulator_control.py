@@ -226,3 +226,54 @@ def test_cli_port_file_and_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- deleting rows while a client pages ---------------------------------------------------------------------------
+
+
+def list_page(emu, page, per_page=10, path="/v2/customers", **params):
+    query = {"page": page, "perPage": per_page, "sortBy": "createdAt", "sortDirection": "asc", **params}
+    return requests.get(f"{emu.url}{path}", headers=H, params=query, timeout=10).json()
+
+
+def test_nothing_is_deleted_unless_asked(carecycle_emulator):
+    emu = carecycle_emulator
+    totals = [list_page(emu, page)["itemsTotal"] for page in (1, 2, 3)]
+    assert totals == [emu.counts()["customers"] - 1] * 3  # one seeded customer is a test number, not listed
+
+
+def test_delete_between_pages_shifts_the_pages_still_to_come(carecycle_emulator):
+    emu = carecycle_emulator
+    everyone = [c["id"] for p in range(1, 6) for c in list_page(emu, p)["items"]]
+    emu.delete_between_pages(after=1, customers=everyone[:3])  # rows already read by page 1
+    page1 = list_page(emu, 1)
+    assert page1["itemsTotal"] == len(everyone) and [c["id"] for c in page1["items"]] == everyone[:10]
+    page2 = list_page(emu, 2)  # answered after the deletion: starts three rows later
+    assert page2["itemsTotal"] == len(everyone) - 3 and [c["id"] for c in page2["items"]] == everyone[13:23]
+    assert emu.get_customer(everyone[0]) is None
+
+
+def test_delete_between_pages_over_the_admin_api_and_for_calls(carecycle_emulator):
+    emu = carecycle_emulator
+    customer = max(emu.query_customers({"includeTestNumbers": True}), key=lambda c: c["totalCalls"])
+    path = f"/v2/customers/{customer['id']}/calls"
+    calls = [c["id"] for c in list_page(emu, 1, per_page=100, path=path, sortDirection="desc")["items"]]
+    assert len(calls) >= 2
+    answer = requests.post(
+        f"{emu.url}/_emulator/delete-between-pages", json={"after": 1, "calls": calls[:1], "path": path}, timeout=10
+    )
+    assert answer.ok
+    assert list_page(emu, 1, per_page=1, path=path)["itemsTotal"] == len(calls)
+    assert list_page(emu, 2, per_page=1, path=path)["itemsTotal"] == len(calls) - 1
+    assert emu.get_customer(customer["id"])["totalCalls"] == len(calls) - 1
+    deleted = requests.post(f"{emu.url}/_emulator/delete", json={"customers": [customer["id"]]}, timeout=10).json()
+    assert deleted == {"customers": 1, "calls": 0}
+    assert requests.get(f"{emu.url}{path}", headers=H, timeout=10).status_code == 404
+
+
+def test_reset_drops_deletions_not_done_yet(carecycle_emulator):
+    emu = carecycle_emulator
+    emu.delete_between_pages(after=1, customers=[c["id"] for c in list_page(emu, 1)["items"]])
+    emu.reset()
+    total = list_page(emu, 1)["itemsTotal"]
+    assert list_page(emu, 2)["itemsTotal"] == total

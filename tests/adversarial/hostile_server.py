@@ -1,8 +1,9 @@
 """A scriptable hostile HTTP server on loopback, for the adversarial suite (not part of the emulator).
 
 A test queues what the next requests get (:class:`Reply`, :class:`Redirect`, :class:`DropMidBody`,
-:class:`Trickle`, :class:`Forward`, :class:`ForwardThenReply`, :class:`ForwardThenDrop`); once the queue is empty
-every request gets the server's ``default`` action (forward to an upstream emulator when one is given, else a 500).
+:class:`Trickle`, :class:`Forward`, :class:`ForwardThenReply`, :class:`ForwardThenDrop`, :class:`ForwardThenStall`);
+once the queue is empty every request gets the server's ``default`` action (forward to an upstream emulator when one
+is given, else a 500).
 Every request is recorded with its headers and body (and, when forwarded, the upstream's status), so a test can
 assert what reached the server, e.g. that no redirect target ever saw the API key.
 
@@ -92,7 +93,16 @@ class ForwardThenDrop:
     upstream: str | None = None
 
 
-Action = Reply | Redirect | DropMidBody | Trickle | Forward | ForwardThenReply | ForwardThenDrop
+@dataclass
+class ForwardThenStall:
+    """Send the request on to the upstream (which acts on it), then hold the answer back for ``stall_s`` seconds
+    before relaying it: a client with a shorter timeout gives up on a request careCycle has already carried out."""
+
+    stall_s: float = 5.0
+    upstream: str | None = None
+
+
+Action = Reply | Redirect | DropMidBody | Trickle | Forward | ForwardThenReply | ForwardThenDrop | ForwardThenStall
 
 
 @dataclass
@@ -194,6 +204,13 @@ class HostileServer:
                 elif isinstance(action, ForwardThenReply):
                     self._forward(action.upstream or server.upstream, request)
                     self._reply(action.reply)
+                elif isinstance(action, ForwardThenStall):
+                    status, headers, data = self._forward(action.upstream or server.upstream, request)
+                    time.sleep(action.stall_s)
+                    try:
+                        self._relay(status, headers, data)
+                    except OSError:  # the client gave up
+                        self.close_connection = True
                 elif isinstance(action, ForwardThenDrop):
                     status, headers, data = self._forward(action.upstream or server.upstream, request)
                     self._relay(status, headers, data, sent=action.sent)

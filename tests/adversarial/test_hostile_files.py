@@ -393,16 +393,23 @@ def mode(path: Path | str) -> int:
 
 @pytest.mark.parametrize("prefix", ["", "file://"])
 @pytest.mark.parametrize("name", ["out.jsonl", "out.csv.gz", "out.json"])
-def test_written_files_and_their_partial_files_are_private(tmp_path, prefix, name):
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-while-written", "partial-file-fallback"])
+def test_written_files_and_their_partial_files_are_private(tmp_path, prefix, name, unnamed, monkeypatch):
+    if not unnamed:  # no O_TMPFILE (not Linux, or a file system without it): a hidden .partial file instead
+        monkeypatch.setattr(storage, "anonymous_file", lambda folder: None)
     old = os.umask(0o022)
     try:
         with RecordWriter(f"{prefix}{tmp_path / name}") as writer:
             writer.write(lead(1))
-            partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
-            assert len(partial) == 1 and mode(partial[0]) == 0o600
+            named = list(tmp_path.iterdir())
+            if unnamed:
+                assert named == []  # nothing under any name while it is written
+            else:
+                assert len(named) == 1 and named[0].name.endswith(".partial") and mode(named[0]) == 0o600
     finally:
         os.umask(old)
     assert mode(tmp_path / name) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
 def test_an_earlier_world_readable_file_is_replaced_by_a_private_one(tmp_path):

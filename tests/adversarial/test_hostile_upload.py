@@ -514,17 +514,28 @@ def test_the_checkpoint_and_its_temporary_files_are_created_0600(
     assert not [p for p in checkpoint.parent.iterdir() if p.name.endswith(".partial")]
 
 
-def test_the_lead_spool_is_created_0600():
-    old_umask = os.umask(0o000)
+def test_the_lead_spool_has_no_name_on_disk():
+    """The spool is SQLite's temporary database: on disk (once it outgrows the cache) under no name, so no other
+    user can open it and nothing of it outlives the process (tests/adversarial/test_hostile_disk.py kills one)."""
+
+    def open_files() -> dict[str, str]:
+        found = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+        return found
+
+    before = open_files()
+    spool = _LeadSpool()
     try:
-        spool = _LeadSpool()
-    finally:
-        os.umask(old_umask)
-    try:
-        assert mode(spool.path) == 0o600
+        for n in range(40_000):  # about 16 MB: past the spool's 8 MB cache, so its pages go to disk
+            spool.add(f"id-{n}", n, {"externalId": f"id-{n}", "firstName": "x" * 300}, "{}")
+        opened = [target for fd, target in open_files().items() if before.get(fd) != target and "/" in target]
+        assert opened and all(target.endswith(" (deleted)") for target in opened), opened
     finally:
         spool.close()
-    assert not os.path.exists(spool.path)
 
 
 # -- 6. ten thousand leads through a hostile server in front of the emulator ------------------------------------

@@ -240,6 +240,22 @@ def test_changed_customers_pick_up_a_touched_customer(carecloud_emulator):
     assert [r["customer_id"] for r in rows] == [customer_id]
 
 
+def test_changed_customers_page_with_one_row_of_overlap_and_notice_rows_that_moved(carecloud_emulator):
+    from airflow_provider_carecycle.carecloud.hook import ChangedRead
+
+    start, end = datetime(2026, 2, 20), datetime(2026, 3, 3)
+    expected = in_interval(carecloud_emulator, start, end)
+    newest_first = sorted(carecloud_emulator.customers(), key=lambda c: c["last_change"], reverse=True)
+    carecloud_emulator.delete_after_pages(1, [newest_first[1]["customer_id"]])  # after the first page
+    read = ChangedRead()
+    rows = list(CareCloudCrmHook().iter_changed_customers(start, end, count=5, read=read))
+    # one row deleted above the boundary: the row that moved up is the one the overlap asks for, so none is missed
+    assert {r["customer_id"] for r in rows} == expected
+    offsets = [int(c["query"]["offset"]) for c in api_calls(carecloud_emulator, "/customers")]
+    assert offsets[:3] == [0, 4, 8]
+    assert read.drifts == 1 and read.floor is not None and read.watermark() <= read.floor
+
+
 def test_changed_customers_refuse_an_empty_interval():
     with pytest.raises(ValueError, match="start must be before end"):
         CareCloudCrmHook().iter_changed_customers(datetime(2026, 3, 2), datetime(2026, 3, 1))

@@ -70,3 +70,30 @@ def test_forgetting_a_base_url_starts_its_limiters_afresh():
 def test_thread_safe_under_contention():
     waited = acquire_from_threads(RateLimiter(50, 60.0))
     assert len(waited) == 48 and max(waited) == 0.0  # 48 <= 50: nobody had to wait, nobody was lost
+
+
+def test_a_claim_in_flight_holds_its_slot_until_its_answer_and_a_window_after_it():
+    clock = FakeClock()
+    limiter = RateLimiter(1, 60.0, clock=clock, sleep=clock.sleep)
+    slot = limiter.claim(30.0)
+    clock.now += 70.0  # the request is still in flight a window later: its slot is not free
+    clock.now += 5.0
+    limiter.settle(slot)  # careCycle answered at 1075: it counted the request at 1075 at the latest
+    assert limiter.acquire() == pytest.approx(60.5)
+
+
+def test_a_claim_never_settled_counts_until_its_hold_then_for_a_window():
+    clock = FakeClock()
+    limiter = RateLimiter(1, 60.0, clock=clock, sleep=clock.sleep)
+    limiter.claim(30.0)  # the thread died before the answer came
+    assert limiter.acquire() == pytest.approx(30.0 + 60.5)
+
+
+def test_holds_and_pauses_are_bounded_by_max_wait():
+    clock = FakeClock()
+    limiter = RateLimiter(1, 60.0, max_wait_s=100.0, clock=clock, sleep=clock.sleep)
+    limiter.claim(10_000.0)
+    assert limiter.acquire() == pytest.approx(100.0 + 60.5)
+    limiter.pause(10_000.0)
+    assert limiter.acquire() == pytest.approx(100.0)
+    assert max(clock.sleeps) <= 100.0  # one bounded sleep each, never the hold or pause asked for

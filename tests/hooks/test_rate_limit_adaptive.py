@@ -9,13 +9,16 @@ combined rate as a share of the key's ceiling and the share of 429 answers. Thos
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from airflow_provider_carecycle.hooks.rate_limit import Slot
 from airflow_provider_carecycle.hooks.rate_limit_adaptive import BETA, INCREASE_RATIO, Aimd
 from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter
 
@@ -106,8 +109,10 @@ def simulate(
 ) -> Figures:
     """Run ``hosts`` hosts, each with ``workers`` sequential senders, for ``windows`` windows; return the figures.
 
-    Each sender does what :class:`~airflow_provider_carecycle.hooks._http.HttpSender` does: acquire a slot, send,
-    and on a 429 report it (``on_rate_limited``), pause the limiter for ``retryAfter`` and retry after it.
+    Each sender does what :class:`~airflow_provider_carecycle.hooks._http.HttpSender` does: claim a slot, send (the
+    request reaches the server ``rtt_s / 2`` later), settle the slot when the answer arrives (``rtt_s`` after the
+    claim), and on a 429 report it (``on_rate_limited``), pause the limiter for ``retryAfter`` and retry after it.
+    Claims, arrivals and answers are events of their own, in time order, so the shared clock never runs backwards.
     """
     clock = SimClock()
     start = clock.now
@@ -119,36 +124,41 @@ def simulate(
         limiters.append(
             HostRateLimiter(folder / "key.window", share or limit, window_s, clock=clock, sleep=clock.sleep)
         )
-    events: list[tuple[float, int, int]] = []  # (time, sequence, host) -- a sender ready to acquire
-    seq = 0
+    # (time, sequence, host, what, claim): what is "claim" (a sender is ready), "arrive" or "answer"
+    events: list[tuple[float, int, int, str, Any]] = []
+    seq = itertools.count()
     for h in range(hosts):
         for _ in range(workers):
-            heapq.heappush(events, (start, seq, h))
-            seq += 1
+            heapq.heappush(events, (start, next(seq), h, "claim", None))
     end = start + windows * window_s
     accepted: list[float] = []
     rejected: list[float] = []
     while events:
-        now, _, h = heapq.heappop(events)
-        if now >= end:
-            continue
+        now, _, h, what, claim = heapq.heappop(events)
         clock.now = now
-        delay = limiters[h].try_acquire()
-        if delay > 0:
-            heapq.heappush(events, (now + delay, seq, h))
-        else:
-            retry_after = server.hit(now + rtt_s / 2)
-            clock.now = now + rtt_s
-            if retry_after is None:
-                accepted.append(now)
-                limiters[h].on_success()
-                heapq.heappush(events, (now + rtt_s, seq, h))
+        if what == "claim":
+            if now >= end:
+                continue
+            delay, token = limiters[h]._try_claim(30.0)
+            if token is None:
+                heapq.heappush(events, (now + delay, next(seq), h, "claim", None))
             else:
-                rejected.append(now)
+                heapq.heappush(events, (now + rtt_s / 2, next(seq), h, "arrive", (now, token)))
+        elif what == "arrive":
+            sent_at, token = claim
+            heapq.heappush(events, (sent_at + rtt_s, next(seq), h, "answer", (sent_at, token, server.hit(now))))
+        else:
+            sent_at, token, retry_after = claim
+            limiters[h].settle(Slot(0.0, token))
+            if retry_after is None:
+                accepted.append(sent_at)
+                limiters[h].on_success()
+                heapq.heappush(events, (now, next(seq), h, "claim", None))
+            else:
+                rejected.append(sent_at)
                 limiters[h].on_rate_limited(retry_after)
                 limiters[h].pause(retry_after)
-                heapq.heappush(events, (now + rtt_s + retry_after, seq, h))
-        seq += 1
+                heapq.heappush(events, (now + retry_after, next(seq), h, "claim", None))
     early = start + 5 * window_s
     early_sent = sum(1 for t in accepted + rejected if t < early)
     windows_with_429 = {int((t - start) // window_s) for t in rejected}

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
-from airflow_provider_carecycle.exceptions import CareCycleRateLimitError
+from airflow_provider_carecycle.exceptions import CareCycleRateLimitError, CareCycleServerError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.hooks.rate_limit import Slot
 from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_file
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 from carecycle_emulator.pytest_plugin import TEST_API_KEY, carecloud_connection_json, carecycle_connection_json
@@ -66,3 +67,46 @@ def test_an_unknown_backend_names_the_connection_and_extra(carecycle_connection)
     carecycle_connection("cc_bad", extra={"rate_limit_backend": "memcached://cache:11211"})
     with pytest.raises(ValueError, match=r"Airflow connection 'cc_bad': extra 'rate_limit_backend' must be"):
         CareCycleHook("cc_bad").limiter  # noqa: B018
+
+
+class RecordingLimiter:
+    """A limiter that only records what the hook asks of it, in order."""
+
+    limit, window_s = 1000, 60.0
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def claim(self, hold_s: float) -> Slot:
+        self.log.append(("claim", hold_s))
+        return Slot(0.0, "t")
+
+    def settle(self, slot: Slot) -> None:
+        self.log.append(("settle", slot.token))
+
+    def pause(self, seconds: float) -> None:
+        pass
+
+    def on_success(self) -> None:
+        self.log.append(("answer",))
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_each_attempt_claims_a_slot_and_settles_it_when_the_answer_arrives(
+    carecycle_connection, carecycle_emulator, answered
+):
+    url = carecycle_emulator.url if answered else "http://127.0.0.1:9"  # nothing listens on port 9
+    carecycle_connection("cc_rec", host=url)
+    hook = CareCycleHook("cc_rec", timeout=7.0, max_retries=0)
+    log: list = []
+    hook.__dict__["limiter"] = RecordingLimiter(log)  # the cached property, before the sender is built
+    if answered:
+        hook.request("GET", "/v2/campaigns")
+        assert log == [("claim", 14.0), ("settle", "t"), ("answer",)]
+    else:
+        with pytest.raises(CareCycleServerError):
+            hook.request("GET", "/v2/campaigns")
+        assert log == [("claim", 14.0), ("settle", "t")]  # no answer: settled when the attempt gave up

@@ -94,12 +94,15 @@ def test_threads_of_one_process_share_it_safely(tmp_path):
     assert limiter.try_acquire() > 0
 
 
-def test_old_requests_and_requests_from_a_clock_set_back_are_dropped(tmp_path, clock):
+def test_old_requests_leave_the_window_and_a_clock_set_back_keeps_them_for_a_window(tmp_path, clock):
     (limiter,) = processes(tmp_path, clock, 1, 2)
     limiter.acquire()
     limiter.acquire()
+    clock.now += 60.5
+    assert limiter.acquire() == 0.0  # a window later the first two left it
+    limiter.acquire()
     clock.now -= 3600  # the wall clock was set back an hour: the window's times are now in the future
-    assert limiter.acquire() == 0.0
+    assert limiter.acquire() == pytest.approx(60.5)  # they count as made now (dropping them would send a burst)
 
 
 def test_the_state_file_holds_no_key_and_is_private(tmp_path):
@@ -192,3 +195,27 @@ def test_a_forked_child_does_not_inherit_a_held_thread_lock(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert limiter.try_acquire() == 0.0
     assert HostRateLimiter(limiter.path, 2).try_acquire() > 0  # the child's request and the parent's are recorded
+
+
+def test_a_claim_in_flight_counts_for_every_process_until_it_is_settled(tmp_path, clock):
+    a, b = processes(tmp_path, clock, 2, 2)
+    slot = a.claim(30.0)
+    b.acquire()
+    clock.now += 20.0  # a's request is in flight: b's process cannot take its slot
+    assert b.try_acquire() > 0
+    a.settle(slot)  # the answer arrived at +20: the request counts from here
+    clock.now += 60.5 - 20.0  # b's request (at +0) left the window, a's has 20 s to go
+    assert b.acquire() == 0.0
+    assert b.acquire() == pytest.approx(20.0)
+
+
+def test_a_claim_of_a_killed_process_frees_after_its_hold_and_a_window(tmp_path, clock):
+    killed, survivor = processes(tmp_path, clock, 2, 1)
+    killed.claim(30.0)  # kill -9 before the answer: no settle ever comes
+    assert survivor.acquire() == pytest.approx(30.0 + 60.5)
+
+
+def test_a_hold_longer_than_max_wait_is_cut_to_it(tmp_path, clock):
+    (limiter,) = processes(tmp_path, clock, 1, 1, max_wait_s=90.0)
+    limiter.claim(3600.0)
+    assert limiter.acquire() == pytest.approx(90.0 + 60.5)

@@ -139,8 +139,8 @@ def test_with_the_servers_clock(redis_url, redis_client, tmp_path):
     clock = FakeClock()
     limiter = host(redis_url, tmp_path, clock, 3)
     limiter._clock = None  # the scripts read the Redis server's TIME, as in production
-    assert [limiter.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert 60.0 < limiter.try_acquire() <= 60.5
+    assert [limiter.try_claim(0.0)[0] for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert 60.0 < limiter.try_claim(0.0)[0] <= 60.5
 
 
 def test_keys_hold_no_credential_and_expire(redis_url, redis_client, tmp_path):
@@ -176,9 +176,9 @@ def test_unreachable_redis_falls_back_logs_once_without_credentials_and_comes_ba
     process = start_redis(port, "--user", "airflow", "on", ">s3cret", "~*", "&*", "+@all", url=url)
     try:
         monotonic.now += 59.0
-        assert limiter.try_acquire() is None  # still within a window of the failure: not retried yet
+        assert limiter.try_claim(0.0) is None  # still within a window of the failure: not retried yet
         monotonic.now += 1.0
-        assert limiter.try_acquire() == 0.0
+        assert limiter.try_claim(0.0)[0] == 0.0
         assert not limiter.using_fallback
         assert redis.Redis.from_url(url).zcard(limiter._keys[0]) == 1
     finally:
@@ -207,3 +207,49 @@ def test_the_hook_picks_redis_from_the_connection_and_requests_count_there(
     list(hook.iter_campaigns())
     digest = key_digest(carecycle_emulator.url, "cc_test_key")
     assert redis_client.zcard(f"carecycle:rl:{digest}") == hook.stats.requests >= 1
+
+
+def test_a_claim_counts_on_every_host_until_its_answer_then_for_a_window(redis_url, redis_client, tmp_path):
+    clock = FakeClock()
+    a, b = host(redis_url, tmp_path, clock, 2), host(redis_url, tmp_path, clock, 2)
+    slot = a.claim(30.0)
+    b.acquire()
+    clock.now += 20.0
+    assert b.try_claim(0.0)[0] > 0  # a's request is in flight
+    a.settle(slot)
+    members = {m.decode(): s for m, s in redis_client.zrange(a._keys[0], 0, -1, withscores=True)}
+    assert members[f"s:{slot.token}"] == pytest.approx(clock.now) and f"c:{slot.token}" not in members
+    clock.now += 60.5 - 20.0
+    assert b.acquire() == 0.0
+    assert b.acquire() == pytest.approx(20.0)
+
+
+def test_a_claim_never_settled_frees_after_its_hold_and_a_window(redis_url, redis_client, tmp_path):
+    clock = FakeClock()
+    killed, survivor = host(redis_url, tmp_path, clock, 1), host(redis_url, tmp_path, clock, 1)
+    killed.claim(30.0)
+    assert 0 < redis_client.pttl(killed._keys[0]) <= 90_500  # the key outlives the claim's hold and window
+    assert survivor.acquire() == pytest.approx(30.0 + 60.5)
+
+
+def test_a_claim_made_on_the_fallback_is_settled_there(tmp_path):
+    clock, monotonic = FakeClock(), FakeClock()
+    limiter = host(f"redis://127.0.0.1:{free_port()}/0", tmp_path, clock, 1, fallback_clock=monotonic)
+    slot = limiter.claim(30.0)  # Redis is down: the host-wide fallback holds the claim
+    clock.now += 10.0
+    limiter.settle(slot)
+    assert limiter.fallback.try_acquire() == pytest.approx(60.5)
+
+
+def test_a_percent_encoded_password_with_special_characters_reaches_redis(tmp_path):
+    """What the docs advise: '/', '#', '?' and '@' in a password, percent-encoded in the URL, as redis-py decodes it."""
+    port, password = free_port(), "p/ss#w?rd@1"
+    url = f"redis://:p%2Fss%23w%3Frd%401@127.0.0.1:{port}/0"
+    process = start_redis(port, "--requirepass", password, url=url)
+    try:
+        limiter = limiter_for("http://api.encoded.test", "cc_k", 5, 60.0, backend=url, directory=str(tmp_path))
+        assert isinstance(limiter, RedisRateLimiter)
+        assert limiter.acquire() == 0.0 and not limiter.using_fallback
+        assert redis.Redis.from_url(url).zcard(limiter._keys[0]) == 1
+    finally:
+        stop_redis(process)

@@ -14,6 +14,8 @@ import pytest
 
 from airflow_provider_carecycle.leads.ledger import (
     HASH_BYTES,
+    LEDGER_VERSION,
+    REVOKED,
     ObjectStorageLedgerStore,
     SyncLedger,
     SyncLedgerError,
@@ -289,7 +291,7 @@ def _make_db(path: Path, meta: dict[str, str], rows: list[tuple[Any, Any, Any]])
 
 
 def _good_meta(**changes: str) -> dict[str, str]:
-    meta = {"format": "carecycle-sync-ledger", "version": "1", "binding": _binding(), "based_on": "[]"}
+    meta = {"format": "carecycle-sync-ledger", "version": str(LEDGER_VERSION), "binding": _binding(), "based_on": "[]"}
     return {**meta, **changes}
 
 
@@ -384,3 +386,45 @@ def test_the_object_storage_path_publishes_through_a_temporary_name(tmp_path):
 
 def test_the_ledger_module_imports_no_airflow():
     assert _heavy_modules_loaded_by("airflow_provider_carecycle.leads.ledger") == []
+
+
+# -- revocations (issue 20, item 1) -------------------------------------------------------------------------------
+
+
+def test_revoke_publishes_at_once_and_only_for_leads_the_ledger_holds_in_another_version(tmp_path):
+    sync(tmp_path, range(4))
+    before = ledger_files(tmp_path)
+    with ledger_at(tmp_path) as ledger:
+        about_to_send = [(identity, text) for _, identity, text in [*leads([0], version=2), *leads([1, 9])]]
+        assert ledger.revoke(about_to_send) == 1  # e0 changed; e1 is the same version (a resend); e9 is new
+        assert len(ledger_files(tmp_path)) == len(before) + 1  # written before anything is sent
+        assert ledger.revoke(about_to_send) == 0  # a revoked entry is not revoked again
+    assert unchanged(tmp_path, range(4)) == [1, 2, 3]  # no version of e0 is vouched for
+    assert unchanged(tmp_path, [0], version=2) == []
+    assert sync(tmp_path, [0], version=2) == [] and unchanged(tmp_path, [0], version=2) == [0]  # acknowledged
+
+
+def test_a_revoked_entry_never_matches_and_survives_a_compaction(tmp_path):
+    sync(tmp_path, range(3))
+    with ledger_at(tmp_path) as ledger:
+        ledger.revoke([("ext:e1", lead_text(1, version=2))])
+    sync(tmp_path, [2], max_files=1)  # compacts every file into one
+    (only,) = ledger_files(tmp_path)
+    db = sqlite3.connect(tmp_path / only)
+    assert db.execute("SELECT count(*) FROM entries WHERE hash = ?", (REVOKED,)).fetchone() == (1,)
+    db.close()
+    assert unchanged(tmp_path, range(3)) == [0, 2]
+
+
+def test_a_ledger_file_of_an_earlier_version_is_not_trusted_and_is_replaced_at_the_first_save(tmp_path, caplog):
+    sync(tmp_path, range(3))
+    (current,) = ledger_files(tmp_path)
+    db = sqlite3.connect(tmp_path / current)
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")  # what the provider wrote before revocations
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.leads.ledger"):
+        assert sync(tmp_path, range(3)) == []  # every lead is sent once again
+    assert "earlier ledger version" in caplog.text
+    assert current not in ledger_files(tmp_path) and len(ledger_files(tmp_path)) == 1
+    assert unchanged(tmp_path, range(3)) == [0, 1, 2]

@@ -437,7 +437,8 @@ def test_bad_customer_ids_fail_clearly(carecycle_emulator, tmp_path, source, mes
 
 
 def test_killed_export_leaves_nothing_at_output_path(carecycle_emulator, tmp_path):
-    """SIGKILL gives no chance to clean up: the hidden temporary file may stay, but output_path never appears."""
+    """SIGKILL gives no chance to clean up, and nothing is left: the rows went to a file with no name (O_TMPFILE),
+    which the kernel reclaims with the process; output_path never appears."""
     carecycle_emulator.configure(latency_ms=40)
     target = tmp_path / "customers.jsonl"
     script = (
@@ -455,7 +456,7 @@ def test_killed_export_leaves_nothing_at_output_path(carecycle_emulator, tmp_pat
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not target.exists()
-    assert [p.name.endswith(".partial") and p.name.startswith(".") for p in tmp_path.iterdir()] == [True]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_prefetch_stops_the_producer_when_the_consumer_stops():

@@ -218,14 +218,15 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
         extra=f"sync_state_path={str(ledger)!r},",
     )
     path = _write_dag(tmp_path, source)
-    # a watermark that a run on an earlier Airflow left next to the ledger: carried over once, then removed
+    # this feed's watermark that a run on an earlier Airflow left next to the ledger: carried over once, then removed
     from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
     from airflow_provider_carecycle.leads.ledger import SyncWatermark
+    from airflow_provider_carecycle.transfers.carecloud import watermark_key
 
-    pair = f"carecloud_crm_default\n{CareCloudCrmHook().base_url}\n{CareCycleHook().destination_id}"
+    feed = watermark_key("carecloud_crm_default", CareCloudCrmHook().base_url, CareCycleHook().destination_id, None)
     carried = END - timedelta(days=10)
-    SyncWatermark(str(ledger), key=pair).write(carried)
+    SyncWatermark(str(ledger), key=feed).write(carried)
     assert len(list(ledger.glob("watermark-*.json"))) == 1
 
     # 1. the first try is refused after some batches, the retry finishes: the watermark is written once, by it

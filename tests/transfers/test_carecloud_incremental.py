@@ -86,3 +86,25 @@ def test_bad_incremental_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs,
         CareCloudCrmToCareCycleLeadsOperator(
             task_id="t", incremental=True, **{"sync_state_path": str(tmp_path), **kwargs}
         )
+
+
+def test_an_earlier_releases_per_connection_watermark_is_only_a_bound_and_is_left_alone(
+    carecloud_emulator, carecycle_emulator, tmp_path
+):
+    from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
+    from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+    from airflow_provider_carecycle.leads.ledger import watermark_digest
+    from airflow_provider_carecycle.transfers.carecloud import legacy_watermark_key
+
+    legacy = legacy_watermark_key("carecloud_crm_default", CareCloudCrmHook().base_url, CareCycleHook().destination_id)
+    mark = START + timedelta(hours=12)  # older than day 1's interval: it was the feeds' common watermark
+    old = tmp_path / "ledger" / f"watermark-{watermark_digest(legacy)}.json"
+    old.parent.mkdir()
+    document = {"version": 1, "last_change": mark.isoformat(), "written_at": (mark + DAY).isoformat()}
+    old.write_text(json.dumps(document))
+
+    result = incremental(tmp_path).execute(interval(1))
+    since = mark - timedelta(minutes=5)  # the earlier of the old watermark (minus the overlap) and the interval
+    assert result["crm_rows"] == len(in_interval(carecloud_emulator, since, START + 2 * DAY))
+    assert json.loads(old.read_text()) == document  # never rewritten, never deleted: other feeds may need it
+    assert len(list((tmp_path / "ledger").glob("watermark-*.json"))) == 2  # and this feed has its own now

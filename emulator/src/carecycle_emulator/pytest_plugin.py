@@ -59,6 +59,7 @@ CARECLOUD_DEFAULT_SETTINGS = {
     "fault_kinds": ("503", "500", "drop"),
     "token_lifetime_s": 7 * 3600.0,
     "project_timezone": "UTC",
+    "honour_sort": True,
 }
 
 

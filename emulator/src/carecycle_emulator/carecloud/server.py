@@ -10,6 +10,13 @@ Routes under ``/webservice/rest-api/{interface}/{version}``:
   within, at most 1,000); envelope ``{"data": {"customers": [...], "total_items": N}}``.
 * ``GET /customers/{customer_id}``: ``{"data": {...}}``.
 
+Test controls (``/_emulator/...``, and the same as methods): ``POST /_emulator/customers/delete`` with
+``{"customer_ids": [...]}`` deletes customers now; ``POST /_emulator/customers/delete-after-pages`` with
+``{"pages": n, "customer_ids": [...]}`` deletes them once ``n`` more ``GET /customers`` answers have been sent (rows
+then move under a client paging the list); the setting ``honour_sort`` (default ``True``) set to ``False`` serves
+lists in insertion order whatever ``sort_field`` asks for (a misbehaving server). By default the emulator behaves as
+CareCloud does.
+
 Errors use CareCloud's ``{"error": {"type", "exception", "title", "detail", "error_data": {"invalid_params"}}}``;
 429 has no wait hint. Another interface than ``enterprise-interface`` answers 403, another version 404.
 The seed (``seed``, ``customers``) is deterministic: mostly US customers (phone ``1XXXXXXXXXX``, 5-digit zip),
@@ -116,6 +123,8 @@ class CareCloudEmulator(EmulatorBase):
     :param external_application_id: the accepted ``user_external_application_id``.
     :param token_lifetime_s: seconds a bearer token stays valid.
     :param project_timezone: IANA zone of ``valid_to`` and ``last_change``.
+    :param honour_sort: sort lists as ``sort_field``/``sort_direction`` ask (``False``: a misbehaving server that
+        ignores them).
     :param customers: how many customers to seed.
     :param days: ``last_change`` spreads over this many days before ``anchor``.
     :param anchor: the newest ``last_change`` (project-local, naive); default: now, to the second.
@@ -139,6 +148,7 @@ class CareCloudEmulator(EmulatorBase):
         external_application_id: str = DEFAULT_APP_ID,
         token_lifetime_s: float = 7 * 3600,
         project_timezone: str = "UTC",
+        honour_sort: bool = True,
         customers: int = 50,
         days: float = 14,
         anchor: datetime | None = None,
@@ -160,6 +170,8 @@ class CareCloudEmulator(EmulatorBase):
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._customers: dict[str, dict[str, Any]] = {}
+        self._planned_deletions: list[tuple[int, list[str]]] = []
+        self.honour_sort = bool(honour_sort)
         self.logins = 0
         super().__init__(
             rate_limit=rate_limit,
@@ -222,6 +234,7 @@ class CareCloudEmulator(EmulatorBase):
         rows = seed_customers(self.customer_count, self.seed, newest, self.days)
         with self._lock:
             self._customers = {row["customer_id"]: row for row in rows}
+            self._planned_deletions = []
             self._tokens.clear()
             self.logins = 0
 
@@ -230,6 +243,8 @@ class CareCloudEmulator(EmulatorBase):
             self.token_lifetime_s = float(kwargs.pop("token_lifetime_s"))
         if "project_timezone" in kwargs:
             self.project_tz = ZoneInfo(kwargs.pop("project_timezone"))
+        if "honour_sort" in kwargs:
+            self.honour_sort = bool(kwargs.pop("honour_sort"))
         super().configure_extra(kwargs)
 
     def settings(self) -> dict[str, Any]:
@@ -237,6 +252,7 @@ class CareCloudEmulator(EmulatorBase):
             **super().settings(),
             "token_lifetime_s": self.token_lifetime_s,
             "project_timezone": str(self.project_tz),
+            "honour_sort": self.honour_sort,
         }
 
     def extra_counts(self) -> dict[str, int]:
@@ -260,12 +276,44 @@ class CareCloudEmulator(EmulatorBase):
             row["last_change"] = (when or self.now()).strftime(DATETIME_FORMAT)
             return _copy(row)
 
+    def delete_customers(self, customer_ids: Iterable[str]) -> int:
+        """Delete customers now (unknown ids are ignored); return how many were deleted.
+
+        :param customer_ids: the customers' ids.
+        """
+        with self._lock:
+            return sum(self._customers.pop(customer_id, None) is not None for customer_id in customer_ids)
+
+    def delete_after_pages(self, pages: int, customer_ids: Iterable[str]) -> None:
+        """Delete customers once ``pages`` more ``GET /customers`` answers have been sent: the rows below them move
+        up under a client paging the list.
+
+        :param pages: how many list answers to send first (>= 1).
+        :param customer_ids: the customers to delete then.
+        """
+        if int(pages) < 1:
+            raise ValueError("pages must be at least 1")
+        with self._lock:
+            self._planned_deletions.append((int(pages), list(customer_ids)))
+
     def expire_tokens(self) -> None:
         """Make every issued token invalid now (the next call with one answers 401)."""
         with self._lock:
             self._tokens = dict.fromkeys(self._tokens, 0.0)
 
     # -- vendor hooks ---------------------------------------------------------------------------------------
+
+    def build_admin_routes(self, router: Router) -> None:
+        def delete(req: Request) -> Response:
+            return Response(200, {"deleted": self.delete_customers(self.admin_body(req)["customer_ids"])})
+
+        def delete_later(req: Request) -> Response:
+            body = self.admin_body(req)
+            self.delete_after_pages(body["pages"], body["customer_ids"])
+            return Response(200, {"ok": True})
+
+        router.add("POST", "/_emulator/customers/delete", delete)
+        router.add("POST", "/_emulator/customers/delete-after-pages", delete_later)
 
     def build_routes(self, router: Router) -> None:
         router.add("POST", f"{PREFIX}/users/actions/login", self._login)
@@ -338,8 +386,24 @@ class CareCloudEmulator(EmulatorBase):
         count = _int_param(query, "count", 100, 1)
         offset = _int_param(query, "offset", 0, 0)
         rows = [row for row in self.customers() if _matches(row, _filters(query))]
-        rows = _sorted(rows, query)
+        if self.honour_sort:
+            rows = _sorted(rows, query)
+        self._after_list_answer()
         return {"data": {"customers": rows[offset : offset + count], "total_items": len(rows)}}
+
+    def _after_list_answer(self) -> None:
+        """Count a list answer towards the planned deletions; carry out the ones now due."""
+        with self._lock:
+            due: list[str] = []
+            planned = []
+            for pages, customer_ids in self._planned_deletions:
+                if pages <= 1:
+                    due.extend(customer_ids)
+                else:
+                    planned.append((pages - 1, customer_ids))
+            self._planned_deletions = planned
+            for customer_id in due:
+                self._customers.pop(customer_id, None)
 
     def _get_customer(self, request: Request) -> dict[str, Any]:
         self._check_interface(request)

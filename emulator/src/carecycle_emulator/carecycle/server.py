@@ -22,6 +22,12 @@ new leads                               status ``Lead``; join every campaign wit
 429                                     body only (``retryAfter`` seconds), no ``Retry-After`` header
 read-only keys                          ``"cc_key:read"`` in ``api_keys``: 403 on ``POST /v2/leads/upload``
 ======================================  ==================================================================
+
+Lists page by offset (``page``/``perPage``), as careCycle's do: a row deleted while a client pages shifts the rows
+after it one place up, so the client's next page starts one row later. careCycle's API has no delete; customers
+and calls are deleted in its web app. The control API does it too (:meth:`CareCycleEmulator.delete_customers`,
+:meth:`~CareCycleEmulator.delete_calls`), and :meth:`~CareCycleEmulator.delete_between_pages` does it between two
+page requests of a client's read. Nothing is deleted unless a test asks.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import hashlib
 import json
 import random
 import re
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -128,6 +136,16 @@ def _validation_error(issues: list[dict[str, Any]], **extra: Any) -> ApiError:
     return ApiError(400, error_body("VALIDATION_ERROR", "Validation failed", errors=issues, **extra))
 
 
+@dataclass
+class _PageDeletion:
+    """Rows to delete once ``after`` more list pages (of lists whose path starts with ``path``) were answered."""
+
+    after: int
+    customers: tuple[str, ...]
+    calls: tuple[str, ...]
+    path: str
+
+
 def _require_uuid(value: str, name: str = "id") -> None:
     if not v.UUID_RE.match(value):
         raise _validation_error([v.issue([name], "Invalid uuid", "uuid", value, "invalid_string")])
@@ -168,6 +186,8 @@ class CareCycleEmulator(EmulatorBase):
             port=port,
         )
         self.dialer = Dialer(self.store, self.seed)
+        self._page_deletions: list[_PageDeletion] = []
+        self._deletions_lock = threading.Lock()
         self._id_rng = random.Random(f"ids:{self.seed}")
         self._dialer_speed = float(dialer_speed)
         seed_store(self.store, seed=self.seed, customers=self.customers, campaigns=self.campaigns)
@@ -195,6 +215,8 @@ class CareCycleEmulator(EmulatorBase):
             seed_store(self.store, seed=self.seed, customers=self.customers, campaigns=self.campaigns)
             self.dialer.reseed(self.seed)
             self._id_rng = random.Random(f"ids:{self.seed}")
+        with self._deletions_lock:
+            self._page_deletions.clear()
 
     def configure_extra(self, kwargs: dict[str, Any]) -> None:
         if "api_keys" in kwargs:
@@ -265,6 +287,51 @@ class CareCycleEmulator(EmulatorBase):
         if not self.store.set_campaign_status(campaign_id, status):
             raise KeyError(f"No campaign {campaign_id}")
         return self.store.get_campaign(campaign_id)  # type: ignore[return-value]
+
+    def delete_customers(self, customer_ids: Iterable[str]) -> int:
+        """Delete customers (with their memberships, policies and calls), as careCycle's web app does; return how many
+        existed."""
+        return self.store.delete_customers(customer_ids)
+
+    def delete_calls(self, call_ids: Iterable[str]) -> int:
+        """Delete calls; return how many existed."""
+        return self.store.delete_calls(call_ids)
+
+    def delete_between_pages(
+        self,
+        *,
+        after: int = 1,
+        customers: Iterable[str] = (),
+        calls: Iterable[str] = (),
+        path: str = "/v2/customers",
+    ) -> None:
+        """Delete rows in the middle of a client's paged read: once ``after`` more pages of a list whose path starts
+        with ``path`` (``/v2/customers`` also covers each customer's calls) have been answered, before the next
+        request is answered. Each call schedules one deletion; :meth:`reset` drops those not done yet.
+
+        :param after: list pages to answer first (at least 1).
+        :param customers: customer ids to delete then.
+        :param calls: call ids to delete then.
+        :param path: which lists count (a path prefix).
+        """
+        if int(after) < 1:
+            raise ValueError("after must be at least 1")
+        with self._deletions_lock:
+            self._page_deletions.append(_PageDeletion(int(after), tuple(customers), tuple(calls), path))
+
+    def _page_answered(self, path: str) -> None:
+        """Count one answered list page; run the deletions that were waiting for it."""
+        due: list[_PageDeletion] = []
+        waiting: list[_PageDeletion] = []
+        with self._deletions_lock:
+            for deletion in self._page_deletions:
+                if path.startswith(deletion.path):
+                    deletion.after -= 1
+                (due if deletion.after <= 0 else waiting).append(deletion)
+            self._page_deletions = waiting
+        for deletion in due:
+            self.store.delete_customers(deletion.customers)
+            self.store.delete_calls(deletion.calls)
 
     def tick_dialer(self, steps: int = 1) -> int:
         """Advance the dialer ``steps`` ticks; return the number of calls placed."""
@@ -373,6 +440,21 @@ class CareCycleEmulator(EmulatorBase):
         def query(req: Request) -> Response:
             return Response(200, {"items": self.query_customers(self.admin_body(req).get("params") or {})})
 
+        def delete(req: Request) -> Response:
+            body = self.admin_body(req)
+            customers = self.delete_customers(body.get("customers") or [])
+            return Response(200, {"customers": customers, "calls": self.delete_calls(body.get("calls") or [])})
+
+        def delete_between(req: Request) -> Response:
+            body = self.admin_body(req)
+            self.delete_between_pages(
+                after=int(body.get("after", 1)),
+                customers=body.get("customers") or [],
+                calls=body.get("calls") or [],
+                path=str(body.get("path") or "/v2/customers"),
+            )
+            return Response(200, {"ok": True})
+
         router.add("POST", "/_emulator/campaigns/{id}/status", status)
         router.add("POST", "/_emulator/dialer/tick", tick)
         router.add("POST", "/_emulator/campaigns", add)
@@ -381,6 +463,8 @@ class CareCycleEmulator(EmulatorBase):
         router.add("GET", "/_emulator/members", lambda req: self.members())
         router.add("GET", "/_emulator/customers/by-external-id", lambda req: self.get_customers_by_external_id())
         router.add("POST", "/_emulator/customers/query", query)
+        router.add("POST", "/_emulator/delete", delete)
+        router.add("POST", "/_emulator/delete-between-pages", delete_between)
 
     # -- customers ------------------------------------------------------------------------------------------
 
@@ -523,6 +607,7 @@ class CareCycleEmulator(EmulatorBase):
                 where, args, sort_col, direction, per_page, (page - 1) * per_page
             )
             items = self.store.customers_by_ids(ids)
+        self._page_answered(req.path)
         return envelope(items, total, page, per_page)
 
     def _get_customer(self, req: Request) -> dict[str, Any]:
@@ -548,6 +633,7 @@ class CareCycleEmulator(EmulatorBase):
             if self.store.customer_row(cid) is None:
                 raise ApiError(404, error_body("NOT_FOUND", "Customer not found"))
             total, items = self.store.customer_calls(cid, sort_by, direction, per_page, (page - 1) * per_page)  # type: ignore[arg-type]
+        self._page_answered(req.path)
         return envelope(items, total, page, per_page)
 
     # -- campaigns ------------------------------------------------------------------------------------------

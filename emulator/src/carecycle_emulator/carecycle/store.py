@@ -488,6 +488,38 @@ class Store:
             cols = ", ".join(f"{k} = ?" for k in values)
             self.db.execute(f"UPDATE customers SET {cols} WHERE id = ?", [*values.values(), customer_id])
 
+    def delete_customers(self, customer_ids: Iterable[str]) -> int:
+        """Delete customers with their campaign memberships, policies and calls; return how many existed."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return 0
+        marks = ",".join("?" for _ in ids)
+        with self.lock:
+            self.touch()
+            for table in ("customer_campaigns", "policies", "calls"):
+                self.db.execute(f"DELETE FROM {table} WHERE customer_id IN ({marks})", ids)
+            return self.db.execute(f"DELETE FROM customers WHERE id IN ({marks})", ids).rowcount
+
+    def delete_calls(self, call_ids: Iterable[str]) -> int:
+        """Delete calls (their customers' ``totalCalls`` go down with them); return how many existed."""
+        ids = list(dict.fromkeys(call_ids))
+        if not ids:
+            return 0
+        marks = ",".join("?" for _ in ids)
+        with self.lock:
+            self.touch()
+            owners = [
+                r[0] for r in self.db.execute(f"SELECT DISTINCT customer_id FROM calls WHERE id IN ({marks})", ids)
+            ]
+            deleted = self.db.execute(f"DELETE FROM calls WHERE id IN ({marks})", ids).rowcount
+            for owner in owners:
+                self.db.execute(
+                    "UPDATE customers SET total_calls = (SELECT COUNT(*) FROM calls WHERE customer_id = ?) "
+                    "WHERE id = ?",
+                    (owner, owner),
+                )
+            return deleted
+
     def customer_row(self, customer_id: str) -> sqlite3.Row | None:
         with self.lock:
             return self.db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
