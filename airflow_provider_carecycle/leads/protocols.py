@@ -1,6 +1,6 @@
 """What the lead upload engine needs from its collaborators, as structural types (pure Python: no Airflow).
 
-:class:`~airflow_provider_carecycle.leads.upload.LeadUploader` takes any object with these methods, so it runs with
+:class:`~airflow_provider_carecycle.sync.engine.LeadUploader` takes any object with these methods, so it runs with
 a :class:`~airflow_provider_carecycle.hooks.carecycle.CareCycleHook` and a
 :class:`~airflow_provider_carecycle.storage.RecordWriter` in a task, and with small stand-ins in tests.
 """

@@ -2,7 +2,7 @@
 
 :class:`CareCycleUploadLeadsOperator` reads a list of records (or an XComArg) or a streamed file on object storage;
 ``SqlToCareCycleLeadsOperator`` (in :mod:`airflow_provider_carecycle.transfers.sql`) reads a SQL query. Both run the
-same engine (:class:`~airflow_provider_carecycle.leads.upload.LeadUploader`) with the same options, defined once
+same engine (:class:`~airflow_provider_carecycle.sync.engine.LeadUploader`) with the same options, defined once
 here in :class:`CareCycleLeadUploadBaseOperator`.
 
 .. seealso:: ``docs/operators/upload-leads.md``
@@ -17,18 +17,18 @@ from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.leads.ledger import check_resend_after
-from airflow_provider_carecycle.leads.upload import (
+from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
+from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+from airflow_provider_carecycle.storage import FORMATS, iter_records
+from airflow_provider_carecycle.sync.engine import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
     LeadUploader,
     UploadSummary,
     check_upload_options,
 )
-from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
-from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
-from airflow_provider_carecycle.storage import FORMATS, iter_records
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:
@@ -117,7 +117,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     When the task is killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM), no new batch is sent, the
     requests in flight are settled (or abandoned after a few seconds, then not recorded), the checkpoint and the
     sync ledger keep exactly what careCycle acknowledged, the rejected file's temporary file is removed, and the task
-    fails with :class:`~airflow_provider_carecycle.leads.upload.UploadKilledError`.
+    fails with :class:`~airflow_provider_carecycle.sync.engine.UploadKilledError`.
     """
 
     template_fields: tuple[str, ...] = (

@@ -23,10 +23,10 @@ import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads import upload as upload_module
-from airflow_provider_carecycle.leads.upload import LeadUploader, UploadKilledError
 from airflow_provider_carecycle.operators.customers import ExportKilledError, _prefetched
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync import engine as upload_module
+from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = 600
