@@ -29,8 +29,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_carecycle.leads.checkpoint import FileCheckpointStore
 from airflow_provider_carecycle.leads.ledger import FolderWatermarkStore, SyncWatermark, watermark_digest
+from airflow_provider_carecycle.sync.checkpoint import FileCheckpointStore
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _scope_hash(context: Mapping[str, Any], destination: str | None) -> str:
 
 
 class TaskStateCheckpointStore:
-    """The upload checkpoint in the task state store (a :class:`~airflow_provider_carecycle.leads.checkpoint.
+    """The upload checkpoint in the task state store (a :class:`~airflow_provider_carecycle.sync.checkpoint.
     CheckpointStore`).
 
     The store is a row in Airflow's metadata DB, written at every answered request. A checkpoint up to

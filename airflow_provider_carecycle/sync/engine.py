@@ -58,7 +58,6 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.checkpoint import CheckpointStore, UploadCheckpoint
 from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.rejection import (
@@ -72,6 +71,7 @@ from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
+from airflow_provider_carecycle.sync.checkpoint import CheckpointStore, UploadCheckpoint
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class LeadUploader:
     :param max_in_flight: requests sent concurrently (the hook's limiter still caps the rate).
     :param rejected_path: JSON Lines file for the rejected records (``None``: count them only).
     :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash: a URI or path, or any
-        :class:`~airflow_provider_carecycle.leads.checkpoint.CheckpointStore` (``None``: no resume).
+        :class:`~airflow_provider_carecycle.sync.checkpoint.CheckpointStore` (``None``: no resume).
     :param dry_run: validate, normalise and write the rejected file, but send nothing (the sync ledger is not read).
     :param sync_state_path: the sync ledger's folder (``None``: send every lead); needs a hook with a
         ``destination_id``.

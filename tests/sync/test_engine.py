@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
 from airflow_provider_carecycle.leads import LeadValidator, Rejection
-from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
 from airflow_provider_carecycle.sync.engine import (
     LeadUploader,
     UnsettledBatchError,
