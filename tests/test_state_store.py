@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.state_store import (
     CHECKPOINT_KEY,
@@ -25,6 +24,7 @@ from airflow_provider_carecycle.state_store import (
     leads_asset_state,
 )
 from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.sync.ledger import SyncWatermark
 
 FOREVER = timedelta.max
 

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.leads.ledger import check_resend_after
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
@@ -29,6 +28,7 @@ from airflow_provider_carecycle.sync.engine import (
     UploadSummary,
     check_upload_options,
 )
+from airflow_provider_carecycle.sync.ledger import check_resend_after
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:

@@ -10,7 +10,7 @@ How a run goes:
    rejected file. A valid lead is stored in a temporary SQLite file keyed by its identity (``externalId``, else
    the phone number); a later record with the same identity is merged into it field by field (the last value wins)
    and counted as a duplicate. Memory stays bounded by a batch whatever the input size: the spool is on disk.
-   With a sync ledger (``sync_state_path``, see :mod:`~airflow_provider_carecycle.leads.ledger`), the leads
+   With a sync ledger (``sync_state_path``, see :mod:`~airflow_provider_carecycle.sync.ledger`), the leads
    careCycle already holds exactly as they are now are marked *unchanged* and not sent.
 2. **Fingerprint**: sha256 over the batch size and the normalised leads in first-seen order. Batches are cut from
    that order, so the same input always gives the same batches.
@@ -58,7 +58,6 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.rejection import (
     STAGE_API,
@@ -72,6 +71,7 @@ from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.sync.checkpoint import CheckpointStore, UploadCheckpoint
+from airflow_provider_carecycle.sync.ledger import SyncLedger, SyncLedgerError, check_resend_after
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import pytest
 
 from airflow_provider_carecycle._compat import Asset
 from airflow_provider_carecycle.assets import leads_uri
-from airflow_provider_carecycle.leads.ledger import SyncLedger
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync.ledger import SyncLedger
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
 from carecycle_emulator import CARECLOUD_ANCHOR as ANCHOR
 from tests.adversarial.test_hostile_sync import held

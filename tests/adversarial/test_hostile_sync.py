@@ -21,9 +21,9 @@ import pytest
 from airflow_provider_carecycle.exceptions import CareCycleAPIError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads.ledger import SyncLedger
 from airflow_provider_carecycle.sync import engine as upload_engine
 from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError, _dumps
+from airflow_provider_carecycle.sync.ledger import SyncLedger
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     ForwardThenDrop,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads.ledger import SyncLedger
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
 from airflow_provider_carecycle.sync import engine as upload_engine
+from airflow_provider_carecycle.sync.ledger import SyncLedger
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
 from carecycle_emulator.pytest_plugin import carecycle_connection_json
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.leads.ledger import (
+from airflow_provider_carecycle.sync.ledger import (
     HASH_BYTES,
     LEDGER_VERSION,
     REVOKED,
@@ -311,7 +311,7 @@ def test_a_damaged_file_is_ignored_with_a_warning_and_its_leads_are_sent_again(t
     sync(tmp_path, [1])
     bad = tmp_path / f"ledger-{_binding()}-0000000009-badbadbadbad.sqlite"
     make(bad)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.leads.ledger"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.sync.ledger"):
         assert unchanged(tmp_path, [1, 2]) == [1]
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert bad.name in warning and "sent again" in warning
@@ -385,7 +385,7 @@ def test_the_object_storage_path_publishes_through_a_temporary_name(tmp_path):
 
 
 def test_the_ledger_module_imports_no_airflow():
-    assert _heavy_modules_loaded_by("airflow_provider_carecycle.leads.ledger") == []
+    assert _heavy_modules_loaded_by("airflow_provider_carecycle.sync.ledger") == []
 
 
 # -- revocations (issue 20, item 1) -------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def test_a_ledger_file_of_an_earlier_version_is_not_trusted_and_is_replaced_at_t
     db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")  # what the provider wrote before revocations
     db.commit()
     db.close()
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.leads.ledger"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.sync.ledger"):
         assert sync(tmp_path, range(3)) == []  # every lead is sent once again
     assert "earlier ledger version" in caplog.text
     assert current not in ledger_files(tmp_path) and len(ledger_files(tmp_path)) == 1
