@@ -46,9 +46,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from airflow_provider_carecycle.leads.protocols import is_document_store
 from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.storage import to_path
+from airflow_provider_carecycle.sync.protocols import is_document_store
 
 log = logging.getLogger(__name__)
 

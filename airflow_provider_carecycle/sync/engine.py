@@ -58,7 +58,6 @@ from queue import SimpleQueue
 from typing import Any, TypeGuard
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
-from airflow_provider_carecycle.leads.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.leads.rejection import (
     STAGE_API,
     STAGE_VALIDATION,
@@ -72,6 +71,7 @@ from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
 from airflow_provider_carecycle.sync.checkpoint import CheckpointStore, UploadCheckpoint
 from airflow_provider_carecycle.sync.ledger import SyncLedger, SyncLedgerError, check_resend_after
+from airflow_provider_carecycle.sync.protocols import LeadUploadHook, RecordSink
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)

@@ -73,8 +73,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from airflow_provider_carecycle.leads.protocols import is_document_store
 from airflow_provider_carecycle.scratch import scratch_database
+from airflow_provider_carecycle.sync.protocols import is_document_store
 
 log = logging.getLogger(__name__)
 
