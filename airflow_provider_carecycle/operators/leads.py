@@ -19,7 +19,6 @@ from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
-from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 from airflow_provider_carecycle.sync.engine import (
     DEFAULT_BATCH_SIZE,
@@ -29,6 +28,7 @@ from airflow_provider_carecycle.sync.engine import (
     check_upload_options,
 )
 from airflow_provider_carecycle.sync.ledger import check_resend_after
+from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:

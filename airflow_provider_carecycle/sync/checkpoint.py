@@ -4,13 +4,13 @@ The checkpoint is one small JSON document, rewritten each time a request is answ
 :class:`CheckpointStore`: :class:`FileCheckpointStore` (``checkpoint_path``) keeps it on object storage (``file://``,
 ``s3://``, ``gs://``, ...), rewritten atomically (a temporary name, then a move), so a worker killed at any moment
 leaves either the previous or the new version, never half of one; on Airflow 3.3+ without a ``checkpoint_path``,
-:class:`~airflow_provider_carecycle.state_store.TaskStateCheckpointStore` keeps it in the task state store. Both hold
-the same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no
-records: only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and,
-for API rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the
-checkpoint where the rejected file goes). A store outside the user's files (the task state store, in Airflow's
-metadata DB) gets careCycle's free-text reasons replaced (:meth:`Rejection.without_api_text`). On a local
-filesystem it and its temporary files are created ``0600``.
+:class:`~airflow_provider_carecycle.sync.state_store.TaskStateCheckpointStore` keeps it in the task state store. Both
+hold the same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no
+records: only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and, for
+API rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the checkpoint
+where the rejected file goes). A store outside the user's files (the task state store, in Airflow's metadata DB) gets
+careCycle's free-text reasons replaced (:meth:`Rejection.without_api_text`). On a local filesystem it and its temporary
+files are created ``0600``.
 
 Layout::
 

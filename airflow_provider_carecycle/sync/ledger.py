@@ -820,7 +820,7 @@ class SyncWatermark:
     "retry": ["<customer id>", ...]}``. One per ``key`` (a feed: what it reads and where it sends, see the CRM
     transfer). Kept in a :class:`WatermarkStore`: by default a :class:`FolderWatermarkStore` in the ledger's folder;
     on Airflow 3.3+ an asset's state store
-    (:class:`~airflow_provider_carecycle.state_store.AssetStateWatermarkStore`), which anyone with edit rights can
+    (:class:`~airflow_provider_carecycle.sync.state_store.AssetStateWatermarkStore`), which anyone with edit rights can
     write. So a document is followed only when it has exactly the provider's shape: this version, this feed's hash,
     UTC times with ``last_change`` not after ``written_at`` and neither in the future, well-formed ids. Anything
     else is ignored with a warning (the run then reads from its data interval), and never deleted.

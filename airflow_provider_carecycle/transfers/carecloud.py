@@ -17,8 +17,8 @@ from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
-from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
 from airflow_provider_carecycle.sync.ledger import MAX_RETRY_IDS, SyncWatermark, WatermarkState
+from airflow_provider_carecycle.sync.state_store import crm_watermark, declares_leads_asset
 
 
 def as_datetime(name: str, value: Any) -> datetime:

@@ -89,7 +89,7 @@ def test_a_checkpoint_reference_to_the_uploads_own_overflow_file_is_still_follow
 ):
     """The positive control: a checkpoint too big for the store goes to the ledger folder, and a retried try
     resumes from it (and removes it at the end)."""
-    from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+    from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
 
     ledger = tmp_path / "ledger"
     store = DictStateStore()

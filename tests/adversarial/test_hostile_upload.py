@@ -193,7 +193,7 @@ def test_an_api_reason_that_echoes_the_value_never_reaches_the_task_state_store(
 ):
     """careCycle's per-record ``error`` is free text that may quote the rejected value: the rejected file (the one
     place for PHI) keeps it, Airflow's task state store (a metadata DB row shown in the UI) never does."""
-    from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+    from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
 
     echoed = "Invalid phone number 2005550002 for Jane Doe"
     answer = {"succeeded": 3, "failed": 1, "errors": [{"id": None, "externalId": "h-2", "error": echoed}]}

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.state_store import CHECKPOINT_KEY, WATERMARK_KEY_PREFIX
+from airflow_provider_carecycle.sync.state_store import CHECKPOINT_KEY, WATERMARK_KEY_PREFIX
 from dev.dag_loader import dag_bundle_config, load_dag, task_states
 
 LEADS = 120
