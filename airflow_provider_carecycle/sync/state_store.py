@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_carecycle.sync.checkpoint import FileCheckpointStore
-from airflow_provider_carecycle.sync.ledger import FolderWatermarkStore, SyncWatermark, watermark_digest
+from airflow_provider_carecycle.sync.watermark import FolderWatermarkStore, SyncWatermark, watermark_digest
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def leads_asset_state(operator: Any, context: Mapping[str, Any], base_url: str) 
 
 class AssetStateWatermarkStore:
     """A watermark document in an asset's state store (a
-    :class:`~airflow_provider_carecycle.sync.ledger.WatermarkStore`).
+    :class:`~airflow_provider_carecycle.sync.watermark.WatermarkStore`).
 
     :param accessor: ``context["asset_state_store"][asset]``.
     :param key: names the source and destination the watermark is for (hashed into the store's key).
@@ -272,7 +272,7 @@ def crm_watermark(
     :param sync_state_path: the ledger folder, or ``None``.
     :param legacy_key: the key an earlier release kept the watermark under (per CRM connection and destination):
         its watermarks, in either place, are read when this feed has none yet (see
-        :attr:`~airflow_provider_carecycle.sync.ledger.WatermarkState.legacy`), never written or removed.
+        :attr:`~airflow_provider_carecycle.sync.watermark.WatermarkState.legacy`), never written or removed.
     :raises ValueError: when there is neither.
     """
     from airflow_provider_carecycle.assets import leads_uri

@@ -17,8 +17,8 @@ from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
-from airflow_provider_carecycle.sync.ledger import MAX_RETRY_IDS, SyncWatermark, WatermarkState
 from airflow_provider_carecycle.sync.state_store import crm_watermark, declares_leads_asset
+from airflow_provider_carecycle.sync.watermark import MAX_RETRY_IDS, SyncWatermark, WatermarkState
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -279,7 +279,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     def _next_watermark(self) -> tuple[datetime | None, list[str]]:
         """The watermark this successful run vouches for, and the customers careCycle refused, to try again.
 
-        Up to :data:`~airflow_provider_carecycle.sync.ledger.MAX_RETRY_IDS` refused customers are kept by id; the
+        Up to :data:`~airflow_provider_carecycle.sync.watermark.MAX_RETRY_IDS` refused customers are kept by id; the
         watermark stays at or before the change of any beyond that, so the next run reads them again.
         """
         summary = getattr(self, "upload_summary", None)

@@ -221,7 +221,7 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
     # this feed's watermark that a run on an earlier Airflow left next to the ledger: carried over once, then removed
     from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-    from airflow_provider_carecycle.sync.ledger import SyncWatermark
+    from airflow_provider_carecycle.sync.watermark import SyncWatermark
     from airflow_provider_carecycle.transfers.carecloud import watermark_key
 
     feed = watermark_key("carecloud_crm_default", CareCloudCrmHook().base_url, CareCycleHook().destination_id, None)

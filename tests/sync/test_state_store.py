@@ -14,7 +14,6 @@ import pytest
 
 from airflow_provider_carecycle.leads.rejection import Rejection
 from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.sync.ledger import SyncWatermark
 from airflow_provider_carecycle.sync.state_store import (
     CHECKPOINT_KEY,
     CHECKPOINT_REF,
@@ -25,6 +24,7 @@ from airflow_provider_carecycle.sync.state_store import (
     declares_leads_asset,
     leads_asset_state,
 )
+from airflow_provider_carecycle.sync.watermark import SyncWatermark
 
 FOREVER = timedelta.max
 
