@@ -120,9 +120,20 @@ def _copy_into_place(fd: int, target: str) -> None:
         raise
 
 
+def partial_name(name: str) -> str:
+    """The hidden name a file being written goes by next to its final name: ``.<name>.<random>.partial``.
+
+    Readers of a folder (the sync ledger, a user's) skip such names; every writer of the provider that writes under a
+    name before the rename uses this one.
+
+    :param name: the final file's name.
+    """
+    return f".{name}.{uuid.uuid4().hex[:12]}.partial"
+
+
 def _temporary_name(target: str) -> str:
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+    return os.path.join(folder, partial_name(name))
 
 
 def _unlink_quietly(path: str) -> None:

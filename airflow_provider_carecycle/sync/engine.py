@@ -69,9 +69,10 @@ from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
-from airflow_provider_carecycle.sync.checkpoint import CheckpointStore, UploadCheckpoint
-from airflow_provider_carecycle.sync.ledger import SyncLedger, SyncLedgerError, check_resend_after
-from airflow_provider_carecycle.sync.protocols import LeadUploadHook, RecordSink
+from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.sync.ledger import SyncLedger, check_resend_after
+from airflow_provider_carecycle.sync.protocols import DocumentStore, LeadUploadHook, RecordSink
+from airflow_provider_carecycle.sync.stores import SyncLedgerError
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ class LeadUploader:
     :param max_in_flight: requests sent concurrently (the hook's limiter still caps the rate).
     :param rejected_path: JSON Lines file for the rejected records (``None``: count them only).
     :param checkpoint_path: where to keep the acknowledged batches, to resume after a crash: a URI or path, or any
-        :class:`~airflow_provider_carecycle.sync.checkpoint.CheckpointStore` (``None``: no resume).
+        :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore` (``None``: no resume).
     :param dry_run: validate, normalise and write the rejected file, but send nothing (the sync ledger is not read).
     :param sync_state_path: the sync ledger's folder (``None``: send every lead); needs a hook with a
         ``destination_id``.
@@ -318,7 +319,7 @@ class LeadUploader:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rejected_path: str | None = None,
-        checkpoint_path: str | CheckpointStore | None = None,
+        checkpoint_path: str | DocumentStore | None = None,
         dry_run: bool = False,
         sync_state_path: Any = None,
         full_sync: bool = False,

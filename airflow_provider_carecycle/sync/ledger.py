@@ -1,7 +1,8 @@
 """The sync ledger: which version of each lead careCycle has acknowledged, so a run sends only what changed.
 
-Pure Python (no Airflow at import time; object storage is reached lazily through
-:func:`airflow_provider_carecycle.storage.to_path`, or through any :class:`LedgerStore`).
+Pure Python (no Airflow at import time): the folder is a
+:class:`~airflow_provider_carecycle.sync.protocols.FolderStore`, by default an
+:class:`~airflow_provider_carecycle.sync.stores.ObjectStorageFolderStore`.
 
 What is stored
 --------------
@@ -61,7 +62,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import tempfile
 import threading
@@ -70,9 +70,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_carecycle.scratch import scratch_database
+from airflow_provider_carecycle.sync.protocols import FolderStore
+from airflow_provider_carecycle.sync.stores import SyncLedgerError, folder_store
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +95,8 @@ _NAME_SUFFIX = ".sqlite"
 _PROBE_CHUNK = 20_000
 _RECORD_CHUNK = 5_000
 _LIST_ATTEMPTS = 5
-_LOCAL_PROTOCOLS = ("file", "local")
 #: :func:`_check_file`'s problem for a well-formed ledger file of this destination written by an earlier version
 _OUTDATED = "written by an earlier ledger version"
-
-
-class SyncLedgerError(RuntimeError):
-    """The sync ledger cannot be read or written (the message names the place and what to do)."""
 
 
 def check_resend_after(value: Any) -> float | None:
@@ -119,102 +116,6 @@ def check_resend_after(value: Any) -> float | None:
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"resend_after must be a positive duration, got {value!r}.")
     return seconds
-
-
-# -- where the files live ------------------------------------------------------------------------------------------
-
-
-class LedgerStore(Protocol):
-    """The few operations the ledger needs from its folder."""
-
-    location: str
-
-    def list_names(self) -> list[str]:
-        """Names of the files in the folder (an absent folder has none)."""
-
-    def download(self, name: str, local_path: str) -> None:
-        """Copy file ``name`` to ``local_path``; ``FileNotFoundError`` when it is gone."""
-
-    def upload(self, local_path: str, name: str) -> None:
-        """Publish ``local_path`` as ``name`` atomically: a reader sees all of it or nothing."""
-
-    def delete(self, name: str) -> None:
-        """Remove file ``name``; a missing file is not an error."""
-
-
-class ObjectStorageLedgerStore:
-    """A folder on object storage (or a local folder), through ``ObjectStoragePath``.
-
-    :param uri: the folder: ``s3://bucket/ledgers/feed``, ``file:///data/ledger``, ``/data/ledger``.
-    """
-
-    def __init__(self, uri: str | Any) -> None:
-        from airflow_provider_carecycle.storage import to_path  # here: the ledger module imports no Airflow
-
-        self.folder = to_path(uri)
-        self.location = str(uri)
-        self._local = getattr(self.folder, "protocol", None) in _LOCAL_PROTOCOLS
-
-    def list_names(self) -> list[str]:
-        if not self.folder.exists():
-            return []
-        if not self.folder.is_dir():
-            raise SyncLedgerError(
-                f"sync_state_path {self.location} is a file; it must be a folder (the ledger keeps several files)."
-            )
-        return sorted(child.name for child in self.folder.iterdir())
-
-    def download(self, name: str, local_path: str) -> None:
-        with (self.folder / name).open("rb") as source, open(local_path, "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
-
-    def upload(self, local_path: str, name: str) -> None:
-        temporary = f".{name}.{uuid.uuid4().hex[:12]}.partial"
-        if self._local:
-            _publish_local(local_path, os.path.join(self.folder.path, temporary), os.path.join(self.folder.path, name))
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / temporary
-        try:
-            with open(local_path, "rb") as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            target.rename(self.folder / name)
-        except BaseException:
-            _quietly(lambda: target.unlink())
-            raise
-
-    def delete(self, name: str) -> None:
-        try:
-            (self.folder / name).unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _store(location: Any) -> LedgerStore:
-    """A :class:`LedgerStore` as given, or the object storage folder a URI, path or ``ObjectStoragePath`` names."""
-    return location if hasattr(location, "list_names") else ObjectStorageLedgerStore(location)
-
-
-def _publish_local(source: str, temporary: str, final: str) -> None:
-    """Copy ``source`` to ``temporary`` (created 0600, fsynced), then rename it to ``final``."""
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
-            shutil.copyfileobj(data, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        _quietly(lambda: os.unlink(temporary))
-        raise
-
-
-def _quietly(action: Any) -> None:
-    try:
-        action()
-    except OSError:
-        pass
 
 
 # -- the ledger ----------------------------------------------------------------------------------------------------
@@ -242,7 +143,8 @@ class SyncLedger:
     Use it as a context manager (or call :meth:`close`): :meth:`open` reads the folder, :meth:`unchanged` says which
     leads need not be sent, :meth:`record` notes a lead careCycle acknowledged, :meth:`save` publishes the notes.
 
-    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param location: the ledger folder (a URI or local path), or a
+        :class:`~airflow_provider_carecycle.sync.protocols.FolderStore`.
     :param destination: names the careCycle the leads go to (the hook's ``destination_id``); a ledger written for
         another destination is not used.
     :param secret: the key of the identity and lead hashes (default: derived from ``destination``).
@@ -255,7 +157,7 @@ class SyncLedger:
 
     def __init__(
         self,
-        location: str | os.PathLike[str] | LedgerStore,
+        location: str | os.PathLike[str] | FolderStore,
         *,
         destination: str,
         secret: bytes | None = None,
@@ -269,7 +171,7 @@ class SyncLedger:
             raise ValueError("destination must name the careCycle the leads go to.")
         if max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {max_files!r}.")
-        self.store: LedgerStore = _store(location)
+        self.store = folder_store(location)
         self.full_sync = bool(full_sync)
         self.resend_after_s = check_resend_after(resend_after)
         self.max_files = max_files

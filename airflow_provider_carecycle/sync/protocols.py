@@ -1,14 +1,20 @@
-"""What the lead upload engine needs from its collaborators, as structural types (pure Python: no Airflow).
+"""What the lead sync needs from its collaborators, as structural types (pure Python: no Airflow).
 
-:class:`~airflow_provider_carecycle.sync.engine.LeadUploader` takes any object with these methods, so it runs with
-a :class:`~airflow_provider_carecycle.hooks.carecycle.CareCycleHook` and a
-:class:`~airflow_provider_carecycle.storage.RecordWriter` in a task, and with small stand-ins in tests.
+* :class:`LeadUploadHook` and :class:`RecordSink`: what
+  :class:`~airflow_provider_carecycle.sync.engine.LeadUploader` sends leads through and writes rejected records to
+  (a :class:`~airflow_provider_carecycle.hooks.carecycle.CareCycleHook` and a
+  :class:`~airflow_provider_carecycle.storage.RecordWriter` in a task, small stand-ins in tests).
+* :class:`DocumentStore` and :class:`FolderStore`: where what outlives a run is kept. A document store holds one JSON
+  document (the upload checkpoint, a CRM watermark); a folder store holds the sync ledger's files. The provider's
+  own are in :mod:`~airflow_provider_carecycle.sync.stores` (a file on object storage, a folder on object storage)
+  and :mod:`~airflow_provider_carecycle.sync.state_store` (Airflow 3.3's state stores); any object with these
+  members works.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class LeadUploadHook(Protocol):
@@ -52,10 +58,57 @@ class RecordSink(Protocol):
         ...
 
 
-def is_document_store(value: Any) -> bool:
-    """Whether ``value`` is a store object (it loads and saves one document, like the checkpoint's and the
-    watermark's stores) rather than a URI or path naming where a file goes.
+@runtime_checkable
+class DocumentStore(Protocol):
+    """One small JSON document, loaded and saved whole: the upload checkpoint's, or a CRM watermark's.
 
-    :param value: a store, or a URI or path.
+    A store may also say, in a ``keeps_api_text`` attribute, whether it is a place for careCycle's per-record reason
+    text, which may quote a value (a file the user keeps like the rejected file: yes; Airflow's metadata DB: no);
+    the checkpoint takes a store that does not say as no.
     """
-    return callable(getattr(value, "load", None)) and callable(getattr(value, "save", None))
+
+    #: names the place in messages (never a secret)
+    location: str
+
+    def load(self) -> Any:
+        """The stored document (parsed JSON), or ``None`` when there is none yet.
+
+        :raises ValueError: when what is stored is not JSON.
+        :raises OSError: when it cannot be read.
+        """
+        ...
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the stored document with ``state``, so a reader sees the old or the new one, never half.
+
+        :param state: the document (JSON-serialisable).
+        """
+        ...
+
+    def delete(self) -> None:
+        """Remove the document; a missing one is not an error."""
+        ...
+
+
+@runtime_checkable
+class FolderStore(Protocol):
+    """A folder of files, the few operations the sync ledger needs from it."""
+
+    #: names the place in messages
+    location: str
+
+    def list_names(self) -> list[str]:
+        """Names of the files in the folder (an absent folder has none)."""
+        ...
+
+    def download(self, name: str, local_path: str) -> None:
+        """Copy file ``name`` to ``local_path``; ``FileNotFoundError`` when it is gone."""
+        ...
+
+    def upload(self, local_path: str, name: str) -> None:
+        """Publish ``local_path`` as ``name`` atomically: a reader sees all of it or nothing."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove file ``name``; a missing file is not an error."""
+        ...

@@ -5,42 +5,25 @@ connection, the query and the careCycle destination), kept next to the sync ledg
 in the careCycle leads asset's state store (:mod:`~airflow_provider_carecycle.sync.state_store`). A document is
 followed only when it has exactly the provider's shape; anything else is ignored with a warning and never deleted.
 
-Pure Python: no Airflow at import time (object storage is reached through the ledger's folder store).
+Pure Python: no Airflow at import time (a file on object storage is reached through
+:class:`~airflow_provider_carecycle.sync.stores.FileDocumentStore` when the watermark is built).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
-from airflow_provider_carecycle.sync.ledger import LedgerStore, SyncLedgerError, _store
-from airflow_provider_carecycle.sync.protocols import is_document_store
+from airflow_provider_carecycle.sync.protocols import DocumentStore
+from airflow_provider_carecycle.sync.stores import FileDocumentStore, SyncLedgerError
 
 log = logging.getLogger(__name__)
-
-
-class WatermarkStore(Protocol):
-    """Where a :class:`SyncWatermark` keeps its small JSON document."""
-
-    #: names the place in messages
-    location: str
-
-    def load(self) -> Any:
-        """The stored document (parsed JSON), or ``None`` when there is none; ``ValueError`` when it is not JSON."""
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Replace the stored document with ``state`` (JSON-serialisable), atomically."""
-
-    def delete(self) -> None:
-        """Remove the document; a missing one is not an error."""
 
 
 def watermark_digest(key: str) -> str:
@@ -51,38 +34,14 @@ def watermark_digest(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
 
 
-class FolderWatermarkStore:
-    """The watermark as ``watermark-<hash of key>.json`` in the ledger's folder, written like a ledger file (a
-    temporary name, then a rename).
+def watermark_file(folder: Any, key: str) -> FileDocumentStore:
+    """The watermark next to the ledger: ``watermark-<hash of key>.json`` in the ledger's folder.
 
-    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param folder: the ledger folder (a URI, a local path or a path object).
     :param key: names the feed the watermark is for (hashed: the name says nothing of it).
     """
-
-    def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
-        self.store: LedgerStore = _store(location)
-        self.name = f"watermark-{watermark_digest(key)}.json"
-        self.location = f"{self.store.location}/{self.name}"
-
-    def load(self) -> Any:
-        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
-            local = os.path.join(tmp, "watermark.json")
-            try:
-                self.store.download(self.name, local)
-            except FileNotFoundError:
-                return None
-            with open(local, encoding="utf-8") as handle:
-                return json.loads(handle.read())
-
-    def save(self, state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
-            local = os.path.join(tmp, "watermark.json")
-            with open(local, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(state))
-            self.store.upload(local, self.name)
-
-    def delete(self) -> None:
-        self.store.delete(self.name)
+    name = f"watermark-{watermark_digest(key)}.json"
+    return FileDocumentStore.in_folder(folder, name, separators=_FILE_SEPARATORS)
 
 
 #: the watermark document's version: 2 names its feed and carries the customers to try again
@@ -92,6 +51,8 @@ MAX_RETRY_IDS = 500
 #: how far ahead of this worker's clock a stored time may be (another worker's clock) before it is not believed
 CLOCK_SKEW = timedelta(minutes=5)
 _RETRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: the watermark file's JSON spacing (``json.dumps``'s own), kept as it was first written
+_FILE_SEPARATORS = (", ", ": ")
 
 
 @dataclass(frozen=True)
@@ -114,14 +75,15 @@ class SyncWatermark:
 
     The document: ``{"version": 2, "feed": "<hash of key>", "last_change": "<UTC>", "written_at": "<UTC>",
     "retry": ["<customer id>", ...]}``. One per ``key`` (a feed: what it reads and where it sends, see the CRM
-    transfer). Kept in a :class:`WatermarkStore`: by default a :class:`FolderWatermarkStore` in the ledger's folder;
-    on Airflow 3.3+ an asset's state store
+    transfer). Kept in a :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`: by default a file in the
+    ledger's folder (:func:`watermark_file`); on Airflow 3.3+ an asset's state store
     (:class:`~airflow_provider_carecycle.sync.state_store.AssetStateWatermarkStore`), which anyone with edit rights can
     write. So a document is followed only when it has exactly the provider's shape: this version, this feed's hash,
     UTC times with ``last_change`` not after ``written_at`` and neither in the future, well-formed ids. Anything
     else is ignored with a warning (the run then reads from its data interval), and never deleted.
 
-    :param location: a :class:`WatermarkStore`, or the ledger folder (a URI or local path, or a :class:`LedgerStore`).
+    :param location: a :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`, or the ledger folder (a URI
+        or local path).
     :param key: names the feed the watermark is for.
     :param previous: where this feed's watermark was kept before (the ledger folder, when it moved to an asset state
         store): read when ``location`` has none yet, and removed once a watermark is written to ``location``.
@@ -133,18 +95,14 @@ class SyncWatermark:
 
     def __init__(
         self,
-        location: str | os.PathLike[str] | LedgerStore | WatermarkStore,
+        location: str | os.PathLike[str] | DocumentStore,
         *,
         key: str,
         previous: SyncWatermark | None = None,
-        legacy: Iterable[WatermarkStore] = (),
+        legacy: Iterable[DocumentStore] = (),
         clock: Any = None,
     ) -> None:
-        self.store: WatermarkStore = (
-            location  # type: ignore[assignment]
-            if is_document_store(location)
-            else FolderWatermarkStore(location, key=key)  # type: ignore[arg-type]
-        )
+        self.store = location if isinstance(location, DocumentStore) else watermark_file(location, key)
         self.feed = watermark_digest(key)
         self.previous = previous
         self.legacy = list(legacy)
@@ -187,7 +145,7 @@ class SyncWatermark:
                 return state
         return None
 
-    def _load(self, store: WatermarkStore, location: str, *, legacy: bool) -> WatermarkState | None:
+    def _load(self, store: DocumentStore, location: str, *, legacy: bool) -> WatermarkState | None:
         try:
             document = store.load()
         except OSError as err:

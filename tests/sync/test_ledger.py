@@ -12,15 +12,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.sync.ledger import (
-    HASH_BYTES,
-    LEDGER_VERSION,
-    REVOKED,
-    ObjectStorageLedgerStore,
-    SyncLedger,
-    SyncLedgerError,
-    check_resend_after,
-)
+from airflow_provider_carecycle.sync.ledger import HASH_BYTES, LEDGER_VERSION, REVOKED, SyncLedger, check_resend_after
+from airflow_provider_carecycle.sync.stores import ObjectStorageFolderStore, SyncLedgerError
 from tests.leads.test_purity import _heavy_modules_loaded_by
 
 DEST = "destination-a"
@@ -244,7 +237,7 @@ class StaleListing:
     """A store whose first listing names a file a concurrent compaction has just deleted."""
 
     def __init__(self, folder: Path) -> None:
-        self.inner = ObjectStorageLedgerStore(str(folder))
+        self.inner = ObjectStorageFolderStore(str(folder))
         self.location = self.inner.location
         self.listings = 0
 
@@ -379,7 +372,7 @@ def test_the_object_storage_path_publishes_through_a_temporary_name(tmp_path):
     folder = "memory://ledgers/feed-a"
     sync(folder, range(4))
     sync(folder, range(4, 6), max_files=1)
-    names = ObjectStorageLedgerStore(folder).list_names()
+    names = ObjectStorageFolderStore(folder).list_names()
     assert len(names) == 1 and names[0].startswith("ledger-") and not any(n.endswith(".partial") for n in names)
     assert unchanged(folder, range(8)) == list(range(6))
 
