@@ -55,20 +55,20 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from queue import SimpleQueue
-from typing import Any, TypeGuard
+from typing import Any
 
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
 from airflow_provider_carecycle.leads.rejection import (
     STAGE_API,
     STAGE_VALIDATION,
     Rejection,
-    RejectionCode,
     rejected_line,
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
 from airflow_provider_carecycle.scratch import scratch_database
 from airflow_provider_carecycle.storage import RecordWriter, json_default
+from airflow_provider_carecycle.sync.answers import Settlement, Unsettled, read_accepted, read_refused
 from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
 from airflow_provider_carecycle.sync.ledger import SyncLedger, check_resend_after
 from airflow_provider_carecycle.sync.protocols import DocumentStore, LeadUploadHook, RecordSink
@@ -190,14 +190,6 @@ class _Item:
     original: str
 
 
-@dataclass
-class _Settlement:
-    """What the API settled for some positions of a batch (each rejection carries its ``position``)."""
-
-    positions: list[int]
-    rejections: list[Rejection]
-
-
 class _LeadSpool:
     """Valid leads keyed by identity, in first-seen order, on disk (bounded memory) in SQLite's temporary database:
     a file with no name, so nothing of it outlives the process, even a ``kill -9``
@@ -282,13 +274,6 @@ def _record_text(record: Any) -> str:
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=json_default)
     except (TypeError, ValueError):
         return json.dumps(repr(record))
-
-
-def _record_position(path: Any, size: int) -> int | None:
-    """The record index an API error path (``["records", 3, "dateOfBirth"]``) points at, if any."""
-    if isinstance(path, list) and len(path) >= 2 and path[0] == "records" and _is_count(path[1]):
-        return path[1] if path[1] < size else None
-    return None
 
 
 class LeadUploader:
@@ -502,7 +487,7 @@ class LeadUploader:
         progress = Progress(self.log, "leads", total=spool.to_send, every_s=self.progress_every_s)
         getattr(self.hook, "limiter", None)  # resolve the connection and shared limiter before threads start
         pending: dict[Future[None], int] = {}
-        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]] = SimpleQueue()
+        settled: SimpleQueue[tuple[int, list[_Item], Settlement]] = SimpleQueue()
         failure: BaseException | None = None
         pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="carecycle-upload")
         try:
@@ -567,7 +552,7 @@ class LeadUploader:
         settled = set(range(len(items))) if checkpoint.is_done(number) else checkpoint.settled(number)
         if settled:
             earlier = [r for r in checkpoint.rejections(number) if r.position in settled]
-            self._account(number, items, _Settlement(sorted(settled), earlier), summary, writer)
+            self._account(number, items, Settlement(sorted(settled), earlier), summary, writer)
             progress.total = (progress.total or 0) - len(settled)
         if checkpoint.is_done(number):
             summary.skipped_batches += 1
@@ -576,7 +561,7 @@ class LeadUploader:
     def _collect(
         self,
         pending: dict[Future[None], int],
-        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
+        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
         summary: UploadSummary,
         writer: RecordSink,
         progress: Progress,
@@ -606,7 +591,7 @@ class LeadUploader:
         self,
         pool: ThreadPoolExecutor,
         pending: dict[Future[None], int],
-        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
+        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
         summary: UploadSummary,
         writer: Any,
     ) -> None:
@@ -630,7 +615,7 @@ class LeadUploader:
             self.log.warning("Lead upload stopped: every request in flight was answered and recorded.")
 
     def _account(
-        self, number: int, items: list[_Item], settlement: _Settlement, summary: UploadSummary, writer: RecordSink
+        self, number: int, items: list[_Item], settlement: Settlement, summary: UploadSummary, writer: RecordSink
     ) -> None:
         """Count a settlement, note its accepted leads in the sync ledger and write its rejections (main thread)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)
@@ -659,12 +644,12 @@ class LeadUploader:
         items: list[_Item],
         todo: list[int],
         checkpoint: UploadCheckpoint | None,
-        settled: SimpleQueue[tuple[int, list[_Item], _Settlement]],
+        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
     ) -> None:
         """Send the ``todo`` positions of batch ``number``; checkpoint each settlement, then hand it to the main
         thread through ``settled``."""
 
-        def settle(settlement: _Settlement) -> None:
+        def settle(settlement: Settlement) -> None:
             with self._settle_lock:
                 if self._abandoned:  # the run has stopped and given up on this request: record nothing
                     return
@@ -675,9 +660,11 @@ class LeadUploader:
         self._send(number, items, todo, settle)
 
     def _send(
-        self, number: int, items: list[_Item], positions: list[int], on_settled: Callable[[_Settlement], None]
+        self, number: int, items: list[_Item], positions: list[int], on_settled: Callable[[Settlement], None]
     ) -> None:
-        """Send ``positions`` of batch ``number``; isolate offenders of a 400, halve a 413 once, re-send the rest.
+        """Send ``positions`` of batch ``number``; what careCycle settles goes to ``on_settled``, what it asks to be
+        sent again (the rest of a 400, the halves of a 413) is sent again (see :mod:`~airflow_provider_carecycle.sync.
+        answers`).
 
         :raises UnsettledBatchError: when careCycle does not settle a group (see the class); the groups settled
             before stay settled (and checkpointed).
@@ -685,6 +672,7 @@ class LeadUploader:
         hook = self.hook
         if hook is None:
             raise ValueError("LeadUploader needs a hook to send leads (only a dry run goes without one).")
+        external_ids = [item.lead.get("externalId") for item in items]
         queue: list[tuple[list[int], bool]] = [(positions, False)]  # (group, halved after a 413 already)
         while queue and not self._stop.is_set():  # stopped: no new request (the rest stays unsettled)
             group, halved = queue.pop(0)
@@ -692,170 +680,29 @@ class LeadUploader:
             try:
                 answer = hook.upload_leads([items[p].lead for p in group])
             except CareCycleValidationError as error:
-                offenders, rest, halved = self._split_refused(number, error, group, halved, unsettled)
-                if offenders:
-                    on_settled(_Settlement([r.position for r in offenders if r.position is not None], offenders))
-                queue[:0] = [(part, halved) for part in rest if part]
+                step = read_refused(error, group, halved, batch=number, unsettled=unsettled)
+                if isinstance(step, Unsettled):
+                    raise UnsettledBatchError(
+                        step.message, batch=number, unsettled=unsettled, status=step.status
+                    ) from error
+                if step.payload_too_large:
+                    self.log.warning(
+                        "Batch %d: careCycle answered 413 (payload too large) for %d leads; sending them in two "
+                        "halves of %d and %d. Lower batch_size if this keeps happening.",
+                        number,
+                        len(group),
+                        *(len(part) for part in step.groups),
+                    )
+                if step.offenders:
+                    on_settled(
+                        Settlement([r.position for r in step.offenders if r.position is not None], step.offenders)
+                    )
+                queue[:0] = [(part, halved or step.payload_too_large) for part in step.groups if part]
                 continue
-            on_settled(_Settlement(group, self._answer_rejections(number, answer, items, group, unsettled)))
-
-    def _split_refused(
-        self, number: int, error: CareCycleValidationError, group: list[int], halved: bool, unsettled: int
-    ) -> tuple[list[Rejection], list[list[int]], bool]:
-        """What to do with a group careCycle refused with a 4xx: ``(offenders, groups to re-send, halved)``.
-
-        * the API names the records at fault (``failedRecords[].index``, ``errors[].path`` into ``records``) of a
-          400 or a ``VALIDATION_ERROR``: those are rejected, the rest re-sent;
-        * a 400 ``VALIDATION_ERROR`` naming none: a single record is the offender, a larger group is bisected;
-        * a 413 (payload too large): the group is halved once (logged); a 413 for a half fails;
-        * anything else (405, 409, 415, 422, a 400 of another code, ...): the batch fails at once, unsettled.
-        """
-        named = self._named_offenders(error, group)
-        validation = error.code == "VALIDATION_ERROR"
-        if named and (error.status == 400 or validation):
-            offenders = []
-            for local, found in sorted(named.items()):
-                field_name = found[0][0] if found else None
-                text = "; ".join(f"{f}: {m}" if f else m for f, m in found) or "rejected by the API (VALIDATION_ERROR)"
-                code = RejectionCode.API_VALIDATION_ERROR
-                offenders.append(Rejection(field_name, f"API: {text}", code, position=group[local]))
-            return offenders, [[p for i, p in enumerate(group) if i not in named]], halved
-        if error.status == 400 and validation:
-            if len(group) == 1:
-                refused = Rejection(None, f"API: {error.message}", RejectionCode.API_VALIDATION_ERROR, group[0])
-                return [refused], [], halved
-            middle = len(group) // 2
-            return [], [group[:middle], group[middle:]], halved
-        if error.status == 413 and not halved and len(group) > 1:
-            middle = len(group) // 2
-            self.log.warning(
-                "Batch %d: careCycle answered 413 (payload too large) for %d leads; sending them in two halves "
-                "of %d and %d. Lower batch_size if this keeps happening.",
-                number,
-                len(group),
-                middle,
-                len(group) - middle,
-            )
-            return [], [group[:middle], group[middle:]], True
-        if error.status == 413:
-            what = f"careCycle answered 413 (payload too large) even for half the batch ({len(group)} leads)"
-            advice = "Lower batch_size."
-        else:
-            code = f", code {error.code}" if isinstance(error.code, str) and error.code.isidentifier() else ""
-            what = f"careCycle refused the upload of {len(group)} leads ({error.status}{code})"
-            advice = "It named no lead at fault, so the batch was neither bisected nor retried."
-        raise UnsettledBatchError(
-            f"Batch {number}: {what}. {advice} {unsettled} leads of the batch stay unsettled and count as not "
-            "uploaded; a rerun that resumes from the checkpoint sends them again.",
-            batch=number,
-            unsettled=unsettled,
-            status=error.status,
-        ) from error
-
-    @staticmethod
-    def _named_offenders(error: CareCycleValidationError, group: list[int]) -> dict[int, list[tuple[str | None, str]]]:
-        """The group's records the API named (local index -> ``(field, message)`` pairs, maybe none)."""
-        reasons: dict[int, list[tuple[str | None, str]]] = {}
-        for issue in error.errors:
-            local = _record_position(issue.get("path"), len(group)) if isinstance(issue, dict) else None
-            if local is not None:
-                path = issue.get("path") or []
-                field_name = str(path[2]) if len(path) > 2 else None
-                reasons.setdefault(local, []).append((field_name, str(issue.get("message") or "invalid")))
-        for failed in error.failed_records:
-            index = failed.get("index") if isinstance(failed, dict) else None
-            if _is_count(index) and index < len(group):
-                reasons.setdefault(index, [])
-        return reasons
-
-    @staticmethod
-    def _answer_rejections(
-        number: int, answer: Any, items: list[_Item], group: list[int], unsettled: int
-    ) -> list[Rejection]:
-        """The per-record rejections of a 200 answer, once it is checked to account for every record sent.
-
-        :raises UnsettledBatchError: when the answer does not account for every record sent, or one of its
-            ``errors[]`` cannot be tied to exactly one record sent (by ``externalId``, or the only record without).
-        """
-        problem = _unaccounted(answer, len(group))
-        if problem:
-            raise UnsettledBatchError(
-                f"Batch {number}: careCycle's answer to an upload of {len(group)} leads does not account for "
-                f"them ({problem}). None of them counts as uploaded; {unsettled} leads of the batch stay unsettled "
-                "and a rerun that resumes from the checkpoint sends them again.",
-                batch=number,
-                unsettled=unsettled,
-                status=200,
-            )
-        by_external_id = {
-            str(items[p].lead["externalId"]): p for p in group if items[p].lead.get("externalId") is not None
-        }
-        without_id = [p for p in group if items[p].lead.get("externalId") is None]
-        rejections: list[Rejection] = []
-        untied: list[int] = []
-        taken: set[int] = set()
-        for index, error in enumerate(answer.get("errors") or []):
-            external_id = error.get("externalId")
-            if external_id is not None:
-                position = by_external_id.get(str(external_id))
-            else:
-                position = without_id[0] if len(without_id) == 1 else None
-            if position is None or position in taken:
-                untied.append(index)
-                continue
-            taken.add(position)
-            reason = f"API: {error.get('error') or 'record failed'}"
-            rejections.append(Rejection(None, reason, RejectionCode.API_ERROR, position))
-        if untied:
-            raise UnsettledBatchError(
-                f"Batch {number}: careCycle reported {len(untied)} per-record error(s) (errors[{_indices(untied)}]) "
-                "that cannot be tied to a lead sent: an externalId not in the batch, the same lead twice, or no "
-                "externalId while several leads have none. Which leads failed is unknown, so none of the "
-                f"{len(group)} counts as uploaded; {unsettled} leads stay unsettled. Give every lead an "
-                "externalId so careCycle's errors name it.",
-                batch=number,
-                unsettled=unsettled,
-                status=200,
-            )
-        return rejections
-
-
-def _is_count(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _indices(indices: list[int], most: int = 5) -> str:
-    shown = ", ".join(str(i) for i in indices[:most])
-    return shown + (", ..." if len(indices) > most else "")
-
-
-def _unaccounted(answer: Any, sent: int) -> str | None:
-    """Why a 200 answer to an upload of ``sent`` records does not account for each of them, or ``None``.
-
-    careCycle answers ``{"succeeded": int, "failed": int, "errors": [{"id", "externalId", "error"}]}``:
-    ``succeeded + failed`` must be the records sent and ``errors`` must hold one object per failure. Only types and
-    counts are described, never values.
-    """
-    if not isinstance(answer, dict):
-        return "an empty answer" if answer is None else f"a JSON {type(answer).__name__}, not an object"
-    counts: dict[str, int] = {}
-    for name in ("succeeded", "failed"):
-        value = answer.get(name)
-        if not _is_count(value):
-            return f"{name} is {'missing' if value is None else 'not a whole number >= 0'}"
-        counts[name] = value
-    if counts["succeeded"] + counts["failed"] != sent:
-        return f"succeeded {counts['succeeded']} + failed {counts['failed']} is not the {sent} sent"
-    errors = answer.get("errors")
-    if errors is None and counts["failed"] == 0:
-        return None
-    if not isinstance(errors, list):
-        return "errors is not a list"
-    if len(errors) != counts["failed"]:
-        return f"failed is {counts['failed']} but errors lists {len(errors)}"
-    if not all(isinstance(error, dict) for error in errors):
-        return "an errors entry is not an object"
-    return None
+            rejections = read_accepted(answer, external_ids, group, batch=number, unsettled=unsettled)
+            if isinstance(rejections, Unsettled):
+                raise UnsettledBatchError(rejections.message, batch=number, unsettled=unsettled, status=200)
+            on_settled(Settlement(group, rejections))
 
 
 class _NullWriter:
