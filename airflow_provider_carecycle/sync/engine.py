@@ -43,14 +43,11 @@ one place; the spool, checkpoint, ledger and protocols are modules of their own.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -66,12 +63,12 @@ from airflow_provider_carecycle.leads.rejection import (
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.progress import Progress, TaskLog
-from airflow_provider_carecycle.scratch import scratch_database
-from airflow_provider_carecycle.storage import RecordWriter, json_default
+from airflow_provider_carecycle.storage import RecordWriter
 from airflow_provider_carecycle.sync.answers import Settlement, Unsettled, read_accepted, read_refused
 from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.sync.ledger import SyncLedger, check_resend_after
+from airflow_provider_carecycle.sync.ledger import LeadHasher, SyncLedger, check_resend_after
 from airflow_provider_carecycle.sync.protocols import DocumentStore, LeadUploadHook, RecordSink
+from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool, record_text
 from airflow_provider_carecycle.sync.stores import SyncLedgerError
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
@@ -180,102 +177,6 @@ class UploadSummary:
         return self.reasons.most_common(n)
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One deduplicated lead in a batch: its source row (1-based), the lead, the original record as the JSON text
-    it was spooled as (written to the rejected file as it is, never parsed)."""
-
-    row: int
-    lead: dict[str, Any]
-    original: str
-
-
-class _LeadSpool:
-    """Valid leads keyed by identity, in first-seen order, on disk (bounded memory) in SQLite's temporary database:
-    a file with no name, so nothing of it outlives the process, even a ``kill -9``
-    (:func:`~airflow_provider_carecycle.scratch.scratch_database`).
-
-    Not thread-safe: only the engine's main thread touches it.
-    """
-
-    def __init__(self) -> None:
-        self._db = scratch_database("cache_size=-8000")
-        self._db.execute(
-            "CREATE TABLE leads (seq INTEGER PRIMARY KEY, identity TEXT NOT NULL UNIQUE, "
-            "row INTEGER NOT NULL, lead TEXT NOT NULL, original TEXT NOT NULL, send INTEGER NOT NULL DEFAULT 1)"
-        )
-        self.count = 0
-        self.unchanged = 0
-
-    @property
-    def to_send(self) -> int:
-        """How many leads are to be sent (all but the unchanged ones)."""
-        return self.count - self.unchanged
-
-    def mark_unchanged(self, ledger: SyncLedger) -> int:
-        """Mark the leads the ledger holds as unchanged (they are not sent); return how many."""
-        self._db.execute("CREATE TEMP TABLE unchanged (seq INTEGER PRIMARY KEY)")
-        rows = self._db.execute("SELECT seq, identity, lead FROM leads ORDER BY seq")
-        insert = self._db.cursor()
-        found = ledger.unchanged(rows)
-        while chunk := list(itertools.islice(found, 10_000)):
-            insert.executemany("INSERT INTO temp.unchanged (seq) VALUES (?)", ((seq,) for seq in chunk))
-        self._db.execute("UPDATE leads SET send = 0 WHERE seq IN (SELECT seq FROM temp.unchanged)")
-        (self.unchanged,) = self._db.execute("SELECT count(*) FROM leads WHERE send = 0").fetchone()
-        self._db.execute("DROP TABLE temp.unchanged")
-        return self.unchanged
-
-    def leads_to_send(self) -> Iterator[tuple[str, str]]:
-        """``(identity, lead_text)`` of every lead to send, in first-seen order."""
-        yield from self._db.execute("SELECT identity, lead FROM leads WHERE send = 1 ORDER BY seq")
-
-    def add(self, identity: str, row: int, lead: Mapping[str, Any], original: str) -> bool:
-        """Store a lead; merge it into an earlier one with the same identity. Return True for a duplicate."""
-        cursor = self._db.execute(
-            "INSERT INTO leads (identity, row, lead, original) VALUES (?, ?, ?, ?) ON CONFLICT(identity) DO NOTHING",
-            (identity, row, _dumps(lead), original),
-        )
-        if cursor.rowcount:
-            self.count += 1
-            return False
-        (earlier,) = self._db.execute("SELECT lead FROM leads WHERE identity = ?", (identity,)).fetchone()
-        merged = {**json.loads(earlier), **lead}
-        self._db.execute(
-            "UPDATE leads SET row = ?, lead = ?, original = ? WHERE identity = ?",
-            (row, _dumps(merged), original, identity),
-        )
-        return True
-
-    def batches(self, batch_size: int) -> Iterator[list[_Item]]:
-        """Yield the leads to send in first-seen order, ``batch_size`` at a time."""
-        cursor = self._db.execute("SELECT row, lead, original FROM leads WHERE send = 1 ORDER BY seq")
-        while rows := cursor.fetchmany(batch_size):
-            yield [_Item(row, json.loads(lead), original) for row, lead, original in rows]
-
-    def fingerprint(self, batch_size: int) -> str:
-        """sha256 over the batch size and every normalised lead to send, in order."""
-        digest = hashlib.sha256(f"carecycle-leads:v1:batch_size={batch_size}\n".encode())
-        for (lead,) in self._db.execute("SELECT lead FROM leads WHERE send = 1 ORDER BY seq"):
-            digest.update(lead.encode())
-            digest.update(b"\n")
-        return digest.hexdigest()
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=json_default)
-
-
-def _record_text(record: Any) -> str:
-    """The original record as compact JSON text: made once, spooled, and written to the rejected file as it is."""
-    try:
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=json_default)
-    except (TypeError, ValueError):
-        return json.dumps(repr(record))
-
-
 class LeadUploader:
     """Upload source records to careCycle as leads (see the module docstring for the whole flow).
 
@@ -357,7 +258,7 @@ class LeadUploader:
         """
         started = time.monotonic()
         summary = UploadSummary(rejected_path=self.rejected_path, dry_run=self.dry_run)
-        spool = _LeadSpool()
+        spool = LeadSpool(self._hasher())
         failed = True
         try:
             with self._rejected_writer() as writer:
@@ -374,7 +275,7 @@ class LeadUploader:
                         spool.to_send,
                     )
                     if spool.to_send:  # durably, before the first request: see SyncLedger.revoke
-                        self._ledger.revoke(spool.leads_to_send())
+                        self._ledger.revoke(spool.hashes_to_send())
                 summary.batches = -(-spool.to_send // self.batch_size)
                 if self.dry_run:
                     self.log.info(
@@ -394,9 +295,20 @@ class LeadUploader:
         summary.elapsed_s = time.monotonic() - started
         return summary
 
-    def _open_ledger(self) -> SyncLedger:
+    def _destination(self) -> str | None:
         destination = getattr(self.hook, "destination_id", None)
-        if not isinstance(destination, str) or not destination:
+        return destination if isinstance(destination, str) and destination else None
+
+    def _hasher(self) -> LeadHasher | None:
+        """The sync ledger's hashes of this destination, for the spool to hash each lead once (no ledger: ``None``)."""
+        destination = self._destination()
+        if self.sync_state_path is None or self.dry_run or destination is None:
+            return None
+        return LeadHasher(destination)
+
+    def _open_ledger(self) -> SyncLedger:
+        destination = self._destination()
+        if destination is None:
             raise ValueError(
                 "sync_state_path needs a hook with a destination_id (the careCycle the leads go to), "
                 f"and {type(self.hook).__name__} has none."
@@ -431,7 +343,7 @@ class LeadUploader:
 
     # -- stage 1: validate and spool -----------------------------------------------------------------------------
 
-    def _prepare(self, records: Iterable[Any], spool: _LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
+    def _prepare(self, records: Iterable[Any], spool: LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
         for row, record in enumerate(records, start=1):
             self._raise_if_stopped("validating the records")
             summary.total += 1
@@ -441,7 +353,8 @@ class LeadUploader:
                 continue
             summary.valid += 1
             lead = result.lead or {}
-            if spool.add(self.validator.identity(lead), row, lead, _record_text(record)):
+            item = LeadItem.of(row, self.validator.identity(lead), lead, record_text(record), spool.hasher)
+            if spool.add(item):
                 summary.duplicates += 1
         self.log.info(
             "Validated %d records: %d valid, %d rejected, %d duplicates merged.",
@@ -456,11 +369,11 @@ class LeadUploader:
     ) -> None:
         summary.rejected += 1
         summary.reasons[f"validation: {rejections[0].reason}"] += 1
-        writer.write_json_text(rejected_line(STAGE_VALIDATION, row, rejections, _record_text(record)))
+        writer.write_json_text(rejected_line(STAGE_VALIDATION, row, rejections, record_text(record)))
 
     # -- stage 2: upload -----------------------------------------------------------------------------------------
 
-    def _upload(self, spool: _LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
+    def _upload(self, spool: LeadSpool, summary: UploadSummary, writer: RecordSink) -> None:
         checkpoint = None
         if self.checkpoint_path is not None:
             destination = getattr(self.hook, "destination_id", None)
@@ -487,7 +400,7 @@ class LeadUploader:
         progress = Progress(self.log, "leads", total=spool.to_send, every_s=self.progress_every_s)
         getattr(self.hook, "limiter", None)  # resolve the connection and shared limiter before threads start
         pending: dict[Future[None], int] = {}
-        settled: SimpleQueue[tuple[int, list[_Item], Settlement]] = SimpleQueue()
+        settled: SimpleQueue[tuple[int, list[LeadItem], Settlement]] = SimpleQueue()
         failure: BaseException | None = None
         pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="carecycle-upload")
         try:
@@ -540,7 +453,7 @@ class LeadUploader:
     def _todo(
         self,
         number: int,
-        items: list[_Item],
+        items: list[LeadItem],
         checkpoint: UploadCheckpoint | None,
         summary: UploadSummary,
         writer: RecordSink,
@@ -561,7 +474,7 @@ class LeadUploader:
     def _collect(
         self,
         pending: dict[Future[None], int],
-        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
+        settled: SimpleQueue[tuple[int, list[LeadItem], Settlement]],
         summary: UploadSummary,
         writer: RecordSink,
         progress: Progress,
@@ -591,7 +504,7 @@ class LeadUploader:
         self,
         pool: ThreadPoolExecutor,
         pending: dict[Future[None], int],
-        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
+        settled: SimpleQueue[tuple[int, list[LeadItem], Settlement]],
         summary: UploadSummary,
         writer: Any,
     ) -> None:
@@ -615,16 +528,16 @@ class LeadUploader:
             self.log.warning("Lead upload stopped: every request in flight was answered and recorded.")
 
     def _account(
-        self, number: int, items: list[_Item], settlement: Settlement, summary: UploadSummary, writer: RecordSink
+        self, number: int, items: list[LeadItem], settlement: Settlement, summary: UploadSummary, writer: RecordSink
     ) -> None:
         """Count a settlement, note its accepted leads in the sync ledger and write its rejections (main thread)."""
         summary.uploaded += len(settlement.positions) - len(settlement.rejections)
         if self._ledger is not None:
             refused = {r.position for r in settlement.rejections}
             for position in settlement.positions:
-                if position not in refused:
-                    lead = items[position].lead
-                    self._ledger.record(self.validator.identity(lead), _dumps(lead))
+                hashes = items[position].hashes
+                if position not in refused and hashes is not None:
+                    self._ledger.record(hashes)
             if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= LEDGER_SAVE_EVERY_S:
                 self._ledger.save()
                 self._ledger_saved_at = time.monotonic()
@@ -641,10 +554,10 @@ class LeadUploader:
     def _send_batch(
         self,
         number: int,
-        items: list[_Item],
+        items: list[LeadItem],
         todo: list[int],
         checkpoint: UploadCheckpoint | None,
-        settled: SimpleQueue[tuple[int, list[_Item], Settlement]],
+        settled: SimpleQueue[tuple[int, list[LeadItem], Settlement]],
     ) -> None:
         """Send the ``todo`` positions of batch ``number``; checkpoint each settlement, then hand it to the main
         thread through ``settled``."""
@@ -660,7 +573,7 @@ class LeadUploader:
         self._send(number, items, todo, settle)
 
     def _send(
-        self, number: int, items: list[_Item], positions: list[int], on_settled: Callable[[Settlement], None]
+        self, number: int, items: list[LeadItem], positions: list[int], on_settled: Callable[[Settlement], None]
     ) -> None:
         """Send ``positions`` of batch ``number``; what careCycle settles goes to ``on_settled``, what it asks to be
         sent again (the rest of a 400, the halves of a 413) is sent again (see :mod:`~airflow_provider_carecycle.sync.
@@ -672,13 +585,13 @@ class LeadUploader:
         hook = self.hook
         if hook is None:
             raise ValueError("LeadUploader needs a hook to send leads (only a dry run goes without one).")
-        external_ids = [item.lead.get("externalId") for item in items]
+        external_ids = [item.external_id for item in items]
         queue: list[tuple[list[int], bool]] = [(positions, False)]  # (group, halved after a 413 already)
         while queue and not self._stop.is_set():  # stopped: no new request (the rest stays unsettled)
             group, halved = queue.pop(0)
             unsettled = len(group) + sum(len(g) for g, _ in queue)
             try:
-                answer = hook.upload_leads([items[p].lead for p in group])
+                answer = hook.upload_lead_texts([items[p].text for p in group])
             except CareCycleValidationError as error:
                 step = read_refused(error, group, halved, batch=number, unsettled=unsettled)
                 if isinstance(step, Unsettled):

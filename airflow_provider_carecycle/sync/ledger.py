@@ -118,6 +118,46 @@ def check_resend_after(value: Any) -> float | None:
     return seconds
 
 
+# -- the hashes ----------------------------------------------------------------------------------------------------
+
+
+class LeadHasher:
+    """The stored forms of one destination's leads: keyed BLAKE2b hashes, computed without the ledger's files.
+
+    The upload engine hashes each lead once, as it spools it, and hands the hashes to the ledger
+    (:meth:`SyncLedger.unchanged`, :meth:`SyncLedger.revoke`, :meth:`SyncLedger.record`).
+
+    :param destination: names the careCycle the leads go to (the hook's ``destination_id``).
+    :param secret: the key of the hashes (default: derived from ``destination``).
+    """
+
+    def __init__(self, destination: str, secret: bytes | None = None) -> None:
+        key_material = secret if secret is not None else destination.encode()
+        self._key = hashlib.blake2b(key_material, digest_size=32, person=b"ccsync-key").digest()
+        #: names the destination (and the key) in the ledger's file names, without saying which it is
+        self.binding = hashlib.blake2b(
+            destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
+        ).hexdigest()
+
+    def identity_hash(self, identity: str) -> bytes:
+        """The stored form of a lead identity (16 bytes, keyed)."""
+        return hashlib.blake2b(identity.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-id").digest()
+
+    def lead_hash(self, lead_text: str) -> bytes:
+        """The stored form of a normalised lead, given as the exact JSON text sent (16 bytes, keyed)."""
+        return hashlib.blake2b(
+            lead_text.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-lead"
+        ).digest()
+
+    def __call__(self, identity: str, lead_text: str) -> tuple[bytes, bytes]:
+        """A lead's two stored forms, ``(identity hash, lead hash)``.
+
+        :param identity: the lead's identity (``LeadValidator.identity``).
+        :param lead_text: the normalised lead's JSON text exactly as sent.
+        """
+        return self.identity_hash(identity), self.lead_hash(lead_text)
+
+
 # -- the ledger ----------------------------------------------------------------------------------------------------
 
 
@@ -177,11 +217,9 @@ class SyncLedger:
         self.max_files = max_files
         self.conflict_window_s = conflict_window_s
         self.clock = clock
-        key_material = secret if secret is not None else destination.encode()
-        self._key = hashlib.blake2b(key_material, digest_size=32, person=b"ccsync-key").digest()
-        self.binding = hashlib.blake2b(
-            destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
-        ).hexdigest()
+        #: the keyed hashes of this destination's leads
+        self.hasher = LeadHasher(destination, secret)
+        self.binding = self.hasher.binding
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._run: sqlite3.Connection | None = None
@@ -195,18 +233,6 @@ class SyncLedger:
         #: files of this destination written by an earlier ledger version: not read, deleted by the first save
         self.outdated: list[str] = []
         self.revoked = 0
-
-    # -- hashing -------------------------------------------------------------------------------------------------
-
-    def identity_hash(self, identity: str) -> bytes:
-        """The stored form of a lead identity (16 bytes, keyed)."""
-        return hashlib.blake2b(identity.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-id").digest()
-
-    def lead_hash(self, lead_text: str) -> bytes:
-        """The stored form of a normalised lead, given as the exact JSON text sent (16 bytes, keyed)."""
-        return hashlib.blake2b(
-            lead_text.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-lead"
-        ).digest()
 
     # -- opening -------------------------------------------------------------------------------------------------
 
@@ -391,14 +417,14 @@ class SyncLedger:
 
     # -- diffing -------------------------------------------------------------------------------------------------
 
-    def unchanged(self, leads: Iterable[tuple[Any, str, str]]) -> Iterator[Any]:
+    def unchanged(self, leads: Iterable[tuple[Any, bytes, bytes]]) -> Iterator[Any]:
         """The keys of the leads careCycle already holds as they are now (they need not be sent).
 
         A lead is unchanged when the ledger holds its identity with the same hash, acknowledged less than
         ``resend_after`` ago. With ``full_sync`` nothing is unchanged.
 
-        :param leads: ``(key, identity, lead_text)``: any key the caller likes (a row number), the lead's identity
-            and its normalised JSON text as it would be sent.
+        :param leads: ``(key, identity hash, lead hash)``: any key the caller likes (a row number) and the lead's
+            hashes (:class:`LeadHasher`).
         :return: the keys of the unchanged leads, in the order given.
         """
         db = self._require_open()
@@ -428,15 +454,15 @@ class SyncLedger:
             keys.clear()
             rows.clear()
 
-        for key, identity, lead_text in leads:
-            rows.append((len(keys), self.identity_hash(identity), self.lead_hash(lead_text)))
+        for key, id_hash, lead_hash in leads:
+            rows.append((len(keys), id_hash, lead_hash))
             keys.append(key)
             if len(rows) >= _PROBE_CHUNK:
                 yield from flush()
         if rows:
             yield from flush()
 
-    def revoke(self, leads: Iterable[tuple[str, str]]) -> int:
+    def revoke(self, leads: Iterable[tuple[bytes, bytes]]) -> int:
         """Stop vouching for any version of the leads about to be sent, and publish that before the first is sent.
 
         Call it once the leads to send are known and before the first request. An entry that holds another version
@@ -448,7 +474,7 @@ class SyncLedger:
         ``full_sync``, the ledger's replacement (empty until careCycle acknowledges leads) is published here instead,
         and the files it replaces are deleted.
 
-        :param leads: ``(identity, lead_text)`` of each lead about to be sent, as for :meth:`unchanged`.
+        :param leads: the hashes ``(identity hash, lead hash)`` of each lead about to be sent.
         :return: how many entries were revoked (with ``full_sync``: how many the ledger held).
         :raises SyncLedgerError: when the revocations cannot be written (then nothing may be sent).
         """
@@ -473,8 +499,8 @@ class SyncLedger:
             db.execute("COMMIT")
             batch.clear()
 
-        for identity, lead_text in leads:
-            batch.append((self.identity_hash(identity), self.lead_hash(lead_text)))
+        for hashes in leads:
+            batch.append(hashes)
             if len(batch) >= _PROBE_CHUNK:
                 flush()
         if batch:
@@ -512,13 +538,13 @@ class SyncLedger:
 
     # -- recording -----------------------------------------------------------------------------------------------
 
-    def record(self, identity: str, lead_text: str) -> None:
+    def record(self, hashes: tuple[bytes, bytes]) -> None:
         """Note that careCycle acknowledged this lead, as sent (call it only after the acknowledgement).
 
-        :param identity: the lead's identity (``LeadValidator.identity``).
-        :param lead_text: the normalised lead's JSON text exactly as sent.
+        :param hashes: the lead's hashes (:class:`LeadHasher`), of its normalised JSON text exactly as sent.
         """
-        entry = (self.identity_hash(identity), self.lead_hash(lead_text), int(self.clock()))
+        id_hash, lead_hash = hashes
+        entry = (id_hash, lead_hash, int(self.clock()))
         with self._lock:
             self._require_open()
             self._pending.append(entry)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,10 +30,10 @@ class LeadUploadHook(Protocol):
         """Names where the leads go, without revealing the key (checkpoints are bound to it)."""
         ...
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: Sequence[str]) -> dict[str, Any]:
         """Upload 1-200 leads in one request and return the API's answer as is.
 
-        :param records: lead records in careCycle's field names.
+        :param texts: each lead as one JSON object in careCycle's field names, sent as it is.
         """
         ...
 

@@ -22,8 +22,9 @@ from airflow_provider_carecycle.exceptions import CareCycleAPIError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.sync import engine as upload_engine
-from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError, _dumps
+from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError
 from airflow_provider_carecycle.sync.ledger import SyncLedger
+from airflow_provider_carecycle.sync.spool import lead_text
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     ForwardThenDrop,
@@ -83,8 +84,10 @@ def vouched(tmp_path: Path, destination: str, records: list[dict[str, Any]]) -> 
     """The externalIds of ``records`` the ledger folder now counts as unchanged (careCycle holds them so)."""
     validator = LeadValidator()
     leads = [validator.validate(record).lead for record in records]
-    rows = [(lead["externalId"], validator.identity(lead), _dumps(lead)) for lead in leads if lead]
     with SyncLedger(str(tmp_path / "ledger"), destination=destination) as ledger:
+        rows = [
+            (lead["externalId"], *ledger.hasher(validator.identity(lead), lead_text(lead))) for lead in leads if lead
+        ]
         return list(ledger.unchanged(rows))
 
 

@@ -23,7 +23,8 @@ from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError, UploadSummary, _LeadSpool
+from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError, UploadSummary
+from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     Forward,
@@ -528,10 +529,10 @@ def test_the_lead_spool_has_no_name_on_disk():
         return found
 
     before = open_files()
-    spool = _LeadSpool()
+    spool = LeadSpool()
     try:
         for n in range(40_000):  # about 16 MB: past the spool's 8 MB cache, so its pages go to disk
-            spool.add(f"id-{n}", n, {"externalId": f"id-{n}", "firstName": "x" * 300}, "{}")
+            spool.add(LeadItem.of(n, f"id-{n}", {"externalId": f"id-{n}", "firstName": "x" * 300}, "{}", None))
         opened = [target for fd, target in open_files().items() if before.get(fd) != target and "/" in target]
         assert opened and all(target.endswith(" (deleted)") for target in opened), opened
     finally:

@@ -375,7 +375,7 @@ def test_a_retry_resumes_and_sends_no_acknowledged_batch_again(carecycle_emulato
     records = [crm(i) for i in range(50)]
     checkpoint = str(tmp_path / "state" / "checkpoint.json")
     op = upload(tmp_path, records=records, batch_size=10, max_in_flight=1, checkpoint_path=checkpoint)
-    real_upload = op.hook.upload_leads
+    real_upload = op.hook.upload_lead_texts
     calls = {"n": 0}
 
     def crash_after_three(leads):
@@ -384,7 +384,7 @@ def test_a_retry_resumes_and_sends_no_acknowledged_batch_again(carecycle_emulato
             raise RuntimeError("worker lost")
         return real_upload(leads)
 
-    monkeypatch.setattr(op.hook, "upload_leads", crash_after_three)
+    monkeypatch.setattr(op.hook, "upload_lead_texts", crash_after_three)
     with pytest.raises(RuntimeError):
         op.execute({})
     first = [r["batch"]["fingerprint"] for r in upload_requests(carecycle_emulator)]

@@ -274,17 +274,17 @@ class GatedHook:
         self.lock = threading.Lock()
         self.requests = 0
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
         with self.lock:
             number, self.requests = self.requests, self.requests + 1
         if number == self.hold:
             self.holding.set()
             assert self.gate.wait(30), "the test never released the held request"
         with self.lock:
-            self.answered.append(records[0]["externalId"])
+            self.answered.append(json.loads(texts[0])["externalId"])
             if len(self.answered) == 3:
                 self.three_answered.set()
-        return {"succeeded": len(records), "failed": 0, "errors": []}
+        return {"succeeded": len(texts), "failed": 0, "errors": []}
 
 
 def _stop_while_held(tmp_path: Path, *, answer_in_grace: bool) -> tuple[GatedHook, BaseException | None]:
@@ -382,11 +382,11 @@ class StoppingHook:
         self.requests = 0
         self.uploader: LeadUploader | None = None
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
         self.requests += 1
         if self.requests - 1 == self.at and self.uploader is not None:
             self.uploader.stop()
-        return {"succeeded": len(records), "failed": 0, "errors": []}
+        return {"succeeded": len(texts), "failed": 0, "errors": []}
 
 
 @pytest.mark.parametrize(("at", "finishes"), [(9, True), (4, False)])

@@ -36,7 +36,8 @@ class StubHook:
         self.accepted: list[str] = []
         self.lock = threading.Lock()
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
+        records = [json.loads(text) for text in texts]
         with self.lock:
             if self.fail_after is not None and len(self.sent) >= self.fail_after:
                 raise CareCycleServerError("careCycle API POST /v2/leads/upload: retries exhausted.", status=503)
