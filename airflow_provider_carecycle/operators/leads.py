@@ -24,11 +24,11 @@ from airflow_provider_carecycle.sync.engine import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_IN_FLIGHT,
     LeadUploader,
-    UploadSummary,
     check_upload_options,
 )
 from airflow_provider_carecycle.sync.ledger import check_resend_after
 from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
+from airflow_provider_carecycle.sync.summary import UploadSummary
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:
@@ -129,6 +129,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "full_sync",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
+    #: the finished upload's summary (``None`` before ``execute``): its ``as_dict()`` is the XCom value
+    outcome: UploadSummary | None = None
 
     def __init__(
         self,
@@ -238,7 +240,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             self._uploader = None
         if state_checkpoint is not None:  # every lead settled: nothing left to resume
             state_checkpoint.delete()
-        self.upload_summary: UploadSummary | None = summary
+        self.outcome = summary
         self._log_summary(summary)
         record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)

@@ -46,10 +46,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from queue import SimpleQueue
 from typing import Any
@@ -70,6 +68,7 @@ from airflow_provider_carecycle.sync.ledger import LeadHasher, SyncLedger, check
 from airflow_provider_carecycle.sync.protocols import DocumentStore, LeadUploadHook, RecordSink
 from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool, record_text
 from airflow_provider_carecycle.sync.stores import SyncLedgerError
+from airflow_provider_carecycle.sync.summary import UploadSummary
 from airflow_provider_carecycle.vocabulary import MAX_RECORDS_PER_UPLOAD
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = MAX_RECORDS_PER_UPLOAD
 DEFAULT_MAX_IN_FLIGHT = 4
 MAX_IN_FLIGHT_LIMIT = 32
-TOP_REASONS = 5
 #: least seconds between two saves of the sync ledger during a run (it is saved at the end too)
 LEDGER_SAVE_EVERY_S = 60.0
 
@@ -126,55 +124,6 @@ def check_upload_options(batch_size: int, max_in_flight: int) -> None:
     ):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
             raise ValueError(f"{name} must be an integer from 1 to {high}, got {value!r}.")
-
-
-@dataclass
-class UploadSummary:
-    """The outcome of an upload: counts only, never record contents (this is what goes to XCom).
-
-    ``total == uploaded + rejected + duplicates + unchanged`` once every batch is settled.
-
-    :param total: source records read.
-    :param valid: source records that passed validation (duplicates included).
-    :param uploaded: leads the API accepted (in this run or, when resuming, in an earlier one).
-    :param rejected: source records rejected, by validation or by the API.
-    :param duplicates: valid records merged into an earlier record with the same identity.
-    :param unchanged: leads not sent because the sync ledger holds them, unchanged, as accepted by careCycle.
-    :param batches: batches the deduplicated leads were cut into.
-    :param skipped_batches: batches already settled by an earlier run (from the checkpoint).
-    :param rejected_path: where the rejected records were written, or ``None``.
-    :param elapsed_s: seconds the run took.
-    :param dry_run: nothing was sent.
-    """
-
-    total: int = 0
-    valid: int = 0
-    uploaded: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    unchanged: int = 0
-    batches: int = 0
-    skipped_batches: int = 0
-    rejected_path: str | None = None
-    elapsed_s: float = 0.0
-    dry_run: bool = False
-    reasons: Counter[str] = field(default_factory=Counter, repr=False)
-    #: the source rows (1-based) of the leads careCycle refused per record, in this run or in the earlier one a
-    #: checkpoint resumes (not in XCom: for a source that must offer them again, like the CRM watermark)
-    refused_rows: list[int] = field(default_factory=list, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The XCom summary: the counts and the most frequent (PHI-free) rejection reasons."""
-        out = asdict(self)
-        out.pop("reasons")
-        out.pop("refused_rows")
-        out["top_reasons"] = [[reason, count] for reason, count in self.top_reasons()]
-        out["elapsed_s"] = round(self.elapsed_s, 3)
-        return out
-
-    def top_reasons(self, n: int = TOP_REASONS) -> list[tuple[str, int]]:
-        """The ``n`` most frequent PHI-free rejection reasons with their counts."""
-        return self.reasons.most_common(n)
 
 
 class LeadUploader:

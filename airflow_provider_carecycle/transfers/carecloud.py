@@ -282,8 +282,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         Up to :data:`~airflow_provider_carecycle.sync.watermark.MAX_RETRY_IDS` refused customers are kept by id; the
         watermark stays at or before the change of any beyond that, so the next run reads them again.
         """
-        summary = getattr(self, "upload_summary", None)
-        refused = sorted(set(summary.refused_rows if summary is not None else ()))
+        refused = sorted(set(self.outcome.refused_rows if self.outcome is not None else ()))
         retry: list[str] = []
         held_back: datetime | None = None
         for row in refused:
@@ -307,15 +306,17 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
         self._watermark, self._mark, self._read, self._rows = None, None, ChangedRead(), []
-        summary = self.upload(context)  # raises unless every lead is settled: the watermark stays
-        result = {**summary, "crm_rows": self.crm_rows}
+        self.upload(context)  # raises unless every lead is settled: the watermark stays
+        outcome = self.outcome
+        assert outcome is not None, "upload() keeps its summary"
+        outcome.crm_rows = self.crm_rows
         if self._watermark is not None:
             mark, retry = self._next_watermark()
             if mark is not None:
                 self._watermark.write(mark, retry)
-                result["watermark"] = mark.isoformat()
+                outcome.watermark = mark.isoformat()
                 if retry:
                     self.log.info(
                         "%d CRM customer(s) careCycle refused are fetched and sent again by the next run.", len(retry)
                     )
-        return result
+        return outcome.as_dict()

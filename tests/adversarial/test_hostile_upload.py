@@ -23,8 +23,9 @@ from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError, UploadSummary
+from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError
 from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool
+from airflow_provider_carecycle.sync.summary import UploadSummary
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     Forward,

@@ -12,12 +12,8 @@ import pytest
 from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
 from airflow_provider_carecycle.leads import LeadValidator, Rejection
 from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.sync.engine import (
-    LeadUploader,
-    UnsettledBatchError,
-    UploadSummary,
-    check_upload_options,
-)
+from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError, check_upload_options
+from airflow_provider_carecycle.sync.summary import UploadSummary
 
 
 class StubHook:
