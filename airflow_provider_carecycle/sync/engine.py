@@ -27,11 +27,11 @@ How a run goes:
    that the checkpoint resumes) is noted in the sync ledger, which is saved every minute and when the run ends,
    even when it fails.
 
-**Stopping** (:meth:`LeadUploader.stop`, what the operators' ``on_kill`` calls): no new request is sent; the
-requests in flight get :data:`STOP_GRACE_S` seconds to be answered, and their answers are recorded like any other.
-A request still unanswered then is abandoned: whatever its answer, it is not recorded (nor counted, nor put in the
-ledger), so the checkpoint holds exactly the settlements the run recorded and a rerun sends the rest.
-The run then raises :class:`UploadKilledError`; the rejected file's temporary file is removed.
+**Stopping** (:meth:`LeadUploader.stop`, what the operators' ``on_kill`` calls): no new request is sent; the requests in
+flight get ``stop_grace_s`` seconds (default :data:`STOP_GRACE_S`) to be answered, and their answers are recorded like
+any other. A request still unanswered then is abandoned: whatever its answer, it is not recorded (nor counted, nor put
+in the ledger), so the checkpoint holds exactly the settlements the run recorded and a rerun sends the rest. The run
+then raises :class:`UploadKilledError`; the rejected file's temporary file is removed.
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
@@ -144,6 +144,9 @@ class LeadUploader:
         seconds; ``None``: never for its age).
     :param logger: where progress and summaries go (an operator's ``self.log``).
     :param progress_every_s: least seconds between two progress lines.
+    :param ledger_save_every_s: least seconds between two saves of the sync ledger during the run (it is saved at the
+        end too).
+    :param stop_grace_s: seconds a stopped run gives its requests in flight before abandoning them (:meth:`stop`).
     """
 
     def __init__(
@@ -161,6 +164,8 @@ class LeadUploader:
         resend_after: timedelta | float | None = None,
         logger: TaskLog | None = None,
         progress_every_s: float = 30.0,
+        ledger_save_every_s: float = LEDGER_SAVE_EVERY_S,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         check_upload_options(batch_size, max_in_flight)
         self.sync_state_path = sync_state_path
@@ -177,6 +182,8 @@ class LeadUploader:
         self.dry_run = dry_run
         self.log = logger or log
         self.progress_every_s = progress_every_s
+        self.ledger_save_every_s = ledger_save_every_s
+        self.stop_grace_s = stop_grace_s
         self._stop = threading.Event()
         self._settle_lock = threading.Lock()
         self._abandoned = False
@@ -457,10 +464,10 @@ class LeadUploader:
         summary: UploadSummary,
         writer: Any,
     ) -> None:
-        """After a stop: send nothing more, give the requests in flight :data:`STOP_GRACE_S` seconds, abandon the
+        """After a stop: send nothing more, give the requests in flight ``stop_grace_s`` seconds, abandon the
         rest (their answers are then not recorded), and account for every settlement recorded."""
         pool.shutdown(wait=False, cancel_futures=True)
-        _, unanswered = wait(pending, timeout=STOP_GRACE_S)
+        _, unanswered = wait(pending, timeout=self.stop_grace_s)
         with self._settle_lock:  # from here on no worker records anything
             self._abandoned = True
         while not settled.empty():
@@ -471,7 +478,7 @@ class LeadUploader:
                 "Lead upload stopped: %d request(s) still in flight after %.0f s are abandoned; they are not "
                 "recorded, so a rerun sends their leads again (an upsert by externalId).",
                 len(unanswered),
-                STOP_GRACE_S,
+                self.stop_grace_s,
             )
         else:
             self.log.warning("Lead upload stopped: every request in flight was answered and recorded.")
@@ -487,7 +494,7 @@ class LeadUploader:
                 hashes = items[position].hashes
                 if position not in refused and hashes is not None:
                     self._ledger.record(hashes)
-            if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= LEDGER_SAVE_EVERY_S:
+            if self._ledger.unsaved and time.monotonic() - self._ledger_saved_at >= self.ledger_save_every_s:
                 self._ledger.save()
                 self._ledger_saved_at = time.monotonic()
         for rejection in settlement.rejections:

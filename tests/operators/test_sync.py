@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.leads import LeadValidator
+from airflow_provider_carecycle.operators import leads as leads_operators
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-from airflow_provider_carecycle.sync import engine as upload_engine
+from airflow_provider_carecycle.sync.engine import LeadUploader
 from airflow_provider_carecycle.sync.ledger import SyncLedger
 from airflow_provider_carecycle.sync.spool import lead_text
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
@@ -189,7 +191,8 @@ def _upload_in_child(
         return answer
 
     op.hook.upload_lead_texts = upload_lead_texts
-    upload_engine.LEDGER_SAVE_EVERY_S = save_every_s  # in the forked task process only
+    # the forked task process only: its uploads save the ledger every save_every_s
+    leads_operators.LeadUploader = functools.partial(LeadUploader, ledger_save_every_s=save_every_s)  # type: ignore[misc]
     if kill_in_save:
         real_replace = os.replace
 
