@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
-from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest_instant, wall_time
+from airflow_provider_carecycle.carecloud.local_time import as_instant, changed_instant
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
@@ -251,11 +251,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         mapping = self._crm_mapping or self._checked_crm_mapping()
         if since < before:
             self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
-            customers = self.carecloud_hook.iter_changed_customers(
+            rows = self.carecloud_hook.iter_changed_rows(
                 since, before, count=self.page_size, extra_params=self.extra_params, read=self._read
             )
-            for customer in customers:
-                yield self._source_row(customer, mapping, track)
+            for customer, changed in rows:
+                yield self._source_row(customer, changed, mapping, track)
         else:
             self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
         pending = sorted(set(retry) - {customer_id for customer_id, _ in self._rows})
@@ -264,15 +264,17 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             again = self.carecloud_hook.iter_customers(
                 customer_ids=pending, extra_params=self.extra_params, count=self.page_size
             )
-            for customer in again:
-                yield self._source_row(customer, mapping, track)
+            tz = self.carecloud_hook.project_tz
+            for customer in again:  # not read by last_change: its change time is read here, once
+                yield self._source_row(customer, changed_instant(customer.get("last_change"), tz), mapping, track)
 
-    def _source_row(self, customer: dict[str, Any], mapping: CrmMapping, track: bool) -> dict[str, Any]:
-        """One CRM customer as a lead source record; an incremental run notes which customer each row is."""
+    def _source_row(
+        self, customer: dict[str, Any], changed: datetime | None, mapping: CrmMapping, track: bool
+    ) -> dict[str, Any]:
+        """One CRM customer as a lead source record; an incremental run notes which customer each row is and when it
+        changed (the earliest instant its ``last_change`` names, ``None`` when unreadable)."""
         self.crm_rows += 1
         if track:
-            wall = wall_time(customer.get("last_change"))
-            changed = None if wall is None else earliest_instant(wall, self.carecloud_hook.project_tz)
             self._rows.append((str(customer.get("customer_id")), changed))
         return mapping(customer)
 
