@@ -32,8 +32,7 @@ from airflow_provider_carecycle.sync.summary import UploadSummary
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:
-    """A rendered ``field_mapping``/``defaults``/``crm_field_mapping``: ``None``, or a mapping keyed by careCycle
-    lead fields.
+    """A rendered ``field_mapping``/``defaults``: ``None``, or a mapping keyed by careCycle lead fields.
 
     :param argument: the argument, named in the message.
     :param value: its rendered value.
@@ -180,6 +179,10 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         """The source records, as a stream. Subclasses implement it."""
         raise NotImplementedError
 
+    def lead_validator(self) -> LeadValidator:
+        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields``."""
+        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+
     def check_rendered_arguments(self) -> None:
         """Check the rendered templated arguments before anything is read or sent; subclasses add theirs.
 
@@ -209,7 +212,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         :param context: the task's context.
         :return: the upload summary.
         """
-        validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        validator = self.lead_validator()
         state_checkpoint = None
         if self.checkpoint_path is None and not self.is_dry_run:  # Airflow 3.3+: resume without configuration
             state_checkpoint = TaskStateCheckpointStore.from_context(
