@@ -170,9 +170,3 @@ def test_an_error_without_external_id_is_untied_when_several_leads_have_none():
     answer = {"succeeded": 3, "failed": 1, "errors": [{"error": "x"}]}
     step = read_accepted(answer, external_ids, [0, 1, 2, 3], batch=0, unsettled=4)
     assert isinstance(step, Unsettled) and "errors[0]" in step.message
-
-
-def test_the_rules_import_neither_airflow_nor_an_http_client():
-    from tests.leads.test_purity import _heavy_modules_loaded_by
-
-    assert _heavy_modules_loaded_by("airflow_provider_carecycle.sync.answers") == []

@@ -14,7 +14,6 @@ import pytest
 
 from airflow_provider_carecycle.sync.ledger import HASH_BYTES, LEDGER_VERSION, REVOKED, SyncLedger, check_resend_after
 from airflow_provider_carecycle.sync.stores import ObjectStorageFolderStore, SyncLedgerError
-from tests.leads.test_purity import _heavy_modules_loaded_by
 
 DEST = "destination-a"
 
@@ -380,10 +379,6 @@ def test_the_object_storage_path_publishes_through_a_temporary_name(tmp_path):
     names = ObjectStorageFolderStore(folder).list_names()
     assert len(names) == 1 and names[0].startswith("ledger-") and not any(n.endswith(".partial") for n in names)
     assert unchanged(folder, range(8)) == list(range(6))
-
-
-def test_the_ledger_module_imports_no_airflow():
-    assert _heavy_modules_loaded_by("airflow_provider_carecycle.sync.ledger") == []
 
 
 # -- revocations (issue 20, item 1) -------------------------------------------------------------------------------

@@ -87,12 +87,6 @@ def test_the_request_carries_the_spooled_texts_and_the_ledger_the_hashes_of_exac
         assert list(opened.unchanged(probe)) == list(range(5))
 
 
-def test_the_spool_imports_no_airflow():
-    from tests.leads.test_purity import _heavy_modules_loaded_by
-
-    assert _heavy_modules_loaded_by("airflow_provider_carecycle.sync.spool") == []
-
-
 def test_the_hook_sends_the_texts_as_the_request_body_byte_for_byte(carecycle_connection, requests_mock):
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 
