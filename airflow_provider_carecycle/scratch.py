@@ -9,6 +9,11 @@ worker; an unlinked one does not. Two kinds are used:
 * :func:`anonymous_file`: a file opened with ``O_TMPFILE`` in the folder where it will appear (Linux), which
   :func:`link_into_place` gives its name once it is complete.
 
+Where a file must have a name while it is written (no ``O_TMPFILE``, object storage, the sync's stores), it goes by
+:func:`partial_name` next to its final name and is renamed when complete.
+
+It serves the storage layer (:class:`~airflow_provider_carecycle.storage.RecordWriter`) and the lead sync (the
+spool, the ledger's working copies, the stores' temporary names) alike, so it sits beside both rather than in either.
 Pure Python: imports nothing from Airflow.
 """
 

@@ -1,31 +1,32 @@
-"""The lead upload engine: validate, deduplicate, batch, upload at the rate limit, isolate rejects, resume.
+"""The lead upload engine: validate, deduplicate, batch, upload at the rate limit, settle every lead, resume.
 
-:class:`LeadUploader` is what ``CareCycleUploadLeadsOperator`` and ``SqlToCareCycleLeadsOperator`` run; it can be
-used directly with any iterable of source records and a ``CareCycleHook``.
+:class:`LeadUploader` is what ``CareCycleUploadLeadsOperator``, ``SqlToCareCycleLeadsOperator`` and
+``CareCloudCrmToCareCycleLeadsOperator`` run; it can be used directly with any iterable of source records and a
+``CareCycleHook``.
 
 How a run goes:
 
 1. **Prepare** (no request yet). Every source record is validated and normalised by a
    :class:`~airflow_provider_carecycle.leads.validation.LeadValidator`. A rejected record goes straight to the
-   rejected file. A valid lead is stored in a temporary SQLite file keyed by its identity (``externalId``, else
-   the phone number); a later record with the same identity is merged into it field by field (the last value wins)
-   and counted as a duplicate. Memory stays bounded by a batch whatever the input size: the spool is on disk.
-   With a sync ledger (``sync_state_path``, see :mod:`~airflow_provider_carecycle.sync.ledger`), the leads
-   careCycle already holds exactly as they are now are marked *unchanged* and not sent.
+   rejected file. A valid lead becomes one :class:`~airflow_provider_carecycle.sync.spool.LeadItem` (its row,
+   identity, compact JSON text, original record and, with a sync ledger, its keyed hashes, each made once) and goes
+   to the :class:`~airflow_provider_carecycle.sync.spool.LeadSpool`, keyed by its identity (``externalId``, else the
+   phone number); a later record with the same identity is merged into it field by field (the last value wins) and
+   counted as a duplicate. Memory stays bounded by a batch whatever the input size: the spool is on disk. With a sync
+   ledger (``sync_state_path``, see :mod:`~airflow_provider_carecycle.sync.ledger`), the leads careCycle already
+   holds exactly as they are now are marked *unchanged* and not sent.
 2. **Fingerprint**: sha256 over the batch size and the normalised leads in first-seen order. Batches are cut from
    that order, so the same input always gives the same batches.
 3. **Upload**: batches of ``batch_size`` go out through the hook (whose process-wide limiter keeps to the API's
-   rate limit and which retries 429/5xx/dropped connections), with up to ``max_in_flight`` requests at once.
-   A 200 answer must account for every record sent (``succeeded + failed`` equal to the records sent, one
-   ``errors[]`` entry per failure, each tied to a record sent by its ``externalId``); its per-record errors become
-   rejections. Any other 200 answer leaves the batch *unsettled*: :class:`UnsettledBatchError`, nothing counted.
-   A batch answered 400 ``VALIDATION_ERROR`` has its offenders isolated (by ``failedRecords``/error paths when the
-   API names them, else by bisecting) and the rest re-sent. A 413 halves the batch once; any other 4xx (and a 413
-   for a half) fails the batch at once, unsettled. With a checkpoint (bound to the input and to the destination),
-   each settled request is recorded durably before moving on; a rerun on the same input to the same careCycle
-   skips what was settled and sends the rest. Every lead careCycle accepted (in this run, or in an earlier one
-   that the checkpoint resumes) is noted in the sync ledger, which is saved every minute and when the run ends,
-   even when it fails.
+   rate limit and which retries 429/5xx/dropped connections), with up to ``max_in_flight`` requests at once; the
+   request body is the spooled texts. What careCycle answers is read by the rules of
+   :mod:`~airflow_provider_carecycle.sync.answers`: a 200 answer must account for every lead sent (its per-record
+   errors become rejections), a 400 has its offenders isolated and the rest sent again, a 413 halves the batch once;
+   anything else leaves the batch *unsettled* (:class:`UnsettledBatchError`, nothing counted). With a checkpoint
+   (bound to the input and to the destination), each settled request is recorded durably before moving on; a rerun
+   on the same input to the same careCycle skips what was settled and sends the rest. Every lead careCycle accepted
+   (in this run, or in an earlier one that the checkpoint resumes) is noted in the sync ledger, which is saved every
+   ``ledger_save_every_s`` and when the run ends, even when it fails.
 
 **Stopping** (:meth:`LeadUploader.stop`, what the operators' ``on_kill`` calls): no new request is sent; the requests in
 flight get ``stop_grace_s`` seconds (default :data:`STOP_GRACE_S`) to be answered, and their answers are recorded like
@@ -38,7 +39,8 @@ PHI-free reasons. The rejected file (which holds the original records) is the on
 
 Why one module of this size: preparing, batching, sending and settling share one invariant (every lead uploaded,
 rejected, merged or unchanged exactly once, nothing counted that careCycle did not acknowledge), kept readable in
-one place; the spool, checkpoint, ledger and protocols are modules of their own.
+one place; what it works with (the spool, the answer rules, the summary, the checkpoint, the ledger) are modules of
+their own.
 """
 
 from __future__ import annotations
