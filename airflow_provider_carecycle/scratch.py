@@ -9,6 +9,11 @@ worker; an unlinked one does not. Two kinds are used:
 * :func:`anonymous_file`: a file opened with ``O_TMPFILE`` in the folder where it will appear (Linux), which
   :func:`link_into_place` gives its name once it is complete.
 
+Where a file must have a name while it is written (no ``O_TMPFILE``, object storage, the sync's stores), it goes by
+:func:`partial_name` next to its final name and is renamed when complete.
+
+It serves the storage layer (:class:`~airflow_provider_carecycle.storage.RecordWriter`) and the lead sync (the
+spool, the ledger's working copies, the stores' temporary names) alike, so it sits beside both rather than in either.
 Pure Python: imports nothing from Airflow.
 """
 
@@ -120,9 +125,20 @@ def _copy_into_place(fd: int, target: str) -> None:
         raise
 
 
+def partial_name(name: str) -> str:
+    """The hidden name a file being written goes by next to its final name: ``.<name>.<random>.partial``.
+
+    Readers of a folder (the sync ledger, a user's) skip such names; every writer of the provider that writes under a
+    name before the rename uses this one.
+
+    :param name: the final file's name.
+    """
+    return f".{name}.{uuid.uuid4().hex[:12]}.partial"
+
+
 def _temporary_name(target: str) -> str:
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial")
+    return os.path.join(folder, partial_name(name))
 
 
 def _unlink_quietly(path: str) -> None:

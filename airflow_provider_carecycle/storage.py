@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import stat
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, TypeAlias
@@ -32,7 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_provider_carecycle._compat import ObjectStoragePath
 from airflow_provider_carecycle.records import EXTRA_VALUES_KEY, MalformedRow, json_default
 from airflow_provider_carecycle.records import lookup_path as lookup_path  # re-exported: operators import it from here
-from airflow_provider_carecycle.scratch import anonymous_file, link_into_place
+from airflow_provider_carecycle.scratch import anonymous_file, link_into_place, partial_name
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +405,7 @@ class RecordWriter:
         self.csv_formula_escape = csv_formula_escape
         #: the records written by this block (rows already in an appended file are not counted)
         self.count = 0
-        self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
+        self._tmp = self.path.parent / partial_name(self.path.name)
         #: the unnamed file the rows go to (``O_TMPFILE``), kept open after the writers close, to link or read it
         self._anonymous: int | None = None
         self._text: IO[str] | None = None

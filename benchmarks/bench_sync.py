@@ -81,7 +81,7 @@ op = CareCycleUploadLeadsOperator(
 )
 hook = op.hook
 if mode == "stub":  # acknowledge every batch at once, as careCycle would, without a request
-    hook.upload_leads = lambda records: {"succeeded": len(records), "failed": 0, "errors": []}
+    hook.upload_lead_texts = lambda texts: {"succeeded": len(texts), "failed": 0, "errors": []}
 hook.limiter  # connect before the baseline
 with PeakRss() as memory:
     started, cpu = time.monotonic(), time.process_time()

@@ -99,7 +99,7 @@ with DAG(
         # The CRM customers changed in the run's data interval by default (the day before run_after for a run
         # without one); pass changed_since / changed_before (templated) to backfill another window. The default
         # mapping (names, email, phone, birthdate, zip, city, externalId = CRM customer_id) can be replaced with
-        # crm_field_mapping=.
+        # field_mapping=.
         carecloud_crm_conn_id="carecloud_crm_default",
         carecycle_conn_id="carecycle_default",
         # Every record that cannot become a lead goes here with its field and reason (it holds patient data).

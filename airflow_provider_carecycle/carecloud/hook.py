@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_carecycle._compat import mask_secret
@@ -74,6 +74,14 @@ class CustomerPage:
     items: list[dict[str, Any]]
     offset: int
     total_items: int | None
+
+
+class ChangedCustomer(NamedTuple):
+    """A customer an incremental read selected, with its ``last_change`` read once: the earliest UTC instant its
+    project-local wall time can name (see :mod:`~airflow_provider_carecycle.carecloud.local_time`)."""
+
+    customer: dict[str, Any]
+    changed: datetime
 
 
 @dataclass
@@ -518,6 +526,28 @@ class CareCloudCrmHook(ApiHook):
         :raises CareCloudMalformedAnswerError: for an answer not sorted by ``last_change`` newest first, or of the
             wrong shape.
         """
+        return (
+            row.customer
+            for row in self.iter_changed_rows(start, end, count=count, extra_params=extra_params, read=read)
+        )
+
+    def iter_changed_rows(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        count: int = DEFAULT_PAGE_SIZE,
+        extra_params: Mapping[str, Any] | None = None,
+        read: ChangedRead | None = None,
+    ) -> Iterator[ChangedCustomer]:
+        """:meth:`iter_changed_customers`, each customer with the instant its ``last_change`` names (read once, here).
+
+        :param start: the interval's start (inclusive).
+        :param end: the interval's end (exclusive).
+        :param count: page size (at least 2).
+        :param extra_params: other raw query parameters.
+        :param read: filled in with what the read saw, for a watermark.
+        """
         tz = self.project_tz
         start_utc, end_utc = as_instant(start, tz), as_instant(end, tz, latest=True)
         if start_utc >= end_utc:
@@ -528,7 +558,7 @@ class CareCloudCrmHook(ApiHook):
 
     def _iter_changed(
         self, params: dict[str, Any], start: datetime, end: datetime, count: int, read: ChangedRead
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[ChangedCustomer]:
         tz = self.project_tz
         stop_before = earliest_wall(start, tz)  # a row with an earlier wall time is before ``start`` in any reading
         seen: set[str] = set()
@@ -560,7 +590,7 @@ class CareCloudCrmHook(ApiHook):
                     read.selected += 1
                     if read.newest is None or instant > read.newest:
                         read.newest = instant
-                    yield customer
+                    yield ChangedCustomer(customer, instant)
             offset = asked + len(items)
             last = (str(items[-1].get("customer_id")), items[-1].get("last_change")) if items else last
             total = page.total_items
@@ -657,6 +687,7 @@ class CareCloudCrmHook(ApiHook):
 
 __all__ = [
     "CareCloudCrmHook",
+    "ChangedCustomer",
     "ChangedRead",
     "CustomerPage",
     "parse_carecloud_datetime",

@@ -38,6 +38,17 @@ def wall_time(value: object) -> datetime | None:
         return None
 
 
+def changed_instant(value: object, tz: tzinfo) -> datetime | None:
+    """When a row changed, for a watermark: the earliest UTC instant its ``last_change`` text can name in ``tz``, or
+    ``None`` when it is unreadable.
+
+    :param value: the ``last_change`` text from the API.
+    :param tz: the project's time zone.
+    """
+    wall = wall_time(value)
+    return None if wall is None else earliest_instant(wall, tz)
+
+
 def _instants(wall: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
     """The UTC instants ``wall`` names with ``fold=0`` and ``fold=1`` (equal outside a transition)."""
     return tuple(wall.replace(tzinfo=tz, fold=fold).astimezone(timezone.utc) for fold in (0, 1))  # type: ignore[return-value]

@@ -76,7 +76,7 @@ class CrmMapping:
 
     :param field_mapping: careCycle field -> dotted path into a CareCloud customer.
     :param transforms: careCycle field -> conversion of the mapped value.
-    :param argument: the argument's name in error messages (``crm_field_mapping`` in the operator).
+    :param argument: the argument's name in error messages (``field_mapping`` in the operator).
     :raises ValueError: naming the argument and the bad key: a key that is not a careCycle lead field, a path that
         is not non-empty dotted text, a transform that is not callable.
     """

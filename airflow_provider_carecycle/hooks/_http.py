@@ -489,7 +489,7 @@ class HttpSender:
         :param method: the HTTP method.
         :param path: the path under ``base_url``.
         :param params: query parameters (list values repeat the key).
-        :param json: a JSON body.
+        :param json: a JSON body: a value to encode, or ``bytes`` already encoded as JSON (sent as they are).
         :param headers: extra headers for this request.
         :param max_retries: retries for this request only (default: the sender's setting).
         :raises ApiError: what ``error_for``/``no_answer`` built, once retries are exhausted or at once when it is
@@ -518,6 +518,9 @@ class HttpSender:
     ) -> requests.Response:
         import requests
 
+        data = None
+        if isinstance(json, bytes):  # a body already encoded as JSON (no JSON value is bytes): sent as it is
+            data, json, headers = json, None, {**(headers or {}), "Content-Type": "application/json"}
         slot = self.limiter.claim(CLAIM_HOLD_TIMEOUTS * self.timeout)
         self.stats.add(waited_s=slot.waited, requests=1)
         deadline = time.monotonic() + self.timeout
@@ -527,6 +530,7 @@ class HttpSender:
                 f"{self.base_url}{path}",
                 params=params,
                 json=json,
+                data=data,
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -364,11 +364,25 @@ class CareCycleHook(ApiHook):
 
         :param records: lead records in careCycle's field names.
         """
-        if not 1 <= len(records) <= MAX_RECORDS_PER_UPLOAD:
-            raise ValueError(
-                f"upload_leads takes 1 to {MAX_RECORDS_PER_UPLOAD} records per request, got {len(records)}."
-            )
+        self._check_upload_size("upload_leads", len(records))
         return self.request("POST", "/v2/leads/upload", json={"records": records})
+
+    def upload_lead_texts(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Upload 1-200 leads given as JSON text in one request; return the API's answer as is.
+
+        The request body is built from the texts as they are (the lead upload engine spools each lead as compact JSON
+        text once and sends that text, without parsing it again).
+
+        :param texts: each lead as one JSON object in careCycle's field names.
+        """
+        self._check_upload_size("upload_lead_texts", len(texts))
+        body = '{"records":[' + ",".join(texts) + "]}"
+        return self.request("POST", "/v2/leads/upload", json=body.encode())
+
+    @staticmethod
+    def _check_upload_size(method: str, records: int) -> None:
+        if not 1 <= records <= MAX_RECORDS_PER_UPLOAD:
+            raise ValueError(f"{method} takes 1 to {MAX_RECORDS_PER_UPLOAD} records per request, got {records}.")
 
     def iter_campaigns(
         self,

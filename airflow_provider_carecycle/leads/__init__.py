@@ -1,4 +1,12 @@
-"""careCycle lead validation and normalisation (pure Python: no Airflow, no network).
+"""The rules a careCycle lead must meet: its fields, their validation and normalisation, and a rejection's shape.
+
+* :mod:`~.fields`: one declarative :class:`FieldSpec` row per lead field (the table the validator and the docs use);
+* :mod:`~.validation`: :class:`LeadValidator` (map, validate, normalise a source record; a lead's identity);
+* :mod:`~.rejection`: :class:`Rejection`, the one shape of a rejected lead, and a rejected-file line.
+
+Pure Python: every module here imports without loading Airflow, an HTTP client or the storage layer
+(``tests/leads/test_purity.py``). Getting leads to careCycle is the lead sync's
+(:mod:`airflow_provider_carecycle.sync`).
 
 >>> from airflow_provider_carecycle.leads import LeadValidator
 >>> v = LeadValidator(field_mapping={"phoneNumber": "phone", "postalCode": "address.zip"})

@@ -620,6 +620,12 @@ def check_field_mapping(field_mapping: Mapping[str, Any], argument: str) -> None
             raise ValueError(f"{argument}[{target!r}]: the source path must be non-empty dotted text, got {kind}.")
 
 
+#: how :meth:`LeadValidator.identity` starts for a lead with an ``externalId`` (the rest is the ``externalId``)
+EXTERNAL_ID_IDENTITY = "ext:"
+#: how it starts for a lead identified by its phone number (the rest is the number as ``+1XXXXXXXXXX``)
+PHONE_IDENTITY = "phone:"
+
+
 class LeadValidator:
     """Map, validate and normalise source records into careCycle lead records.
 
@@ -688,11 +694,11 @@ class LeadValidator:
         """
         external_id = lead.get("externalId")
         if not _is_absent(external_id):
-            return f"ext:{str(external_id).strip()}"
+            return f"{EXTERNAL_ID_IDENTITY}{str(external_id).strip()}"
         phone = lead.get("phoneNumber")
         if _is_absent(phone):
             raise ValueError("lead has neither externalId nor phoneNumber: no identity")
-        return f"phone:{normalize_phone(phone)}"
+        return f"{PHONE_IDENTITY}{normalize_phone(phone)}"
 
     def _unknown_fields(self, record: Mapping[Any, Any]) -> list[Rejection]:
         return [

@@ -2,7 +2,7 @@
 
 :class:`CareCycleUploadLeadsOperator` reads a list of records (or an XComArg) or a streamed file on object storage;
 ``SqlToCareCycleLeadsOperator`` (in :mod:`airflow_provider_carecycle.transfers.sql`) reads a SQL query. Both run the
-same engine (:class:`~airflow_provider_carecycle.leads.upload.LeadUploader`) with the same options, defined once
+same engine (:class:`~airflow_provider_carecycle.sync.engine.LeadUploader`) with the same options, defined once
 here in :class:`CareCycleLeadUploadBaseOperator`.
 
 .. seealso:: ``docs/operators/upload-leads.md``
@@ -16,24 +16,23 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.leads.ledger import check_resend_after
-from airflow_provider_carecycle.leads.upload import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_IN_FLIGHT,
-    LeadUploader,
-    UploadSummary,
-    check_upload_options,
-)
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import record_outcome
-from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
 from airflow_provider_carecycle.storage import FORMATS, iter_records
+from airflow_provider_carecycle.sync.engine import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_IN_FLIGHT,
+    LeadUploader,
+    check_upload_options,
+)
+from airflow_provider_carecycle.sync.ledger import check_resend_after
+from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
+from airflow_provider_carecycle.sync.summary import UploadSummary
 
 
 def check_lead_field_names(argument: str, value: Any) -> None:
-    """A rendered ``field_mapping``/``defaults``/``crm_field_mapping``: ``None``, or a mapping keyed by careCycle
-    lead fields.
+    """A rendered ``field_mapping``/``defaults``: ``None``, or a mapping keyed by careCycle lead fields.
 
     :param argument: the argument, named in the message.
     :param value: its rendered value.
@@ -117,7 +116,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     When the task is killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM), no new batch is sent, the
     requests in flight are settled (or abandoned after a few seconds, then not recorded), the checkpoint and the
     sync ledger keep exactly what careCycle acknowledged, the rejected file's temporary file is removed, and the task
-    fails with :class:`~airflow_provider_carecycle.leads.upload.UploadKilledError`.
+    fails with :class:`~airflow_provider_carecycle.sync.engine.UploadKilledError`.
     """
 
     template_fields: tuple[str, ...] = (
@@ -129,6 +128,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "full_sync",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
+    #: the finished upload's summary (``None`` before ``execute``): its ``as_dict()`` is the XCom value
+    outcome: UploadSummary | None = None
 
     def __init__(
         self,
@@ -178,6 +179,10 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         """The source records, as a stream. Subclasses implement it."""
         raise NotImplementedError
 
+    def lead_validator(self) -> LeadValidator:
+        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields``."""
+        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+
     def check_rendered_arguments(self) -> None:
         """Check the rendered templated arguments before anything is read or sent; subclasses add theirs.
 
@@ -207,7 +212,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         :param context: the task's context.
         :return: the upload summary.
         """
-        validator = LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        validator = self.lead_validator()
         state_checkpoint = None
         if self.checkpoint_path is None and not self.is_dry_run:  # Airflow 3.3+: resume without configuration
             state_checkpoint = TaskStateCheckpointStore.from_context(
@@ -238,7 +243,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             self._uploader = None
         if state_checkpoint is not None:  # every lead settled: nothing left to resume
             state_checkpoint.delete()
-        self.upload_summary: UploadSummary | None = summary
+        self.outcome = summary
         self._log_summary(summary)
         record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
         message = rejection_failure_message(summary, self.max_rejected_ratio)

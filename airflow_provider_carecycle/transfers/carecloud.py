@@ -13,12 +13,13 @@ from typing import Any
 
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
-from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest_instant, wall_time
+from airflow_provider_carecycle.carecloud.local_time import as_instant, changed_instant
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
-from airflow_provider_carecycle.leads.ledger import MAX_RETRY_IDS, SyncWatermark, WatermarkState
+from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
-from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
+from airflow_provider_carecycle.sync.state_store import crm_watermark, declares_leads_asset
+from airflow_provider_carecycle.sync.watermark import MAX_RETRY_IDS, SyncWatermark, WatermarkState
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -71,8 +72,8 @@ def legacy_watermark_key(conn_id: str, crm_base_url: str, destination: str) -> s
 class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     """Upload the CareCloud CRM customers changed in ``[changed_since, changed_before)`` to careCycle as leads.
 
-    Each CRM customer is mapped to a careCycle lead (``crm_field_mapping``: names, email, phone, birthdate, zip,
-    city, ``externalId`` = ``customer_id`` by default), then validated, deduplicated and uploaded like every other
+    Each CRM customer is mapped to a careCycle lead (``field_mapping``: names, email, phone, birthdate, zip, city,
+    ``externalId`` = ``customer_id`` by default), then validated, deduplicated and uploaded like every other
     lead source. A customer that cannot become a lead (a phone outside the US, no zip and no ``timezone``
     default, ...) is rejected with its reason into ``rejected_path``. Reruns of the same interval upload the same
     ``externalId`` values, which careCycle updates rather than duplicates.
@@ -84,9 +85,10 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     :param carecloud_crm_conn_id: the CareCloud CRM Airflow connection.
     :param carecloud_hook_params: extra keyword arguments for :class:`CareCloudCrmHook`.
-    :param crm_field_mapping: careCycle lead field -> dotted path into a CareCloud customer; default
+    :param field_mapping: careCycle lead field -> dotted path into a CareCloud customer; default
         :data:`~airflow_provider_carecycle.carecloud.mapping.CARECLOUD_FIELD_MAPPING`. Fields it does not map can still
-        come from ``defaults`` (``sourceId``, ``timezone``, ...).
+        come from ``defaults`` (``sourceId``, ``timezone``, ...). The argument every lead upload has, here applied to
+        the CRM's customers (earlier releases called it ``crm_field_mapping``: that name is refused, naming this one).
     :param changed_since: the interval's start, inclusive (templated; default: the run's ``data_interval_start``,
         or for a run without a data interval, a manual Airflow 3 run without a logical date, midnight UTC the day
         before its ``run_after``; see :func:`~airflow_provider_carecycle.operators.base.run_interval`).
@@ -111,7 +113,6 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     """
 
     template_fields: tuple[str, ...] = (
-        "crm_field_mapping",
         "changed_since",
         "changed_before",
         "extra_params",
@@ -119,10 +120,9 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     )
     template_fields_renderers = {
         **CareCycleLeadUploadBaseOperator.template_fields_renderers,
-        "crm_field_mapping": "json",
         "extra_params": "json",
     }
-    #: the rendered ``crm_field_mapping``, checked once per run by :meth:`check_rendered_arguments`
+    #: the rendered ``field_mapping``, checked once per run by :meth:`check_rendered_arguments`
     _crm_mapping: CrmMapping | None = None
 
     def __init__(
@@ -130,7 +130,6 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         *,
         carecloud_crm_conn_id: str = CareCloudCrmHook.default_conn_name,
         carecloud_hook_params: Mapping[str, Any] | None = None,
-        crm_field_mapping: Mapping[str, str] | None = None,
         changed_since: datetime | str | None = None,
         changed_before: datetime | str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
@@ -139,17 +138,16 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         overlap: timedelta | float = timedelta(minutes=5),
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("field_mapping") is not None:
-            raise ValueError(
-                "field_mapping does not apply to CRM customers: use crm_field_mapping "
-                "(careCycle field -> dotted path into a CareCloud customer)."
+        if "crm_field_mapping" in kwargs:  # one name per concept: every lead upload takes field_mapping
+            raise TypeError(
+                f"{type(self).__name__} has no argument 'crm_field_mapping': it is called 'field_mapping'; pass "
+                "field_mapping=... instead (careCycle lead field -> dotted path into a CareCloud customer)."
             )
         super().__init__(**kwargs)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValueError(f"page_size must be a positive integer, got {page_size!r}.")
         self.carecloud_crm_conn_id = carecloud_crm_conn_id
         self.carecloud_hook_params = dict(carecloud_hook_params or {})
-        self.crm_field_mapping = crm_field_mapping
         self.changed_since = changed_since
         self.changed_before = changed_before
         self.page_size = page_size
@@ -215,7 +213,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         return start
 
     def check_rendered_arguments(self) -> None:
-        """Also check ``crm_field_mapping`` (once per run: the rows are then mapped without checks) and
+        """Also check ``field_mapping`` as a CRM mapping (once per run: the rows are then mapped without checks) and
         ``extra_params``, once rendered.
 
         :raises ValueError: naming the argument (and the bad mapping key).
@@ -226,17 +224,21 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             raise ValueError(f"extra_params must render to a mapping, got {type(self.extra_params).__name__}.")
 
     def _checked_crm_mapping(self) -> CrmMapping:
-        """The rendered ``crm_field_mapping`` (default :data:`CARECLOUD_FIELD_MAPPING`), checked.
+        """The rendered ``field_mapping`` (default :data:`CARECLOUD_FIELD_MAPPING`), checked.
 
         :raises ValueError: for a value that is not a mapping, a key that is not a careCycle lead field, a bad path.
         """
-        mapping = self.crm_field_mapping
+        mapping = self.field_mapping
         if mapping is not None and not isinstance(mapping, Mapping):
             raise ValueError(
-                "crm_field_mapping must be a mapping of careCycle lead field -> dotted path into a CareCloud "
+                "field_mapping must be a mapping of careCycle lead field -> dotted path into a CareCloud "
                 f"customer, got {type(mapping).__name__}."
             )
-        return CrmMapping(mapping or CARECLOUD_FIELD_MAPPING, argument="crm_field_mapping")
+        return CrmMapping(mapping or CARECLOUD_FIELD_MAPPING, argument="field_mapping")
+
+    def lead_validator(self) -> LeadValidator:
+        """The validator of the mapped CRM rows: they are in careCycle's field names already, so it maps nothing."""
+        return LeadValidator(None, self.defaults, self.drop_unknown_fields)
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)
@@ -251,11 +253,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         mapping = self._crm_mapping or self._checked_crm_mapping()
         if since < before:
             self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
-            customers = self.carecloud_hook.iter_changed_customers(
+            rows = self.carecloud_hook.iter_changed_rows(
                 since, before, count=self.page_size, extra_params=self.extra_params, read=self._read
             )
-            for customer in customers:
-                yield self._source_row(customer, mapping, track)
+            for customer, changed in rows:
+                yield self._source_row(customer, changed, mapping, track)
         else:
             self.log.info("The watermark is at or after %s: nothing to read.", before.isoformat())
         pending = sorted(set(retry) - {customer_id for customer_id, _ in self._rows})
@@ -264,26 +266,27 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             again = self.carecloud_hook.iter_customers(
                 customer_ids=pending, extra_params=self.extra_params, count=self.page_size
             )
-            for customer in again:
-                yield self._source_row(customer, mapping, track)
+            tz = self.carecloud_hook.project_tz
+            for customer in again:  # not read by last_change: its change time is read here, once
+                yield self._source_row(customer, changed_instant(customer.get("last_change"), tz), mapping, track)
 
-    def _source_row(self, customer: dict[str, Any], mapping: CrmMapping, track: bool) -> dict[str, Any]:
-        """One CRM customer as a lead source record; an incremental run notes which customer each row is."""
+    def _source_row(
+        self, customer: dict[str, Any], changed: datetime | None, mapping: CrmMapping, track: bool
+    ) -> dict[str, Any]:
+        """One CRM customer as a lead source record; an incremental run notes which customer each row is and when it
+        changed (the earliest instant its ``last_change`` names, ``None`` when unreadable)."""
         self.crm_rows += 1
         if track:
-            wall = wall_time(customer.get("last_change"))
-            changed = None if wall is None else earliest_instant(wall, self.carecloud_hook.project_tz)
             self._rows.append((str(customer.get("customer_id")), changed))
         return mapping(customer)
 
     def _next_watermark(self) -> tuple[datetime | None, list[str]]:
         """The watermark this successful run vouches for, and the customers careCycle refused, to try again.
 
-        Up to :data:`~airflow_provider_carecycle.leads.ledger.MAX_RETRY_IDS` refused customers are kept by id; the
+        Up to :data:`~airflow_provider_carecycle.sync.watermark.MAX_RETRY_IDS` refused customers are kept by id; the
         watermark stays at or before the change of any beyond that, so the next run reads them again.
         """
-        summary = getattr(self, "upload_summary", None)
-        refused = sorted(set(summary.refused_rows if summary is not None else ()))
+        refused = sorted(set(self.outcome.refused_rows if self.outcome is not None else ()))
         retry: list[str] = []
         held_back: datetime | None = None
         for row in refused:
@@ -307,15 +310,17 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
         self._watermark, self._mark, self._read, self._rows = None, None, ChangedRead(), []
-        summary = self.upload(context)  # raises unless every lead is settled: the watermark stays
-        result = {**summary, "crm_rows": self.crm_rows}
+        self.upload(context)  # raises unless every lead is settled: the watermark stays
+        outcome = self.outcome
+        assert outcome is not None, "upload() keeps its summary"
+        outcome.crm_rows = self.crm_rows
         if self._watermark is not None:
             mark, retry = self._next_watermark()
             if mark is not None:
                 self._watermark.write(mark, retry)
-                result["watermark"] = mark.isoformat()
+                outcome.watermark = mark.isoformat()
                 if retry:
                     self.log.info(
                         "%d CRM customer(s) careCycle refused are fetched and sent again by the next run.", len(retry)
                     )
-        return result
+        return outcome.as_dict()

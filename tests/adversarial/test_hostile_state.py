@@ -20,8 +20,8 @@ import pytest
 
 from airflow_provider_carecycle._compat import Asset
 from airflow_provider_carecycle.assets import leads_uri
-from airflow_provider_carecycle.leads.ledger import SyncLedger
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync.ledger import SyncLedger
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
 from carecycle_emulator import CARECLOUD_ANCHOR as ANCHOR
 from tests.adversarial.test_hostile_sync import held
@@ -89,7 +89,7 @@ def test_a_checkpoint_reference_to_the_uploads_own_overflow_file_is_still_follow
 ):
     """The positive control: a checkpoint too big for the store goes to the ledger folder, and a retried try
     resumes from it (and removes it at the end)."""
-    from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+    from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
 
     ledger = tmp_path / "ledger"
     store = DictStateStore()

@@ -21,9 +21,9 @@ import pytest
 from airflow_provider_carecycle.exceptions import CareCycleAPIError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads import upload as upload_engine
-from airflow_provider_carecycle.leads.ledger import SyncLedger
-from airflow_provider_carecycle.leads.upload import LeadUploader, UploadKilledError, _dumps
+from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError
+from airflow_provider_carecycle.sync.ledger import SyncLedger
+from airflow_provider_carecycle.sync.spool import lead_text
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     ForwardThenDrop,
@@ -83,8 +83,10 @@ def vouched(tmp_path: Path, destination: str, records: list[dict[str, Any]]) -> 
     """The externalIds of ``records`` the ledger folder now counts as unchanged (careCycle holds them so)."""
     validator = LeadValidator()
     leads = [validator.validate(record).lead for record in records]
-    rows = [(lead["externalId"], validator.identity(lead), _dumps(lead)) for lead in leads if lead]
     with SyncLedger(str(tmp_path / "ledger"), destination=destination) as ledger:
+        rows = [
+            (lead["externalId"], *ledger.hasher(validator.identity(lead), lead_text(lead))) for lead in leads if lead
+        ]
         return list(ledger.unchanged(rows))
 
 
@@ -123,16 +125,15 @@ UNKNOWN_OUTCOMES = {
 
 @pytest.mark.parametrize("outcome", list(UNKNOWN_OUTCOMES))
 def test_a_version_whose_outcome_is_unknown_is_never_vouched_for(
-    outcome, hostile_server, carecycle_emulator, carecycle_connection, tmp_path, monkeypatch
+    outcome, hostile_server, carecycle_emulator, carecycle_connection, tmp_path
 ):
-    monkeypatch.setattr(upload_engine, "STOP_GRACE_S", 0.2)
     server = hostile_server(upstream=carecycle_emulator.url)
     conn_id = connect(carecycle_connection, server, timeout=1)
 
     first = uploader(conn_id, tmp_path).run(feed("A"))  # careCycle acknowledges version A of all ten
     assert first.uploaded == 10 and set(held(carecycle_emulator).values()) == {f"A-{i}" for i in range(10)}
 
-    run = uploader(conn_id, tmp_path)
+    run = uploader(conn_id, tmp_path, stop_grace_s=0.2)
     arrange, failure = UNKNOWN_OUTCOMES[outcome]
     arrange(server, run)
     with pytest.raises(failure):
@@ -182,8 +183,7 @@ def _child(conn_id: str, tmp_path: str, kill_at_ledger_write: int | None) -> Non
             real_replace(source, target)
 
         os.replace = replace  # type: ignore[assignment]  # this forked task process only
-    upload_engine.LEDGER_SAVE_EVERY_S = 3600.0
-    uploader(conn_id, Path(tmp_path)).run(feed("B"))
+    uploader(conn_id, Path(tmp_path), ledger_save_every_s=3600.0).run(feed("B"))
 
 
 @pytest.mark.parametrize(

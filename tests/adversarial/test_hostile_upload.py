@@ -22,8 +22,10 @@ from airflow_provider_carecycle.exceptions import CareCycleMalformedAnswerError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads.upload import LeadUploader, UnsettledBatchError, UploadSummary, _LeadSpool
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError
+from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool
+from airflow_provider_carecycle.sync.summary import UploadSummary
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     Forward,
@@ -193,7 +195,7 @@ def test_an_api_reason_that_echoes_the_value_never_reaches_the_task_state_store(
 ):
     """careCycle's per-record ``error`` is free text that may quote the rejected value: the rejected file (the one
     place for PHI) keeps it, Airflow's task state store (a metadata DB row shown in the UI) never does."""
-    from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
+    from airflow_provider_carecycle.sync.state_store import TaskStateCheckpointStore
 
     echoed = "Invalid phone number 2005550002 for Jane Doe"
     answer = {"succeeded": 3, "failed": 1, "errors": [{"id": None, "externalId": "h-2", "error": echoed}]}
@@ -528,10 +530,10 @@ def test_the_lead_spool_has_no_name_on_disk():
         return found
 
     before = open_files()
-    spool = _LeadSpool()
+    spool = LeadSpool()
     try:
         for n in range(40_000):  # about 16 MB: past the spool's 8 MB cache, so its pages go to disk
-            spool.add(f"id-{n}", n, {"externalId": f"id-{n}", "firstName": "x" * 300}, "{}")
+            spool.add(LeadItem.of(n, f"id-{n}", {"externalId": f"id-{n}", "firstName": "x" * 300}, "{}", None))
         opened = [target for fd, target in open_files().items() if before.get(fd) != target and "/" in target]
         assert opened and all(target.endswith(" (deleted)") for target in opened), opened
     finally:

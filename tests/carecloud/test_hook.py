@@ -221,6 +221,17 @@ def test_changed_customers_match_the_interval_and_stop_early(carecloud_emulator)
     assert len(calls) < 10  # 50 customers at 5 per page would take 10 pages without the early stop
 
 
+def test_changed_rows_carry_the_instant_their_last_change_names_read_once_by_the_hook(carecloud_emulator):
+    from airflow_provider_carecycle.carecloud.hook import ChangedRead, parse_carecloud_datetime
+
+    start, end = datetime(2026, 2, 27), datetime(2026, 3, 1)
+    read = ChangedRead()
+    rows = list(CareCloudCrmHook().iter_changed_rows(start, end, count=5, read=read))
+    assert [r.customer for r in rows] == list(CareCloudCrmHook().iter_changed_customers(start, end, count=5))
+    assert rows and all(r.changed == parse_carecloud_datetime(r.customer["last_change"], timezone.utc) for r in rows)
+    assert read.newest == max(r.changed for r in rows)
+
+
 def test_changed_customers_convert_aware_bounds_to_the_project_zone(carecloud_emulator, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT", connection_json(carecloud_emulator, project_timezone="Europe/Prague")

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_carecycle.carecloud.local_time import (
     as_instant,
+    changed_instant,
     earliest_instant,
     earliest_wall,
     latest_instant,
@@ -58,3 +59,8 @@ def test_interval_bounds_and_texts():
     assert as_instant(naive, NEW_YORK) == utc(2026, 11, 1, 5, 30)  # a start read early
     assert as_instant(naive, NEW_YORK, latest=True) == utc(2026, 11, 1, 6, 30)  # an end read late
     assert as_instant(utc(2026, 1, 1), NEW_YORK) == utc(2026, 1, 1)
+
+
+def test_a_rows_change_time_is_the_earliest_instant_its_last_change_names():
+    assert changed_instant("2026-11-01 01:30:00", NEW_YORK) == utc(2026, 11, 1, 5, 30)  # the repeated hour's early side
+    assert changed_instant("not a time", NEW_YORK) is None and changed_instant(None, NEW_YORK) is None

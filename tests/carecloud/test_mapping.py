@@ -123,16 +123,16 @@ def test_changed_customers_from_the_emulator_map_end_to_end(carecloud_emulator):
 @pytest.mark.parametrize(
     ("mapping", "transforms", "message"),
     [
-        ({"zip": "personal_information.address.zip"}, {}, r"crm_field_mapping: not careCycle lead fields: zip\. Valid"),
-        ({"postalCode": ""}, {}, r"crm_field_mapping\['postalCode'\]: the source path must be non-empty dotted text"),
-        ({"postalCode": "a..zip"}, {}, r"crm_field_mapping\['postalCode'\]: .*got text with an empty part"),
-        ({"postalCode": ["a"]}, {}, r"crm_field_mapping\['postalCode'\]: .*got a list"),
+        ({"zip": "personal_information.address.zip"}, {}, r"field_mapping: not careCycle lead fields: zip\. Valid"),
+        ({"postalCode": ""}, {}, r"field_mapping\['postalCode'\]: the source path must be non-empty dotted text"),
+        ({"postalCode": "a..zip"}, {}, r"field_mapping\['postalCode'\]: .*got text with an empty part"),
+        ({"postalCode": ["a"]}, {}, r"field_mapping\['postalCode'\]: .*got a list"),
         (CARECLOUD_FIELD_MAPPING, {"phoneNumber": "+1"}, r"transforms\['phoneNumber'\]: must be a function"),
     ],
 )
 def test_a_bad_mapping_fails_when_built_naming_the_key(mapping, transforms, message):
     with pytest.raises(ValueError, match=message):
-        CrmMapping(mapping, transforms, argument="crm_field_mapping")
+        CrmMapping(mapping, transforms)
 
 
 def test_a_built_mapping_maps_every_customer_without_checking_again(monkeypatch):

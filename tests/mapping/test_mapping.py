@@ -223,7 +223,7 @@ with DAG(dag_id="mapped_leads", schedule=None, start_date=datetime(2026, 1, 1)) 
             {{
                 "changed_since": {second_start!r},
                 "changed_before": {second_end!r},
-                "crm_field_mapping": {crm_mapping!r},
+                "field_mapping": {crm_mapping!r},
                 "extra_params": {{}},
             }},
         ]
@@ -298,7 +298,7 @@ def test_lead_uploads_map_over_every_templated_argument(
     # SQL: a mapped query with mapped parameters, and a mapped query with a template in it
     assert {"sql-1", "sql-2"} <= set(stored) and "sql-3" not in stored
     assert (xcom(dag_run, "by_sql", 0)["total"], xcom(dag_run, "by_sql", 1)["total"]) == (1, 1)
-    # CRM: mapped windows (together every customer once) and a mapped crm_field_mapping
+    # CRM: mapped windows (together every customer once) and a mapped field_mapping
     totals = [xcom(dag_run, "by_crm", index)["crm_rows"] for index in (0, 1)]
     assert totals == [middle, len(crm) - middle]
     second_window = {c["customer_id"] for c in crm[middle:]}

@@ -13,21 +13,8 @@ import pytest
 from airflow_provider_carecycle._compat import AirflowFailException
 from airflow_provider_carecycle.exceptions import CareCycleAuthError
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from tests.sync.test_summary import KEYS as SUMMARY_KEYS
 
-SUMMARY_KEYS = {
-    "total",
-    "top_reasons",
-    "valid",
-    "uploaded",
-    "rejected",
-    "duplicates",
-    "unchanged",
-    "batches",
-    "skipped_batches",
-    "rejected_path",
-    "elapsed_s",
-    "dry_run",
-}
 MAPPING = {"phoneNumber": "phone", "postalCode": "address.zip", "firstName": "first", "lastName": "last"}
 
 
@@ -365,7 +352,7 @@ def test_source_files_are_streamed_from_object_storage(carecycle_emulator, tmp_p
     assert result == {**result, "total": 25, "uploaded": 25, "batches": 3, "rejected": 0}
     stored = carecycle_emulator.get_customers_by_external_id()
     assert all(len(stored[f"f-{i}"]) == 1 for i in range(25))
-    assert set(result) == SUMMARY_KEYS
+    assert list(result) == SUMMARY_KEYS
 
 
 # -- checkpoint and resume ------------------------------------------------------------------------------------
@@ -375,7 +362,7 @@ def test_a_retry_resumes_and_sends_no_acknowledged_batch_again(carecycle_emulato
     records = [crm(i) for i in range(50)]
     checkpoint = str(tmp_path / "state" / "checkpoint.json")
     op = upload(tmp_path, records=records, batch_size=10, max_in_flight=1, checkpoint_path=checkpoint)
-    real_upload = op.hook.upload_leads
+    real_upload = op.hook.upload_lead_texts
     calls = {"n": 0}
 
     def crash_after_three(leads):
@@ -384,7 +371,7 @@ def test_a_retry_resumes_and_sends_no_acknowledged_batch_again(carecycle_emulato
             raise RuntimeError("worker lost")
         return real_upload(leads)
 
-    monkeypatch.setattr(op.hook, "upload_leads", crash_after_three)
+    monkeypatch.setattr(op.hook, "upload_lead_texts", crash_after_three)
     with pytest.raises(RuntimeError):
         op.execute({})
     first = [r["batch"]["fingerprint"] for r in upload_requests(carecycle_emulator)]

@@ -23,10 +23,9 @@ import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads import upload as upload_module
-from airflow_provider_carecycle.leads.upload import LeadUploader, UploadKilledError
 from airflow_provider_carecycle.operators.customers import ExportKilledError, _prefetched
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync.engine import STOP_GRACE_S, LeadUploader, UploadKilledError
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = 600
@@ -274,20 +273,22 @@ class GatedHook:
         self.lock = threading.Lock()
         self.requests = 0
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
         with self.lock:
             number, self.requests = self.requests, self.requests + 1
         if number == self.hold:
             self.holding.set()
             assert self.gate.wait(30), "the test never released the held request"
         with self.lock:
-            self.answered.append(records[0]["externalId"])
+            self.answered.append(json.loads(texts[0])["externalId"])
             if len(self.answered) == 3:
                 self.three_answered.set()
-        return {"succeeded": len(records), "failed": 0, "errors": []}
+        return {"succeeded": len(texts), "failed": 0, "errors": []}
 
 
-def _stop_while_held(tmp_path: Path, *, answer_in_grace: bool) -> tuple[GatedHook, BaseException | None]:
+def _stop_while_held(
+    tmp_path: Path, *, answer_in_grace: bool, stop_grace_s: float = STOP_GRACE_S
+) -> tuple[GatedHook, BaseException | None]:
     hook = GatedHook(hold=2)
     uploader = LeadUploader(
         hook,
@@ -296,6 +297,7 @@ def _stop_while_held(tmp_path: Path, *, answer_in_grace: bool) -> tuple[GatedHoo
         max_in_flight=1,
         rejected_path=str(tmp_path / "rejected.jsonl"),
         checkpoint_path=str(tmp_path / "checkpoint.json"),
+        stop_grace_s=stop_grace_s,
     )
     raised: list[BaseException] = []
 
@@ -329,10 +331,8 @@ def test_a_stopped_upload_records_the_request_answered_in_its_grace_period(tmp_p
     assert _partial_files(tmp_path) == [] and not (tmp_path / "rejected.jsonl").exists()
 
 
-def test_a_stopped_upload_never_records_an_abandoned_request(tmp_path, monkeypatch):
-    monkeypatch.setattr(upload_module, "STOP_GRACE_S", 0.0)
-
-    hook, error = _stop_while_held(tmp_path, answer_in_grace=False)
+def test_a_stopped_upload_never_records_an_abandoned_request(tmp_path):
+    hook, error = _stop_while_held(tmp_path, answer_in_grace=False, stop_grace_s=0.0)
 
     assert isinstance(error, UploadKilledError)
     assert "40 of 196 leads are settled" in str(error)
@@ -382,11 +382,11 @@ class StoppingHook:
         self.requests = 0
         self.uploader: LeadUploader | None = None
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
         self.requests += 1
         if self.requests - 1 == self.at and self.uploader is not None:
             self.uploader.stop()
-        return {"succeeded": len(records), "failed": 0, "errors": []}
+        return {"succeeded": len(texts), "failed": 0, "errors": []}
 
 
 @pytest.mark.parametrize(("at", "finishes"), [(9, True), (4, False)])

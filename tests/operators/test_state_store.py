@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.state_store import CHECKPOINT_KEY, WATERMARK_KEY_PREFIX
+from airflow_provider_carecycle.sync.state_store import CHECKPOINT_KEY, WATERMARK_KEY_PREFIX
 from dev.dag_loader import dag_bundle_config, load_dag, task_states
 
 LEADS = 120
@@ -221,7 +221,7 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
     # this feed's watermark that a run on an earlier Airflow left next to the ledger: carried over once, then removed
     from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-    from airflow_provider_carecycle.leads.ledger import SyncWatermark
+    from airflow_provider_carecycle.sync.watermark import SyncWatermark
     from airflow_provider_carecycle.transfers.carecloud import watermark_key
 
     feed = watermark_key("carecloud_crm_default", CareCloudCrmHook().base_url, CareCycleHook().destination_id, None)
@@ -233,15 +233,16 @@ def test_the_crm_watermark_lives_in_the_leads_asset_state_store_and_advances_onl
     carecycle_emulator.configure(latency_ms=30)
     revoker = FailOnce(carecycle_emulator, after=2)
     revoker.start()
-    marks_seen: list[Any] = []
-    _watch_asset_writes(monkeypatch, marks_seen)
     first = _run_with_retries(path, monkeypatch)
     assert revoker.done.is_set() and task_states(first) == {"crm_to_leads": "success"}
     (ti,) = first.get_task_instances()
     assert ti.try_number == 2
-    assert len(marks_seen) == 1  # nothing was written by the failed try
+    # nothing was written by the failed try: the retry still found no watermark in the asset state store and read
+    # from the one carried over from the ledger folder (had the first try written its newer one, the retry would
+    # have read fewer rows); the row there now was written by the retry
     assert _xcom(first, "crm_rows") == len(in_interval(carecloud_emulator, carried - OVERLAP, before))
     (key,) = [k for k in _asset_state_rows() if k.startswith(WATERMARK_KEY_PREFIX)]
+    assert _asset_state_written_at(key) >= ti.start_date
     mark = datetime.fromisoformat(_asset_state_rows()[key]["last_change"])
     assert mark == newest > carried
     assert not list(ledger.glob("watermark-*.json"))  # carried over, then removed from the ledger folder
@@ -272,18 +273,13 @@ def _xcom(dag_run: Any, key: str) -> Any:
         return row.value if not isinstance(row.value, str) else json.loads(row.value)
 
 
-def _watch_asset_writes(monkeypatch: pytest.MonkeyPatch, seen: list[Any]) -> None:
-    """Record every watermark the tasks write through the asset state store accessor (the real one runs too)."""
-    from airflow.sdk.execution_time.context import AssetStateStoreAccessor
+def _asset_state_written_at(key: str) -> datetime:
+    """When the asset state store row ``key`` was last written (Airflow's own ``updated_at``)."""
+    from airflow.models.asset_state_store import AssetStateStoreModel
+    from airflow.utils.session import create_session
 
-    real = AssetStateStoreAccessor.set
-
-    def recording(self: Any, key: str, value: Any) -> None:
-        if key.startswith(WATERMARK_KEY_PREFIX):
-            seen.append(value)
-        real(self, key, value)
-
-    monkeypatch.setattr(AssetStateStoreAccessor, "set", recording)
+    with create_session() as session:
+        return session.query(AssetStateStoreModel).filter(AssetStateStoreModel.key == key).one().updated_at
 
 
 class RecordingStore:

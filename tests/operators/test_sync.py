@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.leads import upload as upload_engine
-from airflow_provider_carecycle.leads.ledger import SyncLedger
+from airflow_provider_carecycle.operators import leads as leads_operators
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sync.engine import LeadUploader
+from airflow_provider_carecycle.sync.ledger import SyncLedger
+from airflow_provider_carecycle.sync.spool import lead_text
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
 from carecycle_emulator.pytest_plugin import carecycle_connection_json
 
@@ -177,18 +180,19 @@ def _upload_in_child(
         checkpoint_path=f"{tmp_path}/checkpoint-v{version}.json",
         sync_state_path=f"{tmp_path}/ledger",
     )
-    real = op.hook.upload_leads
+    real = op.hook.upload_lead_texts
     answers = {"n": 0}
 
-    def upload_leads(leads: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(leads: list[str]) -> dict[str, Any]:
         answer = real(leads)
         answers["n"] += 1
         if kill_after_answers is not None and answers["n"] >= kill_after_answers:
             os.kill(os.getpid(), signal.SIGKILL)  # careCycle has the batch; the worker never hears of it
         return answer
 
-    op.hook.upload_leads = upload_leads
-    upload_engine.LEDGER_SAVE_EVERY_S = save_every_s  # in the forked task process only
+    op.hook.upload_lead_texts = upload_lead_texts
+    # the forked task process only: its uploads save the ledger every save_every_s
+    leads_operators.LeadUploader = functools.partial(LeadUploader, ledger_save_every_s=save_every_s)  # type: ignore[misc]
     if kill_in_save:
         real_replace = os.replace
 
@@ -210,12 +214,12 @@ def _in_child(*args: Any) -> multiprocessing.Process:
 def _ledger_says_sent(tmp_path: Path, version: int, destination: str) -> list[int]:
     validator = LeadValidator(MAPPING)
     leads = [validator.validate(record).lead for record in feed(range(40), version)]
-    rows = [
-        (i, validator.identity(lead), json.dumps(lead, separators=(",", ":"), sort_keys=True, ensure_ascii=False))
-        for i, lead in enumerate(leads)
-        if lead is not None
-    ]
     with SyncLedger(str(tmp_path / "ledger"), destination=destination) as ledger:
+        rows = [
+            (i, *ledger.hasher(validator.identity(lead), lead_text(lead)))
+            for i, lead in enumerate(leads)
+            if lead is not None
+        ]
         return list(ledger.unchanged(rows))
 
 

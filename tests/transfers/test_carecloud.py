@@ -70,10 +70,10 @@ def test_the_interval_bounds_are_templated_and_exclusive_at_the_end(carecloud_em
     assert result["crm_rows"] == len(in_interval(carecloud_emulator, start, end))
 
 
-def test_crm_field_mapping_overrides_the_default(carecloud_emulator, carecycle_emulator, tmp_path):
+def test_field_mapping_overrides_the_default_crm_mapping(carecloud_emulator, carecycle_emulator, tmp_path):
     mapping = {**CARECLOUD_FIELD_MAPPING}
     del mapping["firstName"], mapping["lastName"]
-    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(run_context())
+    result = make_operator(tmp_path, field_mapping=mapping).execute(run_context())
     assert result["uploaded"] > 0
     crm_ids = {c["customer_id"] for c in in_interval(carecloud_emulator)}
     uploaded = {k: v for k, v in carecycle_emulator.get_customers_by_external_id().items() if k in crm_ids}
@@ -107,10 +107,14 @@ def test_no_dag_run_asks_for_explicit_bounds(tmp_path):
         make_operator(tmp_path).interval({})
 
 
+def test_the_old_name_of_the_crm_mapping_is_refused_naming_the_new_one(tmp_path):
+    with pytest.raises(TypeError, match=r"no argument 'crm_field_mapping': it is called 'field_mapping'; pass field_"):
+        make_operator(tmp_path, crm_field_mapping={"firstName": "personal_information.first_name"})
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"field_mapping": {"firstName": "x"}}, "use crm_field_mapping"),
         ({"page_size": 0}, "page_size must be a positive integer"),
     ],
 )
@@ -122,11 +126,11 @@ def test_bad_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"crm_field_mapping": {"shoeSize": "x"}}, "shoeSize"),
-        ({"crm_field_mapping": {"postalCode": ""}}, r"crm_field_mapping\['postalCode'\]: the source path must be"),
-        ({"crm_field_mapping": {"city": "personal_information..city"}}, r"crm_field_mapping\['city'\]: .*empty part"),
-        ({"crm_field_mapping": {"externalId": 7}}, r"crm_field_mapping\['externalId'\]: .*got a int"),
-        ({"crm_field_mapping": "{{ params.text }}"}, "crm_field_mapping must be a mapping"),
+        ({"field_mapping": {"shoeSize": "x"}}, "shoeSize"),
+        ({"field_mapping": {"postalCode": ""}}, r"field_mapping\['postalCode'\]: the source path must be"),
+        ({"field_mapping": {"city": "personal_information..city"}}, r"field_mapping\['city'\]: .*empty part"),
+        ({"field_mapping": {"externalId": 7}}, r"field_mapping\['externalId'\]: .*got a int"),
+        ({"field_mapping": "{{ params.text }}"}, "field_mapping must be a mapping"),
         ({"changed_since": "{{ params.text }}"}, "changed_since must be a datetime"),
         ({"extra_params": "{{ params.text }}"}, "extra_params must render to a mapping"),
         ({"rejected_path": "{{ params.empty }}"}, "rejected_path rendered to an empty string"),
@@ -204,7 +208,7 @@ def test_the_crm_mapping_is_checked_once_per_run_not_once_per_crm_row(
     monkeypatch.setattr(crm_mapping, "check_field_mapping", lambda *a: checks.append(a[1]) or real_check(*a))
     mapping = {k: v for k, v in CARECLOUD_FIELD_MAPPING.items() if k != "city"}
 
-    result = make_operator(tmp_path, crm_field_mapping=mapping).execute(run_context())
+    result = make_operator(tmp_path, field_mapping=mapping).execute(run_context())
 
-    assert result["crm_rows"] > 1 and checks == ["crm_field_mapping"]
+    assert result["crm_rows"] > 1 and checks == ["field_mapping"]
     assert not any("city" in row["record"] for row in rejected_lines(tmp_path / "rejected.jsonl"))

@@ -93,7 +93,7 @@ def test_an_earlier_releases_per_connection_watermark_is_only_a_bound_and_is_lef
 ):
     from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
     from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-    from airflow_provider_carecycle.leads.ledger import watermark_digest
+    from airflow_provider_carecycle.sync.watermark import watermark_digest
     from airflow_provider_carecycle.transfers.carecloud import legacy_watermark_key
 
     legacy = legacy_watermark_key("carecloud_crm_default", CareCloudCrmHook().base_url, CareCycleHook().destination_id)

@@ -1,7 +1,8 @@
 """The sync ledger: which version of each lead careCycle has acknowledged, so a run sends only what changed.
 
-Pure Python (no Airflow at import time; object storage is reached lazily through
-:func:`airflow_provider_carecycle.storage.to_path`, or through any :class:`LedgerStore`).
+Pure Python (no Airflow at import time): the folder is a
+:class:`~airflow_provider_carecycle.sync.protocols.FolderStore`, by default an
+:class:`~airflow_provider_carecycle.sync.stores.ObjectStorageFolderStore`.
 
 What is stored
 --------------
@@ -61,8 +62,6 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
 import sqlite3
 import tempfile
 import threading
@@ -71,10 +70,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
-from airflow_provider_carecycle.leads.protocols import is_document_store
 from airflow_provider_carecycle.scratch import scratch_database
+from airflow_provider_carecycle.sync.protocols import FolderStore
+from airflow_provider_carecycle.sync.stores import SyncLedgerError, folder_store
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,8 @@ _NAME_SUFFIX = ".sqlite"
 _PROBE_CHUNK = 20_000
 _RECORD_CHUNK = 5_000
 _LIST_ATTEMPTS = 5
-_LOCAL_PROTOCOLS = ("file", "local")
 #: :func:`_check_file`'s problem for a well-formed ledger file of this destination written by an earlier version
 _OUTDATED = "written by an earlier ledger version"
-
-
-class SyncLedgerError(RuntimeError):
-    """The sync ledger cannot be read or written (the message names the place and what to do)."""
 
 
 def check_resend_after(value: Any) -> float | None:
@@ -123,100 +118,44 @@ def check_resend_after(value: Any) -> float | None:
     return seconds
 
 
-# -- where the files live ------------------------------------------------------------------------------------------
+# -- the hashes ----------------------------------------------------------------------------------------------------
 
 
-class LedgerStore(Protocol):
-    """The few operations the ledger needs from its folder."""
+class LeadHasher:
+    """The stored forms of one destination's leads: keyed BLAKE2b hashes, computed without the ledger's files.
 
-    location: str
+    The upload engine hashes each lead once, as it spools it, and hands the hashes to the ledger
+    (:meth:`SyncLedger.unchanged`, :meth:`SyncLedger.revoke`, :meth:`SyncLedger.record`).
 
-    def list_names(self) -> list[str]:
-        """Names of the files in the folder (an absent folder has none)."""
-
-    def download(self, name: str, local_path: str) -> None:
-        """Copy file ``name`` to ``local_path``; ``FileNotFoundError`` when it is gone."""
-
-    def upload(self, local_path: str, name: str) -> None:
-        """Publish ``local_path`` as ``name`` atomically: a reader sees all of it or nothing."""
-
-    def delete(self, name: str) -> None:
-        """Remove file ``name``; a missing file is not an error."""
-
-
-class ObjectStorageLedgerStore:
-    """A folder on object storage (or a local folder), through ``ObjectStoragePath``.
-
-    :param uri: the folder: ``s3://bucket/ledgers/feed``, ``file:///data/ledger``, ``/data/ledger``.
+    :param destination: names the careCycle the leads go to (the hook's ``destination_id``).
+    :param secret: the key of the hashes (default: derived from ``destination``).
     """
 
-    def __init__(self, uri: str | Any) -> None:
-        from airflow_provider_carecycle.storage import to_path  # here: the ledger module imports no Airflow
+    def __init__(self, destination: str, secret: bytes | None = None) -> None:
+        key_material = secret if secret is not None else destination.encode()
+        self._key = hashlib.blake2b(key_material, digest_size=32, person=b"ccsync-key").digest()
+        #: names the destination (and the key) in the ledger's file names, without saying which it is
+        self.binding = hashlib.blake2b(
+            destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
+        ).hexdigest()
 
-        self.folder = to_path(uri)
-        self.location = str(uri)
-        self._local = getattr(self.folder, "protocol", None) in _LOCAL_PROTOCOLS
+    def identity_hash(self, identity: str) -> bytes:
+        """The stored form of a lead identity (16 bytes, keyed)."""
+        return hashlib.blake2b(identity.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-id").digest()
 
-    def list_names(self) -> list[str]:
-        if not self.folder.exists():
-            return []
-        if not self.folder.is_dir():
-            raise SyncLedgerError(
-                f"sync_state_path {self.location} is a file; it must be a folder (the ledger keeps several files)."
-            )
-        return sorted(child.name for child in self.folder.iterdir())
+    def lead_hash(self, lead_text: str) -> bytes:
+        """The stored form of a normalised lead, given as the exact JSON text sent (16 bytes, keyed)."""
+        return hashlib.blake2b(
+            lead_text.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-lead"
+        ).digest()
 
-    def download(self, name: str, local_path: str) -> None:
-        with (self.folder / name).open("rb") as source, open(local_path, "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
+    def __call__(self, identity: str, lead_text: str) -> tuple[bytes, bytes]:
+        """A lead's two stored forms, ``(identity hash, lead hash)``.
 
-    def upload(self, local_path: str, name: str) -> None:
-        temporary = f".{name}.{uuid.uuid4().hex[:12]}.partial"
-        if self._local:
-            _publish_local(local_path, os.path.join(self.folder.path, temporary), os.path.join(self.folder.path, name))
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / temporary
-        try:
-            with open(local_path, "rb") as source, target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            target.rename(self.folder / name)
-        except BaseException:
-            _quietly(lambda: target.unlink())
-            raise
-
-    def delete(self, name: str) -> None:
-        try:
-            (self.folder / name).unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _store(location: Any) -> LedgerStore:
-    """A :class:`LedgerStore` as given, or the object storage folder a URI, path or ``ObjectStoragePath`` names."""
-    return location if hasattr(location, "list_names") else ObjectStorageLedgerStore(location)
-
-
-def _publish_local(source: str, temporary: str, final: str) -> None:
-    """Copy ``source`` to ``temporary`` (created 0600, fsynced), then rename it to ``final``."""
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
-            shutil.copyfileobj(data, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        _quietly(lambda: os.unlink(temporary))
-        raise
-
-
-def _quietly(action: Any) -> None:
-    try:
-        action()
-    except OSError:
-        pass
+        :param identity: the lead's identity (``LeadValidator.identity``).
+        :param lead_text: the normalised lead's JSON text exactly as sent.
+        """
+        return self.identity_hash(identity), self.lead_hash(lead_text)
 
 
 # -- the ledger ----------------------------------------------------------------------------------------------------
@@ -244,7 +183,8 @@ class SyncLedger:
     Use it as a context manager (or call :meth:`close`): :meth:`open` reads the folder, :meth:`unchanged` says which
     leads need not be sent, :meth:`record` notes a lead careCycle acknowledged, :meth:`save` publishes the notes.
 
-    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
+    :param location: the ledger folder (a URI or local path), or a
+        :class:`~airflow_provider_carecycle.sync.protocols.FolderStore`.
     :param destination: names the careCycle the leads go to (the hook's ``destination_id``); a ledger written for
         another destination is not used.
     :param secret: the key of the identity and lead hashes (default: derived from ``destination``).
@@ -257,7 +197,7 @@ class SyncLedger:
 
     def __init__(
         self,
-        location: str | os.PathLike[str] | LedgerStore,
+        location: str | os.PathLike[str] | FolderStore,
         *,
         destination: str,
         secret: bytes | None = None,
@@ -271,17 +211,15 @@ class SyncLedger:
             raise ValueError("destination must name the careCycle the leads go to.")
         if max_files < 1:
             raise ValueError(f"max_files must be at least 1, got {max_files!r}.")
-        self.store: LedgerStore = _store(location)
+        self.store = folder_store(location)
         self.full_sync = bool(full_sync)
         self.resend_after_s = check_resend_after(resend_after)
         self.max_files = max_files
         self.conflict_window_s = conflict_window_s
         self.clock = clock
-        key_material = secret if secret is not None else destination.encode()
-        self._key = hashlib.blake2b(key_material, digest_size=32, person=b"ccsync-key").digest()
-        self.binding = hashlib.blake2b(
-            destination.encode() + b"\0" + self._key, digest_size=8, person=b"ccsync-bind"
-        ).hexdigest()
+        #: the keyed hashes of this destination's leads
+        self.hasher = LeadHasher(destination, secret)
+        self.binding = self.hasher.binding
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._run: sqlite3.Connection | None = None
@@ -295,18 +233,6 @@ class SyncLedger:
         #: files of this destination written by an earlier ledger version: not read, deleted by the first save
         self.outdated: list[str] = []
         self.revoked = 0
-
-    # -- hashing -------------------------------------------------------------------------------------------------
-
-    def identity_hash(self, identity: str) -> bytes:
-        """The stored form of a lead identity (16 bytes, keyed)."""
-        return hashlib.blake2b(identity.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-id").digest()
-
-    def lead_hash(self, lead_text: str) -> bytes:
-        """The stored form of a normalised lead, given as the exact JSON text sent (16 bytes, keyed)."""
-        return hashlib.blake2b(
-            lead_text.encode(), digest_size=HASH_BYTES, key=self._key, person=b"ccsync-lead"
-        ).digest()
 
     # -- opening -------------------------------------------------------------------------------------------------
 
@@ -491,14 +417,14 @@ class SyncLedger:
 
     # -- diffing -------------------------------------------------------------------------------------------------
 
-    def unchanged(self, leads: Iterable[tuple[Any, str, str]]) -> Iterator[Any]:
+    def unchanged(self, leads: Iterable[tuple[Any, bytes, bytes]]) -> Iterator[Any]:
         """The keys of the leads careCycle already holds as they are now (they need not be sent).
 
         A lead is unchanged when the ledger holds its identity with the same hash, acknowledged less than
         ``resend_after`` ago. With ``full_sync`` nothing is unchanged.
 
-        :param leads: ``(key, identity, lead_text)``: any key the caller likes (a row number), the lead's identity
-            and its normalised JSON text as it would be sent.
+        :param leads: ``(key, identity hash, lead hash)``: any key the caller likes (a row number) and the lead's
+            hashes (:class:`LeadHasher`).
         :return: the keys of the unchanged leads, in the order given.
         """
         db = self._require_open()
@@ -528,15 +454,15 @@ class SyncLedger:
             keys.clear()
             rows.clear()
 
-        for key, identity, lead_text in leads:
-            rows.append((len(keys), self.identity_hash(identity), self.lead_hash(lead_text)))
+        for key, id_hash, lead_hash in leads:
+            rows.append((len(keys), id_hash, lead_hash))
             keys.append(key)
             if len(rows) >= _PROBE_CHUNK:
                 yield from flush()
         if rows:
             yield from flush()
 
-    def revoke(self, leads: Iterable[tuple[str, str]]) -> int:
+    def revoke(self, leads: Iterable[tuple[bytes, bytes]]) -> int:
         """Stop vouching for any version of the leads about to be sent, and publish that before the first is sent.
 
         Call it once the leads to send are known and before the first request. An entry that holds another version
@@ -548,7 +474,7 @@ class SyncLedger:
         ``full_sync``, the ledger's replacement (empty until careCycle acknowledges leads) is published here instead,
         and the files it replaces are deleted.
 
-        :param leads: ``(identity, lead_text)`` of each lead about to be sent, as for :meth:`unchanged`.
+        :param leads: the hashes ``(identity hash, lead hash)`` of each lead about to be sent.
         :return: how many entries were revoked (with ``full_sync``: how many the ledger held).
         :raises SyncLedgerError: when the revocations cannot be written (then nothing may be sent).
         """
@@ -573,8 +499,8 @@ class SyncLedger:
             db.execute("COMMIT")
             batch.clear()
 
-        for identity, lead_text in leads:
-            batch.append((self.identity_hash(identity), self.lead_hash(lead_text)))
+        for hashes in leads:
+            batch.append(hashes)
             if len(batch) >= _PROBE_CHUNK:
                 flush()
         if batch:
@@ -612,13 +538,13 @@ class SyncLedger:
 
     # -- recording -----------------------------------------------------------------------------------------------
 
-    def record(self, identity: str, lead_text: str) -> None:
+    def record(self, hashes: tuple[bytes, bytes]) -> None:
         """Note that careCycle acknowledged this lead, as sent (call it only after the acknowledgement).
 
-        :param identity: the lead's identity (``LeadValidator.identity``).
-        :param lead_text: the normalised lead's JSON text exactly as sent.
+        :param hashes: the lead's hashes (:class:`LeadHasher`), of its normalised JSON text exactly as sent.
         """
-        entry = (self.identity_hash(identity), self.lead_hash(lead_text), int(self.clock()))
+        id_hash, lead_hash = hashes
+        entry = (id_hash, lead_hash, int(self.clock()))
         with self._lock:
             self._require_open()
             self._pending.append(entry)
@@ -726,266 +652,6 @@ class SyncLedger:
             if db is not None:
                 db.close()
         self._db = self._run = None
-
-
-# -- the CRM watermark ---------------------------------------------------------------------------------------------
-
-
-class WatermarkStore(Protocol):
-    """Where a :class:`SyncWatermark` keeps its small JSON document."""
-
-    #: names the place in messages
-    location: str
-
-    def load(self) -> Any:
-        """The stored document (parsed JSON), or ``None`` when there is none; ``ValueError`` when it is not JSON."""
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Replace the stored document with ``state`` (JSON-serialisable), atomically."""
-
-    def delete(self) -> None:
-        """Remove the document; a missing one is not an error."""
-
-
-def watermark_digest(key: str) -> str:
-    """The short hash naming a watermark's feed (in its file name or store key, and in the document itself).
-
-    :param key: names the feed (see :class:`SyncWatermark`).
-    """
-    return hashlib.blake2b(key.encode(), digest_size=8, person=b"ccsync-mark").hexdigest()
-
-
-class FolderWatermarkStore:
-    """The watermark as ``watermark-<hash of key>.json`` in the ledger's folder, written like a ledger file (a
-    temporary name, then a rename).
-
-    :param location: the ledger folder (a URI or local path), or a :class:`LedgerStore`.
-    :param key: names the feed the watermark is for (hashed: the name says nothing of it).
-    """
-
-    def __init__(self, location: str | os.PathLike[str] | LedgerStore, *, key: str) -> None:
-        self.store: LedgerStore = _store(location)
-        self.name = f"watermark-{watermark_digest(key)}.json"
-        self.location = f"{self.store.location}/{self.name}"
-
-    def load(self) -> Any:
-        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
-            local = os.path.join(tmp, "watermark.json")
-            try:
-                self.store.download(self.name, local)
-            except FileNotFoundError:
-                return None
-            with open(local, encoding="utf-8") as handle:
-                return json.loads(handle.read())
-
-    def save(self, state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory(prefix="carecycle-watermark-") as tmp:
-            local = os.path.join(tmp, "watermark.json")
-            with open(local, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(state))
-            self.store.upload(local, self.name)
-
-    def delete(self) -> None:
-        self.store.delete(self.name)
-
-
-#: the watermark document's version: 2 names its feed and carries the customers to try again
-WATERMARK_VERSION = 2
-#: the most CRM customers careCycle refused that a watermark keeps to try again (beyond, the watermark stays back)
-MAX_RETRY_IDS = 500
-#: how far ahead of this worker's clock a stored time may be (another worker's clock) before it is not believed
-CLOCK_SKEW = timedelta(minutes=5)
-_RETRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@dataclass(frozen=True)
-class WatermarkState:
-    """A watermark as read: where the next read may start, and the customers to fetch again whatever it says.
-
-    :param last_change: every change at or after this instant (UTC) is still to be read.
-    :param retry: CRM customer ids careCycle refused in an earlier run, to be fetched and sent again.
-    :param legacy: read from the per-connection key of an earlier release, which several feeds may have shared: it
-        is only a bound the read may start before, never a reason to start later.
-    """
-
-    last_change: datetime
-    retry: tuple[str, ...] = ()
-    legacy: bool = False
-
-
-class SyncWatermark:
-    """The highest source change time a feed fully synced, and the customers careCycle refused since.
-
-    The document: ``{"version": 2, "feed": "<hash of key>", "last_change": "<UTC>", "written_at": "<UTC>",
-    "retry": ["<customer id>", ...]}``. One per ``key`` (a feed: what it reads and where it sends, see the CRM
-    transfer). Kept in a :class:`WatermarkStore`: by default a :class:`FolderWatermarkStore` in the ledger's folder;
-    on Airflow 3.3+ an asset's state store
-    (:class:`~airflow_provider_carecycle.state_store.AssetStateWatermarkStore`), which anyone with edit rights can
-    write. So a document is followed only when it has exactly the provider's shape: this version, this feed's hash,
-    UTC times with ``last_change`` not after ``written_at`` and neither in the future, well-formed ids. Anything
-    else is ignored with a warning (the run then reads from its data interval), and never deleted.
-
-    :param location: a :class:`WatermarkStore`, or the ledger folder (a URI or local path, or a :class:`LedgerStore`).
-    :param key: names the feed the watermark is for.
-    :param previous: where this feed's watermark was kept before (the ledger folder, when it moved to an asset state
-        store): read when ``location`` has none yet, and removed once a watermark is written to ``location``.
-    :param legacy: version 1 watermarks of an earlier release (kept per CRM connection and destination, so maybe
-        shared by several feeds), read when this feed has none yet: :attr:`WatermarkState.legacy`. Never written or
-        removed here (other feeds may still need them).
-    :param clock: the current time (tests replace it).
-    """
-
-    def __init__(
-        self,
-        location: str | os.PathLike[str] | LedgerStore | WatermarkStore,
-        *,
-        key: str,
-        previous: SyncWatermark | None = None,
-        legacy: Iterable[WatermarkStore] = (),
-        clock: Any = None,
-    ) -> None:
-        self.store: WatermarkStore = (
-            location  # type: ignore[assignment]
-            if is_document_store(location)
-            else FolderWatermarkStore(location, key=key)  # type: ignore[arg-type]
-        )
-        self.feed = watermark_digest(key)
-        self.previous = previous
-        self.legacy = list(legacy)
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self._carried = False
-
-    @property
-    def location(self) -> str:
-        """Where the watermark is kept (for messages)."""
-        return self.store.location
-
-    def read(self) -> datetime | None:
-        """The stored watermark (an aware datetime), or ``None`` when there is none (see :meth:`read_state`)."""
-        state = self.read_state()
-        return None if state is None else state.last_change
-
-    def read_state(self) -> WatermarkState | None:
-        """This feed's watermark, else the previous place's (carried over), else a legacy one; ``None`` if none.
-
-        :raises SyncLedgerError: when a place cannot be read (not when what it holds is malformed: that is ignored).
-        """
-        state = self._load(self.store, self.location, legacy=False)
-        if state is not None:
-            return state
-        if self.previous is not None:
-            state = self.previous.read_state()
-            if state is not None and not state.legacy:
-                self._carried = True
-                log.info("Carrying the watermark over from %s to %s.", self.previous.location, self.location)
-                return state
-        for store in self.legacy:
-            state = self._load(store, store.location, legacy=True)
-            if state is not None:
-                log.info(
-                    "No watermark yet in %s; %s holds one of an earlier release, kept per CRM connection and "
-                    "careCycle destination (maybe shared by several feeds): the read starts no later than it.",
-                    self.location,
-                    store.location,
-                )
-                return state
-        return None
-
-    def _load(self, store: WatermarkStore, location: str, *, legacy: bool) -> WatermarkState | None:
-        try:
-            document = store.load()
-        except OSError as err:
-            raise SyncLedgerError(f"Cannot read the watermark {location} ({type(err).__name__}: {err}).") from err
-        except ValueError:
-            problem = "not JSON"
-        else:
-            if document is None:
-                return None
-            try:
-                return self._parse(document, legacy=legacy)
-            except ValueError as err:
-                problem = str(err)
-        log.warning(
-            "Ignoring the watermark %s: it is not one this provider wrote (%s). The run reads from its data "
-            "interval's start; the value is left as it is (delete it to silence this warning).",
-            location,
-            problem,
-        )
-        return None
-
-    def _parse(self, document: Any, *, legacy: bool) -> WatermarkState:
-        """The document as a :class:`WatermarkState` if it has exactly the provider's shape, else ``ValueError``
-        naming what is wrong (never quoting a value)."""
-        if not isinstance(document, dict):
-            raise ValueError(f"a JSON {type(document).__name__}, not an object")
-        version = 1 if legacy else WATERMARK_VERSION
-        keys = {"version", "last_change", "written_at"} | (set() if legacy else {"feed", "retry"})
-        if set(document) != keys:
-            raise ValueError(f"its keys are not {', '.join(sorted(keys))}")
-        if document["version"] != version or isinstance(document["version"], bool):
-            raise ValueError(f"not a version {version} watermark")
-        if not legacy and document["feed"] != self.feed:
-            raise ValueError("it names another feed")
-        last_change, written_at = (_utc_time(document[name], name) for name in ("last_change", "written_at"))
-        if last_change > written_at:
-            raise ValueError("its last_change is after its written_at")
-        if written_at > self.clock() + CLOCK_SKEW:
-            raise ValueError("it was written in the future")
-        retry = () if legacy else _retry_ids(document["retry"])
-        return WatermarkState(last_change, retry, legacy)
-
-    def write(self, value: datetime, retry: Iterable[str] = ()) -> None:
-        """Store ``value`` (an aware datetime) and the customers to try again as this feed's watermark (and remove a
-        carried-over one's old copy).
-
-        :param value: the new watermark; never after now.
-        :param retry: CRM customer ids careCycle refused, to fetch and send again (at most :data:`MAX_RETRY_IDS`).
-        :raises SyncLedgerError: when the place cannot be written.
-        """
-        if value.tzinfo is None:
-            raise ValueError("the watermark must be an aware datetime")
-        now = self.clock()
-        state = {
-            "version": WATERMARK_VERSION,
-            "feed": self.feed,
-            "last_change": min(value, now).astimezone(timezone.utc).isoformat(),
-            "written_at": now.astimezone(timezone.utc).isoformat(),
-            "retry": list(_retry_ids(list(retry))),
-        }
-        try:
-            self.store.save(state)
-        except OSError as err:
-            raise SyncLedgerError(
-                f"Cannot write the watermark {self.location} ({type(err).__name__}: {err}); "
-                "the next run reads from the previous watermark again."
-            ) from err
-        if self._carried and self.previous is not None:
-            self.previous.delete()
-            self._carried = False
-
-    def delete(self) -> None:
-        """Remove the watermark (the next run reads from its data interval)."""
-        self.store.delete()
-
-
-def _utc_time(value: Any, name: str) -> datetime:
-    """A stored UTC time (ISO 8601 text with a zero offset), else ``ValueError`` naming it."""
-    try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.utcoffset() != timedelta(0):
-        raise ValueError(f"its {name} is not an ISO 8601 time in UTC")
-    return parsed
-
-
-def _retry_ids(value: Any) -> tuple[str, ...]:
-    """Customer ids to try again, checked: a list of distinct CareCloud ids, at most :data:`MAX_RETRY_IDS`."""
-    if not isinstance(value, list) or len(value) > MAX_RETRY_IDS:
-        raise ValueError(f"its retry entry is not a list of at most {MAX_RETRY_IDS} ids")
-    if not all(isinstance(v, str) and _RETRY_ID.fullmatch(v) for v in value) or len(set(value)) != len(value):
-        raise ValueError("its retry entry holds something other than distinct customer ids")
-    return tuple(value)
 
 
 # -- the file format -----------------------------------------------------------------------------------------------

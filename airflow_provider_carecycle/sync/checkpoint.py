@@ -1,16 +1,17 @@
 """A durable record of which lead-upload batches the careCycle API has acknowledged, for resuming after a crash.
 
-The checkpoint is one small JSON document, rewritten each time a request is answered. Where it is kept is a
-:class:`CheckpointStore`: :class:`FileCheckpointStore` (``checkpoint_path``) keeps it on object storage (``file://``,
-``s3://``, ``gs://``, ...), rewritten atomically (a temporary name, then a move), so a worker killed at any moment
-leaves either the previous or the new version, never half of one; on Airflow 3.3+ without a ``checkpoint_path``,
-:class:`~airflow_provider_carecycle.state_store.TaskStateCheckpointStore` keeps it in the task state store. Both hold
-the same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no
-records: only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and,
-for API rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the
-checkpoint where the rejected file goes). A store outside the user's files (the task state store, in Airflow's
-metadata DB) gets careCycle's free-text reasons replaced (:meth:`Rejection.without_api_text`). On a local
-filesystem it and its temporary files are created ``0600``.
+The checkpoint is one small JSON document, rewritten each time a request is answered, in a
+:class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`: a
+:class:`~airflow_provider_carecycle.sync.stores.FileDocumentStore` at ``checkpoint_path`` on object storage
+(``file://``, ``s3://``, ``gs://``, ...), replaced atomically (a temporary name, then a move), so a worker killed at any
+moment leaves either the previous or the new version, never half of one; on Airflow 3.3+ without a ``checkpoint_path``,
+:class:`~airflow_provider_carecycle.sync.state_store.TaskStateCheckpointStore` in the task state store. Both hold the
+same document and :class:`UploadCheckpoint` applies the same bindings and shape checks to either. It holds no records:
+only the input's fingerprint, a hash naming the destination, batch numbers, positions inside batches and, for API
+rejections, the API's reason text (which, like the rejected file, may quote an offending value: keep the checkpoint
+where the rejected file goes). A store outside the user's files (the task state store, in Airflow's metadata DB) gets
+careCycle's free-text reasons replaced (:meth:`Rejection.without_api_text`). On a local filesystem it and its temporary
+files are created ``0600``.
 
 Layout::
 
@@ -38,22 +39,18 @@ old document is replaced before the first request, which also proves the place w
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
-import uuid
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
-from airflow_provider_carecycle.leads.protocols import is_document_store
 from airflow_provider_carecycle.leads.rejection import Rejection
-from airflow_provider_carecycle.storage import to_path
+from airflow_provider_carecycle.sync.protocols import DocumentStore
+from airflow_provider_carecycle.sync.stores import document_store
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 3
-_LOCAL_PROTOCOLS = ("file", "local")
 
 
 class CheckpointShapeError(ValueError):
@@ -97,74 +94,15 @@ def _rejection(value: Any, batch_size: int) -> Rejection:
     return rejection
 
 
-class CheckpointStore(Protocol):
-    """Where an :class:`UploadCheckpoint` keeps its document: it only loads and saves it whole."""
-
-    #: whether the place is one for careCycle's per-record reason text, which may quote a value (a file the user
-    #: keeps like the rejected file: yes; Airflow's metadata DB: no). A store that does not say is taken as no.
-    keeps_api_text: bool
-
-    def load(self) -> Any:
-        """The stored document (parsed JSON), or ``None`` when there is none yet.
-
-        :raises ValueError: when what is stored is not JSON (the checkpoint then starts afresh, with a warning).
-        :raises OSError: when it cannot be read (likewise).
-        """
-        ...
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Replace the stored document with ``state``, so a reader sees the old or the new one, never half.
-
-        :param state: the checkpoint document (JSON-serialisable).
-        """
-        ...
-
-
-class FileCheckpointStore:
-    """The checkpoint as a JSON file on object storage or a local disk (``checkpoint_path``).
-
-    :param uri: an ``ObjectStoragePath``-style URI or a local path.
-    """
-
-    keeps_api_text = True
-
-    def __init__(self, uri: Any) -> None:
-        self.path = to_path(uri)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def load(self) -> Any:
-        if not self.path.exists():
-            return None
-        return json.loads(self.path.read_text())
-
-    def save(self, state: dict[str, Any]) -> None:
-        text = json.dumps(state, separators=(",", ":"))
-        if self.path.protocol in _LOCAL_PROTOCOLS:
-            _write_private(self.path.path, text)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.partial"
-        tmp.write_text(text)
-        tmp.rename(self.path)
-
-    def delete(self) -> None:
-        """Remove the file; a missing one is not an error."""
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-
-
 class UploadCheckpoint:
     """The acknowledged batches of one upload to one destination, kept in ``store``.
 
     Constructing it reads the document (ignoring one for another input or destination, or of the wrong shape) and
     writes the state back at once, so an unwritable place fails before any lead is sent.
 
-    :param store: where the checkpoint lives: a :class:`CheckpointStore`, or an ``ObjectStoragePath``-style URI or
-        local path (a :class:`FileCheckpointStore`).
+    :param store: where the checkpoint lives: a :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`,
+        or an ``ObjectStoragePath``-style URI or local path (a
+        :class:`~airflow_provider_carecycle.sync.stores.FileDocumentStore`).
     :param fingerprint: the sha256 of the normalised, deduplicated batches in order (see the upload engine).
     :param batch_size: the batch size the batches were cut with.
     :param batches: how many batches the input has.
@@ -174,9 +112,9 @@ class UploadCheckpoint:
     """
 
     def __init__(
-        self, store: str | CheckpointStore, *, fingerprint: str, batch_size: int, batches: int, destination: str
+        self, store: str | DocumentStore, *, fingerprint: str, batch_size: int, batches: int, destination: str
     ) -> None:
-        self.store: CheckpointStore = store if is_document_store(store) else FileCheckpointStore(store)  # type: ignore[assignment]
+        self.store = document_store(store)
         self.fingerprint = fingerprint
         self.batch_size = batch_size
         self.batches = batches
@@ -319,23 +257,3 @@ class UploadCheckpoint:
 
     def _write(self) -> None:
         self.store.save(self._state())
-
-
-def _write_private(path: str, text: str) -> None:
-    """Write ``text`` to the local file ``path`` atomically, through a temporary file created ``0600``."""
-    directory, name = os.path.split(path)
-    os.makedirs(directory or ".", exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.partial")
-    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -12,16 +12,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.leads.ledger import (
-    HASH_BYTES,
-    LEDGER_VERSION,
-    REVOKED,
-    ObjectStorageLedgerStore,
-    SyncLedger,
-    SyncLedgerError,
-    check_resend_after,
-)
-from tests.leads.test_purity import _heavy_modules_loaded_by
+from airflow_provider_carecycle.sync.ledger import HASH_BYTES, LEDGER_VERSION, REVOKED, SyncLedger, check_resend_after
+from airflow_provider_carecycle.sync.stores import ObjectStorageFolderStore, SyncLedgerError
 
 DEST = "destination-a"
 
@@ -42,6 +34,11 @@ def leads(ids: range | list[int], version: int = 1) -> list[tuple[int, str, str]
     return [(i, f"ext:e{i}", lead_text(i, version)) for i in ids]
 
 
+def hashed(ledger: SyncLedger, leads: list[tuple[int, str, str]]) -> list[tuple[int, bytes, bytes]]:
+    """``(key, identity, text)`` as the ledger takes them: ``(key, identity hash, lead hash)``."""
+    return [(key, *ledger.hasher(identity, text)) for key, identity, text in leads]
+
+
 def ledger_at(folder: Any, **kwargs: Any) -> SyncLedger:
     kwargs.setdefault("destination", DEST)
     kwargs.setdefault("clock", Clock())
@@ -51,16 +48,16 @@ def ledger_at(folder: Any, **kwargs: Any) -> SyncLedger:
 def sync(folder: Any, ids: range | list[int], version: int = 1, **kwargs: Any) -> list[int]:
     """One run: the ids the ledger says are unchanged; then record all of them as accepted and save."""
     with ledger_at(folder, **kwargs) as ledger:
-        unchanged = list(ledger.unchanged(leads(ids, version)))
+        unchanged = list(ledger.unchanged(hashed(ledger, leads(ids, version))))
         for _, identity, text in leads(ids, version):
-            ledger.record(identity, text)
+            ledger.record(ledger.hasher(identity, text))
         ledger.save()
     return unchanged
 
 
 def unchanged(folder: Any, ids: range | list[int], version: int = 1, **kwargs: Any) -> list[int]:
     with ledger_at(folder, **kwargs) as ledger:
-        return list(ledger.unchanged(leads(ids, version)))
+        return list(ledger.unchanged(hashed(ledger, leads(ids, version))))
 
 
 def ledger_files(folder: Path) -> list[str]:
@@ -74,14 +71,14 @@ def test_a_lead_is_unchanged_only_with_the_same_identity_and_the_same_content(tm
     assert sync(tmp_path, range(5)) == []  # a new ledger: everything is new
     with ledger_at(tmp_path) as ledger:
         probe = [*leads([0, 1]), (2, "ext:e2", lead_text(2, version=2)), (9, "ext:e9", lead_text(9))]
-        assert list(ledger.unchanged(probe)) == [0, 1]
+        assert list(ledger.unchanged(hashed(ledger, probe))) == [0, 1]
         assert ledger.loaded == 5
 
 
 def test_only_recorded_leads_enter_the_ledger(tmp_path):
     with ledger_at(tmp_path) as ledger:
-        list(ledger.unchanged(leads(range(4))))
-        ledger.record("ext:e1", lead_text(1))  # only lead 1 was accepted
+        list(ledger.unchanged(hashed(ledger, leads(range(4)))))
+        ledger.record(ledger.hasher("ext:e1", lead_text(1)))  # only lead 1 was accepted
         ledger.save()
     assert unchanged(tmp_path, range(4)) == [1]
 
@@ -91,7 +88,7 @@ def test_saving_during_a_run_then_compacting_keeps_every_save(tmp_path, full_syn
     sync(tmp_path, range(100, 103))
     with ledger_at(tmp_path, max_files=3, full_sync=full_sync) as ledger:
         for i in range(6):
-            ledger.record(f"ext:e{i}", lead_text(i))
+            ledger.record(ledger.hasher(f"ext:e{i}", lead_text(i)))
             ledger.save()
         assert ledger.save().name is None  # nothing new: no file
     assert len(ledger_files(tmp_path)) <= 3
@@ -101,7 +98,7 @@ def test_saving_during_a_run_then_compacting_keeps_every_save(tmp_path, full_syn
 
 def test_unsaved_records_are_not_in_the_ledger(tmp_path):
     with ledger_at(tmp_path) as ledger:
-        ledger.record("ext:e1", lead_text(1))  # closed without save: as after a crash
+        ledger.record(ledger.hasher("ext:e1", lead_text(1)))  # closed without save: as after a crash
     assert unchanged(tmp_path, range(4)) == []
     assert ledger_files(tmp_path) == []
 
@@ -112,7 +109,7 @@ def test_the_diff_covers_many_chunks(tmp_path):
     changed = {7, 20_001, 44_999}
     probe = [(i, f"ext:e{i}", lead_text(i, 2 if i in changed else 1)) for i in ids]
     with ledger_at(tmp_path) as ledger:
-        assert list(ledger.unchanged(probe)) == [i for i in ids if i not in changed]
+        assert list(ledger.unchanged(hashed(ledger, probe))) == [i for i in ids if i not in changed]
 
 
 def test_resend_after_sends_again_what_was_accepted_too_long_ago(tmp_path):
@@ -170,8 +167,8 @@ def test_no_value_is_stored_in_clear_and_the_file_is_private(tmp_path):
 def test_the_hashes_are_keyed_by_the_secret(tmp_path):
     a = SyncLedger(str(tmp_path), destination=DEST)
     b = SyncLedger(str(tmp_path), destination=DEST, secret=b"another key")
-    assert a.identity_hash("ext:e1") != b.identity_hash("ext:e1")
-    assert a.lead_hash(lead_text(1)) != b.lead_hash(lead_text(1))
+    assert a.hasher.identity_hash("ext:e1") != b.hasher.identity_hash("ext:e1")
+    assert a.hasher.lead_hash(lead_text(1)) != b.hasher.lead_hash(lead_text(1))
     assert a.binding != b.binding
 
 
@@ -199,9 +196,9 @@ def test_two_writers_at_once_keep_each_others_entries(tmp_path, max_files):
     a = ledger_at(tmp_path, max_files=max_files).open()
     b = ledger_at(tmp_path, max_files=max_files).open()
     for i in range(10, 15):
-        a.record(f"ext:e{i}", lead_text(i))
+        a.record(a.hasher(f"ext:e{i}", lead_text(i)))
     for i in range(20, 25):
-        b.record(f"ext:e{i}", lead_text(i))
+        b.record(b.hasher(f"ext:e{i}", lead_text(i)))
     a.save()
     b.save()
     a.close()
@@ -217,9 +214,9 @@ def test_two_writers_with_different_versions_of_one_lead_forget_it(tmp_path):
     clock = Clock(1_800_000_100.0)
     a = ledger_at(tmp_path, clock=clock).open()
     b = ledger_at(tmp_path, clock=clock).open()
-    a.record("ext:e1", lead_text(1, version=2))
+    a.record(a.hasher("ext:e1", lead_text(1, version=2)))
     clock.now += 5
-    b.record("ext:e1", lead_text(1, version=3))
+    b.record(b.hasher("ext:e1", lead_text(1, version=3)))
     a.save()
     b.save()
     a.close()
@@ -244,7 +241,7 @@ class StaleListing:
     """A store whose first listing names a file a concurrent compaction has just deleted."""
 
     def __init__(self, folder: Path) -> None:
-        self.inner = ObjectStorageLedgerStore(str(folder))
+        self.inner = ObjectStorageFolderStore(str(folder))
         self.location = self.inner.location
         self.listings = 0
 
@@ -269,7 +266,7 @@ def test_a_file_compacted_away_while_being_read_makes_the_reader_list_again(tmp_
     sync(tmp_path, range(3))
     store = StaleListing(tmp_path)
     with SyncLedger(store, destination=DEST, clock=Clock()) as ledger:
-        assert list(ledger.unchanged(leads(range(3)))) == [0, 1, 2]
+        assert list(ledger.unchanged(hashed(ledger, leads(range(3))))) == [0, 1, 2]
     assert store.listings == 2
 
 
@@ -311,7 +308,7 @@ def test_a_damaged_file_is_ignored_with_a_warning_and_its_leads_are_sent_again(t
     sync(tmp_path, [1])
     bad = tmp_path / f"ledger-{_binding()}-0000000009-badbadbadbad.sqlite"
     make(bad)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.leads.ledger"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.sync.ledger"):
         assert unchanged(tmp_path, [1, 2]) == [1]
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert bad.name in warning and "sent again" in warning
@@ -358,7 +355,7 @@ def test_a_write_that_fails_before_the_rename_leaves_the_old_ledger_and_no_half_
 
     monkeypatch.setattr(os, "replace", crash)
     with ledger_at(tmp_path, max_files=1) as ledger:  # a compaction: the old files must survive the failure
-        ledger.record("ext:e7", lead_text(7))
+        ledger.record(ledger.hasher("ext:e7", lead_text(7)))
         with pytest.raises(SyncLedgerError, match="Cannot write the sync ledger .* the next run sends them again"):
             ledger.save()
     monkeypatch.undo()
@@ -379,13 +376,9 @@ def test_the_object_storage_path_publishes_through_a_temporary_name(tmp_path):
     folder = "memory://ledgers/feed-a"
     sync(folder, range(4))
     sync(folder, range(4, 6), max_files=1)
-    names = ObjectStorageLedgerStore(folder).list_names()
+    names = ObjectStorageFolderStore(folder).list_names()
     assert len(names) == 1 and names[0].startswith("ledger-") and not any(n.endswith(".partial") for n in names)
     assert unchanged(folder, range(8)) == list(range(6))
-
-
-def test_the_ledger_module_imports_no_airflow():
-    assert _heavy_modules_loaded_by("airflow_provider_carecycle.leads.ledger") == []
 
 
 # -- revocations (issue 20, item 1) -------------------------------------------------------------------------------
@@ -395,7 +388,9 @@ def test_revoke_publishes_at_once_and_only_for_leads_the_ledger_holds_in_another
     sync(tmp_path, range(4))
     before = ledger_files(tmp_path)
     with ledger_at(tmp_path) as ledger:
-        about_to_send = [(identity, text) for _, identity, text in [*leads([0], version=2), *leads([1, 9])]]
+        about_to_send = [
+            ledger.hasher(identity, text) for _, identity, text in [*leads([0], version=2), *leads([1, 9])]
+        ]
         assert ledger.revoke(about_to_send) == 1  # e0 changed; e1 is the same version (a resend); e9 is new
         assert len(ledger_files(tmp_path)) == len(before) + 1  # written before anything is sent
         assert ledger.revoke(about_to_send) == 0  # a revoked entry is not revoked again
@@ -407,7 +402,7 @@ def test_revoke_publishes_at_once_and_only_for_leads_the_ledger_holds_in_another
 def test_a_revoked_entry_never_matches_and_survives_a_compaction(tmp_path):
     sync(tmp_path, range(3))
     with ledger_at(tmp_path) as ledger:
-        ledger.revoke([("ext:e1", lead_text(1, version=2))])
+        ledger.revoke([ledger.hasher("ext:e1", lead_text(1, version=2))])
     sync(tmp_path, [2], max_files=1)  # compacts every file into one
     (only,) = ledger_files(tmp_path)
     db = sqlite3.connect(tmp_path / only)
@@ -423,7 +418,7 @@ def test_a_ledger_file_of_an_earlier_version_is_not_trusted_and_is_replaced_at_t
     db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")  # what the provider wrote before revocations
     db.commit()
     db.close()
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.leads.ledger"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.sync.ledger"):
         assert sync(tmp_path, range(3)) == []  # every lead is sent once again
     assert "earlier ledger version" in caplog.text
     assert current not in ledger_files(tmp_path) and len(ledger_files(tmp_path)) == 1

@@ -1,4 +1,4 @@
-"""The state-store backends (:mod:`airflow_provider_carecycle.state_store`) with small stand-ins for Airflow's
+"""The state-store backends (:mod:`airflow_provider_carecycle.sync.state_store`) with small stand-ins for Airflow's
 accessors: the narrow shape and size cases. The real stores in real Airflow runs are in
 ``tests/operators/test_state_store.py``."""
 
@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.leads.ledger import SyncWatermark
 from airflow_provider_carecycle.leads.rejection import Rejection
-from airflow_provider_carecycle.state_store import (
+from airflow_provider_carecycle.sync.checkpoint import UploadCheckpoint
+from airflow_provider_carecycle.sync.state_store import (
     CHECKPOINT_KEY,
     CHECKPOINT_REF,
     WATERMARK_KEY_PREFIX,
@@ -25,6 +24,7 @@ from airflow_provider_carecycle.state_store import (
     declares_leads_asset,
     leads_asset_state,
 )
+from airflow_provider_carecycle.sync.watermark import SyncWatermark
 
 FOREVER = timedelta.max
 

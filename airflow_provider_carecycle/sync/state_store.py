@@ -10,7 +10,7 @@
 
 Anyone with edit rights can write both stores (REST API, UI), so what is read from them is followed only when it has
 the provider's own shape: a checkpoint reference only when it names the upload's own overflow file, a watermark only
-when it is exactly the document the provider writes (see :class:`~airflow_provider_carecycle.leads.ledger.
+when it is exactly the document the provider writes (see :class:`~airflow_provider_carecycle.sync.ledger.
 SyncWatermark`). Anything else is ignored with a warning, and the provider never deletes an object it did not write.
 
 Whether the stores exist is decided at run time from the task context: Airflow 2.10, 2.11 and 3.0-3.2 have neither
@@ -29,8 +29,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_carecycle.leads.checkpoint import FileCheckpointStore
-from airflow_provider_carecycle.leads.ledger import FolderWatermarkStore, SyncWatermark, watermark_digest
+from airflow_provider_carecycle.sync.stores import FileDocumentStore
+from airflow_provider_carecycle.sync.watermark import SyncWatermark, watermark_digest, watermark_file
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def _scope_hash(context: Mapping[str, Any], destination: str | None) -> str:
 
 
 class TaskStateCheckpointStore:
-    """The upload checkpoint in the task state store (a :class:`~airflow_provider_carecycle.leads.checkpoint.
-    CheckpointStore`).
+    """The upload checkpoint in the task state store (a
+    :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`).
 
     The store is a row in Airflow's metadata DB, written at every answered request. A checkpoint up to
     ``[state_store] max_value_storage_bytes`` (64 KiB by default; a 100,000-lead upload's is about 2-5 KiB, more
@@ -98,6 +98,7 @@ class TaskStateCheckpointStore:
 
     #: a row of Airflow's metadata DB, readable in the UI: careCycle's free-text reasons stay out
     keeps_api_text = False
+    location = f"the task state store (key {CHECKPOINT_KEY})"
 
     def __init__(
         self, store: Any, *, overflow: Any = None, max_value_bytes: int | None = None, retention: Any = None
@@ -131,7 +132,7 @@ class TaskStateCheckpointStore:
         return cls(store, overflow=overflow)
 
     def __str__(self) -> str:
-        return f"the task state store (key {CHECKPOINT_KEY})"
+        return self.location
 
     def load(self) -> Any:
         value = self.task_state_store.get(CHECKPOINT_KEY)
@@ -140,7 +141,7 @@ class TaskStateCheckpointStore:
         if set(value) == {CHECKPOINT_REF} and self.overflow is not None and value[CHECKPOINT_REF] == self.overflow:
             self._referenced = self.overflow
             self._objects.add(self.overflow)  # this upload's own file, written by an earlier try
-            return FileCheckpointStore(self.overflow).load()
+            return FileDocumentStore(self.overflow).load()
         log.warning(
             "Ignoring the checkpoint reference in %s: it does not name this upload's own overflow file (%s under "
             "sync_state_path, named for this task instance and destination), so the provider did not write it. The "
@@ -157,7 +158,7 @@ class TaskStateCheckpointStore:
         size = len(json.dumps(state, separators=(",", ":")))
         if self.max_value_bytes and size > self.max_value_bytes:
             if self.overflow is not None:
-                FileCheckpointStore(self.overflow).save(state)
+                FileDocumentStore(self.overflow).save(state)
                 self._objects.add(str(self.overflow))
                 if self._referenced != str(self.overflow):
                     self.task_state_store.set(CHECKPOINT_KEY, {CHECKPOINT_REF: str(self.overflow)}, retention=retention)
@@ -182,7 +183,7 @@ class TaskStateCheckpointStore:
         try:
             self.task_state_store.delete(CHECKPOINT_KEY)
             for uri in sorted(self._objects):
-                FileCheckpointStore(uri).delete()
+                FileDocumentStore(uri).delete()
         except Exception as err:  # the upload itself succeeded: do not fail the task over the clean-up
             log.warning("Could not delete the upload checkpoint in %s (%s).", self, type(err).__name__)
 
@@ -230,7 +231,7 @@ def leads_asset_state(operator: Any, context: Mapping[str, Any], base_url: str) 
 
 class AssetStateWatermarkStore:
     """A watermark document in an asset's state store (a
-    :class:`~airflow_provider_carecycle.leads.ledger.WatermarkStore`).
+    :class:`~airflow_provider_carecycle.sync.protocols.DocumentStore`).
 
     :param accessor: ``context["asset_state_store"][asset]``.
     :param key: names the source and destination the watermark is for (hashed into the store's key).
@@ -272,7 +273,7 @@ def crm_watermark(
     :param sync_state_path: the ledger folder, or ``None``.
     :param legacy_key: the key an earlier release kept the watermark under (per CRM connection and destination):
         its watermarks, in either place, are read when this feed has none yet (see
-        :attr:`~airflow_provider_carecycle.leads.ledger.WatermarkState.legacy`), never written or removed.
+        :attr:`~airflow_provider_carecycle.sync.watermark.WatermarkState.legacy`), never written or removed.
     :raises ValueError: when there is neither.
     """
     from airflow_provider_carecycle.assets import leads_uri
@@ -283,7 +284,7 @@ def crm_watermark(
         if accessor is not None:
             legacy.append(AssetStateWatermarkStore(accessor, key=legacy_key, asset_uri=leads_uri(base_url)))
         if sync_state_path is not None:
-            legacy.append(FolderWatermarkStore(sync_state_path, key=legacy_key))
+            legacy.append(watermark_file(sync_state_path, legacy_key))
     if accessor is not None:
         previous = None if sync_state_path is None else SyncWatermark(sync_state_path, key=key)
         store = AssetStateWatermarkStore(accessor, key=key, asset_uri=leads_uri(base_url))

@@ -11,13 +11,9 @@ import pytest
 
 from airflow_provider_carecycle.exceptions import CareCycleServerError, CareCycleValidationError
 from airflow_provider_carecycle.leads import LeadValidator, Rejection
-from airflow_provider_carecycle.leads.checkpoint import UploadCheckpoint
-from airflow_provider_carecycle.leads.upload import (
-    LeadUploader,
-    UnsettledBatchError,
-    UploadSummary,
-    check_upload_options,
-)
+from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError, check_upload_options
+from airflow_provider_carecycle.sync.summary import UploadSummary
+from tests.sync.test_summary import KEYS as SUMMARY_KEYS
 
 
 class StubHook:
@@ -36,7 +32,8 @@ class StubHook:
         self.accepted: list[str] = []
         self.lock = threading.Lock()
 
-    def upload_leads(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def upload_lead_texts(self, texts: list[str]) -> dict[str, Any]:
+        records = [json.loads(text) for text in texts]
         with self.lock:
             if self.fail_after is not None and len(self.sent) >= self.fail_after:
                 raise CareCycleServerError("careCycle API POST /v2/leads/upload: retries exhausted.", status=503)
@@ -171,43 +168,6 @@ def test_a_partly_settled_batch_resends_only_its_unsettled_records(tmp_path):
     assert [e["row"] for e in rejected(tmp_path)] == [2]
 
 
-def checkpoint_at(uri: str, fingerprint: str = "a", batch_size: int = 10, batches: int = 2, destination: str = "d"):
-    return UploadCheckpoint(
-        uri, fingerprint=fingerprint, batch_size=batch_size, batches=batches, destination=destination
-    )
-
-
-def test_checkpoint_for_other_input_or_destination_is_ignored(tmp_path):
-    uri = str(tmp_path / "cp.json")
-    refused = Rejection(None, "API: x", "api_error", position=3)
-    checkpoint_at(uri).record(0, range(10), [refused], batch_len=10)
-    assert checkpoint_at(uri).is_done(0) and checkpoint_at(uri).rejections(0) == [refused]
-    assert not checkpoint_at(uri, fingerprint="b").is_done(0)
-    assert not checkpoint_at(uri, destination="e").is_done(0)
-    assert not checkpoint_at(uri, batch_size=20, batches=1).is_done(0)
-    Path(uri).write_text("{not json")
-    assert not checkpoint_at(uri).resumed
-
-
-EARLIER_LAYOUTS = {
-    "version 1": {"version": 1, "done": [0], "partial": {}, "rejected": {}},
-    # version 2 stored a rejection as [position, field, code, reason]
-    "version 2": {"version": 2, "done": [0], "partial": {}, "rejected": {"0": [[3, None, "api_error", "API: x"]]}},
-}
-
-
-@pytest.mark.parametrize("layout", list(EARLIER_LAYOUTS.values()), ids=list(EARLIER_LAYOUTS))
-def test_a_checkpoint_of_an_earlier_layout_starts_afresh_with_a_warning(layout, tmp_path, caplog):
-    uri = tmp_path / "cp.json"
-    uri.write_text(json.dumps({"fingerprint": "a", "destination": "d", "batch_size": 10, "batches": 2, **layout}))
-    with caplog.at_level("WARNING"):
-        checkpoint = checkpoint_at(str(uri))
-    assert not checkpoint.resumed and not checkpoint.is_done(0) and checkpoint.rejections(0) == []
-    assert "written by another version of the provider" in caplog.text
-    state = json.loads(uri.read_text())  # rewritten at once, before any request
-    assert (state["version"], state["done"], state["rejected"]) == (3, [], {})
-
-
 def test_the_checkpoint_stores_a_rejection_in_the_json_form_of_the_rejected_file(tmp_path):
     records = [lead(i, city="NOSOURCE" if i == 2 else "Albany") for i in range(4)]
     checkpoint = tmp_path / "cp.json"
@@ -221,44 +181,11 @@ def test_the_checkpoint_stores_a_rejection_in_the_json_form_of_the_rejected_file
     assert Rejection.from_json(stored) == refused
 
 
-def test_a_checkpoint_is_written_at_once_and_replaced_atomically_0600(tmp_path):
-    uri = tmp_path / "deep" / "cp.json"
-    checkpoint_at(str(uri))
-    assert json.loads(uri.read_text())["done"] == [] and oct(uri.stat().st_mode & 0o777) == "0o600"
-    assert [p.name for p in uri.parent.iterdir()] == ["cp.json"]
-
-
-def test_a_checkpoint_on_other_object_storage_is_written_through_fsspec():
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    try:
-        from airflow.sdk.io.store import attach
-    except ImportError:  # Airflow 2
-        from airflow.io.store import attach
-    attach("memory", fs=MemoryFileSystem())  # Airflow 2 knows no memory:// until told
-    uri = "memory://checkpoints/cp.json"
-    checkpoint_at(uri).record(1, range(3), [], batch_len=3)
-    assert checkpoint_at(uri).is_done(1)
-
-
 def test_summary_accounts_for_every_record(tmp_path):
     hook = StubHook()
     records = [lead(1), lead(1), {"phoneNumber": "bad"}, lead(2, city="NOSOURCE"), lead(3)]
     summary = run(hook, records, tmp_path)
     assert summary.total == summary.uploaded + summary.rejected + summary.duplicates + summary.unchanged == 5
-    assert set(summary.as_dict()) == {
-        "total",
-        "valid",
-        "uploaded",
-        "rejected",
-        "duplicates",
-        "unchanged",
-        "batches",
-        "skipped_batches",
-        "rejected_path",
-        "elapsed_s",
-        "dry_run",
-        "top_reasons",
-    }
+    assert list(summary.as_dict()) == SUMMARY_KEYS
     assert summary.as_dict()["top_reasons"] == [[reason, count] for reason, count in summary.top_reasons()]
     assert len(summary.as_dict()["top_reasons"]) == summary.rejected
