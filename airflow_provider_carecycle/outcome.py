@@ -1,7 +1,14 @@
-"""What a finished careCycle task reports besides its XCom: metrics, asset events, and counts kept for lineage.
+"""What a finished careCycle task reports: its outcome, and the metrics and asset events sent for it.
 
-Operators call :func:`record_outcome` once, at the end of ``execute``, with their (PHI-free) summary. It keeps the
-counts on the task (for ``get_openlineage_facets_on_complete``), sends the metrics and fills the task's outlets.
+The interface every operator family follows (issue 21):
+
+* each family has one outcome type, a :class:`Outcome`: typed, PHI-free (counts and paths), with the one
+  :meth:`Outcome.as_dict` that is the task's XCom value (keys and values as they were) and that its
+  ``get_openlineage_facets_on_complete`` reads;
+* an operator keeps its outcome on the public attribute ``self.outcome`` (``None`` before ``execute``) and calls
+  ``record_outcome(operator, context, outcome)`` once, at the end of ``execute``, to send the metrics and fill the
+  task's outlets; what is sent depends on the outcome's type, not on a string passed alongside.
+
 Nothing here may fail the task: a broken metrics backend or outlet is logged and skipped.
 """
 
@@ -9,11 +16,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_carecycle import assets, metrics
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Outcome(Protocol):
+    """What a finished careCycle task reports: PHI-free counts (and paths)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task's XCom value, exactly as before this type existed (keys and values unchanged)."""
+        ...
+
 
 #: the summary keys kept, per kind of task (counts and paths only: never record values)
 _KEPT = {
