@@ -34,8 +34,8 @@ import requests_mock as requests_mock_lib
 
 from airflow_provider_carecycle.exceptions import CARECYCLE_ERRORS, ApiError
 from airflow_provider_carecycle.hooks._http import HttpSender
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_dir
+from airflow_provider_carecycle.hooks.ratelimit.base import RateLimiter, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter, state_dir
 from carecycle_emulator.base import SlidingWindowRateLimiter
 from tests.hooks.limiter_helpers import FakeClock
 
@@ -152,7 +152,7 @@ def redis_host(url: str, tmp_path: Path, clock: FakeClock, limit: int = 60, wind
     """A Redis limiter on a fresh database with its own host-wide fallback, and its Redis client."""
     import redis
 
-    from airflow_provider_carecycle.hooks.rate_limit_redis import RedisRateLimiter
+    from airflow_provider_carecycle.hooks.ratelimit.redis import RedisRateLimiter
 
     client = redis.Redis.from_url(url)
     client.flushdb()

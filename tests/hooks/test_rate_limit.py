@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_carecycle.hooks.rate_limit import (
+from airflow_provider_carecycle.hooks.ratelimit.base import (
     WINDOW_GUARD_S,
     RateLimiter,
     forget_shared_limiters,

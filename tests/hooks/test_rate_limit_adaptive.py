@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.hooks.rate_limit import Slot
-from airflow_provider_carecycle.hooks.rate_limit_adaptive import BETA, INCREASE_RATIO, Aimd
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter
+from airflow_provider_carecycle.hooks.ratelimit.adaptive import BETA, INCREASE_RATIO, Aimd
+from airflow_provider_carecycle.hooks.ratelimit.base import Slot
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter
 
 
 def test_a_fresh_client_may_use_its_whole_rate():

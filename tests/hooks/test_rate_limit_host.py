@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from airflow_provider_carecycle.hooks import rate_limit_host
-from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import (
+from airflow_provider_carecycle.hooks.ratelimit import host as rate_limit_host
+from airflow_provider_carecycle.hooks.ratelimit.base import forget_shared_limiters, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.host import (
     HostRateLimiter,
     default_state_dir,
     host_limiter,

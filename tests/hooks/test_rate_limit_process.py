@@ -11,8 +11,8 @@ import multiprocessing
 import pytest
 
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, forget_shared_limiters, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter
+from airflow_provider_carecycle.hooks.ratelimit.base import RateLimiter, forget_shared_limiters, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter
 
 
 def test_process_backend_is_the_in_process_limiter_shared_within_the_process(tmp_path):

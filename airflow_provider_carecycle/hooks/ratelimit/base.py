@@ -19,10 +19,10 @@ Three backends share the :class:`Limiter` interface (see ``docs/rate-limits-and-
 
 * :class:`RateLimiter` (this module): one process only (connection extra ``rate_limit_backend = "process"``), for
   tests and single-task deployments; each task process then spends the whole key.
-* :class:`~airflow_provider_carecycle.hooks.rate_limit_host.HostRateLimiter`: every process of one host, through
-  an ``fcntl``-locked file, with adaptive pacing (AIMD, :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`)
+* :class:`~airflow_provider_carecycle.hooks.ratelimit.host.HostRateLimiter`: every process of one host, through
+  an ``fcntl``-locked file, with adaptive pacing (AIMD, :mod:`~airflow_provider_carecycle.hooks.ratelimit.adaptive`)
   for the hosts it cannot see. The default.
-* :class:`~airflow_provider_carecycle.hooks.rate_limit_redis.RedisRateLimiter`: every host, exactly, through one
+* :class:`~airflow_provider_carecycle.hooks.ratelimit.redis.RedisRateLimiter`: every host, exactly, through one
   atomic Lua script per request in Redis (connection extra ``rate_limit_backend = "redis://..."``).
 
 :func:`limiter_for` picks one from a connection's extras and returns the same instance to every hook of the process
@@ -299,7 +299,7 @@ def limiter_for(
     :param conn_id: the Airflow connection, named in error messages.
     :raises ValueError: when ``backend`` or ``directory`` is not usable (the message names the connection and extra).
     """
-    from airflow_provider_carecycle.hooks.rate_limit_host import host_limiter
+    from airflow_provider_carecycle.hooks.ratelimit.host import host_limiter
 
     if backend is not None and not isinstance(backend, str):
         raise ValueError(f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be a string.")
@@ -310,7 +310,7 @@ def limiter_for(
     if backend == "process":
         return shared_limiter(*which, max_wait_s=max_wait_s)
     if backend.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
-        from airflow_provider_carecycle.hooks.rate_limit_redis import redis_limiter
+        from airflow_provider_carecycle.hooks.ratelimit.redis import redis_limiter
 
         return redis_limiter(backend, *which, directory=directory, max_wait_s=max_wait_s, conn_id=conn_id)
     raise ValueError(
@@ -339,7 +339,7 @@ def forget_shared_limiters(base_url: str) -> None:
 
     :param base_url: the API's base URL.
     """
-    from airflow_provider_carecycle.hooks.rate_limit_host import forget_state_files
+    from airflow_provider_carecycle.hooks.ratelimit.host import forget_state_files
 
     url = base_url.rstrip("/")
     with _registry_lock:
