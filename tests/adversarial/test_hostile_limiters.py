@@ -37,7 +37,7 @@ from airflow_provider_carecycle.hooks._http import HttpSender
 from airflow_provider_carecycle.hooks.ratelimit.base import RateLimiter, limiter_for
 from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter, state_dir
 from carecycle_emulator.base import SlidingWindowRateLimiter
-from tests.hooks.limiter_helpers import FakeClock
+from tests.hooks.ratelimit.helpers import FakeClock
 
 #: the connection's default max_retry_after: no value read from shared state may hold a caller back longer
 MAX_WAIT_S = 300.0
@@ -137,7 +137,7 @@ def test_a_retry_after_of_years_does_not_cut_the_host_for_years(tmp_path, clock)
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[str]:
     pytest.importorskip("redis", reason="the 'redis' package (dev extra) is needed for the Redis backend")
-    from tests.hooks.test_rate_limit_redis import free_port, start_redis, stop_redis
+    from tests.hooks.ratelimit.test_redis import free_port, start_redis, stop_redis
 
     port = free_port()
     process = start_redis(port)

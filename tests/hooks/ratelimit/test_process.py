@@ -8,7 +8,7 @@ from airflow_provider_carecycle.hooks.ratelimit.base import (
     forget_shared_limiters,
     shared_limiter,
 )
-from tests.hooks.limiter_helpers import FakeClock, acquire_from_threads
+from tests.hooks.ratelimit.helpers import FakeClock, acquire_from_threads
 
 
 def test_never_more_than_the_limit_in_any_window():

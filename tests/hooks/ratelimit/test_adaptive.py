@@ -3,7 +3,7 @@
 The simulation runs real :class:`HostRateLimiter` objects (one state folder per host, so they cannot see each
 other) on an injected clock against a simulated server with the emulator's per-key sliding window, and prints the
 combined rate as a share of the key's ceiling and the share of 429 answers. Those figures are in
-``docs/rate-limits-and-errors.md``; run ``pytest -s tests/hooks/test_rate_limit_adaptive.py`` to see them.
+``docs/rate-limits-and-errors.md``; run ``pytest -s tests/hooks/ratelimit/test_adaptive.py`` to see them.
 """
 
 from __future__ import annotations

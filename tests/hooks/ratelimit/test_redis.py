@@ -23,7 +23,7 @@ from airflow_provider_carecycle.hooks.carecycle import CareCycleHook  # noqa: E4
 from airflow_provider_carecycle.hooks.ratelimit.base import key_digest, limiter_for  # noqa: E402
 from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter  # noqa: E402
 from airflow_provider_carecycle.hooks.ratelimit.redis import RedisRateLimiter, redacted_url  # noqa: E402
-from tests.hooks.limiter_helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
+from tests.hooks.ratelimit.helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
 
 
 def free_port() -> int:
