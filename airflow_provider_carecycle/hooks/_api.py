@@ -37,7 +37,7 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
-from airflow_provider_carecycle.hooks.ratelimit.base import Limiter, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit import Limiter, limiter_for
 from airflow_provider_carecycle.metrics import request_listener
 
 if TYPE_CHECKING:

@@ -34,8 +34,9 @@ import requests_mock as requests_mock_lib
 
 from airflow_provider_carecycle.exceptions import CARECYCLE_ERRORS, ApiError
 from airflow_provider_carecycle.hooks._http import HttpSender
-from airflow_provider_carecycle.hooks.ratelimit.base import RateLimiter, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit import limiter_for
 from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter, state_dir
+from airflow_provider_carecycle.hooks.ratelimit.process import RateLimiter
 from carecycle_emulator.base import SlidingWindowRateLimiter
 from tests.hooks.ratelimit.helpers import FakeClock
 

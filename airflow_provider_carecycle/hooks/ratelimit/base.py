@@ -1,4 +1,5 @@
-"""Client-side rate limiting: the interface every limiter offers, the in-process limiter, and the choice of backend.
+"""What every limiter of the package shares: the :class:`Limiter` interface, the :class:`Slot` a claim returns, the
+sliding-window arithmetic, and the table of the process's limiter instances.
 
 The careCycle API allows ``N`` requests per sliding minute **per API key** and answers 429 beyond that. A limiter
 keeps the time of each of the last ``N`` requests and lets a new one go only when fewer than ``N`` lie within a
@@ -15,27 +16,13 @@ Nothing read from state shared with other processes may hold a caller back witho
 claim ending further ahead than the limiter's ``max_wait_s`` (the connection's ``max_retry_after``, at least one
 window), or not finite, is clamped to it, and a request time in the future (the clock was set back) to now.
 
-Three backends share the :class:`Limiter` interface (see ``docs/rate-limits-and-errors.md``):
-
-* :class:`RateLimiter` (this module): one process only (connection extra ``rate_limit_backend = "process"``), for
-  tests and single-task deployments; each task process then spends the whole key.
-* :class:`~airflow_provider_carecycle.hooks.ratelimit.host.HostRateLimiter`: every process of one host, through
-  an ``fcntl``-locked file, with adaptive pacing (AIMD, :mod:`~airflow_provider_carecycle.hooks.ratelimit.adaptive`)
-  for the hosts it cannot see. The default.
-* :class:`~airflow_provider_carecycle.hooks.ratelimit.redis.RedisRateLimiter`: every host, exactly, through one
-  atomic Lua script per request in Redis (connection extra ``rate_limit_backend = "redis://..."``).
-
-:func:`limiter_for` picks one from a connection's extras and returns the same instance to every hook of the process
-that uses the same base URL, key and window.
+Every backend module imports this one and nothing imports it back (see the package's docstring for the layout).
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -161,162 +148,9 @@ def key_digest(base_url: str, api_key: str) -> str:
     return hashlib.sha256(f"{base_url.rstrip('/')}\n{key_hash}".encode()).hexdigest()
 
 
-class RateLimiter:
-    """Blocks callers so at most ``requests_per_window`` requests count in any ``window_s`` seconds (one process).
-
-    :param requests_per_window: how many requests the API accepts per window.
-    :param window_s: the window length in seconds (60 for careCycle).
-    :param max_wait_s: the longest pause or claim hold (at least one window).
-    :param clock: a monotonic clock (injectable for tests).
-    :param sleep: the sleep function (injectable for tests).
-    """
-
-    def __init__(
-        self,
-        requests_per_window: int,
-        window_s: float = 60.0,
-        *,
-        max_wait_s: float = DEFAULT_MAX_WAIT_S,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: list[float] = []  # request times (answers' arrivals), oldest first
-        self._in_flight: dict[int, float] = {}  # claim -> when it counts as made if never settled
-        self._tokens = itertools.count(1)
-        self._paused_until = 0.0
-        self.window_s = window_s
-        self._span = window_span(window_s)
-        self.set_rate(requests_per_window, max_wait_s)
-
-    def set_rate(self, requests_per_window: int, max_wait_s: float | None = None) -> None:
-        """Change the limit and, if given, ``max_wait_s`` (the most recent hook's setting wins)."""
-        limit = check_rate(requests_per_window)
-        with self._lock:
-            self.limit = limit
-            if max_wait_s is not None:
-                self._horizon = horizon(max_wait_s, self._span)
-
-    def _prune(self, now: float) -> None:
-        """Claims whose hold ran out become requests made then; requests older than the window leave it."""
-        for token, deadline in list(self._in_flight.items()):
-            if deadline <= now:
-                del self._in_flight[token]
-                bisect.insort(self._sent, deadline)
-        del self._sent[: bisect.bisect_right(self._sent, now - self._span)]
-
-    def claim(self, hold_s: float) -> Slot:
-        """Wait for a free slot and claim it (see :meth:`Limiter.claim`)."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._prune(now)
-                delay = window_delay(self._sent, self.limit, self._span, now, self._paused_until, len(self._in_flight))
-                if delay <= 0:
-                    token = next(self._tokens)
-                    if hold_s > 0:
-                        self._in_flight[token] = now + min(hold_s, self._horizon)
-                    else:
-                        bisect.insort(self._sent, now)
-                    return Slot(waited, token)
-                delay = bounded_wait(delay, self._horizon)
-            self._sleep(delay)
-            waited += delay
-
-    def settle(self, slot: Slot) -> None:
-        """Record the claim's request now (its answer arrived)."""
-        with self._lock:
-            self._in_flight.pop(slot.token, None)
-            bisect.insort(self._sent, self._clock())
-
-    def acquire(self) -> float:
-        """Claim a slot recorded at once (a request counted when it starts); return the seconds waited."""
-        return self.claim(0.0).waited
-
-    def pause(self, seconds: float) -> None:
-        """Hold every caller back for ``seconds`` (at most ``max_wait_s``: the API said to wait)."""
-        with self._lock:
-            pause = bounded_wait(seconds, self._horizon)
-            self._paused_until = max(self._paused_until, self._clock() + pause)
-
-    def on_success(self) -> None:
-        """No feedback needed: this limiter does not adapt."""
-
-    def on_rate_limited(self, retry_after: float | None) -> None:
-        """No feedback needed: :meth:`pause` already holds callers back."""
-
-
+#: the process's limiters, one per ``(backend, base URL, key digest, window, location)``
 _registry: dict[tuple[str, ...], Limiter] = {}
 _registry_lock = threading.Lock()
-
-
-def shared_limiter(
-    base_url: str,
-    api_key: str,
-    requests_per_window: int,
-    window_s: float = 60.0,
-    *,
-    max_wait_s: float = DEFAULT_MAX_WAIT_S,
-) -> RateLimiter:
-    """The process-wide in-process limiter for ``(base_url, api_key)``, set to ``requests_per_window``.
-
-    The key is only hashed, never stored.
-    """
-    key = ("process", base_url.rstrip("/"), key_digest(base_url, api_key), repr(float(window_s)), "")
-    limiter = registered(key, lambda: RateLimiter(requests_per_window, window_s, max_wait_s=max_wait_s))
-    assert isinstance(limiter, RateLimiter)
-    limiter.set_rate(requests_per_window, max_wait_s)
-    return limiter
-
-
-def limiter_for(
-    base_url: str,
-    api_key: str,
-    requests_per_window: int,
-    window_s: float = 60.0,
-    *,
-    backend: str | None = None,
-    directory: str | None = None,
-    max_wait_s: float = DEFAULT_MAX_WAIT_S,
-    conn_id: str = "",
-) -> Limiter:
-    """The limiter every hook of this process uses for ``(base_url, api_key)``, picked from the connection extras.
-
-    :param base_url: the API's base URL.
-    :param api_key: the key (or credential identity) the limit belongs to; only its hash is kept.
-    :param requests_per_window: this process's share of the key's limit (``requests_per_minute``).
-    :param window_s: the window in seconds.
-    :param backend: extra ``rate_limit_backend``: ``None``/``""``/``"host"`` for the host-wide limiter with
-        adaptive pacing, a ``redis://``/``rediss://``/``unix://`` URL for the Redis backend, or ``"process"`` for
-        the in-process limiter (one process only: for tests and single-task deployments).
-    :param directory: extra ``rate_limit_dir``: where the host-wide state lives (default: a per-user folder under
-        the system temp dir).
-    :param max_wait_s: extra ``max_retry_after``: the longest a pause or an in-flight claim read from shared state
-        may hold a caller back (at least one window).
-    :param conn_id: the Airflow connection, named in error messages.
-    :raises ValueError: when ``backend`` or ``directory`` is not usable (the message names the connection and extra).
-    """
-    from airflow_provider_carecycle.hooks.ratelimit.host import host_limiter
-
-    if backend is not None and not isinstance(backend, str):
-        raise ValueError(f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be a string.")
-    backend = (backend or "host").strip()
-    which = (base_url, api_key, requests_per_window, window_s)
-    if backend == "host":
-        return host_limiter(*which, directory=directory, max_wait_s=max_wait_s, conn_id=conn_id)
-    if backend == "process":
-        return shared_limiter(*which, max_wait_s=max_wait_s)
-    if backend.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
-        from airflow_provider_carecycle.hooks.ratelimit.redis import redis_limiter
-
-        return redis_limiter(backend, *which, directory=directory, max_wait_s=max_wait_s, conn_id=conn_id)
-    raise ValueError(
-        f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' must be 'host' or a redis://, rediss:// or "
-        "unix:// URL of a Redis server, or 'process' (one process only: for tests and single-task deployments)."
-    )
 
 
 def registered(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
@@ -332,17 +166,12 @@ def registered(key: tuple[str, ...], make: Callable[[], Limiter]) -> Limiter:
         return limiter
 
 
-def forget_shared_limiters(base_url: str) -> None:
-    """Drop the limiters of ``base_url`` (every key, every backend), e.g. once a test emulator reset its windows.
-
-    The host-wide state files of ``base_url`` are deleted too (in the folders this process used and the default).
+def forget_registered(base_url: str) -> None:
+    """Drop the process's limiters of ``base_url`` (every key, every backend) from the table.
 
     :param base_url: the API's base URL.
     """
-    from airflow_provider_carecycle.hooks.ratelimit.host import forget_state_files
-
     url = base_url.rstrip("/")
     with _registry_lock:
         for key in [key for key in _registry if key[1] == url]:
             del _registry[key]
-    forget_state_files(url)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters, limiter_for
 from airflow_provider_carecycle.hooks.ratelimit import host as rate_limit_host
-from airflow_provider_carecycle.hooks.ratelimit.base import forget_shared_limiters, limiter_for
 from airflow_provider_carecycle.hooks.ratelimit.host import (
     HostRateLimiter,
     default_state_dir,

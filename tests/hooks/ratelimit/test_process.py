@@ -2,12 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_carecycle.hooks.ratelimit.base import (
-    WINDOW_GUARD_S,
-    RateLimiter,
-    forget_shared_limiters,
-    shared_limiter,
-)
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters
+from airflow_provider_carecycle.hooks.ratelimit.base import WINDOW_GUARD_S
+from airflow_provider_carecycle.hooks.ratelimit.process import RateLimiter, shared_limiter
 from tests.hooks.ratelimit.helpers import FakeClock, acquire_from_threads
 
 

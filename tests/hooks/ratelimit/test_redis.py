@@ -20,7 +20,8 @@ import pytest
 redis = pytest.importorskip("redis", reason="the 'redis' package (dev extra) is needed for the Redis backend tests")
 
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook  # noqa: E402
-from airflow_provider_carecycle.hooks.ratelimit.base import key_digest, limiter_for  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit import limiter_for  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit.base import key_digest  # noqa: E402
 from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter  # noqa: E402
 from airflow_provider_carecycle.hooks.ratelimit.redis import RedisRateLimiter, redacted_url  # noqa: E402
 from tests.hooks.ratelimit.helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
