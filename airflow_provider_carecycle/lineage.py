@@ -178,9 +178,14 @@ def operator_lineage(operator: Any, *, complete: bool) -> Any:
         CareCycleExtractCustomersOperator,
     )
     from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
+    from airflow_provider_carecycle.outcome import FileOutcome
     from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
 
-    outcome = getattr(operator, "_carecycle_outcome", None) if complete else None
+    reported = getattr(operator, "outcome", None) if complete else None
+    if reported is None:
+        outcome = None
+    else:
+        outcome = reported.asset_extra() if isinstance(reported, FileOutcome) else reported.as_dict()
     inputs: list[Any] = []
     outputs: list[Any] = []
     if isinstance(operator, CareCycleLeadUploadBaseOperator):

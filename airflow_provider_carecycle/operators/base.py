@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from airflow_provider_carecycle._compat import AirflowFailException, BaseOperator, Context
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.outcome import Outcome
 
 
 class RunInterval(NamedTuple):
@@ -132,6 +133,8 @@ class CareCycleBaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.carecycle_conn_id = carecycle_conn_id
         self.hook_params = dict(hook_params or {})
+        #: what the task reported at the end of ``execute`` (its XCom value is ``outcome.as_dict()``)
+        self.outcome: Outcome | None = None
 
     @cached_property
     def hook(self) -> CareCycleHook:

@@ -21,15 +21,16 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from airflow_provider_carecycle import metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.outcome import FileOutcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
@@ -183,6 +184,80 @@ def _raise_if_killed(killed: threading.Event | None) -> None:
         raise ExportKilledError("Export stopped (the task was killed); its temporary file was removed.")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExportOutcome(FileOutcome):
+    """What an export wrote and what it took: its XCom summary (counts and the path, never rows, unless
+    ``return_records``).
+
+    :param path: the file written, as its ``ObjectStoragePath`` URI.
+    :param count: the rows written.
+    :param format: ``jsonl``, ``csv`` or ``json``.
+    :param pages: the pages read.
+    :param requests: the requests the hook sent for them (retries included).
+    :param rate_limited: the 429 answers among them.
+    :param elapsed_s: seconds the export took.
+    :param records: the (projected) rows, with ``return_records=True``; else ``None``.
+    """
+
+    format: str
+    pages: int
+    requests: int
+    rate_limited: int
+    elapsed_s: float
+    records: list[dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The XCom summary: ``path``, ``format``, ``count``, ``pages``, ``requests``, ``rate_limited``,
+        ``elapsed_s`` (and ``records`` when returned)."""
+        summary: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "count": self.count,
+            "pages": self.pages,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "elapsed_s": self.elapsed_s,
+        }
+        if self.records is not None:
+            summary["records"] = self.records
+        return summary
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows and pages."""
+        return {"count": self.count, "pages": self.pages}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomersExport(ExportOutcome):
+    """The outcome of :class:`CareCycleExtractCustomersOperator`."""
+
+    kind: ClassVar[str] = "customers"
+    metric: ClassVar[str | None] = metrics.CUSTOMERS_EXPORTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallsExport(ExportOutcome):
+    """The outcome of :class:`CareCycleExtractCustomerCallsOperator`: an export's, plus the customers read.
+
+    :param customers: the customer ids read.
+    :param missing_customers: those careCycle no longer has (404), skipped.
+    """
+
+    kind: ClassVar[str] = "calls"
+    metric: ClassVar[str | None] = metrics.CALLS_EXPORTED
+
+    customers: int
+    missing_customers: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The export's summary plus ``customers`` and ``missing_customers``."""
+        return {**super().as_dict(), "customers": self.customers, "missing_customers": self.missing_customers}
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows, pages, customers read and customers missing."""
+        return {**super().asset_extra(), "customers": self.customers, "missing_customers": self.missing_customers}
+
+
 @dataclass
 class _CallCounts:
     """What the calls export saw, beyond the rows."""
@@ -263,7 +338,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             )
 
     def _export(self, pages: Iterable[Page], *, unit: str, leading: Sequence[str] = ()) -> dict[str, Any]:
-        """Write every row of ``pages`` to ``output_path`` as one stream; return the XCom summary.
+        """Write every row of ``pages`` to ``output_path`` as one stream; return the :class:`ExportOutcome` fields.
 
         :param pages: the pages to write; a page's ``items_total`` (if any) becomes the progress total.
         :param unit: what a row is, for log lines (``customers``, ``calls``).
@@ -313,7 +388,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             stats.requests - requests_before,
             progress.elapsed_s,
         )
-        summary: dict[str, Any] = {
+        return {
             "path": path,
             "format": fmt,
             "count": writer.count,
@@ -321,10 +396,8 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             "requests": stats.requests - requests_before,
             "rate_limited": stats.rate_limited - limited_before,
             "elapsed_s": round(progress.elapsed_s, 3),
+            "records": records,
         }
-        if records is not None:
-            summary["records"] = records
-        return summary
 
 
 # -- customers ------------------------------------------------------------------------------------------------
@@ -421,9 +494,10 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         with rendered_arguments():
             rendered_path("output_path", self.output_path)
             pages = self.customer_pages()
-        summary = self._export(pages, unit="customers")
-        record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
-        return summary
+        outcome = CustomersExport(**self._export(pages, unit="customers"))
+        self.outcome = outcome
+        record_outcome(self, context, outcome)  # metrics and the asset event
+        return outcome.as_dict()
 
 
 # -- calls ----------------------------------------------------------------------------------------------------
@@ -535,7 +609,7 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             since = _parse_since(self.since)
         counts = _CallCounts()
         pages = self._call_pages(self._iter_customer_ids(), since, counts)
-        summary = self._export(pages, unit="calls", leading=("customerId",))
+        written = self._export(pages, unit="calls", leading=("customerId",))
         self.log.info(
             "Calls of %d customers exported (%d missing, %d stopped early at since=%s).",
             counts.customers,
@@ -543,6 +617,7 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             counts.stopped_early,
             since.isoformat() if since else None,
         )
-        summary.update(customers=counts.customers, missing_customers=counts.missing)
-        record_outcome(self, context, "calls", summary)  # metrics, asset event, lineage counts
-        return summary
+        outcome = CallsExport(**written, customers=counts.customers, missing_customers=counts.missing)
+        self.outcome = outcome
+        record_outcome(self, context, outcome)  # metrics and the asset event
+        return outcome.as_dict()

@@ -240,7 +240,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             state_checkpoint.delete()
         self.upload_summary: UploadSummary | None = summary
         self._log_summary(summary)
-        record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
+        self.outcome = summary
+        record_outcome(self, context, summary)  # metrics and the asset event
         message = rejection_failure_message(summary, self.max_rejected_ratio)
         if message:
             raise AirflowFailException(message)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_carecycle.leads.upload import UploadSummary
 from airflow_provider_carecycle.lineage import carecloud_namespace, carecycle_namespace, file_dataset_name
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
@@ -50,7 +51,7 @@ def test_an_upload_from_a_file_reads_the_file_and_writes_leads_and_the_rejected_
     op = CareCycleUploadLeadsOperator(
         task_id="upload", source_path="s3://in/leads.csv", rejected_path="s3://out/rejected.jsonl"
     )
-    op._carecycle_outcome = {"total": 10, "uploaded": 7, "rejected": 3}
+    op.outcome = UploadSummary(total=10, uploaded=7, rejected=3)
 
     start = op.get_openlineage_facets_on_start()
     complete = op.get_openlineage_facets_on_complete(None)
