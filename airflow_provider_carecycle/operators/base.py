@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from airflow_provider_carecycle._compat import AirflowFailException, BaseOperator, Context
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.lineage import Datasets, operator_lineage
 from airflow_provider_carecycle.outcome import Outcome
 
 
@@ -141,19 +142,23 @@ class CareCycleBaseOperator(BaseOperator):
         """The careCycle hook, built on first use (at run time, never at DAG parse time)."""
         return CareCycleHook(self.carecycle_conn_id, **self.hook_params)
 
-    # -- OpenLineage (issue 14): apache-airflow-providers-openlineage calls these; imported only then ------------
+    # -- OpenLineage: apache-airflow-providers-openlineage calls these (and only then is OpenLineage imported) ---
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> Datasets:
+        """The task's OpenLineage ``(inputs, outputs)``, each operator its own (datasets of
+        :mod:`~airflow_provider_carecycle.lineage`), with row counts from ``outcome`` once the task finished.
+
+        :param outcome: ``None`` when the task starts (its arguments are rendered), else ``self.outcome``.
+        """
+        raise NotImplementedError
 
     def get_openlineage_facets_on_start(self) -> Any:
         """The task's OpenLineage inputs and outputs, known once its arguments are rendered (no counts yet)."""
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
-
-        return safe_operator_lineage(self, complete=False)
+        return operator_lineage(self.task_id, lambda: self.openlineage_datasets(None))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The task's OpenLineage inputs and outputs, with the row counts it reported (never record contents).
+        """The task's OpenLineage inputs and outputs, with the row counts of its outcome (never record contents).
 
         :param task_instance: the finished task instance.
         """
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
-
-        return safe_operator_lineage(self, complete=True)
+        return operator_lineage(self.task_id, lambda: self.openlineage_datasets(self.outcome))

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, read_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import FileOutcome, record_outcome
+from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
 from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES, STATUS_COUNT_KEYS
 
@@ -182,6 +183,14 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         self.outcome = outcome
         record_outcome(self, context, outcome)  # the asset event
         return outcome.as_dict()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The campaigns read (``campaigns/<id>``, or the ``campaigns`` list) and the file written, with the rows
+        written this run."""
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
+        inputs = [lineage.input_dataset(namespace, name) for name in lineage.campaign_names(self.campaign_ids)]
+        rows = outcome.count if isinstance(outcome, CampaignSnapshot) else None
+        return inputs, [lineage.file_output(self.output_path, rows)]
 
     #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
     operator_extra_links = (CareCycleCampaignLink(),)

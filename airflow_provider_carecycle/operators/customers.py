@@ -23,14 +23,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from airflow_provider_carecycle import metrics
+from airflow_provider_carecycle import lineage, metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import FileOutcome, record_outcome
+from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
 from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
@@ -499,6 +499,14 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         record_outcome(self, context, outcome)  # metrics and the asset event
         return outcome.as_dict()
 
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """careCycle's ``customers`` read and the file written, with the rows exported."""
+        rows = outcome.count if isinstance(outcome, CustomersExport) else None
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
+        return [lineage.input_dataset(namespace, lineage.CUSTOMERS, rows)], [
+            lineage.file_output(self.output_path, rows)
+        ]
+
 
 # -- calls ----------------------------------------------------------------------------------------------------
 
@@ -621,3 +629,14 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
         self.outcome = outcome
         record_outcome(self, context, outcome)  # metrics and the asset event
         return outcome.as_dict()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The customers file read (``customer_ids_path``, with the customers read), careCycle's
+        ``customers/calls`` and the file written, with the rows exported."""
+        done = outcome if isinstance(outcome, CallsExport) else None
+        rows = None if done is None else done.count
+        inputs = []
+        if self.customer_ids_path:
+            inputs.append(lineage.file_input(self.customer_ids_path, None if done is None else done.customers))
+        inputs.append(lineage.input_dataset(lineage.carecycle_namespace(self.hook.base_url), lineage.CALLS, rows))
+        return inputs, [lineage.file_output(self.output_path, rows)]

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sized
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.leads.ledger import check_resend_after
 from airflow_provider_carecycle.leads.upload import (
@@ -26,7 +27,7 @@ from airflow_provider_carecycle.leads.upload import (
 )
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.outcome import Outcome, record_outcome
 from airflow_provider_carecycle.state_store import TaskStateCheckpointStore
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 
@@ -255,6 +256,18 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         if uploader is not None:
             uploader.stop()
 
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """careCycle's ``leads`` (not in a dry run) and the rejected file, with the leads uploaded and rejected; the
+        source's datasets are each subclass's (none for ``records``)."""
+        counts = {} if outcome is None else outcome.as_dict()
+        outputs = []
+        if not self.is_dry_run:
+            namespace = lineage.carecycle_namespace(self.hook.base_url)
+            outputs.append(lineage.output_dataset(namespace, lineage.LEADS, counts.get("uploaded")))
+        if self.rejected_path:
+            outputs.append(lineage.file_output(self.rejected_path, counts.get("rejected")))
+        return [], outputs
+
     def _log_summary(self, summary: UploadSummary) -> None:
         self.log.info(
             "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d unchanged, %d batches (%d skipped) "
@@ -375,6 +388,13 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
             raise ValueError(
                 f"records must be a list of dicts (or an XComArg run by Airflow), got {type(self.records).__name__}."
             )
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The upload's datasets, and ``source_path`` read, with the records read."""
+        _, outputs = super().openlineage_datasets(outcome)
+        if not self.source_path:
+            return [], outputs
+        return [lineage.file_input(self.source_path, None if outcome is None else outcome.as_dict()["total"])], outputs
 
     def iter_source(self, context: Context) -> Iterator[Any]:
         if self.source_path is not None:

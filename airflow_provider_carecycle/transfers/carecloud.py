@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
 from airflow_provider_carecycle.carecloud.local_time import as_instant, earliest_instant, wall_time
@@ -18,6 +19,7 @@ from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.leads.ledger import MAX_RETRY_IDS, SyncWatermark, WatermarkState
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
+from airflow_provider_carecycle.outcome import Outcome
 from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
 
 
@@ -300,6 +302,14 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         if mark is not None and held_back is not None:
             mark = min(mark, held_back)
         return mark, retry
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The upload's datasets, and the CRM's ``customers`` read, with the CRM customers read."""
+        _, outputs = super().openlineage_datasets(outcome)
+        namespace = lineage.carecloud_namespace(self.carecloud_hook.base_url)
+        return [
+            lineage.input_dataset(namespace, lineage.CUSTOMERS, None if outcome is None else self.crm_rows)
+        ], outputs
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
