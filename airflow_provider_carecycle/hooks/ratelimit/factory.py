@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from airflow_provider_carecycle.hooks.ratelimit import host, process, redis
 from airflow_provider_carecycle.hooks.ratelimit.base import DEFAULT_MAX_WAIT_S, Limiter, forget_registered
+from airflow_provider_carecycle.hooks.ratelimit.host import forget_state_files, host_limiter
+from airflow_provider_carecycle.hooks.ratelimit.process import shared_limiter
+from airflow_provider_carecycle.hooks.ratelimit.redis import redis_limiter
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class LimiterSettings:
 
 
 def _host(s: LimiterSettings) -> Limiter:
-    return host.host_limiter(
+    return host_limiter(
         s.base_url,
         s.api_key,
         s.requests_per_window,
@@ -52,11 +54,11 @@ def _host(s: LimiterSettings) -> Limiter:
 
 
 def _process(s: LimiterSettings) -> Limiter:
-    return process.shared_limiter(s.base_url, s.api_key, s.requests_per_window, s.window_s, max_wait_s=s.max_wait_s)
+    return shared_limiter(s.base_url, s.api_key, s.requests_per_window, s.window_s, max_wait_s=s.max_wait_s)
 
 
 def _redis(s: LimiterSettings) -> Limiter:
-    return redis.redis_limiter(
+    return redis_limiter(
         s.backend,
         s.base_url,
         s.api_key,
@@ -127,4 +129,4 @@ def forget_shared_limiters(base_url: str) -> None:
     :param base_url: the API's base URL.
     """
     forget_registered(base_url)
-    host.forget_state_files(base_url.rstrip("/"))
+    forget_state_files(base_url.rstrip("/"))
