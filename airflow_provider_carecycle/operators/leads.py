@@ -344,35 +344,30 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
         self.source_format = source_format
         self._resolved_records: Iterable[Any] | None = None
 
-    def _do_render_template_fields(
+    def render_template(
         self,
-        parent: Any,
-        template_fields: Iterable[str],
+        content: Any,
         context: Context,
-        jinja_env: Any,
-        seen_oids: set[int],
-    ) -> None:
-        """Render as usual, but keep the records out of Jinja and of Airflow's rendered-fields store (PHI).
+        jinja_env: Any = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render as Airflow does, except ``records``: kept out of Jinja and of Airflow's rendered-fields store (PHI).
 
-        This is the method both ``render_template_fields`` and a mapped task's rendering (``.expand()``) call. A
-        literal list is not run through Jinja (its strings are data, not templates); an XComArg is resolved.
-        Afterwards ``records`` shows only a count in the UI.
+        Airflow renders each templated argument through this public method, the task's own rendering and a mapped
+        task's (``.expand()``) alike. A literal list of records is not run through Jinja (its strings are data, not
+        templates); an XComArg is resolved. The records are kept aside for the upload, and ``records`` then shows
+        only a count in the UI.
         """
-        if parent is not self or "records" not in template_fields:
-            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-            return
-        others = [name for name in template_fields if name != "records"]
-        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
-        records = self._resolved_records if self._resolved_records is not None else self.records
-        if records is None:
-            return
+        if content is None or content is not self.records:
+            return super().render_template(content, context, jinja_env, seen_oids)
+        records = self._resolved_records if self._resolved_records is not None else content
         if not isinstance(records, (list, tuple)):
-            records = self.render_template(records, context, jinja_env, seen_oids)
+            records = super().render_template(records, context, jinja_env, seen_oids)
         if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
             raise ValueError(f"records must resolve to a list of dicts, got {type(records).__name__}.")
         self._resolved_records = records
         count = len(records) if isinstance(records, Sized) else "?"
-        self.records = f"<{count} records, not shown: they may hold patient data>"
+        return f"<{count} records, not shown: they may hold patient data>"
 
     def check_rendered_arguments(self) -> None:
         """Also check the source: ``source_path`` must not render empty, ``source_format`` must be known.
