@@ -26,6 +26,7 @@ from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.hooks.paging import Answer, DriftSafePages
 from airflow_provider_carecycle.ids import require_uuid
+from airflow_provider_carecycle.values import page_size
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -79,9 +80,7 @@ def retry_after_seconds(value: Any) -> float:
 
 
 def _per_page(per_page: int) -> int:
-    if not 1 <= int(per_page) <= MAX_PER_PAGE:
-        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}.")
-    return int(per_page)
+    return page_size("per_page", per_page, MAX_PER_PAGE)
 
 
 class CareCycleHook(ApiHook):

@@ -33,6 +33,7 @@ from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, ren
 from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
+from airflow_provider_carecycle.values import page_size, parse_iso_datetime
 from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
 
 #: the most rows ``return_records=True`` may put in XCom
@@ -74,9 +75,8 @@ def _parse_timestamp(value: Any) -> dt.datetime | None:
     elif isinstance(value, dt.date):
         parsed = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, str) and value.strip():
-        text = value.strip()
         try:
-            parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            parsed = parse_iso_datetime(value)
         except ValueError:
             return None
     else:
@@ -308,8 +308,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         super().__init__(**kwargs)
         if format is not None:
             _check_choice("format", format, FORMATS)
-        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError(f"per_page must be an integer from 1 to {MAX_PER_PAGE}, got {per_page!r}.")
+        page_size("per_page", per_page, MAX_PER_PAGE)
         self.output_path = output_path
         self.format = format
         self.fields = _check_fields(fields)

@@ -21,6 +21,7 @@ from airflow_provider_carecycle.operators.base import context_interval, rendered
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
 from airflow_provider_carecycle.outcome import Outcome
 from airflow_provider_carecycle.state_store import crm_watermark, declares_leads_asset
+from airflow_provider_carecycle.values import parse_iso_datetime
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -32,9 +33,8 @@ def as_datetime(name: str, value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str) and value.strip():
-        text = value.strip()
         try:
-            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            return parse_iso_datetime(value)
         except ValueError:
             pass
     raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")

@@ -160,7 +160,7 @@ def test_bad_arguments_fail_before_any_request(hook, requests_mock):
         list(hook.iter_campaigns(status="running"))
     with pytest.raises(ValueError, match="1 to 200 records"):
         hook.upload_leads([{"phoneNumber": "+13055550100"}] * 201)
-    with pytest.raises(ValueError, match="per_page must be between 1 and 100"):
+    with pytest.raises(ValueError, match="per_page must be an integer from 1 to 100"):
         list(hook.iter_customers(per_page=500))
     assert not requests_mock.called
 
