@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_carecycle import lineage, metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
+from airflow_provider_carecycle.exceptions import CareCycleNotFoundError, TaskKilledError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
@@ -46,10 +46,6 @@ DEFAULT_CUSTOMER_SORT = {"sort_by": "createdAt", "sort_direction": "asc"}
 #: how often (seconds) an export waiting for its next page looks for a stop (``on_kill``)
 _STOP_POLL_S = 0.1
 _T = TypeVar("_T")
-
-
-class ExportKilledError(RuntimeError):
-    """The export was stopped (``on_kill``: the task was killed); its temporary file was removed."""
 
 
 # -- argument checks ------------------------------------------------------------------------------------------
@@ -137,7 +133,7 @@ def _prefetched(
     The next page is then fetched while the current one is written, instead of after it. An error raised by the
     producer is raised here, in the consumer; when the consumer stops early, the producer stops at its next item.
 
-    :param killed: when it is set, the consumer stops waiting and raises :class:`ExportKilledError`.
+    :param killed: when it is set, the consumer stops waiting and raises :class:`TaskKilledError`.
     """
     channel: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -181,7 +177,7 @@ def _prefetched(
 
 def _raise_if_killed(killed: threading.Event | None) -> None:
     if killed is not None and killed.is_set():
-        raise ExportKilledError("Export stopped (the task was killed); its temporary file was removed.")
+        raise TaskKilledError("Export stopped (the task was killed); its temporary file was removed.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,7 +286,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     task can take ``export.output["path"]``.
 
     When the task is killed (``on_kill``), the export stops at its next row or page wait, removes its temporary
-    ``.partial`` file (``output_path`` is left as it was) and fails with :class:`ExportKilledError`.
+    ``.partial`` file (``output_path`` is left as it was) and fails with :class:`TaskKilledError`.
     """
 
     def __init__(

@@ -118,7 +118,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     When the task is killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM), no new batch is sent, the
     requests in flight are settled (or abandoned after a few seconds, then not recorded), the checkpoint and the
     sync ledger keep exactly what careCycle acknowledged, the rejected file's temporary file is removed, and the task
-    fails with :class:`~airflow_provider_carecycle.leads.upload.UploadKilledError`.
+    fails with :class:`~airflow_provider_carecycle.exceptions.TaskKilledError`.
     """
 
     template_fields: tuple[str, ...] = (

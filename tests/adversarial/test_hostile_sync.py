@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.exceptions import CareCycleAPIError
+from airflow_provider_carecycle.exceptions import CareCycleAPIError, TaskKilledError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.leads import upload as upload_engine
 from airflow_provider_carecycle.leads.ledger import SyncLedger
-from airflow_provider_carecycle.leads.upload import LeadUploader, UploadKilledError, _dumps
+from airflow_provider_carecycle.leads.upload import LeadUploader, _dumps
 from carecycle_emulator import TEST_API_KEY
 from tests.adversarial.hostile_server import (
     ForwardThenDrop,
@@ -117,7 +117,7 @@ UNKNOWN_OUTCOMES = {
     "answer-lost": (_lost_answer, CareCycleAPIError),
     "5xx-after-stored": (_5xx_after_stored, CareCycleAPIError),
     "timeout-after-stored": (_timeout_after_stored, CareCycleAPIError),
-    "abandoned-on-stop": (_abandoned, UploadKilledError),
+    "abandoned-on-stop": (_abandoned, TaskKilledError),
 }
 
 
