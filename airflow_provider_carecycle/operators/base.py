@@ -116,6 +116,25 @@ def rendered_text(name: str, value: Any) -> str:
     return value.strip()
 
 
+#: one name per concept in the operators' arguments: a name the provider used before -> the one it uses now (the
+#: careCycle API's own ``perPage``)
+RENAMED_ARGUMENTS = {"page_size": "per_page"}
+
+
+def refuse_renamed_arguments(operator: str, given: Mapping[str, Any], renamed: Mapping[str, str]) -> None:
+    """Refuse an argument passed under an old name, with a message naming the new one (rather than Airflow's
+    "Invalid arguments were passed").
+
+    :param operator: the operator's class name, for the message.
+    :param given: the keyword arguments the operator received.
+    :param renamed: old name -> new name.
+    :raises TypeError: for the first old name given.
+    """
+    for old, new in renamed.items():
+        if old in given:
+            raise TypeError(f"{operator} has no argument {old!r}: it is called {new!r}; pass {new}=... instead.")
+
+
 class CareCycleBaseOperator(BaseOperator):
     """Base for careCycle operators. Nothing is looked up or connected until the task runs.
 

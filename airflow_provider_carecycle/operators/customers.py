@@ -29,7 +29,13 @@ from airflow_provider_carecycle.exceptions import CareCycleNotFoundError, TaskKi
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
+from airflow_provider_carecycle.operators.base import (
+    RENAMED_ARGUMENTS,
+    CareCycleBaseOperator,
+    refuse_renamed_arguments,
+    rendered_arguments,
+    rendered_path,
+)
 from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
@@ -300,6 +306,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         csv_formula_escape: bool = True,
         **kwargs: Any,
     ) -> None:
+        refuse_renamed_arguments(type(self).__name__, kwargs, RENAMED_ARGUMENTS)
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if format is not None:
