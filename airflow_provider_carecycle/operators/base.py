@@ -1,5 +1,5 @@
-"""What every careCycle operator shares: the connection argument, a lazily built hook, and the run-time checks of
-templated arguments.
+"""What every careCycle operator shares: the connection argument, a lazily built hook, its outcome and OpenLineage
+entry points, the run-time checks of templated arguments, and the refusal of renamed arguments.
 
 Airflow's rule for templated arguments: ``__init__`` stores them exactly as given (a Jinja string, an XComArg, a
 value mapped by ``.expand()``), and they are checked in ``execute``, once rendered. So an operator's ``__init__``

@@ -3,14 +3,17 @@
 Both operators page through the API at the hook's rate limit and write each page to a
 :class:`~airflow_provider_carecycle.storage.RecordWriter` as it arrives (the next pages are fetched meanwhile, at
 most :data:`PREFETCH_PAGES` ahead), so memory holds a few pages whatever the export's size, and the file appears at
-``output_path`` only once it is complete. XCom gets a small summary
-(``path``, ``count``, ``pages``, ``requests``, ``elapsed_s``, ...), never the rows, unless ``return_records=True``
-on a projected, small export.
+``output_path`` only once it is complete. Each returns its outcome (:class:`CustomersExport`, :class:`CallsExport`),
+whose ``as_dict()`` is the XCom summary (``path``, ``count``, ``pages``, ``requests``, ``elapsed_s``, ...), never the
+rows, unless ``return_records=True`` on a projected, small export; each names its own OpenLineage datasets.
+
+In order: the argument and row helpers, the prefetching pager, the outcome types, the shared export
+(:class:`_CareCycleExtractOperator`), then the two operators.
 
 .. seealso:: ``docs/operators/extract-customers.md``
 
 Why one module of this size: the customer and the call export share one base (paging with prefetch, the writer, the
-summary, the failure policy) and differ only in their source; apart they would import each other.
+outcome, the failure policy) and differ only in their source; apart they would import each other.
 """
 
 from __future__ import annotations
