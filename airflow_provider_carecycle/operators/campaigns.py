@@ -1,4 +1,5 @@
-"""Campaign status snapshots: one row per campaign with its ``customerStats`` figures."""
+"""Campaign status snapshots: the operator that writes one row per campaign with its ``customerStats`` figures, and
+its outcome (:class:`CampaignSnapshot`)."""
 
 from __future__ import annotations
 
