@@ -1,10 +1,13 @@
-"""The transport's base error and the careCycle exception family.
+"""The transport's base error, the careCycle exception family, and the error of a task that was killed.
 
 :class:`ApiError` is what the vendor-neutral transport (:mod:`airflow_provider_carecycle.hooks._http`) knows: a
 message, the HTTP status, an error ``code``, ``retry_after`` and whether a retry may succeed (``retryable``). Every
 error the careCycle hook raises for an API answer is a :class:`CareCycleAPIError` under it, which also carries the
 validation ``errors`` and ``failed_records``; the CareCloud CRM family is its sibling, not its child. Messages never
 contain record contents or the API key.
+
+:class:`TaskKilledError` is how every long-running task of the provider (a lead upload, an export) ends after
+``on_kill``: it stopped where it was safe to, and the message says how far it got.
 """
 
 from __future__ import annotations
@@ -244,3 +247,10 @@ CARECYCLE_ERRORS = ErrorFamily(
     server=CareCycleServerError,
     malformed=CareCycleMalformedAnswerError,
 )
+
+
+class TaskKilledError(RuntimeError):
+    """The task was killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM) and stopped where it was safe
+    to: a lead upload once the requests in flight were settled (what careCycle acknowledged is in the checkpoint and
+    the sync ledger, nothing else), an export once its temporary file was removed. The message says how far it got.
+    """

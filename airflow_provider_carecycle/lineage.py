@@ -1,4 +1,9 @@
-"""OpenLineage for the provider's operators: dataset names per the OpenLineage naming spec, and row-count facets.
+"""OpenLineage naming and datasets for the provider's operators: namespaces and names per the OpenLineage naming
+spec, and datasets with row-count facets.
+
+Each operator (and the sensor) builds its own lineage from these, in its ``get_openlineage_facets_on_start`` and
+``get_openlineage_facets_on_complete`` (see ``CareCycleBaseOperator.openlineage_datasets``); nothing here knows an
+operator class.
 
 Naming (namespace / name):
 
@@ -10,8 +15,9 @@ Naming (namespace / name):
   ``<conn_type>://<host>[:<port>]``) / the tables the query reads, as the OpenLineage SQL parser finds them.
 
 Facets carry counts only (``outputStatistics``/``inputStatistics`` row counts: uploaded, rejected, exported, read):
-**never record contents**. ``apache-airflow-providers-openlineage`` is imported inside these functions only, so the
-provider works without it; without it the operators' ``get_openlineage_facets_*`` methods are never called.
+**never record contents**. The OpenLineage client is imported inside these functions only, so the provider works
+without it; without ``apache-airflow-providers-openlineage`` the operators' ``get_openlineage_facets_*`` methods
+are never called.
 
 .. seealso:: ``docs/lineage.md``
 """
@@ -19,7 +25,7 @@ provider works without it; without it the operators' ``get_openlineage_facets_*`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,16 +72,16 @@ def file_dataset_name(path: Any) -> tuple[str, str]:
     return f"{protocol}://{bucket}", key
 
 
-def sql_datasets(operator: Any) -> tuple[str, list[str]]:
-    """``(namespace, table names)`` a SQL transfer reads; table names are empty when the parser cannot tell.
+def sql_datasets(db_hook: Any, sql: str) -> tuple[str, list[str]]:
+    """``(namespace, table names)`` a SQL query reads; table names are empty when the parser cannot tell.
 
-    :param operator: a ``SqlToCareCycleLeadsOperator`` (rendered).
+    :param db_hook: the common-sql ``DbApiHook`` the query runs on.
+    :param sql: the (rendered) query.
     """
-    hook = operator._db_hook()
-    connection = hook.get_connection(getattr(hook, hook.conn_name_attr))
+    connection = db_hook.get_connection(getattr(db_hook, db_hook.conn_name_attr))
     namespace = None
     try:
-        info = hook.get_openlineage_database_info(connection)
+        info = db_hook.get_openlineage_database_info(connection)
     except Exception:
         info = None
     if info is not None:
@@ -88,133 +94,96 @@ def sql_datasets(operator: Any) -> tuple[str, list[str]]:
     try:
         from openlineage_sql import parse
 
-        tables = [table.qualified_name for table in parse([operator.sql]).in_tables]
+        tables = [table.qualified_name for table in parse([sql]).in_tables]
     except Exception:  # no parser, or a statement it does not understand: the namespace alone is still true
         tables = []
     return namespace, tables
 
 
-# -- building the OperatorLineage --------------------------------------------------------------------------------
+def campaign_names(campaign_ids: Any) -> list[str]:
+    """``campaigns/<id>`` per rendered campaign id (one id or a list), else ``campaigns`` (a listing).
 
-
-def _dataset(kind: str, namespace: str, name: str, rows: int | None) -> Any:
-    from openlineage.client.event_v2 import InputDataset, OutputDataset
-    from openlineage.client.facet_v2 import InputDatasetFacet, OutputDatasetFacet
-
-    if kind == "input":
-        input_facets: dict[str, InputDatasetFacet] = {}
-        if rows is not None:
-            from openlineage.client.facet_v2 import input_statistics_input_dataset
-
-            input_facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
-                rowCount=rows
-            )
-        return InputDataset(namespace=namespace, name=name, inputFacets=input_facets)
-    output_facets: dict[str, OutputDatasetFacet] = {}
-    if rows is not None:
-        from openlineage.client.facet_v2 import output_statistics_output_dataset
-
-        output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-            rowCount=rows
-        )
-    return OutputDataset(namespace=namespace, name=name, outputFacets=output_facets)
-
-
-def _file(kind: str, path: Any, rows: int | None) -> Any:
-    namespace, name = file_dataset_name(path)
-    return _dataset(kind, namespace, name, rows)
-
-
-def _count(outcome: Mapping[str, Any] | None, key: str) -> int | None:
-    if outcome is None or outcome.get(key) is None:
-        return None
-    return int(outcome[key])
-
-
-def _upload_lineage(operator: Any, outcome: Mapping[str, Any] | None) -> tuple[list[Any], list[Any]]:
-    from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
-    from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
-
-    inputs: list[Any] = []
-    read = _count(outcome, "total")
-    if isinstance(operator, CareCloudCrmToCareCycleLeadsOperator):
-        crm_rows = operator.crm_rows if outcome is not None else None
-        inputs.append(_dataset("input", carecloud_namespace(operator.carecloud_hook.base_url), CUSTOMERS, crm_rows))
-    elif isinstance(operator, SqlToCareCycleLeadsOperator):
-        namespace, tables = sql_datasets(operator)
-        inputs.extend(_dataset("input", namespace, table, read if len(tables) == 1 else None) for table in tables)
-    elif getattr(operator, "source_path", None):
-        inputs.append(_file("input", operator.source_path, read))
-    outputs: list[Any] = []
-    if not getattr(operator, "is_dry_run", False):
-        namespace = carecycle_namespace(operator.hook.base_url)
-        outputs.append(_dataset("output", namespace, LEADS, _count(outcome, "uploaded")))
-    if getattr(operator, "rejected_path", None):
-        outputs.append(_file("output", operator.rejected_path, _count(outcome, "rejected")))
-    return inputs, outputs
-
-
-def _campaign_names(operator: Any) -> list[str]:
-    """``campaigns/<id>`` per rendered campaign id of a snapshot or sensor, else ``campaigns`` (a listing)."""
-    ids = getattr(operator, "campaign_ids", None) or getattr(operator, "campaign_id", None) or []
+    :param campaign_ids: a snapshot's ``campaign_ids`` or a sensor's ``campaign_id``, as rendered.
+    """
+    ids = campaign_ids or []
     if isinstance(ids, str):
         ids = [ids]
     return [f"{CAMPAIGNS}/{campaign_id}" for campaign_id in ids if isinstance(campaign_id, str)] or [CAMPAIGNS]
 
 
-def operator_lineage(operator: Any, *, complete: bool) -> Any:
-    """The ``OperatorLineage`` of a (rendered) careCycle operator, with counts when ``complete``.
+# -- datasets and the OperatorLineage ----------------------------------------------------------------------------
 
-    :param operator: the task, after rendering (and, when ``complete``, after ``execute``).
-    :param complete: whether the task finished, so its counts (kept by
-        :func:`airflow_provider_carecycle.outcome.record_outcome`) belong in the facets.
-    :return: an ``OperatorLineage``, or ``None`` when the operator is not one of this provider's.
+
+def input_dataset(namespace: str, name: str, rows: int | None = None) -> Any:
+    """An OpenLineage ``InputDataset``, with an ``inputStatistics`` row count when ``rows`` is known.
+
+    :param namespace: the dataset's namespace.
+    :param name: its name.
+    :param rows: the rows read, or ``None`` (before the task finished, or not counted).
     """
-    from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.event_v2 import InputDataset
+    from openlineage.client.facet_v2 import InputDatasetFacet
 
-    from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
-    from airflow_provider_carecycle.operators.customers import (
-        CareCycleExtractCustomerCallsOperator,
-        CareCycleExtractCustomersOperator,
-    )
-    from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
-    from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
+    facets: dict[str, InputDatasetFacet] = {}
+    if rows is not None:
+        from openlineage.client.facet_v2 import input_statistics_input_dataset
 
-    outcome = getattr(operator, "_carecycle_outcome", None) if complete else None
-    inputs: list[Any] = []
-    outputs: list[Any] = []
-    if isinstance(operator, CareCycleLeadUploadBaseOperator):
-        inputs, outputs = _upload_lineage(operator, outcome)
-    elif isinstance(operator, (CareCycleExtractCustomersOperator, CareCycleExtractCustomerCallsOperator)):
-        namespace = carecycle_namespace(operator.hook.base_url)
-        rows = _count(outcome, "count")
-        if isinstance(operator, CareCycleExtractCustomersOperator):
-            inputs.append(_dataset("input", namespace, CUSTOMERS, rows))
-        else:
-            if operator.customer_ids_path:
-                inputs.append(_file("input", operator.customer_ids_path, _count(outcome, "customers")))
-            inputs.append(_dataset("input", namespace, CALLS, rows))
-        outputs.append(_file("output", operator.output_path, rows))
-    elif isinstance(operator, CareCycleCampaignSnapshotOperator):
-        namespace = carecycle_namespace(operator.hook.base_url)
-        inputs.extend(_dataset("input", namespace, name, None) for name in _campaign_names(operator))
-        outputs.append(_file("output", operator.output_path, _count(outcome, "count")))
-    elif isinstance(operator, CareCycleCampaignStatsSensor):
-        namespace = carecycle_namespace(operator.hook.base_url)
-        inputs.extend(_dataset("input", namespace, name, None) for name in _campaign_names(operator))
-    else:
-        return None
-    return OperatorLineage(inputs=inputs, outputs=outputs)
+        facets["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(rowCount=rows)
+    return InputDataset(namespace=namespace, name=name, inputFacets=facets)
 
 
-def safe_operator_lineage(operator: Any, *, complete: bool) -> Any:
-    """:func:`operator_lineage`, logging (by operator and error type only) instead of raising.
+def output_dataset(namespace: str, name: str, rows: int | None = None) -> Any:
+    """An OpenLineage ``OutputDataset``, with an ``outputStatistics`` row count when ``rows`` is known.
 
-    :param operator: the task.
-    :param complete: whether the task finished.
+    :param namespace: the dataset's namespace.
+    :param name: its name.
+    :param rows: the rows written, or ``None`` (before the task finished, or not counted).
+    """
+    from openlineage.client.event_v2 import OutputDataset
+    from openlineage.client.facet_v2 import OutputDatasetFacet
+
+    facets: dict[str, OutputDatasetFacet] = {}
+    if rows is not None:
+        from openlineage.client.facet_v2 import output_statistics_output_dataset
+
+        facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(rowCount=rows)
+    return OutputDataset(namespace=namespace, name=name, outputFacets=facets)
+
+
+def file_input(path: Any, rows: int | None = None) -> Any:
+    """The ``InputDataset`` of a file read (:func:`file_dataset_name`).
+
+    :param path: the file, as the operator rendered it.
+    :param rows: the rows read, if known.
+    """
+    return input_dataset(*file_dataset_name(path), rows)
+
+
+def file_output(path: Any, rows: int | None = None) -> Any:
+    """The ``OutputDataset`` of a file written (:func:`file_dataset_name`).
+
+    :param path: the file, as the operator rendered it.
+    :param rows: the rows written, if known.
+    """
+    return output_dataset(*file_dataset_name(path), rows)
+
+
+#: what an operator's ``openlineage_datasets`` returns: its input and output datasets
+Datasets = tuple[Iterable[Any], Iterable[Any]]
+
+
+def operator_lineage(task_id: str, datasets: Callable[[], Datasets]) -> Any:
+    """The ``OperatorLineage`` of ``datasets()``, or ``None`` (logged by task and error type only) when they cannot
+    be built: lineage never fails a task, and an error's message could echo a value.
+
+    :param task_id: the task, for the log line.
+    :param datasets: builds the task's ``(inputs, outputs)``.
     """
     try:
-        return operator_lineage(operator, complete=complete)
-    except Exception as err:  # lineage never fails a task; the message could echo a value, so only its type
-        log.warning("No OpenLineage for task %s: %s.", getattr(operator, "task_id", "?"), type(err).__name__)
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        inputs, outputs = datasets()
+        return OperatorLineage(inputs=list(inputs), outputs=list(outputs))
+    except Exception as err:
+        log.warning("No OpenLineage for task %s: %s.", task_id, type(err).__name__)
         return None

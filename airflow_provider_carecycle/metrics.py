@@ -124,15 +124,3 @@ def record_upload(summary: Mapping[str, Any], conn_id: str | None) -> None:
         return
     for key, name in _UPLOAD_COUNTERS.items():
         incr(name, int(summary.get(key) or 0), conn_id, send_zero=True)
-
-
-def record_export(unit: str, count: int, conn_id: str | None) -> None:
-    """Send the rows an export wrote: ``unit`` is ``customers`` or ``calls``.
-
-    :param unit: what a row is.
-    :param count: rows written.
-    :param conn_id: the careCycle connection id.
-    """
-    name = {"customers": CUSTOMERS_EXPORTED, "calls": CALLS_EXPORTED}.get(unit)
-    if name is not None:
-        incr(name, count, conn_id, send_zero=True)

@@ -1,7 +1,16 @@
-"""What a finished careCycle task reports besides its XCom: metrics, asset events, and counts kept for lineage.
+"""What a finished careCycle task reports: its outcome, and the metrics and asset events sent for it.
 
-Operators call :func:`record_outcome` once, at the end of ``execute``, with their (PHI-free) summary. It keeps the
-counts on the task (for ``get_openlineage_facets_on_complete``), sends the metrics and fills the task's outlets.
+The interface every operator family follows:
+
+* each family has one outcome type, an :class:`Outcome`: typed, PHI-free (counts and paths), with the one
+  :meth:`Outcome.as_dict` that is the task's XCom value and that its ``get_openlineage_facets_on_complete`` reads.
+  The lead upload family's is ``UploadSummary``; a task that writes one file (the customer and call exports, the
+  campaign snapshot) has a :class:`FileOutcome` (``CustomersExport``, ``CallsExport``, ``CampaignSnapshot``, each
+  beside its operator);
+* an operator keeps its outcome on the public attribute ``self.outcome`` (``None`` before ``execute``) and calls
+  :func:`record_outcome` once, at the end of ``execute``, to send the metrics and fill the task's outlets: what is
+  sent depends on the outcome's type.
+
 Nothing here may fail the task: a broken metrics backend or outlet is logged and skipped.
 """
 
@@ -9,44 +18,76 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from airflow_provider_carecycle import assets, metrics
 
 log = logging.getLogger(__name__)
 
-#: the summary keys kept, per kind of task (counts and paths only: never record values)
-_KEPT = {
-    "upload": ("total", "valid", "uploaded", "rejected", "duplicates", "batches", "dry_run", "crm_rows"),
-    "customers": ("count", "pages"),
-    "calls": ("count", "pages", "customers", "missing_customers"),
-    "snapshot": ("count", "campaigns"),
-}
+
+@runtime_checkable
+class Outcome(Protocol):
+    """What a finished careCycle task reports: PHI-free counts (and paths)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task's XCom value."""
+        ...
 
 
-def record_outcome(operator: Any, context: Mapping[str, Any], kind: str, summary: Mapping[str, Any]) -> None:
-    """Keep ``summary``'s counts on ``operator``, send its metrics and emit its asset event.
+@dataclass(frozen=True, kw_only=True)
+class FileOutcome:
+    """The outcome of a task that writes one file: the file's URI and the rows this run wrote to it.
 
-    :param operator: the task that just ran.
-    :param context: its context.
-    :param kind: ``upload``, ``customers``, ``calls`` or ``snapshot``.
-    :param summary: the task's summary (``path`` for files; the counts of :data:`_KEPT`).
+    A subclass names its :attr:`kind`, the :attr:`metric` counting its rows (if any), its XCom value
+    (:meth:`as_dict`) and the counts of its asset event (:meth:`asset_extra`).
+
+    :param path: the file written, as its ``ObjectStoragePath`` URI.
+    :param count: the rows this run wrote to it.
     """
-    counts = {key: summary[key] for key in _KEPT[kind] if summary.get(key) is not None}
-    operator._carecycle_outcome = counts
+
+    #: what the task is, in log lines
+    kind: ClassVar[str]
+    #: the counter of the rows written (:mod:`~airflow_provider_carecycle.metrics`), or ``None``
+    metric: ClassVar[str | None] = None
+
+    path: str
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task's XCom value."""
+        raise NotImplementedError
+
+    def asset_extra(self) -> dict[str, int]:
+        """The counts the file's asset event carries."""
+        return {"count": self.count}
+
+
+def record_outcome(operator: Any, context: Mapping[str, Any], outcome: Outcome) -> None:
+    """Send ``outcome``'s metrics and emit its asset event on ``operator``'s outlets.
+
+    A :class:`FileOutcome` counts its rows (:attr:`FileOutcome.metric`) and is an event for its file; any other
+    outcome is a lead upload's (``UploadSummary``), whose :meth:`~Outcome.as_dict` carries the upload counts: they are
+    sent, and, unless it was a dry run, an event for ``carecycle://<host>/leads``.
+
+    :param operator: the task that just ran (its ``carecycle_conn_id`` tags the metrics).
+    :param context: its context.
+    :param outcome: what it reports.
+    """
     conn_id = getattr(operator, "carecycle_conn_id", None)
+    kind = outcome.kind if isinstance(outcome, FileOutcome) else "upload"
     try:
-        if kind == "upload":
+        if isinstance(outcome, FileOutcome):
+            if outcome.metric is not None:
+                metrics.incr(outcome.metric, outcome.count, conn_id, send_zero=True)
+            assets.emit_asset_events(operator, context, assets.file_uri(outcome.path), outcome.asset_extra())
+        else:
+            counts = outcome.as_dict()
             metrics.record_upload(counts, conn_id)
             if not counts.get("dry_run"):
-                uri = assets.leads_uri(operator.hook.base_url)
                 extra: dict[str, Any] = {
                     k: counts[k] for k in ("total", "uploaded", "rejected", "duplicates") if k in counts
                 }
-                assets.emit_asset_events(operator, context, uri, extra)
-        else:
-            if kind in ("customers", "calls"):
-                metrics.record_export(kind, int(counts.get("count", 0)), conn_id)
-            assets.emit_asset_events(operator, context, assets.file_uri(summary["path"]), counts)
+                assets.emit_asset_events(operator, context, assets.leads_uri(operator.hook.base_url), extra)
     except Exception as err:  # reporting never fails a task that did its work
         log.warning("Could not report metrics/asset events for %s: %s.", kind, type(err).__name__)

@@ -9,15 +9,21 @@ on Airflow 2 it also selects the SequentialExecutor, the only one Airflow 2 allo
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dev.dag_loader import dag_bundle_config, load_dag
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -58,5 +64,32 @@ def run_dag_file(airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", dag_bundle_config(path.parent))
         dag = load_dag(path, dag_id)
         return dag.test(**test_kwargs)
+
+    return run
+
+
+@pytest.fixture
+def run_dag_file_in_production_mode(airflow_db: str, tmp_path: Path) -> Callable[..., tuple[dict[str, Any], str]]:
+    """Run DAG source with ``dag.test()`` in a fresh process with ``[core] unit_test_mode`` off, as Airflow runs in
+    production (:mod:`tests.dag_runner`): ``run(source, logical_date=None) -> (tasks, the run's output)``, ``tasks``
+    being ``{task_id: {"state": ..., "xcom": <return value>}}``.
+
+    The process shares this session's metadata DB and environment (the emulators' connections included).
+    """
+
+    def run(source: str, logical_date: datetime | None = None) -> tuple[dict[str, Any], str]:
+        folder = tmp_path / f"dags-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        path = folder / "dag_under_test.py"
+        path.write_text(source)
+        command = [sys.executable, "-m", "tests.dag_runner", str(path)]
+        if logical_date is not None:
+            command.append(logical_date.isoformat())
+        env = {**os.environ, "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        output = done.stdout + done.stderr
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        assert done.returncode == 0 and last.startswith("task states: "), output[-5000:]
+        return json.loads(last.removeprefix("task states: ")), output
 
     return run

@@ -24,7 +24,7 @@ import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters  # noqa: E402
 
 
 @pytest.fixture

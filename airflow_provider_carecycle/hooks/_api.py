@@ -19,7 +19,7 @@ Nothing here imports ``requests`` or ``tenacity``: they are loaded when the firs
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,7 +37,7 @@ from airflow_provider_carecycle.hooks._http import (
     status_phrase,
     tested_connection_message,
 )
-from airflow_provider_carecycle.hooks.rate_limit import Limiter, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit import Limiter, limiter_for
 from airflow_provider_carecycle.metrics import request_listener
 
 if TYPE_CHECKING:
@@ -157,6 +157,8 @@ class ApiHook(BaseHook):
     :param overrides: hook arguments that win over the connection's extras (``None``: not given).
     :param retry_backoff: the first backoff step in seconds for 5xx and connection errors (doubling, at most 30 s).
     :param rate_limit_window: the rate limit's window in seconds.
+    :param sleep: how the hook waits before a retry (default: tenacity's sleep); e.g. a function that records the
+        waits instead of sleeping.
     """
 
     #: the connection form (extras with types and defaults)
@@ -166,7 +168,12 @@ class ApiHook(BaseHook):
     conn_name_attr: str
 
     def __init__(
-        self, *, overrides: Mapping[str, Any], retry_backoff: float = 1.0, rate_limit_window: float = 60.0
+        self,
+        *,
+        overrides: Mapping[str, Any],
+        retry_backoff: float = 1.0,
+        rate_limit_window: float = 60.0,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
         if retry_backoff < 0 or rate_limit_window <= 0:
@@ -174,6 +181,7 @@ class ApiHook(BaseHook):
         self._overrides = dict(overrides)
         self.retry_backoff = retry_backoff
         self.rate_limit_window = rate_limit_window
+        self._retry_sleep = sleep
         self.stats = RequestStats(listener=request_listener(self.conn_id))  # counters -> Airflow metrics
 
     @property
@@ -277,15 +285,9 @@ class ApiHook(BaseHook):
             backoff=self.retry_backoff,
             log=self.log,
             stats=self.stats,
-            sleep=lambda seconds: self._sleep(seconds),
+            sleep=self._retry_sleep,
             max_retry_after=s["max_retry_after"],
         )
-
-    @staticmethod
-    def _sleep(seconds: float) -> None:
-        import tenacity
-
-        tenacity.nap.sleep(seconds)
 
     # -- answers -------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """A small, vendor-neutral HTTP sender for the provider's hooks.
 
-:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.rate_limit.Limiter`,
+:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter`,
 with a timeout, and retries it with tenacity while the error raised for the answer says it is retryable
 (:attr:`~airflow_provider_carecycle.exceptions.ApiError.retryable`: 429, 5xx, no answer). It belongs to no vendor:
 a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` (which classes to raise) and
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import requests
     import tenacity
 
-    from airflow_provider_carecycle.hooks.rate_limit import Limiter
+    from airflow_provider_carecycle.hooks.ratelimit.base import Limiter
     from airflow_provider_carecycle.progress import TaskLog
 
 #: +-20 % around the exponential backoff step (the CareCloud best-practice guide's figure).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.hooks.paging import Answer, DriftSafePages
 from airflow_provider_carecycle.ids import require_uuid
+from airflow_provider_carecycle.values import page_size
 from airflow_provider_carecycle.vocabulary import (
     CALL_SORT_FIELDS,
     CAMPAIGN_SORT_FIELDS,
@@ -79,9 +80,7 @@ def retry_after_seconds(value: Any) -> float:
 
 
 def _per_page(per_page: int) -> int:
-    if not 1 <= int(per_page) <= MAX_PER_PAGE:
-        raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}.")
-    return int(per_page)
+    return page_size("per_page", per_page, MAX_PER_PAGE)
 
 
 class CareCycleHook(ApiHook):
@@ -106,7 +105,9 @@ class CareCycleHook(ApiHook):
     :param max_retry_after: the longest ``retryAfter`` of a 429 the worker sleeps through (connection extra
         ``max_retry_after``; default 300 s); a longer one fails the attempt at once so Airflow's task retries take over.
     :param retry_backoff: first backoff in seconds for 5xx and connection errors, doubling up to 30 s.
-    :param rate_limit_window: the rate limit's window in seconds (60 for careCycle; shorter for emulator tests).
+    :param rate_limit_window: the rate limit's window in seconds: careCycle's is 60; set it to the window of the
+        server the connection names when that differs (the local emulator's can be set shorter).
+    :param sleep: how the hook waits before a retry (default: tenacity's sleep).
     """
 
     conn_name_attr = "carecycle_conn_id"
@@ -126,6 +127,7 @@ class CareCycleHook(ApiHook):
         max_retry_after: float | None = None,
         retry_backoff: float = 1.0,
         rate_limit_window: float = 60.0,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.carecycle_conn_id = carecycle_conn_id
         super().__init__(
@@ -137,6 +139,7 @@ class CareCycleHook(ApiHook):
             },
             retry_backoff=retry_backoff,
             rate_limit_window=rate_limit_window,
+            sleep=sleep,
         )
 
     @classmethod

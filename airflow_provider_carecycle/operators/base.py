@@ -1,5 +1,5 @@
-"""What every careCycle operator shares: the connection argument, a lazily built hook, and the run-time checks of
-templated arguments.
+"""What every careCycle operator shares: the connection argument, a lazily built hook, its outcome and OpenLineage
+entry points, the run-time checks of templated arguments, and the refusal of renamed arguments.
 
 Airflow's rule for templated arguments: ``__init__`` stores them exactly as given (a Jinja string, an XComArg, a
 value mapped by ``.expand()``), and they are checked in ``execute``, once rendered. So an operator's ``__init__``
@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from airflow_provider_carecycle._compat import AirflowFailException, BaseOperator, Context
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.lineage import Datasets, operator_lineage
+from airflow_provider_carecycle.outcome import Outcome
 
 
 class RunInterval(NamedTuple):
@@ -114,6 +116,25 @@ def rendered_text(name: str, value: Any) -> str:
     return value.strip()
 
 
+#: one name per concept in the operators' arguments: a name the provider used before -> the one it uses now (the
+#: careCycle API's own ``perPage``)
+RENAMED_ARGUMENTS = {"page_size": "per_page"}
+
+
+def refuse_renamed_arguments(operator: str, given: Mapping[str, Any], renamed: Mapping[str, str]) -> None:
+    """Refuse an argument passed under an old name, with a message naming the new one (rather than Airflow's
+    "Invalid arguments were passed").
+
+    :param operator: the operator's class name, for the message.
+    :param given: the keyword arguments the operator received.
+    :param renamed: old name -> new name.
+    :raises TypeError: for the first old name given.
+    """
+    for old, new in renamed.items():
+        if old in given:
+            raise TypeError(f"{operator} has no argument {old!r}: it is called {new!r}; pass {new}=... instead.")
+
+
 class CareCycleBaseOperator(BaseOperator):
     """Base for careCycle operators. Nothing is looked up or connected until the task runs.
 
@@ -132,25 +153,31 @@ class CareCycleBaseOperator(BaseOperator):
         super().__init__(**kwargs)
         self.carecycle_conn_id = carecycle_conn_id
         self.hook_params = dict(hook_params or {})
+        #: what the task reported at the end of ``execute`` (its XCom value is ``outcome.as_dict()``)
+        self.outcome: Outcome | None = None
 
     @cached_property
     def hook(self) -> CareCycleHook:
         """The careCycle hook, built on first use (at run time, never at DAG parse time)."""
         return CareCycleHook(self.carecycle_conn_id, **self.hook_params)
 
-    # -- OpenLineage (issue 14): apache-airflow-providers-openlineage calls these; imported only then ------------
+    # -- OpenLineage: apache-airflow-providers-openlineage calls these (and only then is OpenLineage imported) ---
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> Datasets:
+        """The task's OpenLineage ``(inputs, outputs)``, each operator its own (datasets of
+        :mod:`~airflow_provider_carecycle.lineage`), with row counts from ``outcome`` once the task finished.
+
+        :param outcome: ``None`` when the task starts (its arguments are rendered), else ``self.outcome``.
+        """
+        raise NotImplementedError
 
     def get_openlineage_facets_on_start(self) -> Any:
         """The task's OpenLineage inputs and outputs, known once its arguments are rendered (no counts yet)."""
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
-
-        return safe_operator_lineage(self, complete=False)
+        return operator_lineage(self.task_id, lambda: self.openlineage_datasets(None))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The task's OpenLineage inputs and outputs, with the row counts it reported (never record contents).
+        """The task's OpenLineage inputs and outputs, with the row counts of its outcome (never record contents).
 
         :param task_instance: the finished task instance.
         """
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
-
-        return safe_operator_lineage(self, complete=True)
+        return operator_lineage(self.task_id, lambda: self.openlineage_datasets(self.outcome))

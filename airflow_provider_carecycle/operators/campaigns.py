@@ -1,17 +1,20 @@
-"""Campaign status snapshots: one row per campaign with its ``customerStats`` figures."""
+"""Campaign status snapshots: the operator that writes one row per campaign with its ``customerStats`` figures, and
+its outcome (:class:`CampaignSnapshot`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.campaign_stats import FIGURES, STATUS_COLUMN_PREFIX, read_summary
 from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
 from airflow_provider_carecycle.links import CareCycleCampaignLink
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter
 from airflow_provider_carecycle.vocabulary import CAMPAIGN_STATUSES, STATUS_COUNT_KEYS
 
@@ -25,6 +28,29 @@ SNAPSHOT_COLUMNS = (
 )
 #: the figures shown in the logged table
 _TABLE_FIGURES = ("total", "totalCalls", "todayCalls", "status_completed", "status_pending", "status_failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignSnapshot(FileOutcome):
+    """The outcome of :class:`CareCycleCampaignSnapshotOperator`: the file's rows written, and the campaigns'
+    summaries (counts only).
+
+    :param path: the file written (or appended to), as its ``ObjectStoragePath`` URI.
+    :param count: the rows this run wrote to it.
+    :param campaigns: the campaign summaries (:func:`~airflow_provider_carecycle.campaign_stats.read_summary`).
+    """
+
+    kind: ClassVar[str] = "snapshot"
+
+    campaigns: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The XCom value: ``{campaign_id: {name, status, total, totalCalls, todayCalls, status_<key>...}}``."""
+        return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in self.campaigns}
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows written and the campaigns."""
+        return {"count": self.count, "campaigns": len(self.campaigns)}
 
 
 def _as_list(name: str, value: str | Iterable[str] | None) -> list[str]:
@@ -154,8 +180,18 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
             output_path,
             format_table(summaries),
         )
-        record_outcome(self, context, "snapshot", {"path": str(out.path), "count": out.count, "campaigns": len(rows)})
-        return {s["id"]: {k: v for k, v in s.items() if k != "id"} for s in summaries}
+        outcome = CampaignSnapshot(path=str(out.path), count=out.count, campaigns=summaries)
+        self.outcome = outcome
+        record_outcome(self, context, outcome)  # the asset event
+        return outcome.as_dict()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The campaigns read (``campaigns/<id>``, or the ``campaigns`` list) and the file written, with the rows
+        written this run."""
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
+        inputs = [lineage.input_dataset(namespace, name) for name in lineage.campaign_names(self.campaign_ids)]
+        rows = outcome.count if isinstance(outcome, CampaignSnapshot) else None
+        return inputs, [lineage.file_output(self.output_path, rows)]
 
     #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
     operator_extra_links = (CareCycleCampaignLink(),)

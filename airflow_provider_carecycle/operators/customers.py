@@ -3,14 +3,17 @@
 Both operators page through the API at the hook's rate limit and write each page to a
 :class:`~airflow_provider_carecycle.storage.RecordWriter` as it arrives (the next pages are fetched meanwhile, at
 most :data:`PREFETCH_PAGES` ahead), so memory holds a few pages whatever the export's size, and the file appears at
-``output_path`` only once it is complete. XCom gets a small summary
-(``path``, ``count``, ``pages``, ``requests``, ``elapsed_s``, ...), never the rows, unless ``return_records=True``
-on a projected, small export.
+``output_path`` only once it is complete. Each returns its outcome (:class:`CustomersExport`, :class:`CallsExport`),
+whose ``as_dict()`` is the XCom summary (``path``, ``count``, ``pages``, ``requests``, ``elapsed_s``, ...), never the
+rows, unless ``return_records=True`` on a projected, small export; each names its own OpenLineage datasets.
+
+In order: the argument and row helpers, the prefetching pager, the outcome types, the shared export
+(:class:`_CareCycleExtractOperator`), then the two operators.
 
 .. seealso:: ``docs/operators/extract-customers.md``
 
 Why one module of this size: the customer and the call export share one base (paging with prefetch, the writer, the
-summary, the failure policy) and differ only in their source; apart they would import each other.
+outcome, the failure policy) and differ only in their source; apart they would import each other.
 """
 
 from __future__ import annotations
@@ -21,17 +24,25 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from airflow_provider_carecycle import lineage, metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.exceptions import CareCycleNotFoundError
+from airflow_provider_carecycle.exceptions import CareCycleNotFoundError, TaskKilledError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
-from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.operators.base import (
+    RENAMED_ARGUMENTS,
+    CareCycleBaseOperator,
+    refuse_renamed_arguments,
+    rendered_arguments,
+    rendered_path,
+)
+from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
 from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
+from airflow_provider_carecycle.values import page_size, parse_iso_datetime
 from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
 
 #: the most rows ``return_records=True`` may put in XCom
@@ -44,10 +55,6 @@ DEFAULT_CUSTOMER_SORT = {"sort_by": "createdAt", "sort_direction": "asc"}
 #: how often (seconds) an export waiting for its next page looks for a stop (``on_kill``)
 _STOP_POLL_S = 0.1
 _T = TypeVar("_T")
-
-
-class ExportKilledError(RuntimeError):
-    """The export was stopped (``on_kill``: the task was killed); its temporary file was removed."""
 
 
 # -- argument checks ------------------------------------------------------------------------------------------
@@ -73,9 +80,8 @@ def _parse_timestamp(value: Any) -> dt.datetime | None:
     elif isinstance(value, dt.date):
         parsed = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, str) and value.strip():
-        text = value.strip()
         try:
-            parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            parsed = parse_iso_datetime(value)
         except ValueError:
             return None
     else:
@@ -136,7 +142,7 @@ def _prefetched(
     The next page is then fetched while the current one is written, instead of after it. An error raised by the
     producer is raised here, in the consumer; when the consumer stops early, the producer stops at its next item.
 
-    :param killed: when it is set, the consumer stops waiting and raises :class:`ExportKilledError`.
+    :param killed: when it is set, the consumer stops waiting and raises :class:`TaskKilledError`.
     """
     channel: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -180,7 +186,81 @@ def _prefetched(
 
 def _raise_if_killed(killed: threading.Event | None) -> None:
     if killed is not None and killed.is_set():
-        raise ExportKilledError("Export stopped (the task was killed); its temporary file was removed.")
+        raise TaskKilledError("Export stopped (the task was killed); its temporary file was removed.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOutcome(FileOutcome):
+    """What an export wrote and what it took: its XCom summary (counts and the path, never rows, unless
+    ``return_records``).
+
+    :param path: the file written, as its ``ObjectStoragePath`` URI.
+    :param count: the rows written.
+    :param format: ``jsonl``, ``csv`` or ``json``.
+    :param pages: the pages read.
+    :param requests: the requests the hook sent for them (retries included).
+    :param rate_limited: the 429 answers among them.
+    :param elapsed_s: seconds the export took.
+    :param records: the (projected) rows, with ``return_records=True``; else ``None``.
+    """
+
+    format: str
+    pages: int
+    requests: int
+    rate_limited: int
+    elapsed_s: float
+    records: list[dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The XCom summary: ``path``, ``format``, ``count``, ``pages``, ``requests``, ``rate_limited``,
+        ``elapsed_s`` (and ``records`` when returned)."""
+        summary: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "count": self.count,
+            "pages": self.pages,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "elapsed_s": self.elapsed_s,
+        }
+        if self.records is not None:
+            summary["records"] = self.records
+        return summary
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows and pages."""
+        return {"count": self.count, "pages": self.pages}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomersExport(ExportOutcome):
+    """The outcome of :class:`CareCycleExtractCustomersOperator`."""
+
+    kind: ClassVar[str] = "customers"
+    metric: ClassVar[str | None] = metrics.CUSTOMERS_EXPORTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallsExport(ExportOutcome):
+    """The outcome of :class:`CareCycleExtractCustomerCallsOperator`: an export's, plus the customers read.
+
+    :param customers: the customer ids read.
+    :param missing_customers: those careCycle no longer has (404), skipped.
+    """
+
+    kind: ClassVar[str] = "calls"
+    metric: ClassVar[str | None] = metrics.CALLS_EXPORTED
+
+    customers: int
+    missing_customers: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The export's summary plus ``customers`` and ``missing_customers``."""
+        return {**super().as_dict(), "customers": self.customers, "missing_customers": self.missing_customers}
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows, pages, customers read and customers missing."""
+        return {**super().asset_extra(), "customers": self.customers, "missing_customers": self.missing_customers}
 
 
 @dataclass
@@ -215,7 +295,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     task can take ``export.output["path"]``.
 
     When the task is killed (``on_kill``), the export stops at its next row or page wait, removes its temporary
-    ``.partial`` file (``output_path`` is left as it was) and fails with :class:`ExportKilledError`.
+    ``.partial`` file (``output_path`` is left as it was) and fails with :class:`TaskKilledError`.
     """
 
     def __init__(
@@ -229,12 +309,12 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         csv_formula_escape: bool = True,
         **kwargs: Any,
     ) -> None:
+        refuse_renamed_arguments(type(self).__name__, kwargs, RENAMED_ARGUMENTS)
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if format is not None:
             _check_choice("format", format, FORMATS)
-        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError(f"per_page must be an integer from 1 to {MAX_PER_PAGE}, got {per_page!r}.")
+        page_size("per_page", per_page, MAX_PER_PAGE)
         self.output_path = output_path
         self.format = format
         self.fields = _check_fields(fields)
@@ -263,7 +343,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             )
 
     def _export(self, pages: Iterable[Page], *, unit: str, leading: Sequence[str] = ()) -> dict[str, Any]:
-        """Write every row of ``pages`` to ``output_path`` as one stream; return the XCom summary.
+        """Write every row of ``pages`` to ``output_path`` as one stream; return the :class:`ExportOutcome` fields.
 
         :param pages: the pages to write; a page's ``items_total`` (if any) becomes the progress total.
         :param unit: what a row is, for log lines (``customers``, ``calls``).
@@ -313,7 +393,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             stats.requests - requests_before,
             progress.elapsed_s,
         )
-        summary: dict[str, Any] = {
+        return {
             "path": path,
             "format": fmt,
             "count": writer.count,
@@ -321,10 +401,8 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             "requests": stats.requests - requests_before,
             "rate_limited": stats.rate_limited - limited_before,
             "elapsed_s": round(progress.elapsed_s, 3),
+            "records": records,
         }
-        if records is not None:
-            summary["records"] = records
-        return summary
 
 
 # -- customers ------------------------------------------------------------------------------------------------
@@ -421,9 +499,18 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         with rendered_arguments():
             rendered_path("output_path", self.output_path)
             pages = self.customer_pages()
-        summary = self._export(pages, unit="customers")
-        record_outcome(self, context, "customers", summary)  # metrics, asset event, lineage counts
-        return summary
+        outcome = CustomersExport(**self._export(pages, unit="customers"))
+        self.outcome = outcome
+        record_outcome(self, context, outcome)  # metrics and the asset event
+        return outcome.as_dict()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """careCycle's ``customers`` read and the file written, with the rows exported."""
+        rows = outcome.count if isinstance(outcome, CustomersExport) else None
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
+        return [lineage.input_dataset(namespace, lineage.CUSTOMERS, rows)], [
+            lineage.file_output(self.output_path, rows)
+        ]
 
 
 # -- calls ----------------------------------------------------------------------------------------------------
@@ -535,7 +622,7 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             since = _parse_since(self.since)
         counts = _CallCounts()
         pages = self._call_pages(self._iter_customer_ids(), since, counts)
-        summary = self._export(pages, unit="calls", leading=("customerId",))
+        written = self._export(pages, unit="calls", leading=("customerId",))
         self.log.info(
             "Calls of %d customers exported (%d missing, %d stopped early at since=%s).",
             counts.customers,
@@ -543,6 +630,18 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             counts.stopped_early,
             since.isoformat() if since else None,
         )
-        summary.update(customers=counts.customers, missing_customers=counts.missing)
-        record_outcome(self, context, "calls", summary)  # metrics, asset event, lineage counts
-        return summary
+        outcome = CallsExport(**written, customers=counts.customers, missing_customers=counts.missing)
+        self.outcome = outcome
+        record_outcome(self, context, outcome)  # metrics and the asset event
+        return outcome.as_dict()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The customers file read (``customer_ids_path``, with the customers read), careCycle's
+        ``customers/calls`` and the file written, with the rows exported."""
+        done = outcome if isinstance(outcome, CallsExport) else None
+        rows = None if done is None else done.count
+        inputs = []
+        if self.customer_ids_path:
+            inputs.append(lineage.file_input(self.customer_ids_path, None if done is None else done.customers))
+        inputs.append(lineage.input_dataset(lineage.carecycle_namespace(self.hook.base_url), lineage.CALLS, rows))
+        return inputs, [lineage.file_output(self.output_path, rows)]

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sized
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
-from airflow_provider_carecycle.outcome import record_outcome
+from airflow_provider_carecycle.outcome import Outcome, record_outcome
 from airflow_provider_carecycle.storage import FORMATS, iter_records
 from airflow_provider_carecycle.sync.engine import (
     DEFAULT_BATCH_SIZE,
@@ -116,7 +117,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     When the task is killed (``on_kill``: marked failed or cleared in the UI, a SIGTERM), no new batch is sent, the
     requests in flight are settled (or abandoned after a few seconds, then not recorded), the checkpoint and the
     sync ledger keep exactly what careCycle acknowledged, the rejected file's temporary file is removed, and the task
-    fails with :class:`~airflow_provider_carecycle.sync.engine.UploadKilledError`.
+    fails with :class:`~airflow_provider_carecycle.exceptions.TaskKilledError`.
     """
 
     template_fields: tuple[str, ...] = (
@@ -245,7 +246,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             state_checkpoint.delete()
         self.outcome = summary
         self._log_summary(summary)
-        record_outcome(self, context, "upload", summary.as_dict())  # metrics, asset event, lineage counts
+        record_outcome(self, context, summary)  # metrics and the asset event
         message = rejection_failure_message(summary, self.max_rejected_ratio)
         if message:
             raise AirflowFailException(message)
@@ -258,6 +259,18 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         uploader = self.__dict__.get("_uploader")
         if uploader is not None:
             uploader.stop()
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """careCycle's ``leads`` (not in a dry run) and the rejected file, with the leads uploaded and rejected; the
+        source's datasets are each subclass's (none for ``records``)."""
+        counts = {} if outcome is None else outcome.as_dict()
+        outputs = []
+        if not self.is_dry_run:
+            namespace = lineage.carecycle_namespace(self.hook.base_url)
+            outputs.append(lineage.output_dataset(namespace, lineage.LEADS, counts.get("uploaded")))
+        if self.rejected_path:
+            outputs.append(lineage.file_output(self.rejected_path, counts.get("rejected")))
+        return [], outputs
 
     def _log_summary(self, summary: UploadSummary) -> None:
         self.log.info(
@@ -335,35 +348,30 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
         self.source_format = source_format
         self._resolved_records: Iterable[Any] | None = None
 
-    def _do_render_template_fields(
+    def render_template(
         self,
-        parent: Any,
-        template_fields: Iterable[str],
+        content: Any,
         context: Context,
-        jinja_env: Any,
-        seen_oids: set[int],
-    ) -> None:
-        """Render as usual, but keep the records out of Jinja and of Airflow's rendered-fields store (PHI).
+        jinja_env: Any = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render as Airflow does, except ``records``: kept out of Jinja and of Airflow's rendered-fields store (PHI).
 
-        This is the method both ``render_template_fields`` and a mapped task's rendering (``.expand()``) call. A
-        literal list is not run through Jinja (its strings are data, not templates); an XComArg is resolved.
-        Afterwards ``records`` shows only a count in the UI.
+        Airflow renders each templated argument through this public method, the task's own rendering and a mapped
+        task's (``.expand()``) alike. A literal list of records is not run through Jinja (its strings are data, not
+        templates); an XComArg is resolved. The records are kept aside for the upload, and ``records`` then shows
+        only a count in the UI.
         """
-        if parent is not self or "records" not in template_fields:
-            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-            return
-        others = [name for name in template_fields if name != "records"]
-        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
-        records = self._resolved_records if self._resolved_records is not None else self.records
-        if records is None:
-            return
+        if content is None or content is not self.records:
+            return super().render_template(content, context, jinja_env, seen_oids)
+        records = self._resolved_records if self._resolved_records is not None else content
         if not isinstance(records, (list, tuple)):
-            records = self.render_template(records, context, jinja_env, seen_oids)
+            records = super().render_template(records, context, jinja_env, seen_oids)
         if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
             raise ValueError(f"records must resolve to a list of dicts, got {type(records).__name__}.")
         self._resolved_records = records
         count = len(records) if isinstance(records, Sized) else "?"
-        self.records = f"<{count} records, not shown: they may hold patient data>"
+        return f"<{count} records, not shown: they may hold patient data>"
 
     def check_rendered_arguments(self) -> None:
         """Also check the source: ``source_path`` must not render empty, ``source_format`` must be known.
@@ -379,6 +387,13 @@ class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
             raise ValueError(
                 f"records must be a list of dicts (or an XComArg run by Airflow), got {type(self.records).__name__}."
             )
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The upload's datasets, and ``source_path`` read, with the records read."""
+        _, outputs = super().openlineage_datasets(outcome)
+        if not self.source_path:
+            return [], outputs
+        return [lineage.file_input(self.source_path, None if outcome is None else outcome.as_dict()["total"])], outputs
 
     def iter_source(self, context: Context) -> Iterator[Any]:
         if self.source_path is not None:

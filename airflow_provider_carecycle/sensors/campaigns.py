@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import (
     AirflowException,
     AirflowFailException,
@@ -177,17 +178,18 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
     #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
     operator_extra_links = (CareCycleCampaignLink(),)
 
-    def get_openlineage_facets_on_start(self) -> Any:
+    def openlineage_datasets(self) -> lineage.Datasets:
         """The campaign the sensor watches, as an OpenLineage input (``carecycle://<host>`` / ``campaigns/<id>``)."""
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
+        return [lineage.input_dataset(namespace, name) for name in lineage.campaign_names(self.campaign_id)], []
 
-        return safe_operator_lineage(self, complete=False)
+    def get_openlineage_facets_on_start(self) -> Any:
+        """The campaign the sensor watches (:meth:`openlineage_datasets`)."""
+        return lineage.operator_lineage(self.task_id, self.openlineage_datasets)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The same input once the sensor succeeded.
 
         :param task_instance: the finished task instance.
         """
-        from airflow_provider_carecycle.lineage import safe_operator_lineage
-
-        return safe_operator_lineage(self, complete=True)
+        return lineage.operator_lineage(self.task_id, self.openlineage_datasets)

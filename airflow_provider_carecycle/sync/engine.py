@@ -32,7 +32,8 @@ How a run goes:
 flight get ``stop_grace_s`` seconds (default :data:`STOP_GRACE_S`) to be answered, and their answers are recorded like
 any other. A request still unanswered then is abandoned: whatever its answer, it is not recorded (nor counted, nor put
 in the ledger), so the checkpoint holds exactly the settlements the run recorded and a rerun sends the rest. The run
-then raises :class:`UploadKilledError`; the rejected file's temporary file is removed.
+then raises :class:`~airflow_provider_carecycle.exceptions.TaskKilledError`; the rejected file's temporary file is
+removed.
 
 Record contents never reach logs, exceptions or the summary: only counts, batch numbers, row numbers and
 PHI-free reasons. The rejected file (which holds the original records) is the one place they go.
@@ -54,7 +55,7 @@ from datetime import timedelta
 from queue import SimpleQueue
 from typing import Any
 
-from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError
+from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleValidationError, TaskKilledError
 from airflow_provider_carecycle.leads.rejection import (
     STAGE_API,
     STAGE_VALIDATION,
@@ -86,13 +87,6 @@ LEDGER_SAVE_EVERY_S = 60.0
 STOP_GRACE_S = 3.0
 #: how often (seconds) the main thread looks for a stop while it waits for answers
 _STOP_POLL_S = 0.1
-
-
-class UploadKilledError(RuntimeError):
-    """The upload was stopped (:meth:`LeadUploader.stop`: the task was killed) before every lead was settled.
-
-    What careCycle acknowledged before the stop is in the checkpoint and the sync ledger; nothing else is.
-    """
 
 
 class UnsettledBatchError(CareCycleAPIError):
@@ -192,7 +186,7 @@ class LeadUploader:
 
     def stop(self) -> None:
         """Ask the run to stop: no new request; the ones in flight are settled or abandoned, then the run raises
-        :class:`UploadKilledError`. Thread-safe and returns at once (safe in a signal handler, as ``on_kill``).
+        :class:`TaskKilledError`. Thread-safe and returns at once (safe in a signal handler, as ``on_kill``).
         """
         self._stop.set()
 
@@ -203,7 +197,7 @@ class LeadUploader:
 
     def _raise_if_stopped(self, stage: str) -> None:
         if self._stop.is_set():
-            raise UploadKilledError(f"Lead upload stopped (the task was killed) while {stage}; nothing was sent.")
+            raise TaskKilledError(f"Lead upload stopped (the task was killed) while {stage}; nothing was sent.")
 
     # -- the run -------------------------------------------------------------------------------------------------
 
@@ -383,7 +377,7 @@ class LeadUploader:
         self.log.info("%s", progress.line())
         api_rejected = summary.rejected - validation_rejected
         if self._stop.is_set() and summary.uploaded + api_rejected < spool.to_send:  # else: done before the kill
-            raise UploadKilledError(
+            raise TaskKilledError(
                 f"Lead upload stopped (the task was killed): {summary.uploaded + api_rejected} of {spool.to_send} "
                 f"leads are settled ({summary.uploaded} uploaded, {api_rejected} rejected by the API) and recorded; "
                 "the others count as not uploaded. " + self._rerun_advice(checkpoint)

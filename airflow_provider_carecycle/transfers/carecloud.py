@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import Context
 from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
 from airflow_provider_carecycle.carecloud.local_time import as_instant, changed_instant
@@ -18,8 +19,10 @@ from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING
 from airflow_provider_carecycle.leads.validation import LeadValidator
 from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
+from airflow_provider_carecycle.outcome import Outcome
 from airflow_provider_carecycle.sync.state_store import crm_watermark, declares_leads_asset
 from airflow_provider_carecycle.sync.watermark import MAX_RETRY_IDS, SyncWatermark, WatermarkState
+from airflow_provider_carecycle.values import parse_iso_datetime
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -31,9 +34,8 @@ def as_datetime(name: str, value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str) and value.strip():
-        text = value.strip()
         try:
-            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            return parse_iso_datetime(value)
         except ValueError:
             pass
     raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}.")
@@ -303,6 +305,14 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         if mark is not None and held_back is not None:
             mark = min(mark, held_back)
         return mark, retry
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The upload's datasets, and the CRM's ``customers`` read, with the CRM customers read."""
+        _, outputs = super().openlineage_datasets(outcome)
+        namespace = lineage.carecloud_namespace(self.carecloud_hook.base_url)
+        return [
+            lineage.input_dataset(namespace, lineage.CUSTOMERS, None if outcome is None else self.crm_rows)
+        ], outputs
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import Context, get_connection
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
+from airflow_provider_carecycle.outcome import Outcome
 
 DEFAULT_FETCH_SIZE = 1000
 
@@ -100,6 +102,13 @@ class SqlToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             raise ValueError(
                 f"parameters must render to a mapping or a sequence, got {type(self.parameters).__name__}."
             )
+
+    def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
+        """The upload's datasets, and the tables the query reads (with the rows read, when it reads one table)."""
+        _, outputs = super().openlineage_datasets(outcome)
+        namespace, tables = lineage.sql_datasets(self._db_hook(), self.sql)
+        read = None if outcome is None or len(tables) != 1 else outcome.as_dict()["total"]
+        return [lineage.input_dataset(namespace, table, read) for table in tables], outputs
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         connection = self._db_hook().get_conn()

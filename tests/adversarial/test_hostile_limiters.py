@@ -34,10 +34,11 @@ import requests_mock as requests_mock_lib
 
 from airflow_provider_carecycle.exceptions import CARECYCLE_ERRORS, ApiError
 from airflow_provider_carecycle.hooks._http import HttpSender
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_dir
+from airflow_provider_carecycle.hooks.ratelimit import limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter, state_dir
+from airflow_provider_carecycle.hooks.ratelimit.process import RateLimiter
 from carecycle_emulator.base import SlidingWindowRateLimiter
-from tests.hooks.limiter_helpers import FakeClock
+from tests.hooks.ratelimit.helpers import FakeClock
 
 #: the connection's default max_retry_after: no value read from shared state may hold a caller back longer
 MAX_WAIT_S = 300.0
@@ -137,7 +138,7 @@ def test_a_retry_after_of_years_does_not_cut_the_host_for_years(tmp_path, clock)
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[str]:
     pytest.importorskip("redis", reason="the 'redis' package (dev extra) is needed for the Redis backend")
-    from tests.hooks.test_rate_limit_redis import free_port, start_redis, stop_redis
+    from tests.hooks.ratelimit.test_redis import free_port, start_redis, stop_redis
 
     port = free_port()
     process = start_redis(port)
@@ -152,7 +153,7 @@ def redis_host(url: str, tmp_path: Path, clock: FakeClock, limit: int = 60, wind
     """A Redis limiter on a fresh database with its own host-wide fallback, and its Redis client."""
     import redis
 
-    from airflow_provider_carecycle.hooks.rate_limit_redis import RedisRateLimiter
+    from airflow_provider_carecycle.hooks.ratelimit.redis import RedisRateLimiter
 
     client = redis.Redis.from_url(url)
     client.flushdb()

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.exceptions import CareCycleAPIError
+from airflow_provider_carecycle.exceptions import CareCycleAPIError, TaskKilledError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.sync.engine import LeadUploader, UploadKilledError
+from airflow_provider_carecycle.sync.engine import LeadUploader
 from airflow_provider_carecycle.sync.ledger import SyncLedger
 from airflow_provider_carecycle.sync.spool import lead_text
 from carecycle_emulator import TEST_API_KEY
@@ -119,7 +119,7 @@ UNKNOWN_OUTCOMES = {
     "answer-lost": (_lost_answer, CareCycleAPIError),
     "5xx-after-stored": (_5xx_after_stored, CareCycleAPIError),
     "timeout-after-stored": (_timeout_after_stored, CareCycleAPIError),
-    "abandoned-on-stop": (_abandoned, UploadKilledError),
+    "abandoned-on-stop": (_abandoned, TaskKilledError),
 }
 
 

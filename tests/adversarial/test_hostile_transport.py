@@ -52,14 +52,14 @@ def crm_page(customers, total=None):
 
 
 @pytest.fixture
-def carecycle_at(carecycle_connection, mocker):
+def carecycle_at(carecycle_connection):
     """``carecycle_at(url, **extra)``: a CareCycleHook on a connection to ``url`` that records its sleeps."""
 
     def make(url: str, conn_id: str = "hostile", hook_kwargs=None, **extra) -> CareCycleHook:
         carecycle_connection(conn_id, host=url, password=KEY, extra={"requests_per_minute": 100000, **extra})
-        hook = CareCycleHook(conn_id, retry_backoff=0.001, **(hook_kwargs or {}))
-        hook.sleeps = []
-        mocker.patch.object(hook, "_sleep", side_effect=hook.sleeps.append)
+        sleeps: list[float] = []
+        hook = CareCycleHook(conn_id, retry_backoff=0.001, sleep=sleeps.append, **(hook_kwargs or {}))
+        hook.sleeps = sleeps
         hook.limiter.pause = lambda seconds: None  # the shared limiter is not what these tests are about
         return hook
 

@@ -20,7 +20,7 @@ import pytest
 
 from airflow_provider_carecycle.exceptions import CareCycleMalformedAnswerError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters
 from airflow_provider_carecycle.leads import LeadValidator
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
 from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchError

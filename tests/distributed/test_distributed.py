@@ -62,7 +62,7 @@ from tests.deployment.test_real_deployment import (
 )
 from tests.distributed import distributed_upload_dag as dags
 from tests.distributed.conftest import ROOT
-from tests.hooks.test_rate_limit_redis import start_redis, stop_redis
+from tests.hooks.ratelimit.test_redis import start_redis, stop_redis
 
 pytestmark = pytest.mark.deployment
 

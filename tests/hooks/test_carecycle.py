@@ -214,10 +214,10 @@ def test_customer_pages_are_the_pages_iter_customers_reads(carecycle_emulator):
     [
         (lambda hook: hook.customer_pages({"no_such_filter": 1}), "Unknown careCycle customer filter"),
         (lambda hook: hook.customer_pages({"statuses": ["Nobody"]}), "Valid values"),
-        (lambda hook: hook.customer_pages(per_page=0), "per_page must be between 1 and 100"),
+        (lambda hook: hook.customer_pages(per_page=0), "per_page must be an integer from 1 to 100"),
         (lambda hook: hook.call_pages("not-a-uuid"), "customer_id must be a careCycle UUID"),
         (lambda hook: hook.call_pages(UNKNOWN_ID, sort_by="name"), "Invalid sort_by"),
-        (lambda hook: hook.call_pages(UNKNOWN_ID, per_page=101), "per_page must be between 1 and 100"),
+        (lambda hook: hook.call_pages(UNKNOWN_ID, per_page=101), "per_page must be an integer from 1 to 100"),
         (lambda hook: hook.iter_customer_calls(f"{UNKNOWN_ID}\n"), "customer_id must be a careCycle UUID"),
     ],
 )

@@ -19,11 +19,11 @@ BASE = "https://api.test"
 
 
 @pytest.fixture
-def hook(carecycle_connection, mocker):
+def hook(carecycle_connection):
     carecycle_connection(host=BASE, extra={"requests_per_minute": 100000})
-    hook = CareCycleHook(retry_backoff=0.001)
-    hook.sleeps = []
-    mocker.patch.object(hook, "_sleep", side_effect=hook.sleeps.append)
+    sleeps: list[float] = []
+    hook = CareCycleHook(retry_backoff=0.001, sleep=sleeps.append)
+    hook.sleeps = sleeps
     return hook
 
 
@@ -79,8 +79,7 @@ def test_retries_are_bounded(hook, requests_mock):
 
 def test_rate_limit_error_surfaces_after_retries(hook, requests_mock, carecycle_connection):
     carecycle_connection(host=BASE, extra={"max_retries": 1, "requests_per_minute": 100000})
-    hook = CareCycleHook(retry_backoff=0.001)
-    hook._sleep = lambda s: None
+    hook = CareCycleHook(retry_backoff=0.001, sleep=lambda seconds: None)
     hook.limiter.pause = lambda seconds: None
     requests_mock.get(f"{BASE}/v2/customers", status_code=429, json={"code": "RATE_LIMIT_EXCEEDED", "retryAfter": 1})
     with pytest.raises(CareCycleRateLimitError) as err:
@@ -161,7 +160,7 @@ def test_bad_arguments_fail_before_any_request(hook, requests_mock):
         list(hook.iter_campaigns(status="running"))
     with pytest.raises(ValueError, match="1 to 200 records"):
         hook.upload_leads([{"phoneNumber": "+13055550100"}] * 201)
-    with pytest.raises(ValueError, match="per_page must be between 1 and 100"):
+    with pytest.raises(ValueError, match="per_page must be an integer from 1 to 100"):
         list(hook.iter_customers(per_page=500))
     assert not requests_mock.called
 

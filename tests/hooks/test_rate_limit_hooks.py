@@ -9,8 +9,8 @@ import pytest
 from airflow_provider_carecycle.carecloud.hook import CareCloudCrmHook
 from airflow_provider_carecycle.exceptions import CareCycleRateLimitError, CareCycleServerError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-from airflow_provider_carecycle.hooks.rate_limit import Slot
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter, state_file
+from airflow_provider_carecycle.hooks.ratelimit.base import Slot
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter, state_file
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger
 from carecycle_emulator.pytest_plugin import TEST_API_KEY, carecloud_connection_json, carecycle_connection_json
 

@@ -120,6 +120,15 @@ def test_unknown_argument_is_refused():
 
 
 @pytest.mark.parametrize(
+    ("operator", "source"),
+    [(CareCycleExtractCustomersOperator, {}), (CareCycleExtractCustomerCallsOperator, {"customer_ids": []})],
+)
+def test_the_old_name_of_the_page_size_is_refused_naming_the_new_one(operator, source):
+    with pytest.raises(TypeError, match=r"no argument 'page_size': it is called 'per_page'; pass per_page=\.\.\."):
+        operator(task_id="t", output_path="/x.jsonl", page_size=50, **source)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"filters": {"statuses": ["Bogus"]}}, "Valid values: Lead, Active, Inactive"),

@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_carecycle.exceptions import TaskKilledError
 from airflow_provider_carecycle.leads import LeadValidator
-from airflow_provider_carecycle.operators.customers import ExportKilledError, _prefetched
+from airflow_provider_carecycle.operators.customers import _prefetched
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
-from airflow_provider_carecycle.sync.engine import STOP_GRACE_S, LeadUploader, UploadKilledError
+from airflow_provider_carecycle.sync.engine import STOP_GRACE_S, LeadUploader
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = 600
@@ -164,7 +165,7 @@ def test_a_killed_upload_keeps_its_checkpoint_and_ledger_consistent_and_resumes(
 
     assert "Lead upload stopped" in first_log, first_log[-5000:]
     if AIRFLOW_V_3_0_PLUS:  # the task runner only calls on_kill: the upload itself raises
-        assert "UploadKilledError" in first_log
+        assert "TaskKilledError" in first_log
     acknowledged = _acknowledged_batches(carecycle_emulator)
     assert 6 <= sum(acknowledged.values()) < batches and max(acknowledged.values()) == 1
     state = json.loads(checkpoint.read_text())
@@ -243,7 +244,7 @@ def test_a_killed_export_removes_its_temporary_file(carecycle_emulator, airflow_
 
     assert pages() < 40, "the export finished before the kill"
     if AIRFLOW_V_3_0_PLUS:
-        assert "ExportKilledError" in first_log, first_log[-5000:]
+        assert "TaskKilledError" in first_log, first_log[-5000:]
     assert _partial_files(tmp_path) == [] and not output.exists()
 
     carecycle_emulator.configure(latency_ms=0)
@@ -324,7 +325,7 @@ def _stop_while_held(
 def test_a_stopped_upload_records_the_request_answered_in_its_grace_period(tmp_path):
     _, error = _stop_while_held(tmp_path, answer_in_grace=True)
 
-    assert isinstance(error, UploadKilledError)
+    assert isinstance(error, TaskKilledError)
     assert "60 of 196 leads are settled (60 uploaded" in str(error)
     state = json.loads((tmp_path / "checkpoint.json").read_text())
     assert (state["done"], state["partial"]) == ([0, 1, 2], {})
@@ -334,7 +335,7 @@ def test_a_stopped_upload_records_the_request_answered_in_its_grace_period(tmp_p
 def test_a_stopped_upload_never_records_an_abandoned_request(tmp_path):
     hook, error = _stop_while_held(tmp_path, answer_in_grace=False, stop_grace_s=0.0)
 
-    assert isinstance(error, UploadKilledError)
+    assert isinstance(error, TaskKilledError)
     assert "40 of 196 leads are settled" in str(error)
     # careCycle answered batch 2 after the run abandoned it: it stays unrecorded, so a rerun sends it again
     assert hook.answered[2] == "lead-40"
@@ -349,7 +350,7 @@ def test_a_task_killed_before_its_upload_starts_sends_nothing(tmp_path):
     op.__dict__["hook"] = hook  # the cached hook property: no connection needed
     op.on_kill()
 
-    with pytest.raises(UploadKilledError, match="while validating the records; nothing was sent"):
+    with pytest.raises(TaskKilledError, match="while validating the records; nothing was sent"):
         op.execute({})
     assert hook.requests == 0 and _partial_files(tmp_path) == []
     assert op.__dict__["_uploader"] is None  # a kill after the run is a no-op
@@ -367,7 +368,7 @@ def test_a_killed_export_stops_waiting_for_its_next_page():
     stream = _prefetched(pages(), killed=killed)
     assert next(stream) == 1
     killed.set()
-    with pytest.raises(ExportKilledError, match="the task was killed"):
+    with pytest.raises(TaskKilledError, match="the task was killed"):
         next(stream)
     never.set()
 
@@ -399,7 +400,7 @@ def test_a_kill_while_the_last_batch_is_in_flight_lets_the_upload_finish(tmp_pat
     if finishes:
         assert uploader.run(leads(200)).uploaded == 196
     else:
-        with pytest.raises(UploadKilledError, match="100 of 196 leads are settled"):
+        with pytest.raises(TaskKilledError, match="100 of 196 leads are settled"):
             uploader.run(leads(200))
     assert hook.requests == at + 1  # nothing sent after the stop
     assert len(json.loads((tmp_path / "c.json").read_text())["done"]) == at + 1

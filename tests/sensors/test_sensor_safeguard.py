@@ -1,15 +1,13 @@
 """The poking (non-deferrable) sensor in a real DAG run with Airflow's ExecutorSafeguard on, as in production.
 
 Airflow 2.11's safeguard logged "CareCycleCampaignStatsSensor.execute cannot be called outside TaskInstance!" on
-every run while the sensor called ``super().execute()``; unit-test mode (tests/conftest.py) silences it, so it
-is switched back on here.
+every run while the sensor called ``super().execute()``; unit-test mode (tests/conftest.py) silences it, so the DAG
+runs in a process of its own with unit-test mode off (``run_dag_file_in_production_mode``).
 """
 
 from __future__ import annotations
 
 import pytest
-
-from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 
 SENSOR_DAG = """
 from datetime import datetime
@@ -33,20 +31,13 @@ with DAG(dag_id="poking_sensor", schedule=None, start_date=datetime(2026, 1, 1))
 
 @pytest.mark.airflow_dag
 def test_a_poking_sensor_run_logs_no_execute_outside_task_instance_warning(
-    run_dag_file, carecycle_emulator, captured_logs, monkeypatch
+    run_dag_file_in_production_mode, carecycle_emulator
 ):
-    if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk.bases.operator import ExecutorSafeguard
-    else:
-        from airflow.models.baseoperator import ExecutorSafeguard
-    monkeypatch.setattr(ExecutorSafeguard, "test_mode", False)
     campaign = next(c for c in carecycle_emulator.list_campaigns() if c["customerStats"]["total"] >= 1)
 
-    dag_run = run_dag_file(SENSOR_DAG.format(campaign_id=campaign["id"]))
+    tasks, logs = run_dag_file_in_production_mode(SENSOR_DAG.format(campaign_id=campaign["id"]))
 
-    ti = dag_run.get_task_instance("wait")
-    assert getattr(ti.state, "value", str(ti.state)) == "success"
-    assert ti.xcom_pull(task_ids="wait")["id"] == campaign["id"]
-    logs = captured_logs()
+    assert tasks["wait"]["state"] == "success"
+    assert tasks["wait"]["xcom"]["id"] == campaign["id"]
     assert campaign["id"] in logs  # the run's own log lines were captured
     assert "cannot be called outside" not in logs

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_carecycle.lineage import carecloud_namespace, carecycle_namespace, file_dataset_name
+from airflow_provider_carecycle.operators.campaigns import CampaignSnapshot, CareCycleCampaignSnapshotOperator
+from airflow_provider_carecycle.operators.customers import CallsExport, CareCycleExtractCustomerCallsOperator
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
+from airflow_provider_carecycle.sync.summary import UploadSummary
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +54,7 @@ def test_an_upload_from_a_file_reads_the_file_and_writes_leads_and_the_rejected_
     op = CareCycleUploadLeadsOperator(
         task_id="upload", source_path="s3://in/leads.csv", rejected_path="s3://out/rejected.jsonl"
     )
-    op._carecycle_outcome = {"total": 10, "uploaded": 7, "rejected": 3}
+    op.outcome = UploadSummary(total=10, uploaded=7, rejected=3)
 
     start = op.get_openlineage_facets_on_start()
     complete = op.get_openlineage_facets_on_complete(None)
@@ -74,6 +78,70 @@ def test_a_sql_upload_reads_the_tables_of_its_query(carecycle_connection, tmp_pa
     lineage = op.get_openlineage_facets_on_start()
 
     assert _names(lineage.inputs) == [(f"sqlite://{db}", "crm.marketing_leads")]
+
+
+CAMPAIGN = "3f0c1d2e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
+
+
+def _rows(datasets, facets, statistics):
+    return [getattr(d, facets)[statistics].rowCount if statistics in getattr(d, facets) else None for d in datasets]
+
+
+def test_a_calls_export_reads_the_customers_file_and_the_calls_and_writes_its_file(carecycle_connection):
+    carecycle_connection(host="https://api.carecycle.ai")
+    op = CareCycleExtractCustomerCallsOperator(
+        task_id="calls", customer_ids_path="s3://in/customers.jsonl", output_path="s3://out/calls.jsonl"
+    )
+
+    start = op.get_openlineage_facets_on_start()
+    op.outcome = CallsExport(
+        path="s3://out/calls.jsonl",
+        count=40,
+        format="jsonl",
+        pages=4,
+        requests=9,
+        rate_limited=0,
+        elapsed_s=1.0,
+        customers=5,
+        missing_customers=1,
+    )
+    complete = op.get_openlineage_facets_on_complete(None)
+
+    assert _names(start.inputs) == [("s3://in", "customers.jsonl"), ("carecycle://api.carecycle.ai", "customers/calls")]
+    assert _names(start.outputs) == [("s3://out", "calls.jsonl")]
+    assert _rows(start.inputs, "inputFacets", "inputStatistics") == [None, None]
+    assert _rows(complete.inputs, "inputFacets", "inputStatistics") == [5, 40]
+    assert _rows(complete.outputs, "outputFacets", "outputStatistics") == [40]
+
+
+def test_a_snapshot_reads_its_campaigns_and_writes_the_rows_of_this_run(carecycle_connection):
+    carecycle_connection(host="https://api.carecycle.ai")
+    by_id = CareCycleCampaignSnapshotOperator(task_id="s", output_path="/data/s.jsonl", campaign_ids=[CAMPAIGN])
+    listed = CareCycleCampaignSnapshotOperator(task_id="l", output_path="/data/l.jsonl", statuses=["active"])
+    by_id.outcome = CampaignSnapshot(path="file:///data/s.jsonl", count=1, campaigns=[{"id": CAMPAIGN}])
+
+    complete = by_id.get_openlineage_facets_on_complete(None)
+
+    assert _names(complete.inputs) == [("carecycle://api.carecycle.ai", f"campaigns/{CAMPAIGN}")]
+    assert _names(complete.outputs) == [("file", "/data/s.jsonl")]
+    assert _rows(complete.outputs, "outputFacets", "outputStatistics") == [1]
+    assert _names(listed.get_openlineage_facets_on_start().inputs) == [("carecycle://api.carecycle.ai", "campaigns")]
+
+
+def test_the_sensor_reads_the_campaign_it_watches(carecycle_connection):
+    carecycle_connection(host="https://api.carecycle.ai")
+    sensor = CareCycleCampaignStatsSensor(task_id="wait", campaign_id=CAMPAIGN, threshold={"total": 1})
+
+    for lineage in (sensor.get_openlineage_facets_on_start(), sensor.get_openlineage_facets_on_complete(None)):
+        assert _names(lineage.inputs) == [("carecycle://api.carecycle.ai", f"campaigns/{CAMPAIGN}")]
+        assert lineage.outputs == []
+
+
+def test_lineage_that_cannot_be_built_is_logged_by_type_and_never_fails_the_task(caplog):
+    op = CareCycleUploadLeadsOperator(task_id="no_connection", records=[], carecycle_conn_id="not_defined")
+
+    assert op.get_openlineage_facets_on_complete(None) is None
+    assert "No OpenLineage for task no_connection: AirflowNotFoundException." in caplog.text
 
 
 def test_a_dry_run_writes_no_leads():

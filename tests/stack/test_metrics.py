@@ -6,10 +6,14 @@ swap ``Stats`` for a recorder to check names, values and tags exactly.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from airflow_provider_carecycle import metrics
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.operators.customers import CallsExport
+from airflow_provider_carecycle.outcome import record_outcome
 
 
 class Recorder:
@@ -53,10 +57,21 @@ def test_requests_retries_429s_and_waits_are_counted_per_connection(stats, carec
     assert {tuple(sorted(tags.items())) for _, _, _, tags in stats.calls} == {(("conn_id", "carecycle_default"),)}
 
 
-def test_upload_and_export_totals_are_sent_even_when_zero_and_a_dry_run_sends_none(stats):
+def test_upload_and_export_totals_are_sent_even_when_zero_and_a_dry_run_sends_none(stats, tmp_path):
     metrics.record_upload({"uploaded": 5, "rejected": 0, "duplicates": 2, "dry_run": False}, "cc")
     metrics.record_upload({"uploaded": 9, "rejected": 1, "duplicates": 0, "dry_run": True}, "cc")
-    metrics.record_export("calls", 0, "cc")
+    nothing = CallsExport(
+        path=str(tmp_path / "calls.jsonl"),
+        count=0,
+        format="jsonl",
+        pages=0,
+        requests=0,
+        rate_limited=0,
+        elapsed_s=0.0,
+        customers=0,
+        missing_customers=0,
+    )
+    record_outcome(SimpleNamespace(carecycle_conn_id="cc", outlets=[]), {}, nothing)
 
     assert [(n, v) for _, n, v, _ in stats.calls] == [
         (metrics.LEADS_UPLOADED, 5),

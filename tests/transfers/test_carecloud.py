@@ -175,27 +175,21 @@ with DAG(dag_id="crm_only", schedule=None, start_date=datetime(2026, 1, 1)) as d
 
 @pytest.mark.airflow_dag
 def test_a_dag_run_logs_no_execute_outside_task_instance_warning(
-    run_dag_file, carecloud_emulator, carecycle_emulator, tmp_path, captured_logs, monkeypatch
+    run_dag_file_in_production_mode, carecloud_emulator, carecycle_emulator, tmp_path
 ):
-    # Airflow's ExecutorSafeguard is silent in unit-test mode (tests/conftest.py); switch it on as in production.
-    # The transfer used to call super().execute(), which on Airflow 2.11 logged
-    # "CareCloudCrmToCareCycleLeadsOperator.execute cannot be called outside TaskInstance!" on every run.
+    # Airflow's ExecutorSafeguard is silent in unit-test mode (tests/conftest.py): the run goes in a process of its
+    # own with unit-test mode off, as in production. The transfer used to call super().execute(), which on
+    # Airflow 2.11 logged "CareCloudCrmToCareCycleLeadsOperator.execute cannot be called outside TaskInstance!"
+    # on every run.
     from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 
-    if AIRFLOW_V_3_0_PLUS:
-        from airflow.sdk.bases.operator import ExecutorSafeguard
-    else:
-        from airflow.models.baseoperator import ExecutorSafeguard
-    monkeypatch.setattr(ExecutorSafeguard, "test_mode", False)
     rejected = tmp_path / "rejected.jsonl"
     source = CRM_DAG.format(since=START.isoformat(), before=END.isoformat(), rejected=str(rejected))
 
-    dag_run = run_dag_file(source, **({} if AIRFLOW_V_3_0_PLUS else {"execution_date": END}))
+    tasks, logs = run_dag_file_in_production_mode(source, logical_date=None if AIRFLOW_V_3_0_PLUS else END)
 
-    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
-    assert states == {"crm_to_leads": "success"}
+    assert {task_id: task["state"] for task_id, task in tasks.items()} == {"crm_to_leads": "success"}
     assert rejected.is_file()
-    logs = captured_logs()
     assert "crm_to_leads" in logs or "CareCloud" in logs  # the run's own log lines were captured
     assert "cannot be called outside" not in logs
 

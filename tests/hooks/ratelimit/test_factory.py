@@ -1,4 +1,5 @@
-"""The ``process`` backend (connection extra ``rate_limit_backend = "process"``): the in-process limiter, on purpose.
+"""The factory's choice of backend, and the ``process`` backend it gives for ``rate_limit_backend = "process"``: the
+in-process limiter, on purpose.
 
 One process only, for tests and single-task deployments, and for measuring what the host-wide limiter replaced
 (``make test-distributed`` runs it side by side with the other backends). It keeps no state outside the process.
@@ -11,8 +12,10 @@ import multiprocessing
 import pytest
 
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
-from airflow_provider_carecycle.hooks.rate_limit import RateLimiter, forget_shared_limiters, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.factory import BACKENDS
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter
+from airflow_provider_carecycle.hooks.ratelimit.process import RateLimiter
 
 
 def test_process_backend_is_the_in_process_limiter_shared_within_the_process(tmp_path):
@@ -58,3 +61,10 @@ def test_a_hook_with_the_process_backend(carecycle_connection):
 def test_an_unknown_backend_names_the_process_backend_too():
     with pytest.raises(ValueError, match=r"extra 'rate_limit_backend' must be .* or 'process' \(one process only"):
         limiter_for("http://proc.test", "cc_one", 60, backend="thread", conn_id="cc")
+
+
+def test_every_backend_value_of_the_docs_has_a_builder_and_nothing_else_does():
+    assert set(BACKENDS) == {"host", "process", "redis://", "rediss://", "unix://"}
+    for written in ("HOST", "host://", "Process", "memcached://x"):
+        with pytest.raises(ValueError, match="'rate_limit_backend' must be 'host' or a redis://"):
+            limiter_for("http://proc.test", "cc_one", 60, backend=written, conn_id="cc")

@@ -2,13 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_carecycle.hooks.rate_limit import (
-    WINDOW_GUARD_S,
-    RateLimiter,
-    forget_shared_limiters,
-    shared_limiter,
-)
-from tests.hooks.limiter_helpers import FakeClock, acquire_from_threads
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters
+from airflow_provider_carecycle.hooks.ratelimit.base import WINDOW_GUARD_S
+from airflow_provider_carecycle.hooks.ratelimit.process import RateLimiter, shared_limiter
+from tests.hooks.ratelimit.helpers import FakeClock, acquire_from_threads
 
 
 def test_never_more_than_the_limit_in_any_window():

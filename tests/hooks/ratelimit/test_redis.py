@@ -20,10 +20,11 @@ import pytest
 redis = pytest.importorskip("redis", reason="the 'redis' package (dev extra) is needed for the Redis backend tests")
 
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook  # noqa: E402
-from airflow_provider_carecycle.hooks.rate_limit import key_digest, limiter_for  # noqa: E402
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter  # noqa: E402
-from airflow_provider_carecycle.hooks.rate_limit_redis import RedisRateLimiter, redacted_url  # noqa: E402
-from tests.hooks.limiter_helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit import limiter_for  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit.base import key_digest  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter  # noqa: E402
+from airflow_provider_carecycle.hooks.ratelimit.redis import RedisRateLimiter, redacted_url  # noqa: E402
+from tests.hooks.ratelimit.helpers import FakeClock, assert_never_more_than, starts_in_turn  # noqa: E402
 
 
 def free_port() -> int:
@@ -163,7 +164,7 @@ def test_unreachable_redis_falls_back_logs_once_without_credentials_and_comes_ba
     clock = FakeClock()
     monotonic = FakeClock()
     limiter = host(url, tmp_path, clock, 2, fallback_clock=monotonic)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.hooks.rate_limit_redis"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_carecycle.hooks.ratelimit.redis"):
         assert limiter.acquire() == 0.0
         assert limiter.acquire() == 0.0
         assert limiter.using_fallback

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_provider_carecycle.hooks._http import url_authority
-from airflow_provider_carecycle.hooks.rate_limit import (
+from airflow_provider_carecycle.hooks.ratelimit.base import (
     DEFAULT_MAX_WAIT_S,
     Limiter,
     Slot,
@@ -40,7 +40,7 @@ from airflow_provider_carecycle.hooks.rate_limit import (
     registered,
     window_span,
 )
-from airflow_provider_carecycle.hooks.rate_limit_host import host_limiter
+from airflow_provider_carecycle.hooks.ratelimit.host import host_limiter
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class RedisRateLimiter:
     """At most ``requests_per_window`` requests in any ``window_s`` seconds for everyone using the Redis server.
 
     :param client: a ``redis.Redis`` client.
-    :param name: the key digest (:func:`~airflow_provider_carecycle.hooks.rate_limit.key_digest`).
+    :param name: the key digest (:func:`~airflow_provider_carecycle.hooks.ratelimit.base.key_digest`).
     :param requests_per_window: the limit (the most recent hook's setting wins).
     :param window_s: the window length in seconds.
     :param fallback: the limiter used while Redis cannot be reached (the host-wide one, adaptive).
@@ -281,7 +281,7 @@ class RedisRateLimiter:
 
     def claim(self, hold_s: float) -> Slot:
         """Wait for a free slot and claim it, in Redis or in the fallback (see
-        :meth:`~airflow_provider_carecycle.hooks.rate_limit.Limiter.claim`)."""
+        :meth:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter.claim`)."""
         waited = 0.0
         while True:
             answer = self.try_claim(hold_s)

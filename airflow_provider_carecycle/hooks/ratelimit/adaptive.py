@@ -19,7 +19,7 @@ each host that saw a 429 by ``1 - BETA``, so after ``ceil(ln N / ln(1 / BETA))``
 with ``BETA = 0.7``), each about one ``retryAfter`` (about a window) long, the sum is at or below ``L``. From then
 on the sum saws below ``L``: the hosts grow by ``N x INCREASE_RATIO x L`` a window together until a burst meets a
 full window and the host that sent it cuts by ``1 - BETA``. The figures of the simulation test
-(``tests/hooks/test_rate_limit_adaptive.py``) are in ``docs/rate-limits-and-errors.md``.
+(``tests/hooks/ratelimit/test_adaptive.py``) are in ``docs/rate-limits-and-errors.md``.
 
 :class:`Aimd` is plain data, so the host-wide limiter can keep it in its shared state file and every process of a
 host acts as one AIMD client.

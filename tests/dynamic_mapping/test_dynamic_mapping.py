@@ -289,6 +289,12 @@ def test_lead_uploads_map_over_every_templated_argument(
     assert {"rec-1", "rec-2"} <= set(stored) and "rec-bad" not in stored
     assert (out / "records_rejected_0.jsonl").read_text() == ""
     assert [json.loads(line)["row"] for line in (out / "records_rejected_1.jsonl").read_text().splitlines()] == [2]
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+
+    for index, count in ((0, 1), (1, 2)):  # a mapped task's records stay out of the rendered fields too (PHI)
+        ti = dag_run.get_task_instance("by_records", map_index=index)
+        rendered = RenderedTaskInstanceFields.get_templated_fields(ti)
+        assert rendered["records"] == f"<{count} records, not shown: they may hold patient data>"
     # files: mapped source_path, source_format, field_mapping, defaults, rejected_path and checkpoint_path
     assert stored["file-1"][0]["currentSourceId"]  # the mapped default source (the API stores its UUID)
     assert not stored["csv-1"][0]["currentSourceId"]

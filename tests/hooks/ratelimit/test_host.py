@@ -1,7 +1,7 @@
 """The host-wide limiter: several limiter objects on one state file behave as one limiter, as processes do.
 
 Each :class:`HostRateLimiter` below stands for a process (its own object, its own file descriptor per call); they
-share an injected clock, so nothing sleeps. The real multi-process test is ``test_rate_limit_multiprocess.py``.
+share an injected clock, so nothing sleeps. The real multi-process test is ``test_host_multiprocess.py``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import time
 
 import pytest
 
-from airflow_provider_carecycle.hooks import rate_limit_host
-from airflow_provider_carecycle.hooks.rate_limit import forget_shared_limiters, limiter_for
-from airflow_provider_carecycle.hooks.rate_limit_host import (
+from airflow_provider_carecycle.hooks.ratelimit import forget_shared_limiters, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit import host as rate_limit_host
+from airflow_provider_carecycle.hooks.ratelimit.host import (
     HostRateLimiter,
     default_state_dir,
     host_limiter,
     state_dir,
     state_file,
 )
-from tests.hooks.limiter_helpers import FakeClock, acquire_from_threads, assert_never_more_than, starts_in_turn
+from tests.hooks.ratelimit.helpers import FakeClock, acquire_from_threads, assert_never_more_than, starts_in_turn
 
 
 @pytest.fixture

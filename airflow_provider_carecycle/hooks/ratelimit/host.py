@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_provider_carecycle.hooks.rate_limit import (
+from airflow_provider_carecycle.hooks.ratelimit.adaptive import Aimd
+from airflow_provider_carecycle.hooks.ratelimit.base import (
     DEFAULT_MAX_WAIT_S,
     Slot,
     bounded_wait,
@@ -45,7 +46,6 @@ from airflow_provider_carecycle.hooks.rate_limit import (
     window_delay,
     window_span,
 )
-from airflow_provider_carecycle.hooks.rate_limit_adaptive import Aimd
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class HostRateLimiter:
     :param requests_per_window: this process's ceiling (the most recent hook's setting wins, as in-process).
     :param window_s: the window length in seconds (60 for careCycle).
     :param adaptive: adapt to 429s caused by other hosts (AIMD, see
-        :mod:`~airflow_provider_carecycle.hooks.rate_limit_adaptive`); the allowance is shared by the host, and
+        :mod:`~airflow_provider_carecycle.hooks.ratelimit.adaptive`); the allowance is shared by the host, and
         while it is cut the host's requests start no faster than ``requests_per_window`` evenly spread would.
     :param max_wait_s: the longest a pause, an in-flight claim or an adaptive hold read from the file may hold a
         caller back (the connection's ``max_retry_after``; at least one window); further ahead is clamped.
@@ -330,7 +330,7 @@ class HostRateLimiter:
             allowed = self._allowed(state, now)
             delay = window_delay(state.sent, allowed, self._span, now, state.paused_until, len(state.claims))
             if allowed < self.limit:
-                # cut by other hosts' 429s: no bursts, at most the ceiling's pace (see rate_limit_adaptive)
+                # cut by other hosts' 429s: no bursts, at most the ceiling's pace (see ratelimit.adaptive)
                 delay = max(delay, state.last_claim + self._span / self.limit - now)
             if delay > 0:
                 return delay, None
@@ -347,7 +347,8 @@ class HostRateLimiter:
         return self._try_claim(0.0)[0]
 
     def claim(self, hold_s: float) -> Slot:
-        """Wait for a free slot and claim it (:meth:`~airflow_provider_carecycle.hooks.rate_limit.Limiter.claim`)."""
+        """Wait for a free slot and claim it
+        (:meth:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter.claim`)."""
         waited = 0.0
         while True:
             delay, token = self._try_claim(hold_s)

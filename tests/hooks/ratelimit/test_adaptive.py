@@ -3,7 +3,7 @@
 The simulation runs real :class:`HostRateLimiter` objects (one state folder per host, so they cannot see each
 other) on an injected clock against a simulated server with the emulator's per-key sliding window, and prints the
 combined rate as a share of the key's ceiling and the share of 429 answers. Those figures are in
-``docs/rate-limits-and-errors.md``; run ``pytest -s tests/hooks/test_rate_limit_adaptive.py`` to see them.
+``docs/rate-limits-and-errors.md``; run ``pytest -s tests/hooks/ratelimit/test_adaptive.py`` to see them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_carecycle.hooks.rate_limit import Slot
-from airflow_provider_carecycle.hooks.rate_limit_adaptive import BETA, INCREASE_RATIO, Aimd
-from airflow_provider_carecycle.hooks.rate_limit_host import HostRateLimiter
+from airflow_provider_carecycle.hooks.ratelimit.adaptive import BETA, INCREASE_RATIO, Aimd
+from airflow_provider_carecycle.hooks.ratelimit.base import Slot
+from airflow_provider_carecycle.hooks.ratelimit.host import HostRateLimiter
 
 
 def test_a_fresh_client_may_use_its_whole_rate():
