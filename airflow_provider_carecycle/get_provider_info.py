@@ -66,7 +66,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
         ],
-        # issue 14: the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
+        # the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
         # "careCycle campaign" extra link
         "asset-uris": [_CARECYCLE_URIS],
         "dataset-uris": [_CARECYCLE_URIS],
