@@ -30,11 +30,20 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "careCycle",
                 "external-doc-url": "https://docs.carecycle.ai",
+                # each operator's, sensor's and transfer's page, in docs/ of the repository and the sdist
+                "how-to-guide": [
+                    "docs/operators/upload-leads.md",
+                    "docs/operators/sync.md",
+                    "docs/operators/extract-customers.md",
+                    "docs/operators/campaigns.md",
+                    "docs/operators/sql-to-carecycle.md",
+                ],
                 "tags": ["service"],
             },
             {
                 "integration-name": "CareCloud CRM",
                 "external-doc-url": "https://www.crmcarecloud.com",
+                "how-to-guide": ["docs/operators/carecloud-to-carecycle.md"],
                 "tags": ["service"],
             },
         ],
