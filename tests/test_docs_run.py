@@ -388,3 +388,13 @@ def test_the_crm_transfer_return_example_shows_real_keys(carecloud_emulator, car
     assert set(example) <= set(summary)
     assert {"crm_rows", "total", "uploaded", "rejected", "duplicates", "unchanged"} <= set(example)
     assert (example["crm_rows"], example["total"]) == (summary["crm_rows"], summary["total"])
+
+
+def test_every_docs_page_is_in_the_site_navigation() -> None:
+    """mkdocs.yml's nav lists every page of docs/ and no page that is gone (``make docs`` fails on both; this says so
+    in ``make test`` already)."""
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = config.split("\nnav:\n", 1)[1]
+    listed = set(re.findall(r":\s*(\S+\.md)\s*$", nav, re.MULTILINE))
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert (sorted(pages - listed), sorted(listed - pages)) == ([], [])
