@@ -141,6 +141,7 @@ def test_the_provider_sdist_leaves_the_emulator_and_the_repository_tools_out(tmp
     with tarfile.open(_build("sdist", ROOT, tmp_path)) as sdist:
         names = [n.split("/", 1)[1] for n in sdist.getnames() if "/" in n]
     assert "example_dags/carecycle_crm_lead_feed.py" in names and "docs/index.md" in names
+    assert "CHANGELOG.md" in names and "README.md" in names
     assert not [n for n in names if n.split("/")[0] in ("emulator", "dev", "tests", "benchmarks")]
 
 
