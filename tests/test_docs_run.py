@@ -398,3 +398,14 @@ def test_every_docs_page_is_in_the_site_navigation() -> None:
     listed = set(re.findall(r":\s*(\S+\.md)\s*$", nav, re.MULTILINE))
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert (sorted(pages - listed), sorted(listed - pages)) == ([], [])
+
+
+def test_the_upload_return_value_table_lists_every_summary_key() -> None:
+    """docs/operators/upload-leads.md's return-value table names exactly the keys of ``UploadSummary.as_dict()``."""
+    from airflow_provider_carecycle.sync.summary import UploadSummary
+
+    text = (ROOT / "docs" / "operators" / "upload-leads.md").read_text(encoding="utf-8")
+    section = text.split("## Return value", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {key for cell in rows for key in re.findall(r"`(\w+)`", cell)}
+    assert documented == set(UploadSummary().as_dict())
