@@ -24,6 +24,8 @@ split at ``&&``, ``||``, ``;`` and ``|``) is checked by what it runs:
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
 import subprocess
@@ -298,10 +300,20 @@ _CITED_FILE = re.compile(r"`(?P<path>[\w./-]+\.(?:py|md|txt|toml|cfg|yml|yaml|sh
 _PACKAGE_ROOTS = ("", "airflow_provider_carecycle", "emulator", "emulator/src")
 
 
+@functools.cache
+def repository_file_names(root: Path) -> frozenset[str]:
+    """The names of the repository's files and folders (hidden folders, venvs and build output left out)."""
+    names: set[str] = set()
+    for _, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if not f.startswith(".") and f not in {"__pycache__", "site", "dist"}]
+        names.update(folders, files)
+    return frozenset(names)
+
+
 def cited_file_problems(path: Path, text: str, root: Path = ROOT) -> list[str]:
     """Files named in a page's inline code that are not in the repository (a path from the root, the page or a
     package root; a bare name anywhere in it)."""
-    names = {p.name for p in root.rglob("*") if not any(part.startswith((".venv", ".git")) for part in p.parts)}
+    names = repository_file_names(root)
     problems = []
     for number, line in enumerate(text.splitlines(), 1):
         for match in _CITED_FILE.finditer(line):
