@@ -79,16 +79,46 @@ def runnable_python_blocks(text: str) -> list[CodeBlock]:
     return [pb.block for pb in page_blocks(text) if pb.block.lang in PYTHON_LANGS and pb.marker is None]
 
 
-def run_python_blocks(name: str, text: str) -> int:
+_STATED = re.compile(r"^(?P<expr>[^#'\"]+?)\s+#\s+(?P<value>.+)$")
+
+
+def stated_results(code: str) -> list[tuple[int, str, object]]:
+    """``(line offset, expression, value)`` for each line of a block that is an expression followed by a comment
+    stating its value as a Python literal (``result.ok  # True``; text after the literal in parentheses is prose)."""
+    import ast
+
+    found = []
+    for offset, line in enumerate(textwrap.dedent(code).splitlines()):
+        match = _STATED.match(line)
+        if not match or line[0].isspace():
+            continue
+        try:
+            tree = ast.parse(match["expr"], mode="eval")
+        except SyntaxError:
+            continue
+        if isinstance(tree.body, ast.Constant):
+            continue
+        for candidate in (match["value"], match["value"].split(" (", 1)[0]):
+            try:
+                found.append((offset, match["expr"], ast.literal_eval(candidate)))
+                break
+            except (ValueError, SyntaxError):
+                continue
+    return found
+
+
+def run_python_blocks(name: str, text: str, namespace: dict | None = None) -> int:
     """Execute a page's runnable Python blocks, in order, in one namespace, each inside a DAG context of its own.
 
+    :param namespace: the namespace to run them in (a new one by default), for a test to read what they built.
     :return: how many blocks ran.
     :raises AssertionError: naming the page and line of the first block that raised, with its exception.
     """
     from airflow import DAG
 
     slug = re.sub(r"\W", "_", name)
-    namespace: dict = {"__name__": f"docs_{slug}"}
+    namespace = {} if namespace is None else namespace
+    namespace.setdefault("__name__", f"docs_{slug}")
     ran = 0
     for number, block in enumerate(runnable_python_blocks(text)):
         code = compile(textwrap.dedent(block.code), f"{name}:{block.line}", "exec")
@@ -98,6 +128,12 @@ def run_python_blocks(name: str, text: str) -> int:
                 exec(code, namespace)
         except Exception as err:
             raise AssertionError(f"{name}:{block.line}: the block raised {type(err).__name__}: {err}") from err
+        for offset, expression, stated in stated_results(block.code):
+            actual = eval(expression, namespace)
+            if actual != stated:
+                raise AssertionError(
+                    f"{name}:{block.line + offset}: {expression} is {actual!r}, the page says {stated!r}"
+                )
         ran += 1
     return ran
 
@@ -110,6 +146,24 @@ def test_python_blocks_run(path: Path, carecycle_emulator, carecloud_emulator, t
     monkeypatch.chdir(tmp_path)
     name = str(path.relative_to(ROOT))
     assert run_python_blocks(name, path.read_text(encoding="utf-8")) >= 1
+
+
+def test_the_pages_results_are_what_they_say(carecycle_emulator, tmp_path, monkeypatch, capsys) -> None:
+    """Where a page states what its block gives, the run gives it: the connection test connects to the emulator, and
+    the values stated in comments (``result.ok  # True``) are checked by the run (lead-fields.md states three)."""
+    monkeypatch.chdir(tmp_path)
+    run_python_blocks("connections.md", (ROOT / "docs" / "connections.md").read_text(encoding="utf-8"))
+    printed = capsys.readouterr().out.splitlines()  # Airflow 2 also logs the connection lookup to stdout
+    assert any(line.startswith(f"True Connected to careCycle at {carecycle_emulator.url} (") for line in printed)
+    lead_fields = (ROOT / "docs" / "lead-fields.md").read_text(encoding="utf-8")
+    assert len([s for b in runnable_python_blocks(lead_fields) for s in stated_results(b.code)]) == 3
+
+
+def test_stated_results_are_read_and_checked() -> None:
+    code = "x = 2\nx + 1  # 3\nx  # 2 (the input)\nprint(x)  # prints it\nx  # a comment\n"
+    assert stated_results(code) == [(1, "x + 1", 3), (2, "x", 2)]
+    with pytest.raises(AssertionError, match=r"x\.md:3: x \+ 1 is 3, the page says 4"):
+        run_python_blocks("x.md", "```python\nx = 2\nx + 1  # 4\n```\n")
 
 
 def test_every_python_block_runs_or_is_marked() -> None:
