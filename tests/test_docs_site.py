@@ -1,5 +1,5 @@
 """``make docs`` fails on what it should: a broken link, a missing anchor, a page missing from the navigation, a link
-to a repository file that does not exist; and builds the docs as they are.
+to a repository file that does not exist (that the docs as they are build is the step before, in ``make docs``).
 
 Run by ``make docs`` (which sets ``CARECYCLE_MKDOCS`` to its MkDocs; skipped otherwise), each case on a copy of the
 docs with one fault added.
@@ -20,14 +20,14 @@ MKDOCS = os.environ.get("CARECYCLE_MKDOCS")
 pytestmark = pytest.mark.skipif(not MKDOCS, reason="make docs runs it, with the MkDocs of .venv-release")
 
 
-def build(tmp_path: Path, fault: str | None) -> subprocess.CompletedProcess:
+def build(tmp_path: Path, fault: str) -> subprocess.CompletedProcess:
     for name in ("docs", "dev", "example_dags"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("mkdocs.yml", "README.md"):
+    for name in ("mkdocs.yml", "README.md", "CHANGELOG.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     if fault == "page outside the navigation":
         (tmp_path / "docs" / "new-page.md").write_text("# A new page\n")
-    elif fault:
+    else:
         with (tmp_path / "docs" / "metrics.md").open("a") as page:
             page.write(f"\n{fault}\n")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
@@ -39,12 +39,6 @@ def build(tmp_path: Path, fault: str | None) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-def test_the_docs_build_as_they_are(tmp_path: Path) -> None:
-    done = build(tmp_path, None)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "site" / "operators" / "upload-leads" / "index.html").is_file()
 
 
 @pytest.mark.parametrize(
