@@ -5,6 +5,10 @@
 #                      (.venv-airflow-<line>)
 #   make demo          start the emulators and run the example lead feed DAG in real Airflow
 #   make bench         the performance benchmarks (prints each figure and its ratio to the goal)
+#   make dist          the provider's and the emulator's wheels and sdists in dist/, checked (twine check, the
+#                      packaging tests) and installed from dist/ into a fresh venv
+#   make docs          the docs (docs/) as a site in site/, with MkDocs in strict mode (a broken link, a missing anchor
+#                      or a page missing from the navigation fails)
 #   make test-deployment
 #                      every example DAG in a real deployment of each supported line (2.10, 2.11, 3.0-3.3), installed
 #                      from the built wheels (tests/deployment); .ci/run runs it after make test
@@ -55,7 +59,7 @@ PY2 := $(VENV2)/bin/python
 SMOKE_TESTS := $(addprefix test-smoke-,$(SMOKE_LINES))
 
 .PHONY: test test-airflow3 test-airflow2 test-smoke $(SMOKE_TESTS) lint typecheck demo bench constraints clean \
-	test-distributed constraints-distributed
+	test-distributed constraints-distributed dist docs constraints-release
 .PRECIOUS: .venv-airflow-%/.installed
 
 test: lint typecheck test-airflow3 test-airflow2 test-smoke
@@ -167,6 +171,44 @@ $(DEPLOY_TESTS): test-deployment-%: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constrai
 demo: $(VENV)/.installed
 	$(PY) -m dev.demo
 
+# -- make dist, make docs: the release tools -----------------------------------------------------------------------
+# twine (make dist) and MkDocs with the Material theme (make docs) live in a small venv of their own, .venv-release,
+# pinned by constraints/release-tools.txt (`make constraints-release` refreshes it), so they never touch the pins of
+# the Airflow venvs.
+VENV_RELEASE ?= .venv-release
+RELEASE_TOOLS := twine mkdocs mkdocs-material
+DIST ?= dist
+
+$(VENV_RELEASE)/.installed: $(UV) constraints/release-tools.txt
+	test -x $(VENV_RELEASE)/bin/python || $(PYTHON) -m venv --without-pip $(VENV_RELEASE)
+	$(UV) pip install --quiet --python $(VENV_RELEASE)/bin/python -c constraints/release-tools.txt $(RELEASE_TOOLS)
+	touch $@
+
+# Both distributions, wheel and sdist (the wheel built from the sdist, as pip would from PyPI), into $(DIST)/; then
+# twine's metadata and README checks, the packaging tests on these very files (tests/test_packaging.py), and the
+# README's `pip install --find-links dist 'airflow-provider-carecycle[emulator]'` in a fresh venv
+# (tests/test_dist_install.py).
+dist: $(VENV)/.installed $(VENV_RELEASE)/.installed
+	rm -f $(DIST)/*.whl $(DIST)/*.tar.gz
+	$(UV) build --quiet --out-dir $(DIST) .
+	$(UV) build --quiet --out-dir $(DIST) emulator
+	$(VENV_RELEASE)/bin/twine check --strict $(DIST)/*.whl $(DIST)/*.tar.gz
+	CARECYCLE_DIST=$(DIST) $(PY) -m pytest -p no:cacheprovider tests/test_packaging.py tests/test_dist_install.py \
+		$(PYTEST_ARGS)
+
+# The docs as a site (mkdocs.yml), strict: every warning fails the build (no --quiet: MkDocs counts only the warnings
+# it prints). Then tests/test_docs_site.py proves the build fails on a broken link, a missing anchor, a page missing
+# from the navigation. NO_MKDOCS_2_WARNING: the Material theme's banner about MkDocs 2, which this build does not use.
+docs: $(VENV)/.installed $(VENV_RELEASE)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV_RELEASE)/bin/mkdocs build --strict --site-dir site
+	CARECYCLE_MKDOCS=$(VENV_RELEASE)/bin/mkdocs $(PY) -m pytest -p no:cacheprovider tests/test_docs_site.py $(PYTEST_ARGS)
+
+constraints-release: $(UV)
+	tmp=$$(mktemp -d) && $(PYTHON) -m venv --without-pip $$tmp/venv && \
+	$(UV) pip install --quiet --python $$tmp/venv/bin/python $(RELEASE_TOOLS) && \
+	$(UV) pip freeze --python $$tmp/venv/bin/python > constraints/release-tools.txt; \
+	status=$$?; rm -rf $$tmp; exit $$status
+
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
 
@@ -186,4 +228,5 @@ constraints-distributed: $(UV)
 	status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENV_DIST) $(addprefix .venv-airflow-,$(SMOKE_LINES)) $(addprefix .venv-deploy-,$(DEPLOY_LINES)) $(DEPLOY_DIST) .pytest_cache .ruff_cache .mypy_cache .demo .bench
+	rm -rf $(VENV) $(VENV2) $(VENV_DIST) $(addprefix .venv-airflow-,$(SMOKE_LINES)) $(addprefix .venv-deploy-,$(DEPLOY_LINES)) $(DEPLOY_DIST) .pytest_cache .ruff_cache .mypy_cache .demo .bench \
+		$(VENV_RELEASE) site $(DIST)/*.whl $(DIST)/*.tar.gz

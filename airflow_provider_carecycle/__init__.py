@@ -4,4 +4,4 @@ Importing this package is cheap: it imports nothing from Airflow. Hooks, operato
 their own sub-packages and are imported only where a DAG uses them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -165,7 +165,7 @@ __all__ = [
 ]
 
 
-# -- issue 14 (lineage, assets, links, metrics): more Airflow names, each resolved newest location first ---------
+# -- lineage, assets, links, metrics: more Airflow names, each resolved newest location first --------------------
 # Kept apart from the section above so the by-symbol rewrite of this module can take it over as is.
 
 if TYPE_CHECKING:  # the type checker runs against Airflow 3 (make typecheck); the fallbacks below are runtime only

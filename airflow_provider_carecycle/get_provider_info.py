@@ -30,11 +30,20 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "careCycle",
                 "external-doc-url": "https://docs.carecycle.ai",
+                # each operator's, sensor's and transfer's page, in docs/ of the repository and the sdist
+                "how-to-guide": [
+                    "docs/operators/upload-leads.md",
+                    "docs/operators/sync.md",
+                    "docs/operators/extract-customers.md",
+                    "docs/operators/campaigns.md",
+                    "docs/operators/sql-to-carecycle.md",
+                ],
                 "tags": ["service"],
             },
             {
                 "integration-name": "CareCloud CRM",
                 "external-doc-url": "https://www.crmcarecloud.com",
+                "how-to-guide": ["docs/operators/carecloud-to-carecycle.md"],
                 "tags": ["service"],
             },
         ],
@@ -66,7 +75,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
         ],
-        # issue 14: the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
+        # the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
         # "careCycle campaign" extra link
         "asset-uris": [_CARECYCLE_URIS],
         "dataset-uris": [_CARECYCLE_URIS],

@@ -17,7 +17,8 @@ Before the first run:
 
 * connections ``carecycle_default`` (API key in the password) and ``carecloud_crm_default`` (see
   ``docs/connections.md``), e.g. as ``AIRFLOW_CONN_CARECYCLE_DEFAULT`` / ``AIRFLOW_CONN_CARECLOUD_CRM_DEFAULT``;
-* the pool every careCycle task runs in, so all DAGs together stay under the API's 60 requests per minute::
+* the pool every careCycle task runs in: it caps how many careCycle tasks wait for the key at once (the hook keeps
+  every task under the API's 60 requests per minute without it)::
 
       airflow pools set carecycle_api 1 "careCycle API: 60 requests/minute shared by every DAG"
 

@@ -166,3 +166,33 @@ def test_entry_point_and_single_version_source():
     assert (
         get_provider_info()["versions"] == [__version__] == [importlib.metadata.version("airflow-provider-carecycle")]
     )
+
+
+def test_each_operator_sensor_and_transfer_has_its_docs_page_in_its_integration():
+    """Every operator, sensor and transfer class of the declared modules is named on a page of its integration's
+    ``how-to-guide``, and every page listed exists."""
+    import importlib
+    import inspect
+
+    from airflow_provider_carecycle._compat import BaseOperator
+
+    info = get_provider_info()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    guides = {i["integration-name"]: i["how-to-guide"] for i in info["integrations"]}
+    for pages in guides.values():
+        assert pages and all((root / page).is_file() for page in pages), pages
+    declared = [
+        (e["integration-name"], m) for kind in ("operators", "sensors") for e in info[kind] for m in e["python-modules"]
+    ]
+    declared += [(t["source-integration-name"], t["python-module"]) for t in info["transfers"]]
+    missing = []
+    for integration, module_name in declared:
+        text = "\n".join(
+            (root / page).read_text(encoding="utf-8") for page in guides.get(integration, guides["careCycle"])
+        )
+        module = importlib.import_module(module_name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module_name and issubclass(cls, BaseOperator) and not inspect.isabstract(cls):
+                if not name.startswith("_") and not name.endswith("BaseOperator") and f"`{name}`" not in text:
+                    missing.append(f"{module_name}.{name} ({integration})")
+    assert missing == []

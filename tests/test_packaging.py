@@ -1,7 +1,8 @@
 """What the two distributions of this repository ship: the provider without the emulator, the emulator on its own.
 
 Both wheels (and the provider's sdist) are built with ``uv build`` into a temporary folder (about a second each; the
-build backend, hatchling, comes from uv's cache or PyPI).
+build backend, hatchling, comes from uv's cache or PyPI). Under ``make dist``, ``CARECYCLE_DIST`` names the folder it
+built them in, and these tests check those very files instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def _uv() -> str | None:
 
 
 def _build(kind: str, project: Path, out: Path) -> Path:
+    dist = os.environ.get("CARECYCLE_DIST")
+    if dist:  # make dist: the files it built
+        name = "carecycle_emulator" if project.name == "emulator" else "airflow_provider_carecycle"
+        (built,) = (ROOT / dist).glob(f"{name}-{VERSION}{'-py3-none-any.whl' if kind == 'wheel' else '.tar.gz'}")
+        return built
     uv = _uv()
     if uv is None:
         pytest.skip("uv is not installed (make creates .venv/bin/uv)")
@@ -135,7 +141,18 @@ def test_the_provider_sdist_leaves_the_emulator_and_the_repository_tools_out(tmp
     with tarfile.open(_build("sdist", ROOT, tmp_path)) as sdist:
         names = [n.split("/", 1)[1] for n in sdist.getnames() if "/" in n]
     assert "example_dags/carecycle_crm_lead_feed.py" in names and "docs/index.md" in names
+    assert "CHANGELOG.md" in names and "README.md" in names
     assert not [n for n in names if n.split("/")[0] in ("emulator", "dev", "tests", "benchmarks")]
+
+
+def test_the_emulator_sdist_holds_the_license(tmp_path):
+    """A wheel built from the sdist (what pip does with an sdist) carries the license too: emulator/LICENSE is a copy
+    of the repository's, not a symlink out of the project, which the sdist leaves out."""
+    assert not (ROOT / "emulator" / "LICENSE").is_symlink()
+    assert (ROOT / "emulator" / "LICENSE").read_bytes() == (ROOT / "LICENSE").read_bytes()
+    with tarfile.open(_build("sdist", ROOT / "emulator", tmp_path)) as sdist:
+        names = [n.split("/", 1)[1] for n in sdist.getnames() if "/" in n]
+    assert "LICENSE" in names
 
 
 def test_the_installed_emulator_is_the_one_in_this_repository():
@@ -144,3 +161,54 @@ def test_the_installed_emulator_is_the_one_in_this_repository():
 
     assert Path(carecycle_emulator.__file__).resolve().is_relative_to(ROOT / "emulator" / "src"), sys.prefix
     assert carecycle_emulator.__version__ == VERSION
+
+
+def test_the_metadata_declares_what_users_check(provider_wheel):
+    """The Airflow range, the tested Python, the extras for the optional integrations, fsspec (imported by
+    storage.py), and the project's links to its changelog and docs."""
+    metadata = _metadata(provider_wheel)
+    requires = metadata.get_all("Requires-Dist")
+    assert "apache-airflow<4,>=2.10" in requires
+    assert any(r.startswith("fsspec>=") and "extra ==" not in r for r in requires)
+    assert {"openlineage", "common-sql", "emulator", "redis"} <= set(metadata.get_all("Provides-Extra"))
+    assert any(r.startswith("apache-airflow-providers-openlineage") and "extra == 'openlineage'" in r for r in requires)
+    assert any(r.startswith("apache-airflow-providers-common-sql") and "extra == 'common-sql'" in r for r in requires)
+    pythons = [c for c in metadata.get_all("Classifier") if c.startswith("Programming Language :: Python :: 3.")]
+    assert pythons == ["Programming Language :: Python :: 3.11"]  # what make test runs
+
+
+#: modules the package imports that come with an extra's distribution rather than under their own name
+_IMPORTED_THROUGH = {
+    "openlineage": "apache-airflow-providers-openlineage",
+    "openlineage_sql": "apache-airflow-providers-openlineage",
+}
+
+
+def test_every_third_party_import_of_the_package_is_declared():
+    """Each module the package imports, outside the standard library, is a dependency or comes with an extra."""
+    import ast
+    import importlib.metadata
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+    imported: set[str] = set()
+    for path in (ROOT / "airflow_provider_carecycle").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__", "airflow_provider_carecycle"}
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = []
+    for module in sorted(third_party):
+        names = {_IMPORTED_THROUGH.get(module, "")} | {d.lower() for d in distributions.get(module, [module])}
+        if module == "airflow":
+            names.add("apache-airflow")
+        if not names & declared:
+            undeclared.append(module)
+    assert undeclared == []

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_carecycle._compat import mask_secret
+from airflow_provider_carecycle._compat import AirflowNotFoundException, mask_secret
 from airflow_provider_carecycle.connection_forms import (
     CARECYCLE_DEFAULT_BASE_URL,
     CARECYCLE_DEFAULT_CONN_ID,
@@ -430,7 +430,7 @@ class CareCycleHook(ApiHook):
         """Check the key and URL with the cheapest call (one customer); return ``(ok, message)``."""
         try:
             body = self.request("GET", "/v2/customers", params={"page": 1, "perPage": 1}, max_retries=0)
-        except (ApiError, ValueError) as err:
+        except (ApiError, ValueError, AirflowNotFoundException) as err:  # an undefined conn id: a failed test too
             return self._test_failure(err)
         if not isinstance(body, dict) or "items" not in body:
             return False, f"{self.base_url} answered, but not with a careCycle customer list."

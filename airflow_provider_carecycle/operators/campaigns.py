@@ -193,5 +193,5 @@ class CareCycleCampaignSnapshotOperator(CareCycleBaseOperator):
         rows = outcome.count if isinstance(outcome, CampaignSnapshot) else None
         return inputs, [lineage.file_output(self.output_path, rows)]
 
-    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app (issue 14)
+    #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
     operator_extra_links = (CareCycleCampaignLink(),)

@@ -173,7 +173,7 @@ class CareCycleCampaignStatsSensor(BaseSensorOperator):
             raise AirflowException(message)
         raise AirflowFailException(message)
 
-    # -- issue 14: the campaign link and OpenLineage --------------------------------------------------------------
+    # -- the campaign link and OpenLineage ------------------------------------------------------------------------
 
     #: "careCycle campaign" in the task's UI: the campaign's page in careCycle's web app
     operator_extra_links = (CareCycleCampaignLink(),)
