@@ -58,6 +58,7 @@ from carecycle_emulator.carecycle.store import (
     CUSTOMER_SORT_COLUMNS,
     FLAG_COLUMNS,
     Store,
+    iso,
     like_pattern,
     now_iso,
 )
@@ -334,17 +335,20 @@ class CareCycleEmulator(EmulatorBase):
             self.store.delete_customers(deletion.customers)
             self.store.delete_calls(deletion.calls)
 
-    def record_call(self, customer_id: str, disposition: str, campaign_id: str | None = None) -> dict[str, Any]:
+    def record_call(
+        self, customer_id: str, disposition: str, campaign_id: str | None = None, when: datetime | None = None
+    ) -> dict[str, Any]:
         """Place one call to a customer now that ends with ``disposition`` (as if the dialer had heard it; a
         ``"Do Not Call"`` disposition sets the customer's ``doNotCall``); return the customer.
 
         :param customer_id: the customer's id.
         :param disposition: the call's disposition.
         :param campaign_id: the campaign the call belongs to (``None``: none).
+        :param when: when the call was placed (aware; default: now).
         """
         if self.store.customer_row(customer_id) is None:
             raise KeyError(f"No customer {customer_id}")
-        ts = now_iso()
+        ts = now_iso() if when is None else iso(when)
         with self.store.lock:
             self.store.add_call(
                 call_id=rng_uuid(self._id_rng),
