@@ -308,7 +308,7 @@ class CareCycleDoNotCallToCareCloudOperator(CareCycleBaseOperator):
         """Write ``record`` back with the consent withdrawn, if it has not changed since it was read; check it.
 
         :raises _Conflict: (carrying the customer as now read) when it changed before the write, or the check after
-            it does not find exactly what was written.
+            it does not find the consent withdrawn (another save put it back: read again and write again).
         """
         crm = self.carecloud_hook
         changed = _withdrawn(record, text_id, consent_id)
@@ -316,8 +316,8 @@ class CareCycleDoNotCallToCareCloudOperator(CareCycleBaseOperator):
         if current.get("last_change") != record.get("last_change"):
             raise _Conflict(current)
         crm.put_customer(crm_id, changed)
-        after = crm.get_customer(crm_id)
-        if _consent_value(after, text_id, consent_id) != CONSENT_WITHDRAWN or _content(after) != _content(changed):
+        after = crm.get_customer(crm_id)  # the check: the CRM holds the consent withdrawn (a later save of another
+        if _consent_value(after, text_id, consent_id) != CONSENT_WITHDRAWN:  # user may have changed other fields)
             raise _Conflict(after)
 
     def openlineage_datasets(self, outcome: Outcome | None) -> lineage.Datasets:
@@ -382,18 +382,6 @@ def _withdrawn(customer: Mapping[str, Any], text_id: str, consent_id: str) -> di
     custom[:] = [c for c in custom if not (isinstance(c, dict) and c.get("agreement_id") == consent_id)]
     custom.append({"agreement_id": consent_id, "agreement_value": CONSENT_WITHDRAWN})
     return changed
-
-
-def _content(customer: Mapping[str, Any]) -> Any:
-    """What a write sets, for the check after it: the record without the times the CRM stamps."""
-    out = copy.deepcopy(dict(customer))
-    out.pop("last_change", None)
-    info = out.get("personal_information")
-    if isinstance(info, dict):
-        for item in info.get("consents") or ():
-            if isinstance(item, dict):
-                item.pop("last_change", None)
-    return out
 
 
 __all__ = ["CareCycleDoNotCallToCareCloudOperator", "WriteBackSummary"]

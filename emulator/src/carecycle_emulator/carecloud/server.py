@@ -502,11 +502,14 @@ class CareCloudEmulator(EmulatorBase):
         query = _multi_query(request)
         count = _int_param(query, "count", 100, 1)
         offset = _int_param(query, "offset", 0, 0)
-        rows = [row for row in self.customers() if _matches(row, _filters(query))]
-        if self.honour_sort:
-            rows = _sorted(rows, query)
+        filters = _filters(query)
+        with self._lock:  # filter and sort the stored rows; copy only the page answered
+            rows = [row for row in self._customers.values() if _matches(row, filters)]
+            if self.honour_sort:
+                rows = _sorted(rows, query)
+            page = [_copy(row) for row in rows[offset : offset + count]]
         self._after_list_answer()
-        return {"data": {"customers": rows[offset : offset + count], "total_items": len(rows)}}
+        return {"data": {"customers": page, "total_items": len(rows)}}
 
     def _after_list_answer(self) -> None:
         """Count a list answer towards the planned deletions; carry out the ones now due."""
