@@ -383,18 +383,10 @@ class CareCloudCrmHook(ApiHook):
         response = self._send(method, path, params=params, json=json, max_retries=max_retries)
         return self._json(response, method, path)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        max_retries: int | None = None,
-    ) -> requests.Response:
-        """Send one authenticated request (see :meth:`request`); return the success answer as received."""
+    def _send(self, method: str, path: str, **send: Any) -> requests.Response:
+        """Send one authenticated request (see :meth:`request`, whose ``params``, ``json`` and ``max_retries`` it
+        takes); return the success answer as received."""
         token = self._bearer()
-        send = {"params": params, "json": json, "max_retries": max_retries}
         try:
             return self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
         except CareCloudAuthError as err:

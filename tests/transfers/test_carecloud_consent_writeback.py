@@ -159,3 +159,15 @@ def test_arguments_are_checked(carecloud_emulator, carecycle_emulator, tmp_path)
         CareCycleDoNotCallToCareCloudOperator(task_id="w", incremental=False, max_attempts=0)
     with pytest.raises(ValueError, match="'phone_consent' is not in the CRM's consent catalogue"):
         write_back(tmp_path, consent_text_id="phone_consent")
+
+
+def test_no_patient_data_in_logs_or_xcom(carecloud_emulator, carecycle_emulator, tmp_path, captured_logs):
+    from carecycle_emulator.carecloud.seed import FIRST_NAMES, LAST_NAMES
+
+    before = said_do_not_call(carecloud_emulator, carecycle_emulator, tmp_path)
+    carecloud_emulator.edit_after_gets(before["customer_id"], gets=1, last_name="Edited")
+    result = write_back(tmp_path, dry_run=False)
+    text = captured_logs() + repr(result)
+    info = before["personal_information"]
+    assert not [v for v in (*FIRST_NAMES, *LAST_NAMES, "Edited", info["email"], info["phone"]) if v in text]
+    assert before["customer_id"] not in repr(result)  # ids only in a dry run's to_withdraw
