@@ -145,8 +145,9 @@ class LeadUploader:
     :param stop_grace_s: seconds a stopped run gives its requests in flight before abandoning them (:meth:`stop`).
     :param suppress_new_do_not_call: with a sync ledger, do not send a lead that carries ``doNotCall`` and whose
         identity the ledger has never held (careCycle never had it): it is counted as ``suppressed``. A lead the
-        ledger knows is sent with its flag (careCycle has no delete: only the flag stops its calls). Without a ledger
-        nothing tells the two apart, so every lead is sent, flag and all.
+        ledger knows is sent with its flag (careCycle has no delete: only the flag stops its calls). Without a ledger,
+        with ``full_sync`` (which reads none of it) or with files of an earlier ledger version (not read), nothing
+        tells the two apart, so every lead is sent, flag and all.
     """
 
     def __init__(
@@ -232,7 +233,9 @@ class LeadUploader:
                         spool.count,
                         spool.to_send,
                     )
-                    if self.suppress_new_do_not_call:
+                    # full_sync reads no entry and an earlier ledger version's files are not read: then the ledger
+                    # cannot tell a lead careCycle holds from one it never held, and every flagged lead is sent
+                    if self.suppress_new_do_not_call and not self.full_sync and not self._ledger.outdated:
                         summary.suppressed = spool.mark_suppressed(self._ledger)
                         self.log.info(
                             "%d lead(s) with doNotCall that careCycle never held are not sent (suppressed).",
