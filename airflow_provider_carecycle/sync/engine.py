@@ -146,8 +146,8 @@ class LeadUploader:
     :param suppress_new_do_not_call: with a sync ledger, do not send a lead that carries ``doNotCall`` and whose
         identity the ledger has never held (careCycle never had it): it is counted as ``suppressed``. A lead the
         ledger knows is sent with its flag (careCycle has no delete: only the flag stops its calls). Without a ledger,
-        with ``full_sync`` (which reads none of it) or with files of an earlier ledger version (not read), nothing
-        tells the two apart, so every lead is sent, flag and all.
+        with ``full_sync`` (which reads none of it) or with ledger files it could not read (an earlier version,
+        malformed), nothing tells the two apart, so every lead is sent, flag and all.
     """
 
     def __init__(
@@ -233,9 +233,11 @@ class LeadUploader:
                         spool.count,
                         spool.to_send,
                     )
-                    # full_sync reads no entry and an earlier ledger version's files are not read: then the ledger
-                    # cannot tell a lead careCycle holds from one it never held, and every flagged lead is sent
-                    if self.suppress_new_do_not_call and not self.full_sync and not self._ledger.outdated:
+                    # full_sync reads no entry, and files of an earlier ledger version or malformed ones are not
+                    # read: then the ledger cannot tell a lead careCycle holds from one it never held, and every
+                    # flagged lead is sent
+                    unread = self.full_sync or self._ledger.outdated or self._ledger.ignored
+                    if self.suppress_new_do_not_call and not unread:
                         summary.suppressed = spool.mark_suppressed(self._ledger)
                         self.log.info(
                             "%d lead(s) with doNotCall that careCycle never held are not sent (suppressed).",
