@@ -74,6 +74,11 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "careCycle",
                 "python-module": f"{_PKG}.transfers.carecloud",
             },
+            {
+                "source-integration-name": "careCycle",
+                "target-integration-name": "CareCloud CRM",
+                "python-module": f"{_PKG}.transfers.carecloud_consent",
+            },
         ],
         # the carecycle:// asset scheme (Airflow 3 reads asset-uris, 2.10/2.11 dataset-uris) and the
         # "careCycle campaign" extra link

@@ -6,7 +6,8 @@ Names (all counters but the timer):
   every retry, every 429 answer, of the careCycle and CareCloud CRM hooks;
 * ``carecycle.api.wait`` (timer, milliseconds): each time the client-side limiter or a ``retryAfter``/backoff made
   a task wait;
-* ``carecycle.leads.uploaded``, ``carecycle.leads.rejected``, ``carecycle.leads.duplicates``: per finished upload;
+* ``carecycle.leads.uploaded``, ``carecycle.leads.rejected``, ``carecycle.leads.duplicates``,
+  ``carecycle.leads.suppressed`` (not sent: may not be called and never held by careCycle): per finished upload;
 * ``carecycle.customers.exported``, ``carecycle.calls.exported``: rows written by the exports.
 
 Each is tagged ``conn_id=<Airflow connection id>`` (StatsD sends tags only with ``statsd_datadog_enabled`` or
@@ -32,6 +33,7 @@ API_WAIT = f"{PREFIX}.api.wait"
 LEADS_UPLOADED = f"{PREFIX}.leads.uploaded"
 LEADS_REJECTED = f"{PREFIX}.leads.rejected"
 LEADS_DUPLICATES = f"{PREFIX}.leads.duplicates"
+LEADS_SUPPRESSED = f"{PREFIX}.leads.suppressed"
 CUSTOMERS_EXPORTED = f"{PREFIX}.customers.exported"
 CALLS_EXPORTED = f"{PREFIX}.calls.exported"
 
@@ -44,6 +46,7 @@ ALL_METRICS = (
     LEADS_UPLOADED,
     LEADS_REJECTED,
     LEADS_DUPLICATES,
+    LEADS_SUPPRESSED,
     CUSTOMERS_EXPORTED,
     CALLS_EXPORTED,
 )
@@ -51,7 +54,12 @@ ALL_METRICS = (
 #: ``RequestStats`` counter -> metric; ``waited_s`` becomes the ``carecycle.api.wait`` timer
 _REQUEST_COUNTERS = {"requests": API_REQUESTS, "retries": API_RETRIES, "rate_limited": API_RATE_LIMITED}
 #: upload summary key -> metric
-_UPLOAD_COUNTERS = {"uploaded": LEADS_UPLOADED, "rejected": LEADS_REJECTED, "duplicates": LEADS_DUPLICATES}
+_UPLOAD_COUNTERS = {
+    "uploaded": LEADS_UPLOADED,
+    "rejected": LEADS_REJECTED,
+    "duplicates": LEADS_DUPLICATES,
+    "suppressed": LEADS_SUPPRESSED,
+}
 
 
 def _stats() -> Any:

@@ -80,3 +80,7 @@ DEFAULT_REQUESTS_PER_MINUTE = 60
 #: ``POST /v2/leads/upload``: records per request, custom fields per record
 MAX_RECORDS_PER_UPLOAD = 200
 MAX_CUSTOM_FIELDS = 50
+#: the call disposition that means "do not call me again" (the write-back's default disposition)
+DO_NOT_CALL_DISPOSITION = "Do Not Call"
+#: the do-not-contact flags a lead and a customer carry
+DO_NOT_CONTACT_FLAGS = ("doNotCall", "doNotSMS", "doNotEmail", "doNotMail")

@@ -7,8 +7,12 @@ It starts both emulators on free loopback ports, points ``AIRFLOW_CONN_CARECYCLE
 ``example_dags/carecycle_crm_lead_feed.py`` with ``dag.test()`` and prints a short run summary: counts, reasons and
 paths only, never patient data. Then it changes a few CRM customers (:data:`CHANGED` with a new email,
 :data:`TOUCHED` with only a newer ``last_change``) and runs the next day's feed: it reads from the watermark and the
-sync ledger sends only the leads that really changed. ``--workdir``'s ``summary.json`` holds both runs' figures.
-The exit code is 1 when any task did not succeed or the second run sent anything but the changed leads.
+sync ledger sends only the leads that really changed. It also closes the consent loop: before the second run one
+uploaded customer withdraws consent in the CRM and another is deleted, and a third says "Do Not Call" on a careCycle
+call; after it, careCycle must hold the first two as do-not-call (sent again with the flag), its dialer must place
+no further call to them, and the CRM must hold the third's consent as withdrawn (the write-back task).
+``--workdir``'s ``summary.json`` holds both runs' figures. The exit code is 1 when any task did not succeed, the
+second run sent anything but the changed leads, or any part of the consent loop did not happen.
 
 Airflow reads its configuration when it is first imported, so every environment variable is set before that.
 """
@@ -37,6 +41,11 @@ RULE = "=" * 78
 CHANGED = 3
 #: CRM customers whose ``last_change`` alone moves (a CRM edit to a field careCycle does not get): read, not sent
 TOUCHED = 2
+#: the consent loop: CRM customers that withdraw consent / are deleted before the second run (sent again flagged)
+WITHDRAWN = 1
+DELETED = 1
+#: dialer ticks after the second run, to show the do-not-call customers get no further call
+TICKS_AFTER = 40
 UPLOAD_PATH = "/v2/leads/upload"
 #: the emulators' rate limit per minute, and the connections' client-side limit: a demo need not wait a minute
 RATE_LIMIT = 6000
@@ -189,6 +198,87 @@ def summary_lines(dag_run: Any, states: Mapping[str, str], campaign: Mapping[str
     return lines
 
 
+def consent_changes(carecloud: Any, carecycle: Any, day: datetime, skip: int) -> dict[str, list[str]]:
+    """The consent loop's changes before the second run, on uploaded customers after the first ``skip``: one withdraws
+    the marketing-communication consent in the CRM, one is deleted in the CRM, one says "Do Not Call" on a careCycle
+    call.
+
+    :return: ``{"withdrawn": [...], "deleted": [...], "heard": [...]}`` CRM customer ids.
+    """
+    uploaded = carecycle.get_customers_by_external_id()
+    ids = [c["customer_id"] for c in carecloud.customers() if c["customer_id"] in uploaded][skip:]
+    if len(ids) < WITHDRAWN + DELETED + 1:
+        raise SystemExit(f"The first run uploaded too few CRM customers for the consent loop ({len(ids)} left).")
+    withdrawn, deleted = ids[:WITHDRAWN], ids[WITHDRAWN : WITHDRAWN + DELETED]
+    heard = ids[WITHDRAWN + DELETED : WITHDRAWN + DELETED + 1]
+    when = (day + timedelta(hours=2)).astimezone(carecloud.project_tz).replace(tzinfo=None)
+    for customer_id in withdrawn:
+        carecloud.set_consent(customer_id, "marketing_communication", 0, when=when)
+    for customer_id in deleted:
+        carecloud.set_state(customer_id, 0, when=when)
+    for customer_id in heard:
+        carecycle.record_call(uploaded[customer_id][0]["id"], "Do Not Call")
+    return {"withdrawn": withdrawn, "deleted": deleted, "heard": heard}
+
+
+def consent_loop_figures(
+    carecloud: Any, carecycle: Any, changes: Mapping[str, list[str]], write_back: Mapping[str, Any]
+) -> dict[str, Any]:
+    """After the second run: what careCycle holds for the CRM's do-not-contact customers, whether the dialer called
+    them again (:data:`TICKS_AFTER` more ticks), and whether the CRM holds the heard do-not-call.
+
+    :param carecloud: the CareCloud emulator.
+    :param carecycle: the careCycle emulator.
+    :param changes: what :func:`consent_changes` did.
+    :param write_back: the ``do_not_call_to_crm`` summary of the second run.
+    """
+    from carecycle_emulator.carecloud.seed import CONSENT_IDS
+
+    held = carecycle.get_customers_by_external_id()
+    flagged = [*changes["withdrawn"], *changes["deleted"]]
+    calls_before = {i: held[i][0]["totalCalls"] for i in flagged}
+    carecycle.tick_dialer(TICKS_AFTER)
+    after = carecycle.get_customers_by_external_id()
+    crm = {c["customer_id"]: c for c in carecloud.customers()}
+
+    def marketing(customer_id: str) -> Any:
+        info = crm[customer_id]["personal_information"]
+        if "consents" not in info:
+            return info.get("agreement", {}).get("agreement_marketing_communication")
+        wanted = CONSENT_IDS["marketing_communication"]
+        return next((c["consent_value"] for c in info["consents"] if c["consent_id"] == wanted), None)
+
+    figures = {
+        "do_not_call_held": sum(after[i][0]["doNotCall"] is True for i in flagged),
+        "do_not_contact_customers": len(flagged),
+        "calls_after_do_not_call": sum(after[i][0]["totalCalls"] - calls_before[i] for i in flagged),
+        "heard_withdrawn_in_crm": sum(marketing(i) == 0 for i in changes["heard"]),
+        "heard": len(changes["heard"]),
+        "write_back": {k: write_back.get(k) for k in ("candidates", "withdrawn", "already_withdrawn", "not_from_crm")},
+    }
+    figures["ok"] = (
+        figures["do_not_call_held"] == len(flagged)
+        and figures["calls_after_do_not_call"] == 0
+        and figures["heard_withdrawn_in_crm"] == len(changes["heard"])
+    )
+    return figures
+
+
+def consent_loop_lines(figures: Mapping[str, Any]) -> list[str]:
+    """The PHI-free summary of the consent loop: counts only."""
+    wb = figures["write_back"]
+    return [
+        "Consent loop:",
+        f"  CRM: {WITHDRAWN} consent withdrawn, {DELETED} customer deleted -> careCycle holds "
+        f"{figures['do_not_call_held']} of {figures['do_not_contact_customers']} as doNotCall",
+        f"  Dialer: {TICKS_AFTER} more ticks placed {figures['calls_after_do_not_call']} call(s) to them",
+        f"  Heard on a call: {figures['heard']} 'Do Not Call' -> consent withdrawn in the CRM for "
+        f"{figures['heard_withdrawn_in_crm']} (write-back: {wb['withdrawn']} withdrawn, {wb['already_withdrawn']} "
+        f"already, {wb['not_from_crm']} not from the CRM, of {wb['candidates']} candidates)",
+        "Consent loop closed: " + ("yes" if figures["ok"] else "NO"),
+    ]
+
+
 def change_crm_customers(carecloud: Any, carecycle: Any, day: datetime) -> tuple[list[str], list[str]]:
     """Change :data:`CHANGED` CRM customers the first run uploaded (a new email) and touch :data:`TOUCHED` more
     (``last_change`` only), all during ``day``.
@@ -227,7 +317,8 @@ def second_run_figures(
 
     :param upload: the ``crm_to_leads`` summary of the second run.
     :param requests: the upload requests careCycle received during the second run.
-    :param changed: the CRM customers given a new email.
+    :param changed: the CRM customers whose lead changed (a new email, or a consent withdrawn or a deletion: sent
+        again with the flag).
     :param touched: the CRM customers whose ``last_change`` alone moved.
     """
     sent = [i for r in requests for i in r["batch"]["external_ids"]]
@@ -295,18 +386,24 @@ def run(dag_file: Path, workdir: Path) -> int:
         if not succeeded(states):
             write_result(workdir, result)
             return 1
+        carecycle.configure(dialer_speed=0)  # the rest of the demo dials by explicit ticks
         # the next day: a few CRM customers changed; that run must send those and nothing else
         changed, touched = change_crm_customers(carecloud, carecycle, run_date)
+        consent = consent_changes(carecloud, carecycle, run_date, CHANGED + TOUCHED)
         mark = len(carecycle.request_log())
         dag_run = dag.test(run_conf=conf, **{date_key: run_date + timedelta(days=1)})
         states = run_states(dag, dag_run)
+        resent = [*changed, *consent["withdrawn"], *consent["deleted"]]
         figures = second_run_figures(
-            xcom(dag_run, "crm_to_leads") or {}, upload_requests(carecycle, mark), changed, touched
+            xcom(dag_run, "crm_to_leads") or {}, upload_requests(carecycle, mark), resent, touched
         )
         result["second_run"] = {"states": states, **figures}
         print_box(second_run_lines(figures, states))
+        loop = consent_loop_figures(carecloud, carecycle, consent, xcom(dag_run, "do_not_call_to_crm") or {})
+        result["consent_loop"] = loop
+        print_box(consent_loop_lines(loop))
         write_result(workdir, result)
-        return 0 if succeeded(states) and figures["ok"] else 1
+        return 0 if succeeded(states) and figures["ok"] and loop["ok"] else 1
     finally:
         carecycle.stop()
         carecloud.stop()

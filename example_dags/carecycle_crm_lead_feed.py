@@ -2,15 +2,20 @@
 
 What it shows, task by task::
 
-    snapshot_before -> crm_to_leads -> snapshot_after -> wait_for_first_calls
+    snapshot_before -> crm_to_leads -> do_not_call_to_crm -> snapshot_after -> wait_for_first_calls
 
 1. ``snapshot_before``: the campaign's ``customerStats`` before the upload, appended to a dated JSON Lines file.
 2. ``crm_to_leads``: reads the CareCloud CRM customers whose ``last_change`` falls in the run's data interval, maps
    them to careCycle leads, validates and normalises them, uploads the valid ones in batches and writes every
    rejected one (a phone outside the US, no zip, ...) with its reason to a file. The task fails only when more
    than ``max_rejected_ratio`` of the records were rejected, and even then after uploading every valid lead.
-3. ``snapshot_after``: the same figures after the upload (new leads join campaigns with a "Lead Created" entry).
-4. ``wait_for_first_calls``: a deferrable sensor that frees its worker slot while careCycle dials, and succeeds
+   Consent travels with every lead: a customer the CRM deleted, or whose marketing-communication consent is
+   withdrawn, is sent with ``doNotCall`` (careCycle has no delete: the flag is what stops its calls), or, when
+   careCycle never held them, not sent at all (``suppressed``). See ``docs/operators/consent.md``.
+3. ``do_not_call_to_crm``: the other half of the loop: every careCycle customer who said "do not call" on a call
+   has the consent withdrawn in the CRM (read-modify-write, no CRM edit lost).
+4. ``snapshot_after``: the same figures after the upload (new leads join campaigns with a "Lead Created" entry).
+5. ``wait_for_first_calls``: a deferrable sensor that frees its worker slot while careCycle dials, and succeeds
    once the campaign has its first completed call.
 
 Before the first run:
@@ -49,6 +54,7 @@ from airflow_provider_carecycle.operators.base import run_interval
 from airflow_provider_carecycle.operators.campaigns import CareCycleCampaignSnapshotOperator
 from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
 from airflow_provider_carecycle.transfers.carecloud import CareCloudCrmToCareCycleLeadsOperator
+from airflow_provider_carecycle.transfers.carecloud_consent import CareCycleDoNotCallToCareCloudOperator
 
 #: every careCycle task runs in this pool (create it once, see above); its slots cap the concurrent careCycle tasks
 CARECYCLE_POOL = "carecycle_api"
@@ -117,6 +123,22 @@ with DAG(
         # accepted it (docs/operators/sync.md).
         incremental=True,
         sync_state_path="{{ params.output_root }}/ledgers/crm_leads",
+        # Consent (docs/operators/consent.md): which CRM consent governs which careCycle flag (consent_mapping, by
+        # text_id; the default: marketing communication governs calls, SMS and e-mail), and what a consent that was
+        # never set and a non-active customer mean. "do_not_call" for both calls only customers who said yes.
+        unset_consent="call",
+        inactive="call",
+        pool=CARECYCLE_POOL,
+    )
+
+    do_not_call_to_crm = CareCycleDoNotCallToCareCloudOperator(
+        task_id="do_not_call_to_crm",
+        carecloud_crm_conn_id="carecloud_crm_default",
+        carecycle_conn_id="carecycle_default",
+        consent_text_id="marketing_communication",  # the CRM consent that governs calls
+        dispositions=["Do Not Call"],  # a last call that ended like this counts, besides careCycle's doNotCall flag
+        # Only the customers called since the previous successful run (the first run reads them all).
+        state_path="{{ params.output_root }}/state/do_not_call_to_crm.json",
         pool=CARECYCLE_POOL,
     )
 
@@ -140,4 +162,4 @@ with DAG(
         pool=CARECYCLE_POOL,
     )
 
-    snapshot_before >> crm_to_leads >> snapshot_after >> wait_for_first_calls
+    snapshot_before >> crm_to_leads >> do_not_call_to_crm >> snapshot_after >> wait_for_first_calls

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carecycle_emulator.carecloud.seed import FIRST_NAMES, LAST_NAMES
-from dev.demo import CHANGED, TOUCHED, second_run_figures
+from dev.demo import CHANGED, DELETED, TOUCHED, WITHDRAWN, second_run_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,17 +42,25 @@ def test_demo_runs_the_crm_lead_feed_twice_and_prints_the_summary(tmp_path):
     assert set(second.pop("states").values()) == {"success"}
     # from the watermark: the changed and touched customers, plus the few the overlap re-reads, not the 60 again
     assert CHANGED + TOUCHED <= second["crm_rows"] < 60
-    assert second["upload_requests"] == 1 and second["leads_sent"] == second["uploaded"] == CHANGED
+    resent = CHANGED + WITHDRAWN + DELETED  # the consent loop's two are sent again, with the flag
+    assert second["upload_requests"] == 1 and second["leads_sent"] == second["uploaded"] == resent
     assert second["unchanged_sent"] == second["changed_not_sent"] == 0
     assert second["unchanged"] >= TOUCHED
     assert second["crm_rows"] == second["uploaded"] + second["unchanged"] + second["rejected"]
     assert second["ok"] is True
     second_box = result.stdout[result.stdout.rindex("Second run (") :]
     assert (
-        f"Second run: {second['crm_rows']} CRM rows read since the watermark, {CHANGED} changed -> {CHANGED} "
+        f"Second run: {second['crm_rows']} CRM rows read since the watermark, {resent} changed -> {resent} "
         f"uploaded in 1 request(s), 0 unchanged sent; {second['unchanged']} unchanged not sent" in second_box
     )
     assert "Second run sent only what changed: yes" in second_box
+    # the consent loop: careCycle holds the withdrawn and the deleted customer as do-not-call, the dialer left them
+    # alone, and the "Do Not Call" heard on a call withdrew the consent in the CRM
+    loop = figures["consent_loop"]
+    assert loop["do_not_call_held"] == loop["do_not_contact_customers"] == WITHDRAWN + DELETED
+    assert loop["calls_after_do_not_call"] == 0 and loop["heard_withdrawn_in_crm"] == loop["heard"] == 1
+    assert loop["write_back"]["withdrawn"] >= 1 and loop["ok"] is True
+    assert "Consent loop closed: yes" in second_box
     printed = summary + second_box + (tmp_path / "summary.json").read_text()
     leaked = [name for name in (*FIRST_NAMES, *LAST_NAMES) if name in printed]
     assert not leaked, "the summary must hold no patient data"

@@ -148,7 +148,7 @@ def test_every_declared_module_imports():
         for entry in info[section]
         for module in entry["python-modules"]
     ] + [entry["python-module"] for entry in info["transfers"]]
-    assert len(modules) == 9
+    assert len(modules) == 10
     for module in modules:
         importlib.import_module(module)
     for conn_type in info["connection-types"]:

@@ -39,7 +39,7 @@ print(json.dumps({{"base": sorted(base), "added": added}}))
 
 def test_importing_every_operator_module_loads_no_heavy_module():
     modules = provider_modules()
-    assert len(modules) == 7
+    assert len(modules) == 8
     found = import_in_fresh_process(modules)
     assert found["added"] == [], f"importing the provider's operators loads {found['added']} at DAG-parse time"
     if AIRFLOW_V_3_0_PLUS:  # so this test has teeth where it matters: airflow.sdk itself does not load requests

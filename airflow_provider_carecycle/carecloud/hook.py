@@ -8,6 +8,8 @@ interface. Facts it relies on (vendor docs, see ``docs/connections-carecloud.md`
   ``{"data": {"bearer_token", "valid_to", ...}}``; ``valid_to`` is project-local time without an offset. Tokens last
   about 7 hours by default; on 401 the client logs in again and retries once.
 * ``GET /customers`` answers ``{"data": {"customers": [...], "total_items": N}}`` and pages by ``count``/``offset``.
+* ``GET /agreements`` (the consent catalogue) and ``GET /communication-channels`` page the same way;
+  ``PUT /customers/{customer_id}`` replaces the whole customer and answers 204.
 * Errors are ``{"error": {"exception", "title", "detail", "error_data": {"invalid_params": [...]}}}``.
 * 429 and 503 come without a documented wait: back off exponentially with jitter. No numeric rate limit is
   published, so the client-side limit is a connection extra.
@@ -57,6 +59,8 @@ API_ROOT = "/webservice/rest-api"
 DEFAULT_INTERFACE = "enterprise-interface"
 DEFAULT_VERSION = "v1.0"
 DEFAULT_PAGE_SIZE = 100
+#: the consent catalogue's path (the spec's ``/agreements``; CareCloud's docs call the resource "consents")
+CONSENTS_PATH = "/agreements"
 #: Used when the project's time zone is unknown, so ``valid_to`` cannot be read exactly (7 h default minus 30 min).
 FALLBACK_TOKEN_TTL_S = 6.5 * 3600
 
@@ -134,6 +138,16 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return value
+
+
+def _customer_path_id(customer_id: Any) -> str:
+    """A customer id checked to be safe in a path (letters, digits, - and _).
+
+    :raises ValueError: otherwise.
+    """
+    if not isinstance(customer_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", customer_id):
+        raise ValueError(f"customer_id must be a CareCloud id (letters, digits, - and _), got {customer_id!r}.")
+    return customer_id
 
 
 # ------------------------------------------------------------------------------------------------------ hook
@@ -366,17 +380,21 @@ class CareCloudCrmHook(ApiHook):
         :param max_retries: retries for this request only (default: the connection's setting).
         :raises CareCloudAPIError: (a subclass of) for an error answer, or when retries are exhausted.
         """
+        response = self._send(method, path, params=params, json=json, max_retries=max_retries)
+        return self._json(response, method, path)
+
+    def _send(self, method: str, path: str, **send: Any) -> requests.Response:
+        """Send one authenticated request (see :meth:`request`, whose ``params``, ``json`` and ``max_retries`` it
+        takes); return the success answer as received."""
         token = self._bearer()
-        send = {"params": params, "json": json, "max_retries": max_retries}
         try:
-            response = self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
+            return self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
         except CareCloudAuthError as err:
             if err.status != 401:
                 raise
             self.log.info("CareCloud API %s %s answered 401; logging in again and retrying once.", method, path)
             token = self._bearer(stale=token)
-            response = self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
-        return self._json(response, method, path)
+            return self._sender.send(method, path, headers={"Authorization": f"Bearer {token}"}, **send)
 
     # -- paging --------------------------------------------------------------------------------------------------
 
@@ -663,15 +681,65 @@ class CareCloudCrmHook(ApiHook):
 
         :param customer_id: the CareCloud customer id.
         """
-        if not isinstance(customer_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", customer_id):
-            raise ValueError(f"customer_id must be a CareCloud id (letters, digits, - and _), got {customer_id!r}.")
-        body = self.request("GET", f"/customers/{customer_id}")
+        body = self.request("GET", f"/customers/{_customer_path_id(customer_id)}")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             raise CareCloudMalformedAnswerError(
                 "CareCloud API GET /customers/{id}: the answer has no 'data' object.", status=200
             )
         return data
+
+    def iter_consents(
+        self, *, communication_channel_id: str | None = None, count: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the project's consent types (the consent catalogue: ``GET /agreements``, "GET /consents" in
+        CareCloud's docs): ``{agreement_id, name, text, withdrawal_text, communication_channel_id, text_id, ...}``.
+
+        :param communication_channel_id: only the consents tied to this channel.
+        :param count: page size.
+        """
+        params = {} if communication_channel_id is None else {"communication_channel_id": communication_channel_id}
+        for page in self.paginate(CONSENTS_PATH, params, items_key="agreements", count=count):
+            yield from page.items
+
+    def iter_communication_channels(self, *, count: int = DEFAULT_PAGE_SIZE) -> Iterator[dict[str, Any]]:
+        """Yield the project's communication channels (``GET /communication-channels``):
+        ``{communication_channel_id, name, text_id}``. There is no telephone-call channel.
+
+        :param count: page size.
+        """
+        for page in self.paginate("/communication-channels", None, items_key="communication_channels", count=count):
+            yield from page.items
+
+    def put_customer(
+        self,
+        customer_id: str,
+        customer: Mapping[str, Any],
+        property_records: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``PUT /customers/{customer_id}``: **replace** the customer's personal information, contact details, address
+        and consents with ``customer``'s (whatever it leaves out is lost; read the customer first and send it back
+        whole, as :class:`~airflow_provider_carecycle.transfers.carecloud_consent.CareCycleDoNotCallToCareCloudOperator`
+        does).
+
+        Sent once, never retried here (``max_retries=0``): a retry after an answer that did not arrive could write
+        a record another user changed since; the caller reads again and decides.
+
+        :param customer_id: the CareCloud customer id.
+        :param customer: the whole customer record to write.
+        :param property_records: property records to write with it.
+        :raises CareCloudAPIError: (a subclass of) for an error answer.
+        """
+        path = f"/customers/{_customer_path_id(customer_id)}"
+        body: dict[str, Any] = {"customer": dict(customer)}
+        if property_records is not None:
+            body["property_records"] = [dict(r) for r in property_records]
+        response = self._send("PUT", path, json=body, max_retries=0)
+        if response.status_code not in (200, 204):
+            raise CareCloudMalformedAnswerError(
+                f"CareCloud API PUT /customers/{{id}} answered {response.status_code}, not 204 No Content.",
+                status=response.status_code,
+            )
 
     def test_connection(self) -> tuple[bool, str]:
         """Log in and read one customer; return ``(ok, message)``."""

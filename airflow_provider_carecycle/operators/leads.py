@@ -129,6 +129,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "full_sync",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
+    #: a source whose consent rules say who may not be called (the CareCloud CRM transfer) turns this on: a
+    #: ``doNotCall`` lead careCycle never held is then not sent (``LeadUploader(suppress_new_do_not_call=)``)
+    suppress_new_do_not_call: bool = False
     #: the finished upload's summary (``None`` before ``execute``): its ``as_dict()`` is the XCom value
     outcome: UploadSummary | None = None
 
@@ -232,6 +235,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
             sync_state_path=self.sync_state_path,
             full_sync=bool(self.full_sync),
             resend_after=self.resend_after,
+            suppress_new_do_not_call=self.suppress_new_do_not_call,
             logger=self.log,
             progress_every_s=self.progress_every_s,
         )
@@ -274,14 +278,15 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
 
     def _log_summary(self, summary: UploadSummary) -> None:
         self.log.info(
-            "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d unchanged, %d batches (%d skipped) "
-            "in %.1f s.",
+            "Lead upload%s: %d records, %d uploaded, %d rejected, %d duplicates, %d unchanged, %d suppressed, "
+            "%d batches (%d skipped) in %.1f s.",
             " (dry run)" if summary.dry_run else "",
             summary.total,
             summary.uploaded,
             summary.rejected,
             summary.duplicates,
             summary.unchanged,
+            summary.suppressed,
             summary.batches,
             summary.skipped_batches,
             summary.elapsed_s,

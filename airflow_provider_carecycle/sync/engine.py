@@ -143,6 +143,11 @@ class LeadUploader:
     :param ledger_save_every_s: least seconds between two saves of the sync ledger during the run (it is saved at the
         end too).
     :param stop_grace_s: seconds a stopped run gives its requests in flight before abandoning them (:meth:`stop`).
+    :param suppress_new_do_not_call: with a sync ledger, do not send a lead that carries ``doNotCall`` and whose
+        identity the ledger has never held (careCycle never had it): it is counted as ``suppressed``. A lead the
+        ledger knows is sent with its flag (careCycle has no delete: only the flag stops its calls). Without a ledger,
+        with ``full_sync`` (which reads none of it) or with ledger files it could not read (an earlier version,
+        malformed), nothing tells the two apart, so every lead is sent, flag and all.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class LeadUploader:
         sync_state_path: Any = None,
         full_sync: bool = False,
         resend_after: timedelta | float | None = None,
+        suppress_new_do_not_call: bool = False,
         logger: TaskLog | None = None,
         progress_every_s: float = 30.0,
         ledger_save_every_s: float = LEDGER_SAVE_EVERY_S,
@@ -167,6 +173,7 @@ class LeadUploader:
         self.sync_state_path = sync_state_path
         self.full_sync = full_sync
         self.resend_after = check_resend_after(resend_after)
+        self.suppress_new_do_not_call = bool(suppress_new_do_not_call)
         self._ledger: SyncLedger | None = None
         self._ledger_saved_at = 0.0
         self.hook = hook
@@ -226,6 +233,16 @@ class LeadUploader:
                         spool.count,
                         spool.to_send,
                     )
+                    # full_sync reads no entry, and files of an earlier ledger version or malformed ones are not
+                    # read: then the ledger cannot tell a lead careCycle holds from one it never held, and every
+                    # flagged lead is sent
+                    unread = self.full_sync or self._ledger.outdated or self._ledger.ignored
+                    if self.suppress_new_do_not_call and not unread:
+                        summary.suppressed = spool.mark_suppressed(self._ledger)
+                        self.log.info(
+                            "%d lead(s) with doNotCall that careCycle never held are not sent (suppressed).",
+                            summary.suppressed,
+                        )
                     if spool.to_send:  # durably, before the first request: see SyncLedger.revoke
                         self._ledger.revoke(spool.hashes_to_send())
                 summary.batches = -(-spool.to_send // self.batch_size)

@@ -462,6 +462,23 @@ class SyncLedger:
         if rows:
             yield from flush()
 
+    def known(self, leads: Iterable[tuple[Any, bytes]]) -> Iterator[Any]:
+        """The keys of the leads whose identity the ledger holds in any version (acknowledged, or revoked because its
+        sending was in doubt): careCycle may hold them. Unlike :meth:`unchanged`, ``full_sync`` and ``resend_after``
+        play no part.
+
+        :param leads: ``(key, identity hash)``.
+        :return: the keys of the leads careCycle may hold, in the order given.
+        """
+        db = self._require_open()
+        if not self.loaded:
+            for _ in leads:
+                pass
+            return
+        for key, id_hash in leads:
+            if db.execute("SELECT 1 FROM main.entries WHERE id = ?", (id_hash,)).fetchone() is not None:
+                yield key
+
     def revoke(self, leads: Iterable[tuple[bytes, bytes]]) -> int:
         """Stop vouching for any version of the leads about to be sent, and publish that before the first is sent.
 

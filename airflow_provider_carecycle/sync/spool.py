@@ -89,6 +89,12 @@ class UnchangedLeads(Protocol):
     def unchanged(self, leads: Iterator[tuple[int, bytes, bytes]]) -> Iterator[int]: ...
 
 
+class KnownLeads(Protocol):
+    """What the spool asks the sync ledger to tell leads careCycle may hold from leads it never held."""
+
+    def known(self, leads: Iterator[tuple[int, bytes]]) -> Iterator[int]: ...
+
+
 class LeadSpool:
     """Valid leads keyed by identity, in first-seen order, on disk (bounded memory) in SQLite's temporary database:
     a file with no name, so nothing of it outlives the process, even a ``kill -9``
@@ -110,11 +116,12 @@ class LeadSpool:
         )
         self.count = 0
         self.unchanged = 0
+        self.suppressed = 0
 
     @property
     def to_send(self) -> int:
-        """How many leads are to be sent (all but the unchanged ones)."""
-        return self.count - self.unchanged
+        """How many leads are to be sent (all but the unchanged and the suppressed ones)."""
+        return self.count - self.unchanged - self.suppressed
 
     def add(self, item: LeadItem) -> bool:
         """Store a lead; merge it into an earlier one with the same identity. Return True for a duplicate."""
@@ -149,6 +156,25 @@ class LeadSpool:
         (self.unchanged,) = self._db.execute("SELECT count(*) FROM leads WHERE send = 0").fetchone()
         self._db.execute("DROP TABLE temp.unchanged")
         return self.unchanged
+
+    def mark_suppressed(self, ledger: KnownLeads) -> int:
+        """Mark the leads to send that carry ``doNotCall`` and that careCycle never held (the ledger does not know
+        their identity) as suppressed: they are not sent (careCycle has no delete: one it holds must be sent again
+        with the flag; one it never held need not be sent at all). Return how many.
+
+        :param ledger: the sync ledger.
+        """
+        rows = self._db.execute("SELECT seq, id_hash, lead FROM leads WHERE send = 1 ORDER BY seq")
+        flagged = [
+            (seq, id_hash)
+            for seq, id_hash, text in rows
+            if '"doNotCall"' in text and json.loads(text).get("doNotCall") is True
+        ]
+        known = set(ledger.known(iter(flagged)))
+        suppressed = [seq for seq, _ in flagged if seq not in known]
+        self._db.executemany("UPDATE leads SET send = 2 WHERE seq = ?", ((seq,) for seq in suppressed))
+        self.suppressed += len(suppressed)
+        return len(suppressed)
 
     def hashes_to_send(self) -> Iterator[tuple[bytes, bytes]]:
         """The ledger hashes ``(identity, lead)`` of every lead to send, in first-seen order."""

@@ -21,7 +21,7 @@ TOP_REASONS = 5
 class UploadSummary:
     """The outcome of an upload: counts only, never record contents (this is what goes to XCom).
 
-    ``total == uploaded + rejected + duplicates + unchanged`` once every batch is settled.
+    ``total == uploaded + rejected + duplicates + unchanged + suppressed`` once every batch is settled.
 
     :param total: source records read.
     :param valid: source records that passed validation (duplicates included).
@@ -29,6 +29,8 @@ class UploadSummary:
     :param rejected: source records rejected, by validation or by the API.
     :param duplicates: valid records merged into an earlier record with the same identity.
     :param unchanged: leads not sent because the sync ledger holds them, unchanged, as accepted by careCycle.
+    :param suppressed: leads not sent because they may not be called (``doNotCall``) and careCycle never held them
+        (the sync ledger does not know them): the CareCloud CRM transfer's consent rules.
     :param batches: batches the deduplicated leads were cut into.
     :param skipped_batches: batches already settled by an earlier run (from the checkpoint).
     :param rejected_path: where the rejected records were written, or ``None``.
@@ -44,6 +46,7 @@ class UploadSummary:
     rejected: int = 0
     duplicates: int = 0
     unchanged: int = 0
+    suppressed: int = 0
     batches: int = 0
     skipped_batches: int = 0
     rejected_path: str | None = None
@@ -66,6 +69,7 @@ class UploadSummary:
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "unchanged": self.unchanged,
+            "suppressed": self.suppressed,
             "batches": self.batches,
             "skipped_batches": self.skipped_batches,
             "rejected_path": self.rejected_path,

@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import Context
+from airflow_provider_carecycle.carecloud.consent import ConsentRules, check_consent_mapping, check_policy
 from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareCloudCrmHook, ChangedRead
 from airflow_provider_carecycle.carecloud.local_time import as_instant, changed_instant
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
@@ -80,7 +81,14 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
     default, ...) is rejected with its reason into ``rejected_path``. Reruns of the same interval upload the same
     ``externalId`` values, which careCycle updates rather than duplicates.
 
-    Returns the upload summary (``total``, ``uploaded``, ``rejected``, ``duplicates``, ``batches``,
+    **Consent travels with every lead** (``docs/operators/consent.md``): each customer's account ``state`` and
+    consents set the lead's ``doNotCall``, ``doNotSMS``, ``doNotEmail`` (and, for a deleted customer, ``doNotMail``),
+    by the rules of :mod:`~airflow_provider_carecycle.carecloud.consent`. A customer careCycle already holds (the sync
+    ledger knows it) who may no longer be called is sent again with the flag; one never sent before is not sent at all
+    and counted as ``suppressed``. A flag is only ever sent set: clearing a do-not-call in careCycle is a deliberate
+    act there, never a side effect of the feed.
+
+    Returns the upload summary (``total``, ``uploaded``, ``rejected``, ``duplicates``, ``suppressed``, ``batches``,
     ``rejected_path``, ...) plus ``crm_rows``, the CRM customers read.
 
     .. seealso:: ``docs/operators/carecloud-to-carecycle.md``
@@ -109,6 +117,18 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         interval's start. Not used by a dry run. See ``docs/operators/carecloud-to-carecycle.md``.
     :param overlap: with ``incremental``, re-read this much before the watermark, for clock skew (a ``timedelta``
         or seconds; default 5 minutes); the sync ledger makes re-read leads free.
+    :param consent_mapping: consent ``text_id`` -> the careCycle flag(s) its withdrawal sets (templated); default
+        :data:`~airflow_provider_carecycle.carecloud.consent.DEFAULT_CONSENT_MAPPING` (the marketing-communication
+        consent governs calls, SMS and e-mail). Resolved once per run through the CRM's consent catalogue; a
+        ``text_id`` the CRM does not list is an error. Consents tied to the SMS, e-mail and White Post channels govern
+        those channels' flags unless named here.
+    :param unset_consent: a governing consent that is not set (2) or absent: ``"call"`` (default: no flag) or
+        ``"do_not_call"`` (as if withdrawn).
+    :param inactive: a non-active customer (``state`` 2): ``"call"`` (default) or ``"do_not_call"``.
+    :param suppress_new_do_not_call: with ``sync_state_path``, do not send a ``doNotCall`` customer careCycle never
+        held (default ``True``; counted as ``suppressed``). Without a sync ledger nothing tells the two apart and
+        every lead is sent, flag and all. ``False`` sends them flagged anyway (when careCycle may hold leads this
+        feed's ledger never saw, e.g. uploaded before it kept one).
     :param kwargs: the lead upload options of :class:`CareCycleLeadUploadBaseOperator` (``defaults``,
         ``rejected_path``, ``max_rejected_ratio``, ``batch_size``, ``checkpoint_path``, ``dry_run``, ...) and
         the careCycle connection arguments.
@@ -118,11 +138,13 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         "changed_since",
         "changed_before",
         "extra_params",
+        "consent_mapping",
         *CareCycleLeadUploadBaseOperator.template_fields,
     )
     template_fields_renderers = {
         **CareCycleLeadUploadBaseOperator.template_fields_renderers,
         "extra_params": "json",
+        "consent_mapping": "json",
     }
     #: the rendered ``field_mapping``, checked once per run by :meth:`check_rendered_arguments`
     _crm_mapping: CrmMapping | None = None
@@ -138,6 +160,10 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         extra_params: Mapping[str, Any] | None = None,
         incremental: bool = False,
         overlap: timedelta | float = timedelta(minutes=5),
+        consent_mapping: Mapping[str, Any] | None = None,
+        unset_consent: str = "call",
+        inactive: str = "call",
+        suppress_new_do_not_call: bool = True,
         **kwargs: Any,
     ) -> None:
         if "crm_field_mapping" in kwargs:  # one name per concept: every lead upload takes field_mapping
@@ -165,6 +191,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 86400:
             raise ValueError(f"overlap must be a duration from 0 to 1 day (timedelta or seconds), got {overlap!r}.")
         self.overlap = timedelta(seconds=seconds)
+        self.consent_mapping = consent_mapping
+        self.unset_consent = check_policy("unset_consent", unset_consent)
+        self.inactive = check_policy("inactive", inactive)
+        self.suppress_new_do_not_call = bool(suppress_new_do_not_call)
+        self._consent: ConsentRules | None = None
         self.crm_rows = 0
         self._watermark: SyncWatermark | None = None
         self._mark: WatermarkState | None = None
@@ -224,6 +255,8 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         self._crm_mapping = self._checked_crm_mapping()
         if self.extra_params is not None and not isinstance(self.extra_params, Mapping):
             raise ValueError(f"extra_params must render to a mapping, got {type(self.extra_params).__name__}.")
+        if self.consent_mapping is not None:
+            check_consent_mapping(self.consent_mapping)
 
     def _checked_crm_mapping(self) -> CrmMapping:
         """The rendered ``field_mapping`` (default :data:`CARECLOUD_FIELD_MAPPING`), checked.
@@ -253,6 +286,9 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             if self._mark is not None and not self._mark.legacy:
                 retry = self._mark.retry
         mapping = self._crm_mapping or self._checked_crm_mapping()
+        self._consent = ConsentRules.resolve(
+            self.carecloud_hook, self.consent_mapping, unset_consent=self.unset_consent, inactive=self.inactive
+        )
         if since < before:
             self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
             rows = self.carecloud_hook.iter_changed_rows(
@@ -280,7 +316,11 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         self.crm_rows += 1
         if track:
             self._rows.append((str(customer.get("customer_id")), changed))
-        return mapping(customer)
+        source = mapping(customer)
+        assert self._consent is not None, "iter_source resolves the consent rules first"
+        for flag in self._consent.flags(customer):  # only ever set: never clears a flag careCycle holds
+            source[flag] = True
+        return source
 
     def _next_watermark(self) -> tuple[datetime | None, list[str]]:
         """The watermark this successful run vouches for, and the customers careCycle refused, to try again.
@@ -320,7 +360,13 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
             self.interval(context)  # a bad bound fails before anything is read
         self.crm_rows = 0
         self._watermark, self._mark, self._read, self._rows = None, None, ChangedRead(), []
+        self._consent = None
         self.upload(context)  # raises unless every lead is settled: the watermark stays
+        if self._consent is not None and self._consent.reasons:
+            self.log.info(
+                "Consent and account state: %s.",
+                ", ".join(f"{count} {reason}" for reason, count in sorted(self._consent.reasons.items())),
+            )
         outcome = self.outcome
         assert outcome is not None, "upload() keeps its summary"
         outcome.crm_rows = self.crm_rows

@@ -85,7 +85,7 @@ EXPORT = "carecycle_customer_export"
 CONSUMER = "carecycle_customer_export_consumer"
 #: every example DAG and its tasks
 DAG_TASKS = {
-    CRM_FEED: ("snapshot_before", "crm_to_leads", "snapshot_after", "wait_for_first_calls"),
+    CRM_FEED: ("snapshot_before", "crm_to_leads", "do_not_call_to_crm", "snapshot_after", "wait_for_first_calls"),
     WAREHOUSE_FEED: ("warehouse_to_leads",),
     EXPORT: ("export_customers", "export_calls", "campaign_stats"),
     CONSUMER: ("load_new_customer_files",),

@@ -77,6 +77,7 @@ def test_upload_and_export_totals_are_sent_even_when_zero_and_a_dry_run_sends_no
         (metrics.LEADS_UPLOADED, 5),
         (metrics.LEADS_REJECTED, 0),
         (metrics.LEADS_DUPLICATES, 2),
+        (metrics.LEADS_SUPPRESSED, 0),
         (metrics.CALLS_EXPORTED, 0),
     ]
 

@@ -14,6 +14,7 @@ KEYS = [
     "rejected",
     "duplicates",
     "unchanged",
+    "suppressed",
     "batches",
     "skipped_batches",
     "rejected_path",

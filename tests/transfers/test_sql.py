@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_provider_carecycle.transfers.sql import SqlToCareCycleLeadsOperator, iter_rows
 
@@ -127,3 +128,60 @@ def test_templated_fields():
         SqlToCareCycleLeadsOperator.template_fields
     )
     assert ".sql" in SqlToCareCycleLeadsOperator.template_ext
+
+
+#: the consent-column pattern of docs/operators/sql-to-carecycle.md: the flag is set, or left out (NULL), never false
+CONSENT_SQL = """
+SELECT
+    crm_id AS "externalId",
+    mobile AS "phoneNumber",
+    zip    AS "postalCode",
+    CASE WHEN marketing_consent = 'withdrawn' OR deleted = 1 THEN 1 END AS "doNotCall",
+    CASE WHEN sms_consent = 'withdrawn' OR deleted = 1 THEN 1 END       AS "doNotSMS"
+FROM consented_contacts
+ORDER BY crm_id
+"""
+
+
+def test_a_consent_column_sets_the_flags_and_never_clears_one(carecycle_emulator, tmp_path, monkeypatch):
+    path = tmp_path / "consent.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE consented_contacts (crm_id TEXT, mobile TEXT, zip TEXT, marketing_consent TEXT, "
+        "sms_consent TEXT, deleted INTEGER)"
+    )
+    db.executemany(
+        "INSERT INTO consented_contacts VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            ("c-given", "3055550101", "33101", "given", "given", 0),
+            ("c-withdrawn", "3055550102", "33101", "withdrawn", "given", 0),
+            ("c-sms", "3055550103", "33101", "given", "withdrawn", 0),
+            ("c-deleted", "3055550104", "33101", "given", None, 1),
+            ("c-heard", "3055550105", "33101", "given", "given", 0),
+        ],
+    )
+    db.commit()
+    db.close()
+    monkeypatch.setenv("AIRFLOW_CONN_CONSENT_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    # careCycle already holds c-heard as do-not-call (said on a call): a warehouse "given" must not clear it
+    heard = {"phoneNumber": "3055550105", "postalCode": "33101", "externalId": "c-heard", "doNotCall": True}
+    answer = requests.post(
+        f"{carecycle_emulator.url}/v2/leads/upload",
+        headers={"x-api-key": "cc_test_key"},
+        json={"records": [heard]},
+        timeout=10,
+    )
+    assert answer.ok
+    result = SqlToCareCycleLeadsOperator(
+        task_id="warehouse_to_carecycle", sql_conn_id="consent_warehouse", sql=CONSENT_SQL
+    ).execute({})
+    assert result["uploaded"] == 5 and result["rejected"] == 0
+    held = {k: v[0] for k, v in carecycle_emulator.get_customers_by_external_id().items()}
+    flags = {k: (c["doNotCall"], c["doNotSMS"]) for k, c in held.items() if k.startswith("c-")}
+    assert flags == {
+        "c-given": (False, False),
+        "c-withdrawn": (True, False),
+        "c-sms": (False, True),
+        "c-deleted": (True, True),
+        "c-heard": (True, False),
+    }

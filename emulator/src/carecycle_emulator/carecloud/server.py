@@ -8,10 +8,24 @@ Routes under ``/webservice/rest-api/{interface}/{version}``:
   field; ASC by default), filters ``email``, ``phone``, ``customer_source_id``, ``first_name``, ``last_name``,
   ``birthdate`` (``YYYY-MM-DD`` or ``DD.MM.YYYY``), ``email_list[]``/``customer_ids[]`` (bracket arrays, OR
   within, at most 1,000); envelope ``{"data": {"customers": [...], "total_items": N}}``.
-* ``GET /customers/{customer_id}``: ``{"data": {...}}``.
+* ``GET /customers/{customer_id}``: ``{"data": {...}}``. A customer carries ``state`` (0 deleted, 1 active, 2 non
+  active), ``doi_phone``/``doi_email`` and ``personal_information.consents`` (``[{consent_id, consent_value,
+  last_change}]``, 0 withdrawn, 1 given, 2 not set), or on some customers only the deprecated
+  ``personal_information.agreement`` block.
+* ``PUT /customers/{customer_id}``: body ``{"customer": {...}, "property_records": [...]}``; **replaces** the
+  customer's ``personal_information`` (contact details, address, consents, agreement), ``doi_*`` and property records
+  with the body's (what it leaves out is lost), sets ``last_change`` (and each changed consent's) to now; 204.
+* ``GET /agreements`` (the consent catalogue, "GET /consents" in the docs; also served at ``/consents``):
+  ``{"data": {"agreements": [...], "total_items": N}}``, ``count``/``offset``, filter ``communication_channel_id``.
+* ``GET /communication-channels``: ``{"data": {"communication_channels": [...], "total_items": N}}``.
 
-Test controls (``/_emulator/...``, and the same as methods): ``POST /_emulator/customers/delete`` with
-``{"customer_ids": [...]}`` deletes customers now; ``POST /_emulator/customers/delete-after-pages`` with
+Test controls (``/_emulator/...``, and the same as methods): ``POST /_emulator/customers/{id}/consent`` with
+``{"text_id", "value"}`` sets one consent (:meth:`CareCloudEmulator.set_consent`), ``POST
+/_emulator/customers/{id}/state`` with ``{"state"}`` sets the account state (0: deleted, as CareCloud marks it;
+:meth:`~CareCloudEmulator.set_state`), both bumping ``last_change``; :meth:`~CareCloudEmulator.edit_after_gets` edits a
+customer once ``n`` more ``GET /customers/{id}`` answers for it have been sent (a concurrent CRM user);
+``POST /_emulator/customers/delete`` with ``{"customer_ids": [...]}`` removes customers from the API altogether;
+``POST /_emulator/customers/delete-after-pages`` with
 ``{"pages": n, "customer_ids": [...]}`` deletes them once ``n`` more ``GET /customers`` answers have been sent (rows
 then move under a client paging the list); the setting ``honour_sort`` (default ``True``) set to ``False`` serves
 lists in insertion order whatever ``sort_field`` asks for (a misbehaving server). By default the emulator behaves as
@@ -26,6 +40,7 @@ every 7th Czech (phone ``420...``, zip ``602 00``) and every 9th without a zip; 
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import threading
@@ -45,7 +60,14 @@ from carecycle_emulator.base import (
     Router,
     _RequestHandler,
 )
-from carecycle_emulator.carecloud.seed import DATETIME_FORMAT, seed_customers
+from carecycle_emulator.carecloud.seed import (
+    AGREEMENT_KEYS,
+    COMMUNICATION_CHANNELS,
+    CONSENT_IDS,
+    CONSENTS,
+    DATETIME_FORMAT,
+    seed_customers,
+)
 
 PREFIX = "/webservice/rest-api/{interface}/{version}"
 INTERFACE = "enterprise-interface"
@@ -171,6 +193,10 @@ class CareCloudEmulator(EmulatorBase):
         self._tokens: dict[str, float] = {}
         self._customers: dict[str, dict[str, Any]] = {}
         self._planned_deletions: list[tuple[int, list[str]]] = []
+        self._planned_edits: list[tuple[int, str, dict[str, Any]]] = []
+        #: customer id -> property id -> property record (written by PUT; not part of the customer's answer)
+        self._properties: dict[str, dict[str, dict[str, Any]]] = {}
+        self.puts = 0
         self.honour_sort = bool(honour_sort)
         self.logins = 0
         super().__init__(
@@ -235,6 +261,9 @@ class CareCloudEmulator(EmulatorBase):
         with self._lock:
             self._customers = {row["customer_id"]: row for row in rows}
             self._planned_deletions = []
+            self._planned_edits = []
+            self._properties = {}
+            self.puts = 0
             self._tokens.clear()
             self.logins = 0
 
@@ -257,7 +286,12 @@ class CareCloudEmulator(EmulatorBase):
 
     def extra_counts(self) -> dict[str, int]:
         with self._lock:
-            return {"customers": len(self._customers), "logins": self.logins, "tokens": len(self._tokens)}
+            return {
+                "customers": len(self._customers),
+                "logins": self.logins,
+                "tokens": len(self._tokens),
+                "puts": self.puts,
+            }
 
     def now(self) -> datetime:
         """The project's local time, naive (as CareCloud writes it)."""
@@ -276,8 +310,78 @@ class CareCloudEmulator(EmulatorBase):
             row["last_change"] = (when or self.now()).strftime(DATETIME_FORMAT)
             return _copy(row)
 
+    def set_consent(self, customer_id: str, text_id: str, value: int, when: datetime | None = None) -> dict[str, Any]:
+        """Set one consent of a customer (in its ``consents`` list, or its deprecated ``agreement`` block when it has
+        no list), as a CRM user or the customer would; bump the customer's (and the consent's) ``last_change``.
+
+        :param customer_id: the customer's id.
+        :param text_id: the consent's ``text_id`` (:data:`~carecycle_emulator.carecloud.seed.CONSENTS`).
+        :param value: 0 withdrawn, 1 given, 2 not set.
+        :param when: the change time (project-local, naive; default: now).
+        """
+        if value not in (0, 1, 2):
+            raise ValueError("value must be 0, 1 or 2")
+        consent_id = CONSENT_IDS[text_id]
+        stamp = (when or self.now()).strftime(DATETIME_FORMAT)
+        with self._lock:
+            row = self._customers[customer_id]
+            info = row["personal_information"]
+            if "consents" in info or text_id not in AGREEMENT_KEYS.values() and "agreement" not in info:
+                consents = info.setdefault("consents", [])
+                entry = next((c for c in consents if c.get("consent_id") == consent_id), None)
+                if entry is None:
+                    consents.append({"consent_id": consent_id, "consent_value": value, "last_change": stamp})
+                else:
+                    entry.update(consent_value=value, last_change=stamp)
+            else:
+                agreement = info.setdefault("agreement", {})
+                key = next((k for k, t in AGREEMENT_KEYS.items() if t == text_id), None)
+                if key is not None:
+                    agreement[key] = value
+                else:
+                    custom = agreement.setdefault("custom_agreements", [])
+                    custom[:] = [c for c in custom if c.get("agreement_id") != consent_id]
+                    custom.append({"agreement_id": consent_id, "agreement_value": value})
+            row["last_change"] = stamp
+            return _copy(row)
+
+    def set_state(self, customer_id: str, state: int, when: datetime | None = None) -> dict[str, Any]:
+        """Set a customer's account ``state`` (0 deleted, 1 active, 2 non active) and bump its ``last_change``: how
+        CareCloud marks a deleted customer, who stays listed with ``state`` 0.
+
+        :param customer_id: the customer's id.
+        :param state: 0, 1 or 2.
+        :param when: the change time (project-local, naive; default: now).
+        """
+        if state not in (0, 1, 2):
+            raise ValueError("state must be 0, 1 or 2")
+        with self._lock:
+            row = self._customers[customer_id]
+            row["state"] = state
+            row["last_change"] = (when or self.now()).strftime(DATETIME_FORMAT)
+            return _copy(row)
+
+    def edit_after_gets(self, customer_id: str, gets: int = 1, **personal: Any) -> None:
+        """Edit a customer (``personal_information`` fields, bumping ``last_change`` by one second at least) once
+        ``gets`` more ``GET /customers/{customer_id}`` answers for it have been sent: a CRM user who saves the customer
+        between a client's read and its write.
+
+        :param customer_id: the customer's id.
+        :param gets: how many reads of the customer to answer first (>= 1).
+        :param personal: the ``personal_information`` fields to set.
+        """
+        if int(gets) < 1:
+            raise ValueError("gets must be at least 1")
+        with self._lock:
+            self._planned_edits.append((int(gets), customer_id, dict(personal)))
+
+    def consents(self) -> list[dict[str, Any]]:
+        """The consent catalogue (``GET /agreements``)."""
+        return copy.deepcopy(list(CONSENTS))
+
     def delete_customers(self, customer_ids: Iterable[str]) -> int:
-        """Delete customers now (unknown ids are ignored); return how many were deleted.
+        """Remove customers from the API altogether (CareCloud marks a deleted customer ``state`` 0 instead: see
+        :meth:`set_state`) now; unknown ids are ignored. Return how many were removed.
 
         :param customer_ids: the customers' ids.
         """
@@ -312,13 +416,26 @@ class CareCloudEmulator(EmulatorBase):
             self.delete_after_pages(body["pages"], body["customer_ids"])
             return Response(200, {"ok": True})
 
+        def consent(req: Request) -> Response:
+            body = self.admin_body(req)
+            return Response(200, self.set_consent(req.path_params["id"], body["text_id"], int(body["value"])))
+
+        def state(req: Request) -> Response:
+            return Response(200, self.set_state(req.path_params["id"], int(self.admin_body(req)["state"])))
+
         router.add("POST", "/_emulator/customers/delete", delete)
         router.add("POST", "/_emulator/customers/delete-after-pages", delete_later)
+        router.add("POST", "/_emulator/customers/{id}/consent", consent)
+        router.add("POST", "/_emulator/customers/{id}/state", state)
 
     def build_routes(self, router: Router) -> None:
         router.add("POST", f"{PREFIX}/users/actions/login", self._login)
         router.add("GET", f"{PREFIX}/customers", self._list_customers)
         router.add("GET", f"{PREFIX}/customers/{{customer_id}}", self._get_customer)
+        router.add("PUT", f"{PREFIX}/customers/{{customer_id}}", self._put_customer)
+        router.add("GET", f"{PREFIX}/agreements", self._list_consents)
+        router.add("GET", f"{PREFIX}/consents", self._list_consents)
+        router.add("GET", f"{PREFIX}/communication-channels", self._list_channels)
 
     def authenticate(self, request: Request) -> str:
         if request.method == "POST" and request.path.rstrip("/").endswith("/users/actions/login"):
@@ -385,11 +502,14 @@ class CareCloudEmulator(EmulatorBase):
         query = _multi_query(request)
         count = _int_param(query, "count", 100, 1)
         offset = _int_param(query, "offset", 0, 0)
-        rows = [row for row in self.customers() if _matches(row, _filters(query))]
-        if self.honour_sort:
-            rows = _sorted(rows, query)
+        filters = _filters(query)
+        with self._lock:  # filter and sort the stored rows; copy only the page answered
+            rows = [row for row in self._customers.values() if _matches(row, filters)]
+            if self.honour_sort:
+                rows = _sorted(rows, query)
+            page = [_copy(row) for row in rows[offset : offset + count]]
         self._after_list_answer()
-        return {"data": {"customers": rows[offset : offset + count], "total_items": len(rows)}}
+        return {"data": {"customers": page, "total_items": len(rows)}}
 
     def _after_list_answer(self) -> None:
         """Count a list answer towards the planned deletions; carry out the ones now due."""
@@ -407,16 +527,98 @@ class CareCloudEmulator(EmulatorBase):
 
     def _get_customer(self, request: Request) -> dict[str, Any]:
         self._check_interface(request)
+        customer_id = request.path_params["customer_id"]
+        with self._lock:
+            row = self._customers.get(customer_id)
+            if row is None:
+                raise ApiError(404, error_body(404, "not_found_exception", "Customer not found"))
+            answer = {"data": _copy(row)}
+            self._after_get(customer_id)
+            return answer
+
+    def _after_get(self, customer_id: str) -> None:
+        """Count a read of the customer towards the planned edits; make the ones now due (lock held)."""
+        planned = []
+        for gets, planned_id, personal in self._planned_edits:
+            if planned_id != customer_id:
+                planned.append((gets, planned_id, personal))
+            elif gets > 1:
+                planned.append((gets - 1, planned_id, personal))
+            else:
+                row = self._customers[customer_id]
+                row["personal_information"].update(personal)
+                row["last_change"] = self._later_than(row["last_change"])
+        self._planned_edits = planned
+
+    def _later_than(self, stamp: str | None) -> str:
+        """Now, or one second after ``stamp`` when now is not later (CareCloud's times have whole seconds)."""
+        now = self.now().replace(microsecond=0)
+        try:
+            before = datetime.strptime(stamp or "", DATETIME_FORMAT)
+        except ValueError:
+            return now.strftime(DATETIME_FORMAT)
+        return max(now, before + timedelta(seconds=1)).strftime(DATETIME_FORMAT)
+
+    def _put_customer(self, request: Request) -> Response:
+        self._check_interface(request)
+        body = request.json()
+        customer = body.get("customer") if isinstance(body, dict) else None
+        if not isinstance(customer, dict):
+            raise _invalid("customer", "required", 'Body must be {"customer": {...}, "property_records": [...]}')
+        info = customer.get("personal_information")
+        if info is not None and not isinstance(info, dict):
+            raise _invalid("personal_information", "invalid_value_format", "personal_information must be an object")
+        info = copy.deepcopy(info or {})
+        consents = info.get("consents")
+        if consents is not None:
+            known = set(CONSENT_IDS.values())
+            if not isinstance(consents, list) or not all(
+                isinstance(c, dict) and c.get("consent_id") in known and c.get("consent_value") in (0, 1, 2)
+                for c in consents
+            ):
+                raise _invalid("consents", "not_allowed_value", "Each consent needs a known consent_id and 0, 1 or 2")
         with self._lock:
             row = self._customers.get(request.path_params["customer_id"])
             if row is None:
                 raise ApiError(404, error_body(404, "not_found_exception", "Customer not found"))
-            return {"data": _copy(row)}
+            stamp = self._later_than(row["last_change"])
+            before = {
+                c.get("consent_id"): c.get("consent_value") for c in row["personal_information"].get("consents") or []
+            }
+            for consent in consents or []:
+                if before.get(consent["consent_id"]) != consent["consent_value"] or not consent.get("last_change"):
+                    consent["last_change"] = stamp
+            info.setdefault("address", {})
+            row["personal_information"] = info  # replaced: whatever the body left out is gone
+            for name in ("doi_email", "doi_phone"):
+                row[name] = customer.get(name)
+            records = body.get("property_records") or []
+            properties = self._properties.setdefault(row["customer_id"], {})
+            properties.update({str(r.get("property_id")): copy.deepcopy(r) for r in records if isinstance(r, dict)})
+            row["last_change"] = stamp
+            self.puts += 1
+        return Response(204, None)
+
+    def _list_consents(self, request: Request) -> dict[str, Any]:
+        self._check_interface(request)
+        query = _multi_query(request)
+        count = _int_param(query, "count", 100, 1)
+        offset = _int_param(query, "offset", 0, 0)
+        channel = (query.get("communication_channel_id") or [None])[-1]
+        rows = [c for c in self.consents() if channel is None or c["communication_channel_id"] == channel]
+        return {"data": {"agreements": rows[offset : offset + count], "total_items": len(rows)}}
+
+    def _list_channels(self, request: Request) -> dict[str, Any]:
+        self._check_interface(request)
+        query = _multi_query(request)
+        count = _int_param(query, "count", 100, 1)
+        offset = _int_param(query, "offset", 0, 0)
+        rows = copy.deepcopy(list(COMMUNICATION_CHANNELS))
+        return {"data": {"communication_channels": rows[offset : offset + count], "total_items": len(rows)}}
 
 
 def _copy(row: dict[str, Any]) -> dict[str, Any]:
-    info = dict(row["personal_information"], address=dict(row["personal_information"]["address"]))
-    return {**row, "personal_information": info}
+    return copy.deepcopy(row)
 
 
 def _filters(query: dict[str, list[str]]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Each tick, every ``active`` campaign dials up to :data:`CALLS_PER_TICK` of its customers whose campaign status is
 ``pending``, ``awaiting_call`` or ``in_progress`` (fewest attempts first, then oldest customer). Each dial creates a
 call row and moves the customer: connected -> ``completed``, refused -> ``failed``, no answer -> ``in_progress``, or
-``exceeded_max_calls`` once the campaign's ``maxAttempts`` is reached. Outcomes come from an RNG seeded with the
+``exceeded_max_calls`` once the campaign's ``maxAttempts`` is reached. A customer who carries ``doNotCall`` is never
+dialed: the tick moves them to ``skipped`` instead; a call that ends ``"Do Not Call"`` sets the customer's
+``doNotCall`` (:meth:`~carecycle_emulator.carecycle.store.Store.add_call`). Outcomes come from an RNG seeded with the
 emulator's seed, so manual ``tick()`` sequences are deterministic. Campaigns in any other status do not dial.
 """
 
@@ -39,6 +41,7 @@ class Dialer:
         for _ in range(int(steps)):
             with self.store.lock:
                 for campaign in self.store.active_campaigns():
+                    self.store.skip_do_not_call(campaign["id"], now_iso())
                     for member in self.store.dialable_members(campaign["id"], CALLS_PER_TICK):
                         self._dial(campaign, member)
                         placed += 1

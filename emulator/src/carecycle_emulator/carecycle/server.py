@@ -56,7 +56,9 @@ from carecycle_emulator.carecycle.dialer import Dialer
 from carecycle_emulator.carecycle.seed import rng_uuid, seed_store, turns_65
 from carecycle_emulator.carecycle.store import (
     CUSTOMER_SORT_COLUMNS,
+    FLAG_COLUMNS,
     Store,
+    iso,
     like_pattern,
     now_iso,
 )
@@ -82,7 +84,7 @@ LEAD_COLUMNS = {
     "mbiNumber": "mbi",
     "externalId": "external_id",
 }
-LEAD_SPECIAL = {"phoneNumber", "dateOfBirth", "customFields", "sourceId"}
+LEAD_SPECIAL = {"phoneNumber", "dateOfBirth", "customFields", "sourceId", *FLAG_COLUMNS}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -332,6 +334,33 @@ class CareCycleEmulator(EmulatorBase):
         for deletion in due:
             self.store.delete_customers(deletion.customers)
             self.store.delete_calls(deletion.calls)
+
+    def record_call(
+        self, customer_id: str, disposition: str, campaign_id: str | None = None, when: datetime | None = None
+    ) -> dict[str, Any]:
+        """Place one call to a customer now that ends with ``disposition`` (as if the dialer had heard it; a
+        ``"Do Not Call"`` disposition sets the customer's ``doNotCall``); return the customer.
+
+        :param customer_id: the customer's id.
+        :param disposition: the call's disposition.
+        :param campaign_id: the campaign the call belongs to (``None``: none).
+        :param when: when the call was placed (aware; default: now).
+        """
+        if self.store.customer_row(customer_id) is None:
+            raise KeyError(f"No customer {customer_id}")
+        ts = now_iso() if when is None else iso(when)
+        with self.store.lock:
+            self.store.add_call(
+                call_id=rng_uuid(self._id_rng),
+                customer_id=customer_id,
+                campaign_id=campaign_id,
+                created_at=ts,
+                disposition=disposition,
+                duration_ms=30_000,
+                summary=f"{disposition} (recorded by a test)",
+                success="false",
+            )
+        return self.store.customers_by_ids([customer_id])[0]
 
     def tick_dialer(self, steps: int = 1) -> int:
         """Advance the dialer ``steps`` ticks; return the number of calls placed."""
@@ -722,6 +751,9 @@ class CareCycleEmulator(EmulatorBase):
                 values["turns65"] = None
         if source is not None:
             values["current_source_id"] = source["id"]
+        for field, column in FLAG_COLUMNS.items():  # stored as sent; a flag left out keeps its value
+            if record.get(field) is not None:
+                values[column] = int(bool(record[field]))
         extra_fields = {k: val for k, val in record.items() if k not in LEAD_COLUMNS and k not in LEAD_SPECIAL}
         if existing_id is None:
             cid = rng_uuid(self._id_rng)

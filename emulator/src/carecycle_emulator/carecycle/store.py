@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from carecycle_emulator.carecycle.vocabulary import STATUS_COUNT_KEYS
+from carecycle_emulator.carecycle.vocabulary import DO_NOT_CALL_DISPOSITION, STATUS_COUNT_KEYS
 
 SCHEMA = """
 CREATE TABLE sources (
@@ -33,7 +33,9 @@ CREATE TABLE customers (
     current_source_id TEXT, original_source_id TEXT, assigned_member_id TEXT, pulse_node_id TEXT,
     test_customer INTEGER NOT NULL DEFAULT 0, total_calls INTEGER NOT NULL DEFAULT 0,
     last_call_date TEXT, last_call_disposition TEXT, extra TEXT NOT NULL DEFAULT '{}',
-    custom_fields TEXT NOT NULL DEFAULT '[]'
+    custom_fields TEXT NOT NULL DEFAULT '[]', do_not_call INTEGER NOT NULL DEFAULT 0,
+    do_not_sms INTEGER NOT NULL DEFAULT 0, do_not_email INTEGER NOT NULL DEFAULT 0,
+    do_not_mail INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -92,6 +94,14 @@ CUSTOMER_COLUMNS = (
     "last_call_date, last_call_disposition, extra, custom_fields"
 )
 CUSTOMER_COLUMN_LIST = [c.strip() for c in CUSTOMER_COLUMNS.split(",")]
+#: the do-not-contact flags: lead/customer field -> customers column (0/1, default 0; seeded rows leave them unset,
+#: except a customer one of whose calls ended "Do Not Call")
+FLAG_COLUMNS = {
+    "doNotCall": "do_not_call",
+    "doNotSMS": "do_not_sms",
+    "doNotEmail": "do_not_email",
+    "doNotMail": "do_not_mail",
+}
 
 CALL_COLUMNS = (
     "id, seq, customer_id, campaign_id, created_at, disposition, duration_ms, direction, caller_id, summary, "
@@ -199,6 +209,11 @@ class Store:
                 db.executemany(f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", calls)
                 self._call_seq = max((row[1] for row in calls), default=0)
                 db.executescript(INDEXES)  # commits
+                db.execute(
+                    "UPDATE customers SET do_not_call = 1 "
+                    "WHERE id IN (SELECT customer_id FROM calls WHERE disposition = ?)",
+                    (DO_NOT_CALL_DISPOSITION,),
+                )
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -445,9 +460,15 @@ class Store:
             )
             self.db.execute(
                 "UPDATE customers SET total_calls = total_calls + 1, last_call_date = ?, last_call_disposition = ?, "
-                "updated_at = ? WHERE id = ?",
-                (created_at, disposition, created_at, customer_id),
+                "updated_at = ?, do_not_call = MAX(do_not_call, ?) WHERE id = ?",
+                (created_at, disposition, created_at, int(disposition == DO_NOT_CALL_DISPOSITION), customer_id),
             )
+            if disposition == DO_NOT_CALL_DISPOSITION:  # no campaign dials them again
+                self.db.execute(
+                    "UPDATE customer_campaigns SET status = 'skipped', updated_at = ? WHERE customer_id = ? "
+                    "AND status IN ('pending', 'awaiting_call', 'in_progress')",
+                    (created_at, customer_id),
+                )
 
     # -- lead upsert ----------------------------------------------------------------------------------------
 
@@ -470,10 +491,9 @@ class Store:
             row = dict.fromkeys(CUSTOMER_COLUMN_LIST)
             row.update({"seq": self._seq, "test_customer": 0, "total_calls": 0, "extra": "{}", "custom_fields": "[]"})
             row.update(values)
-            marks = ",".join("?" for _ in CUSTOMER_COLUMN_LIST)
-            self.db.execute(
-                f"INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES ({marks})", [row[c] for c in CUSTOMER_COLUMN_LIST]
-            )
+            columns = [*CUSTOMER_COLUMN_LIST, *(c for c in FLAG_COLUMNS.values() if values.get(c) is not None)]
+            marks = ",".join("?" for _ in columns)
+            self.db.execute(f"INSERT INTO customers ({', '.join(columns)}) VALUES ({marks})", [row[c] for c in columns])
             for camp_id in join_campaign_ids:
                 self.db.execute(
                     "INSERT OR IGNORE INTO customer_campaigns VALUES (?, ?, 'pending', 0, ?, ?)",
@@ -603,12 +623,28 @@ class Store:
         with self.lock:
             return self.db.execute("SELECT * FROM campaigns WHERE status = 'active' ORDER BY seq").fetchall()
 
+    def skip_do_not_call(self, campaign_id: str, ts: str) -> int:
+        """Move the campaign's members still to be dialed who carry ``doNotCall`` to ``skipped`` (no call); return
+        how many."""
+        with self.lock:
+            cur = self.db.execute(
+                "UPDATE customer_campaigns SET status = 'skipped', updated_at = ? WHERE campaign_id = ? "
+                "AND status IN ('pending', 'awaiting_call', 'in_progress') "
+                "AND customer_id IN (SELECT id FROM customers WHERE do_not_call = 1)",
+                (ts, campaign_id),
+            )
+            if cur.rowcount:
+                self.touch()
+            return cur.rowcount
+
     def dialable_members(self, campaign_id: str, limit: int) -> list[sqlite3.Row]:
+        """Up to ``limit`` members to dial next; never one that carries ``doNotCall``."""
         with self.lock:
             return self.db.execute(
                 "SELECT cc.customer_id, cc.status, cc.total_calls FROM customer_campaigns cc "
                 "JOIN customers c ON c.id = cc.customer_id "
                 "WHERE cc.campaign_id = ? AND cc.status IN ('pending', 'awaiting_call', 'in_progress') "
+                "AND c.do_not_call = 0 "
                 "ORDER BY cc.total_calls, c.seq LIMIT ?",
                 (campaign_id, limit),
             ).fetchall()
@@ -676,6 +712,7 @@ def _render_customer(
         "totalCalls": row["total_calls"],
         "lastCallDate": row["last_call_date"],
         "lastCallDisposition": row["last_call_disposition"],
+        **{field: bool(row[column]) for field, column in FLAG_COLUMNS.items()},
         "campaigns": campaigns,
         "source": {"id": src["id"], "name": src["name"], "sourceId": src["source_id"]} if src else None,
         "customFields": json.loads(row["custom_fields"]),

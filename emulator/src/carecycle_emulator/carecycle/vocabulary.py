@@ -69,3 +69,5 @@ TIMEZONE_ABBREVIATIONS = ("EST", "CST", "MST", "PST")
 #: ``POST /v2/leads/upload``: records per request, custom fields per record
 MAX_RECORDS_PER_UPLOAD = 200
 MAX_CUSTOM_FIELDS = 50
+#: the call disposition that means "do not call me again": it sets the customer's ``doNotCall``
+DO_NOT_CALL_DISPOSITION = "Do Not Call"
