@@ -37,6 +37,12 @@ class RejectionCode:
     NOT_ALLOWED_VALUE = "not_allowed_value"
     OUT_OF_RANGE = "out_of_range"
     UNKNOWN_FIELD = "unknown_field"
+    #: a phone number the numbering plan does not know (unassigned or reserved area code, wrong length)
+    INVALID_PHONE_NUMBER = "invalid_phone_number"
+    #: a phone number of a region outside ``allowed_regions``
+    REGION_NOT_ALLOWED = "region_not_allowed"
+    #: a phone number of a type outside ``allowed_number_types`` (toll-free, premium-rate, pager, ...)
+    NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
     #: a per-record error in careCycle's 200 answer to an upload
     API_ERROR = "api_error"
     #: a record careCycle refused with 400 ``VALIDATION_ERROR``

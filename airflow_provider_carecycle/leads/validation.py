@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -31,6 +31,7 @@ from airflow_provider_carecycle.leads.fields import (
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.leads.phone import PhoneError, PhoneRule, default_phone_rule
 from airflow_provider_carecycle.leads.rejection import Rejection, RejectionCode
 from airflow_provider_carecycle.records import MalformedRow, lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
@@ -130,59 +131,37 @@ def _format_bound(bound: float) -> str:
 
 # ----------------------------------------------------------------------------------------------- phone
 
-_PHONE_CHARS = re.compile(r"^\+?[\d\s().\-]+$")
 
-
-def _phone(value: Any, name: str = "phoneNumber") -> str:
+def _phone(value: Any, name: str = "phoneNumber", rule: PhoneRule | None = None) -> str:
     if _is_absent(value):
         raise LeadFieldError(name, RejectionCode.REQUIRED, "required but missing or empty")
     if isinstance(value, str):
-        text = value.strip()
+        text = value
     elif (number := _integral(value)) is not None:
         if number < 0:
             raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "a phone number cannot be negative")
         text = str(number)
     else:
         raise LeadFieldError(name, RejectionCode.INVALID_TYPE, f"expected text or digits, got {_type_name(value)}")
-    if not _PHONE_CHARS.match(text):
-        raise LeadFieldError(
-            name,
-            RejectionCode.INVALID_FORMAT,
-            "may contain only digits, spaces, dots, dashes, parentheses and a leading +",
-        )
-    digits = re.sub(r"\D", "", text)
-    if text.startswith("+") and not digits.startswith("1"):
-        raise LeadFieldError(
-            name, RejectionCode.INVALID_FORMAT, "country code is not +1: only US/NANP numbers are accepted"
-        )
-    if len(digits) == 11 and digits.startswith("1"):
-        national = digits[1:]
-    elif len(digits) == 10 and not text.startswith("+"):
-        national = digits
-    else:
-        raise LeadFieldError(
-            name,
-            RejectionCode.INVALID_FORMAT,
-            f"expected a 10-digit US/NANP number (optionally with 1 or +1 in front), found {len(digits)} digits",
-        )
-    if national[0] in "01":
-        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "area code cannot start with 0 or 1")
-    if national[3] in "01":
-        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "exchange code cannot start with 0 or 1")
-    return "+1" + national
+    try:
+        return (rule or default_phone_rule()).normalize(text)
+    except PhoneError as error:
+        raise LeadFieldError(name, error.code, error.detail) from None
 
 
-def normalize_phone(value: Any) -> str:
-    """Normalise a US/NANP phone number to careCycle's canonical ``+1XXXXXXXXXX``.
+def normalize_phone(value: Any, *, rule: PhoneRule | None = None) -> str:
+    """Normalise a phone number careCycle may dial to its E.164 form ``+1XXXXXXXXXX``.
 
-    Accepts ``+1XXXXXXXXXX``, ``XXXXXXXXXX``, ``(XXX) XXX-XXXX`` and variants with spaces, dots, dashes,
-    parentheses, a leading ``1`` or ``+1``, and non-negative ints.
+    Accepts every form ``phonenumbers`` reads with the US as the default region (``(212) 555-0142``,
+    ``212/555-0142``, ``+1 212 555 0142``, ``212-555-0142 x12``: the extension is dropped, ``tel:+1-212-555-0142``),
+    Unicode digits (converted to ASCII first) and non-negative ints. See :mod:`~.phone` for what is refused.
 
     :param value: the phone number.
-    :return: ``"+1"`` followed by the 10-digit national number.
-    :raises LeadFieldError: (a ``ValueError``) with a message that never contains the value.
+    :param rule: the regions and number types allowed (default: the US and its territories; fixed-line and mobile).
+    :return: the number in E.164 form.
+    :raises LeadFieldError: (a ``ValueError``) with a message that never contains a digit of the value.
     """
-    return _phone(value)
+    return _phone(value, rule=rule)
 
 
 # -------------------------------------------------------------------------------------------- date of birth
@@ -463,8 +442,8 @@ def _date_field(value: Any, spec: FieldSpec) -> str:
     return _date_of_birth(value, spec.name)
 
 
-def _phone_field(value: Any, spec: FieldSpec) -> str:
-    return _phone(value, spec.name)
+def _phone_field(value: Any, spec: FieldSpec, rule: PhoneRule | None = None) -> str:
+    return _phone(value, spec.name, rule)
 
 
 # ------------------------------------------------------------------------------------------ custom fields
@@ -622,7 +601,7 @@ def check_field_mapping(field_mapping: Mapping[str, Any], argument: str) -> None
 
 #: how :meth:`LeadValidator.identity` starts for a lead with an ``externalId`` (the rest is the ``externalId``)
 EXTERNAL_ID_IDENTITY = "ext:"
-#: how it starts for a lead identified by its phone number (the rest is the number as ``+1XXXXXXXXXX``)
+#: how it starts for a lead identified by its phone number (the rest is the number in E.164 form, ``+1XXXXXXXXXX``)
 PHONE_IDENTITY = "phone:"
 
 
@@ -637,6 +616,9 @@ class LeadValidator:
         (None, blank text, NaN). Defaults are validated once, here.
     :param drop_unknown_fields: silently drop top-level source keys that are neither mapped nor careCycle
         fields, instead of rejecting the record with ``unknown_field``.
+    :param phone_rule: the regions and number types a phone number may have (default
+        :func:`~airflow_provider_carecycle.leads.phone.default_phone_rule`: the US and its territories; fixed-line,
+        mobile, fixed-line-or-mobile).
     :raises ValueError: when ``field_mapping`` or ``defaults`` name unknown careCycle fields, a mapping path is
         empty, or a default breaks its field's rule.
     """
@@ -646,8 +628,14 @@ class LeadValidator:
         field_mapping: Mapping[str, str] | None = None,
         defaults: Mapping[str, Any] | None = None,
         drop_unknown_fields: bool = False,
+        phone_rule: PhoneRule | None = None,
     ) -> None:
         self.field_mapping: dict[str, str] = dict(field_mapping or {})
+        self.phone_rule = phone_rule or default_phone_rule()
+        self._normalizers: dict[FieldKind, Normalizer] = {
+            **_NORMALIZERS,
+            FieldKind.PHONE: partial(_phone_field, rule=self.phone_rule),
+        }
         self.defaults: dict[str, Any] = dict(defaults or {})
         self.drop_unknown_fields = drop_unknown_fields
         check_field_mapping(self.field_mapping, "field_mapping")
@@ -684,7 +672,8 @@ class LeadValidator:
         return ValidationResult(lead=None if rejections else lead, rejections=rejections)
 
     def identity(self, lead: Mapping[str, Any]) -> str:
-        """The dedupe key of a lead: ``"ext:<externalId>"`` when it has one, else ``"phone:<+1XXXXXXXXXX>"``.
+        """The dedupe key of a lead: ``"ext:<externalId>"`` when it has one, else ``"phone:<E.164 number>"``, so every
+        written form of one number is one lead.
 
         The key contains identifiers (PHI): use it for deduplication, do not log it.
 
@@ -698,7 +687,7 @@ class LeadValidator:
         phone = lead.get("phoneNumber")
         if _is_absent(phone):
             raise ValueError("lead has neither externalId nor phoneNumber: no identity")
-        return f"{PHONE_IDENTITY}{normalize_phone(phone)}"
+        return f"{PHONE_IDENTITY}{normalize_phone(phone, rule=self.phone_rule)}"
 
     def _unknown_fields(self, record: Mapping[Any, Any]) -> list[Rejection]:
         return [
@@ -750,10 +739,11 @@ class LeadValidator:
                 rejections.append(error.to_rejection())
         return lead, rejections
 
-    @staticmethod
-    def _normalize_one(spec: FieldSpec, value: Any, raise_errors: bool = False) -> tuple[Any, list[LeadFieldError]]:
+    def _normalize_one(
+        self, spec: FieldSpec, value: Any, raise_errors: bool = False
+    ) -> tuple[Any, list[LeadFieldError]]:
         try:
-            return _NORMALIZERS[spec.kind](value, spec), []
+            return self._normalizers[spec.kind](value, spec), []
         except LeadFieldError as error:
             errors = [error]
         except _LeadFieldErrors as many:

@@ -11,12 +11,19 @@ here in :class:`CareCycleLeadUploadBaseOperator`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
+from airflow_provider_carecycle.leads.phone import (
+    DEFAULT_ALLOWED_NUMBER_TYPES,
+    DEFAULT_ALLOWED_REGIONS,
+    PhoneRule,
+    check_allowed_number_types,
+    check_allowed_regions,
+)
 from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import Outcome, record_outcome
@@ -91,6 +98,13 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     :param defaults: careCycle field -> value used when a record lacks the field (e.g. ``sourceId``, ``timezone``).
     :param drop_unknown_fields: drop source keys that are neither mapped nor careCycle fields instead of
         rejecting the record.
+    :param allowed_regions: the regions whose phone numbers are dialled (region codes sharing +1, a list or
+        comma-separated text; templated). Default the US and its territories: ``US, PR, VI, GU, AS, MP``; add ``CA``
+        for Canada. Other numbers are rejected with ``region_not_allowed``.
+    :param allowed_number_types: the phone number types dialled (templated). Default ``fixed_line``, ``mobile``,
+        ``fixed_line_or_mobile``; add ``toll_free``, ``premium_rate``, ``shared_cost``, ``voip``,
+        ``personal_number``, ``pager``, ``uan`` or ``voicemail`` to dial those too. Other numbers are rejected
+        with ``number_type_not_allowed``.
     :param rejected_path: JSON Lines file (object storage URI) receiving every rejected record with its stage
         (``validation``/``api``), field, reason and source row number. Written even when empty.
     :param max_rejected_ratio: the task fails (after uploading every valid lead and writing the rejected file)
@@ -127,6 +141,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "checkpoint_path",
         "sync_state_path",
         "full_sync",
+        "allowed_regions",
+        "allowed_number_types",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
     #: the finished upload's summary (``None`` before ``execute``): its ``as_dict()`` is the XCom value
@@ -148,6 +164,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         sync_state_path: str | None = None,
         full_sync: bool | str = False,
         resend_after: timedelta | float | None = None,
+        allowed_regions: str | Sequence[str] = DEFAULT_ALLOWED_REGIONS,
+        allowed_number_types: str | Sequence[str] = DEFAULT_ALLOWED_NUMBER_TYPES,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -175,14 +193,29 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.full_sync = full_sync
         self.resend_after = resend_after
         check_resend_after(resend_after)
+        self.allowed_regions = allowed_regions
+        self.allowed_number_types = allowed_number_types
+        self._phone_rule: PhoneRule | None = None
 
     def iter_source(self, context: Context) -> Iterable[Any]:
         """The source records, as a stream. Subclasses implement it."""
         raise NotImplementedError
 
     def lead_validator(self) -> LeadValidator:
-        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields``."""
-        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields`` and
+        the :meth:`validation_options`."""
+        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields, **self.validation_options())
+
+    def validation_options(self) -> dict[str, Any]:
+        """The validator's policies from the rendered arguments (``allowed_regions``, ``allowed_number_types``), as
+        :class:`LeadValidator` keyword arguments; every lead validator of the upload family is built with them."""
+        return {"phone_rule": self._phone_rule or self._checked_phone_rule()}
+
+    def _checked_phone_rule(self) -> PhoneRule:
+        """:raises ValueError: naming ``allowed_regions`` or ``allowed_number_types``."""
+        return PhoneRule(
+            check_allowed_regions(self.allowed_regions), check_allowed_number_types(self.allowed_number_types)
+        )
 
     def check_rendered_arguments(self) -> None:
         """Check the rendered templated arguments before anything is read or sent; subclasses add theirs.
@@ -198,6 +231,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.checkpoint_path = rendered_path("checkpoint_path", self.checkpoint_path, optional=True)
         self.sync_state_path = _sync_state_path(self.sync_state_path)
         self.full_sync = _flag("full_sync", self.full_sync)
+        self._phone_rule = self._checked_phone_rule()
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
