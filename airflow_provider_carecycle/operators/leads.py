@@ -24,7 +24,12 @@ from airflow_provider_carecycle.leads.phone import (
     check_allowed_number_types,
     check_allowed_regions,
 )
-from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
+from airflow_provider_carecycle.leads.validation import (
+    INVALID_OPTIONAL_DROP,
+    LeadValidator,
+    check_field_names,
+    check_invalid_optional,
+)
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import Outcome, record_outcome
 from airflow_provider_carecycle.storage import FORMATS, iter_records
@@ -105,6 +110,10 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         ``fixed_line_or_mobile``; add ``toll_free``, ``premium_rate``, ``shared_cost``, ``voip``,
         ``personal_number``, ``pager``, ``uan`` or ``voicemail`` to dial those too. Other numbers are rejected
         with ``number_type_not_allowed``.
+    :param invalid_optional: what an invalid ``email``, ``dateOfBirth``, ``gender`` or ``maritalStatus`` does
+        (templated): ``"drop"`` (default) sends the lead without that field, counts it in the summary's
+        ``fields_dropped`` and writes a ``warning`` line to ``rejected_path``, so a bad e-mail does not cost the
+        call; ``"reject"`` rejects the lead.
     :param rejected_path: JSON Lines file (object storage URI) receiving every rejected record with its stage
         (``validation``/``api``), field, reason and source row number. Written even when empty.
     :param max_rejected_ratio: the task fails (after uploading every valid lead and writing the rejected file)
@@ -143,6 +152,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "full_sync",
         "allowed_regions",
         "allowed_number_types",
+        "invalid_optional",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
     #: the finished upload's summary (``None`` before ``execute``): its ``as_dict()`` is the XCom value
@@ -166,6 +176,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         resend_after: timedelta | float | None = None,
         allowed_regions: str | Sequence[str] = DEFAULT_ALLOWED_REGIONS,
         allowed_number_types: str | Sequence[str] = DEFAULT_ALLOWED_NUMBER_TYPES,
+        invalid_optional: str = INVALID_OPTIONAL_DROP,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -195,6 +206,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         check_resend_after(resend_after)
         self.allowed_regions = allowed_regions
         self.allowed_number_types = allowed_number_types
+        self.invalid_optional = invalid_optional
         self._phone_rule: PhoneRule | None = None
 
     def iter_source(self, context: Context) -> Iterable[Any]:
@@ -207,9 +219,13 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields, **self.validation_options())
 
     def validation_options(self) -> dict[str, Any]:
-        """The validator's policies from the rendered arguments (``allowed_regions``, ``allowed_number_types``), as
-        :class:`LeadValidator` keyword arguments; every lead validator of the upload family is built with them."""
-        return {"phone_rule": self._phone_rule or self._checked_phone_rule()}
+        """The validator's policies from the rendered arguments (``allowed_regions``, ``allowed_number_types``,
+        ``invalid_optional``), as :class:`LeadValidator` keyword arguments; every lead validator of the upload family
+        is built with them."""
+        return {
+            "phone_rule": self._phone_rule or self._checked_phone_rule(),
+            "invalid_optional": check_invalid_optional(self.invalid_optional),
+        }
 
     def _checked_phone_rule(self) -> PhoneRule:
         """:raises ValueError: naming ``allowed_regions`` or ``allowed_number_types``."""
@@ -232,6 +248,7 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.sync_state_path = _sync_state_path(self.sync_state_path)
         self.full_sync = _flag("full_sync", self.full_sync)
         self._phone_rule = self._checked_phone_rule()
+        self.invalid_optional = check_invalid_optional(self.invalid_optional)
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
@@ -322,6 +339,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         )
         for reason, count in summary.top_reasons():
             self.log.info("Rejected x%d: %s", count, reason)
+        for reason, count in summary.fields_dropped.most_common():
+            self.log.info("Sent without an invalid optional field x%d: %s", count, reason)
         if summary.rejected and summary.rejected_path:
             self.log.info("Rejected records with their reasons: %s", summary.rejected_path)
         hook = self.__dict__.get("hook")

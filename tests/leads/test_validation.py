@@ -31,10 +31,14 @@ from airflow_provider_carecycle.storage import EXTRA_VALUES_KEY, MalformedRow
 PHONE = "2125550142"
 BASE: dict[str, Any] = {"phoneNumber": PHONE, "postalCode": "10001"}
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "lead-fields.md"
+_TODAY = date.today()
+#: the oldest plausible date of birth today (120 years ago; 29 February gives the 28th)
+OLDEST = _TODAY.replace(year=_TODAY.year - 120, day=28 if (_TODAY.month, _TODAY.day) == (2, 29) else _TODAY.day)
 
 
 def _validate(**fields: Any) -> ValidationResult:
-    return LeadValidator().validate({**BASE, **fields})
+    """Every problem rejects the record here (the rules' tests); ``tests/leads/test_fields.py`` has the drop policy."""
+    return LeadValidator(invalid_optional="reject").validate({**BASE, **fields})
 
 
 def _only_rejection(result: ValidationResult) -> Rejection:
@@ -119,7 +123,7 @@ GOOD_CASES: list[tuple[str, Any, Any]] = [
     ("dateOfBirth", date(1950, 3, 15), "03-15-1950"),
     ("dateOfBirth", datetime(1950, 3, 15, 12, 0), "03-15-1950"),
     ("dateOfBirth", "02-29-1952", "02-29-1952"),
-    ("dateOfBirth", "01-01-1900", "01-01-1900"),
+    ("dateOfBirth", OLDEST.strftime("%m-%d-%Y"), OLDEST.strftime("%m-%d-%Y")),  # 120 years ago to the day
     # strings
     ("firstName", "  Ada ", "Ada"),
     ("lastName", "x" * 255, "x" * 255),
