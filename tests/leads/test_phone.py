@@ -281,3 +281,33 @@ def test_a_parse_is_cached_by_the_written_form() -> None:
 )
 def test_ascii_digits(text: str, expected: str) -> None:
     assert ascii_digits(text) == expected
+
+
+def test_the_plain_forms_read_without_parse_are_what_parse_makes_of_them() -> None:
+    """``parse_phone`` reads the plainest NANP forms itself (half the cost); for every one of them, valid or not, the
+    number is the one ``phonenumbers.parse`` gives, and so are the region, type and answer."""
+    import phonenumbers
+
+    from airflow_provider_carecycle.leads import phone as phone_module
+
+    forms = ["{a}{e}{l}", "1{a}{e}{l}", "+1{a}{e}{l}", "({a}) {e}-{l}", "{a}-{e}-{l}", "{a}.{e}.{l}", "+1 {a} {e} {l}",
+             "1-{a}-{e}-{l}", "+1 ({a}) {e}-{l}", "1 {a} {e} {l}"]  # fmt: skip
+    checked = 0
+    for area in range(200, 1000, 7):
+        for exchange in ("555", "015", "911", "234"):
+            for form in forms:
+                text = form.format(a=area, e=exchange, l="0142")
+                assert phone_module._PLAIN_NANP.match(text), text
+                number = phonenumbers.parse(text, "US")
+                expected = (
+                    phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                    if phonenumbers.is_valid_number(number)
+                    else None
+                )
+                got = parse_phone(text)
+                assert (got.e164 if not isinstance(got, Exception) else None) == expected, text
+                if expected is not None:
+                    assert not isinstance(got, Exception)
+                    assert got.region == phonenumbers.region_code_for_number(number)
+                checked += 1
+    assert checked > 4000
