@@ -31,6 +31,7 @@ from carecycle_emulator.phones import DISTINCT_PHONES, us_phone
 LEADS = 1_000_000
 SYNC_RUN_GOAL_S = 90.0  # bench_sync's goal for its 1,000,000-lead run
 PHONE_SHARE_GOAL = 0.25
+CHUNK = 10_000
 
 _FORMS: tuple[Callable[[str], str], ...] = (
     lambda d: d,
@@ -90,6 +91,17 @@ def _timed(work: Callable[[], int]) -> tuple[int, float, float]:
     return count, time.process_time() - cpu, time.perf_counter() - wall
 
 
+def _validate_all(n: int) -> tuple[int, float, float]:
+    """Validate ``n`` leads, made in chunks outside the timing (memory stays flat): valid count, CPU s, wall s."""
+    validator = LeadValidator()
+    valid, cpu, wall = 0, 0.0, 0.0
+    for start in range(0, n, CHUNK):
+        records = [lead(i) for i in range(start, min(start + CHUNK, n))]
+        count, chunk_cpu, chunk_wall = _timed(lambda chunk=records: sum(validator.validate(r).ok for r in chunk))
+        valid, cpu, wall = valid + count, cpu + chunk_cpu, wall + chunk_wall
+    return valid, cpu, wall
+
+
 def _each(check: Callable[[str], str], phones: Iterable[str]) -> int:
     count = 0
     for phone in phones:
@@ -106,9 +118,7 @@ def main(argv: list[str]) -> int:
     phones = [written_phone(i) for i in range(n)]
     assert legacy_phone(phones[1]) == normalize_phone(phones[1])  # the same answer for a valid US number
 
-    validator = LeadValidator()
-    records = [lead(i) for i in range(n)]
-    valid, cpu, wall = _timed(lambda: sum(validator.validate(record).ok for record in records))
+    valid, cpu, wall = _validate_all(n)
     if valid != n:
         print(f"MISSED: only {valid:,} of {n:,} leads are valid")
         return 1
