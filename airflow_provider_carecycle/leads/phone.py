@@ -64,6 +64,8 @@ _PLAIN_NANP = re.compile(r"^(?:\+?1[ .\-]?)?\(?([2-9][0-9]{2})\)?[ .\-]?([0-9]{3
 
 #: how many written forms the parse cache keeps (a feed repeats a number in consecutive runs and duplicate rows)
 PARSE_CACHE_SIZE = 65_536
+#: the longest written form the cache keeps (a number with its extension and a ``tel:`` prefix fits easily)
+CACHED_TEXT_LENGTH = 64
 
 _LENGTH_DETAILS = {  # phonenumbers.ValidationResult's names
     "TOO_SHORT": "too short for a phone number of its country",
@@ -108,14 +110,20 @@ class ParsedPhone:
     number_type: str
 
 
-@lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_phone(text: str, default_region: str = DEFAULT_REGION) -> ParsedPhone | PhoneError:
-    """Parse one written number; cached by ``(text, default_region)``.
+    """Parse one written number; cached by ``(text, default_region)`` when the text is at most
+    :data:`CACHED_TEXT_LENGTH` characters (a hostile file of long values must not fill memory through the cache).
 
     :param text: the number as written (Unicode digits allowed; an extension and a ``tel:`` prefix are fine).
     :param default_region: the region of a number written without a country code.
     :return: the parsed number, or the :class:`PhoneError` it fails with (returned, so it is cached too).
     """
+    if len(text) <= CACHED_TEXT_LENGTH:
+        return _cached_parse(text, default_region)
+    return _parse(text, default_region)
+
+
+def _parse(text: str, default_region: str) -> ParsedPhone | PhoneError:
     lib, types, lengths, errors = _library()
     text = ascii_digits(text.strip())
     plain = _PLAIN_NANP.match(text) if default_region == DEFAULT_REGION else None
@@ -141,6 +149,9 @@ def parse_phone(text: str, default_region: str = DEFAULT_REGION) -> ParsedPhone 
         )
     number.extension = None  # the number dialled; the extension is not kept anywhere
     return ParsedPhone(lib.format_number(number, lib.PhoneNumberFormat.E164), region, types.get(number_type, "unknown"))
+
+
+_cached_parse = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse)
 
 
 def _names(value: str | Iterable[str], argument: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.leads import LeadFieldError, LeadValidator, normalize_phone
+from airflow_provider_carecycle.leads import phone as phone_module
 from airflow_provider_carecycle.leads.phone import (
     DEFAULT_ALLOWED_NUMBER_TYPES,
     DEFAULT_ALLOWED_REGIONS,
@@ -260,13 +261,23 @@ def test_the_identity_uses_the_validators_own_rule() -> None:
 
 
 def test_a_parse_is_cached_by_the_written_form() -> None:
-    parse_phone.cache_clear()
+    phone_module._cached_parse.cache_clear()
     for _ in range(3):
         normalize_phone("(313) 555-0142")
         with pytest.raises(LeadFieldError):
             normalize_phone("(911) 555-0142")
-    info = parse_phone.cache_info()
+    info = phone_module._cached_parse.cache_info()
     assert (info.misses, info.hits) == (2, 4)
+
+
+def test_long_values_are_judged_but_not_kept_in_the_cache() -> None:
+    """A hostile file of long phone values must not fill memory through the cache (65,536 of them kept)."""
+    phone_module._cached_parse.cache_clear()
+    long_text = "2125550142" + " " * 100_000
+    assert normalize_phone(long_text) == NY  # judged as any other (phonenumbers reads at most 250 characters)
+    with pytest.raises(LeadFieldError):
+        normalize_phone("212 555 0142 " + "x" * 10_000)
+    assert phone_module._cached_parse.cache_info().currsize == 0
 
 
 @pytest.mark.parametrize(
@@ -287,8 +298,6 @@ def test_the_plain_forms_read_without_parse_are_what_parse_makes_of_them() -> No
     """``parse_phone`` reads the plainest NANP forms itself (half the cost); for every one of them, valid or not, the
     number is the one ``phonenumbers.parse`` gives, and so are the region, type and answer."""
     import phonenumbers
-
-    from airflow_provider_carecycle.leads import phone as phone_module
 
     forms = ["{a}{e}{l}", "1{a}{e}{l}", "+1{a}{e}{l}", "({a}) {e}-{l}", "{a}-{e}-{l}", "{a}.{e}.{l}", "+1 {a} {e} {l}",
              "1-{a}-{e}-{l}", "+1 ({a}) {e}-{l}", "1 {a} {e} {l}"]  # fmt: skip
