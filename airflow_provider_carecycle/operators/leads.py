@@ -358,13 +358,13 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
 class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
     """Upload leads to careCycle from records or a file, so every record is either uploaded once or rejected.
 
-    Records are validated and normalised before any request (phone to ``+1XXXXXXXXXX``, dates of birth to
+    Records are validated and normalised before any request (phone to E.164 ``+1XXXXXXXXXX``, dates of birth to
     ``MM-DD-YYYY``, enums to their canonical spelling, ...), merged by ``externalId`` (else phone; the last
     record wins), uploaded in batches at the API's rate limit, and every rejected record is written to
     ``rejected_path`` with its reason. Returns a small summary dict (``total``, ``valid``, ``uploaded``,
     ``rejected``, ``duplicates``, ``batches``, ``skipped_batches``, ``rejected_path``, ``elapsed_s``,
-    ``dry_run``, ``top_reasons``: the five most frequent reasons with counts); record contents never reach XCom
-    or the logs.
+    ``dry_run``, ``top_reasons``: the five most frequent reasons with counts, ``fields_dropped``: invalid optional
+    fields left out of leads that were sent, per reason); record contents never reach XCom or the logs.
 
     .. seealso:: ``docs/operators/upload-leads.md``
 
