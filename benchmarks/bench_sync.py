@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from carecycle_emulator import CareCycleEmulator
+from carecycle_emulator.phones import us_phone
 
 API_KEY = "cc_bench_key"
 BATCH = 200
@@ -48,7 +49,7 @@ def lead(i: int, version: int = 1) -> dict[str, Any]:
     """A valid CRM-style lead; ``version`` > 1 changes its first name."""
     return {
         "externalId": f"sync-{i}",
-        "phoneNumber": f"{200 + i // 10_000:03d}555{i % 10_000:04d}",
+        "phoneNumber": us_phone(i),
         "postalCode": "33101",
         "firstName": f"First{i}" if version == 1 else f"Changed{i}v{version}",
         "lastName": "Bench",

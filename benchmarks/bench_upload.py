@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from carecycle_emulator import CareCycleEmulator
+from carecycle_emulator.phones import us_phone
 
 API_KEY = "cc_bench_key"
 LEADS = 20_000
@@ -54,7 +55,7 @@ def make_leads(n: int, offset: int = 0) -> list[dict[str, Any]]:
     return [
         {
             "externalId": f"bench-{offset + i}",
-            "phoneNumber": f"{200 + (offset + i) // 10_000:03d}555{(offset + i) % 10_000:04d}",
+            "phoneNumber": us_phone(offset + i),
             "postalCode": "33101",
             "firstName": f"First{i}",
             "lastName": "Bench",

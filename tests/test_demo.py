@@ -30,7 +30,7 @@ def test_demo_runs_the_crm_lead_feed_twice_and_prints_the_summary(tmp_path):
     summary = result.stdout[first_box : result.stdout.index("=" * 78, first_box)]
     assert "CRM rows read:   60" in summary
     assert "Leads uploaded:  " in summary and "Rejected:        " in summary
-    assert "country code is not +1" in summary and "crm_leads_" in summary
+    assert "region CZ is not allowed" in summary and "crm_leads_" in summary
     assert "before upload: total=0" in summary and "after upload:  total=" in summary
     assert "Sensor: first results in:" in summary
     assert (tmp_path / "output" / "rejected").is_dir()

@@ -16,8 +16,9 @@ import sys
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 from benchmarks.bench_import import base_imports, provider_modules
 
-#: Modules only a task that sends requests needs (``requests`` alone is about 170 ms of import).
-HEAVY = ("requests", "urllib3", "charset_normalizer", "tenacity")
+#: Modules only a task that sends requests needs (``requests`` alone is about 170 ms of import), and the lead rules'
+#: libraries, imported at the first lead (``phonenumbers`` and ``email_validator`` are about 100 ms each).
+HEAVY = ("requests", "urllib3", "charset_normalizer", "tenacity", "phonenumbers", "email_validator")
 
 
 def import_in_fresh_process(modules: list[str]) -> dict[str, list[str]]:

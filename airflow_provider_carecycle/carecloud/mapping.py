@@ -51,8 +51,8 @@ _DIGITS_ONLY = re.compile(r"^\d+$")
 def international_phone(value: Any) -> Any:
     """CareCloud's phone (digits with the international prefix, ``12025550143``) as ``+12025550143``.
 
-    The ``+`` tells the lead validator that the number starts with its country code, so US/NANP numbers
-    (``1`` + 10 digits) pass and foreign ones (``420...``) are rejected as "country code is not +1". Anything that is
+    The ``+`` tells the lead validator that the number starts with its country code, so US numbers (``1`` + 10
+    digits) pass and foreign ones (``420...``) are rejected as "region CZ is not allowed". Anything that is
     not plain digits (already ``+...``, empty, formatted) is returned unchanged for the validator to judge.
 
     :param value: the CareCloud phone value.

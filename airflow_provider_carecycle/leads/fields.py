@@ -26,8 +26,8 @@ INT32_MAX = 2**31 - 1
 """Largest value of an ``integer`` field (int32)."""
 CUSTOM_FIELD_KEY_MAX_LENGTH = 100
 """``customFields[].fieldKey`` is 1..100 characters."""
-DATE_OF_BIRTH_MIN_YEAR = 1900
-"""Dates of birth before 1 January of this year are rejected as implausible."""
+DATE_OF_BIRTH_MAX_AGE_YEARS = 120
+"""Dates of birth more than this many years ago are rejected as implausible for a living person."""
 
 
 class FieldKind(str, Enum):
@@ -63,6 +63,9 @@ class FieldSpec:
     :param plain_text: a person's name: control characters and the invisible bidirectional controls (which can
         make text display, and read aloud, differently from what is stored) are rejected. NUL is rejected in
         every text field.
+    :param droppable: an optional field whose invalid value must not cost the call: by default the value is dropped,
+        the lead sent without it and the drop counted (``fields_dropped``) and written to the rejected file as a
+        warning line; ``invalid_optional="reject"`` rejects the lead instead.
     :param description: one line for the field reference.
     """
 
@@ -76,6 +79,7 @@ class FieldSpec:
     minimum: float | None = None
     maximum: float | None = None
     plain_text: bool = False
+    droppable: bool = False
     description: str = ""
 
 
@@ -102,10 +106,10 @@ _LO, _HI = INT32_MIN, INT32_MAX
 
 # fmt: off
 LEAD_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("phoneNumber", _K.PHONE, required=True, description="Phone (US/NANP), sent as +1XXXXXXXXXX."),
+    FieldSpec("phoneNumber", _K.PHONE, required=True, description="Phone number, sent in E.164 as +1XXXXXXXXXX."),
     FieldSpec("firstName", _K.STRING, max_length=255, plain_text=True, description="First name."),
     FieldSpec("lastName", _K.STRING, max_length=255, plain_text=True, description="Last name."),
-    FieldSpec("email", _K.EMAIL, max_length=255, description="Email address (loosely checked)."),
+    FieldSpec("email", _K.EMAIL, max_length=255, droppable=True, description="Email address (syntax checked)."),
     FieldSpec("postalCode", _K.POSTAL, max_length=5, description="5-digit US ZIP code."),
     FieldSpec("timezone", _K.TIMEZONE, description="IANA zone or EST/CST/MST/PST."),
     FieldSpec("state", _K.STRING, max_length=50, description="State."),
@@ -113,10 +117,10 @@ LEAD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("county", _K.STRING, max_length=255, description="County."),
     FieldSpec("address", _K.STRING, max_length=255, description="Street address."),
     FieldSpec("address2", _K.STRING, max_length=255, description="Street address, second line."),
-    FieldSpec("dateOfBirth", _K.DATE, description="Date of birth, sent as MM-DD-YYYY."),
+    FieldSpec("dateOfBirth", _K.DATE, droppable=True, description="Date of birth, sent as MM-DD-YYYY."),
     FieldSpec("language", _K.STRING, max_length=50, description="Preferred language."),
-    FieldSpec("gender", _K.ENUM, choices=GENDERS, aliases=_GENDER_ALIASES, description="Gender."),
-    FieldSpec("maritalStatus", _K.ENUM, choices=MARITAL_STATUSES, description="Marital status."),
+    FieldSpec("gender", _K.ENUM, choices=GENDERS, aliases=_GENDER_ALIASES, droppable=True, description="Gender."),
+    FieldSpec("maritalStatus", _K.ENUM, choices=MARITAL_STATUSES, droppable=True, description="Marital status."),
     FieldSpec("filingStatus", _K.STRING, max_length=50, description="Tax filing status."),
     FieldSpec("dependentCount", _K.INT32, minimum=_LO, maximum=_HI, description="Number of dependents."),
     FieldSpec("householdIncome", _K.INT32, minimum=_LO, maximum=_HI, description="Household income."),

@@ -37,6 +37,14 @@ class RejectionCode:
     NOT_ALLOWED_VALUE = "not_allowed_value"
     OUT_OF_RANGE = "out_of_range"
     UNKNOWN_FIELD = "unknown_field"
+    #: a phone number the numbering plan does not know (unassigned or reserved area code, wrong length)
+    INVALID_PHONE_NUMBER = "invalid_phone_number"
+    #: a phone number of a region outside ``allowed_regions``
+    REGION_NOT_ALLOWED = "region_not_allowed"
+    #: a phone number of a type outside ``allowed_number_types`` (toll-free, premium-rate, pager, ...)
+    NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
+    #: a ZIP code that cannot exist (all zeros, or a prefix no ZIP code has)
+    INVALID_POSTAL_CODE = "invalid_postal_code"
     #: a per-record error in careCycle's 200 answer to an upload
     API_ERROR = "api_error"
     #: a record careCycle refused with 400 ``VALIDATION_ERROR``
@@ -51,6 +59,8 @@ REJECTION_CODES: tuple[str, ...] = tuple(
 #: the ``stage`` of a rejected-file line: the validator rejected the record, or the API did
 STAGE_VALIDATION = "validation"
 STAGE_API = "api"
+#: the ``stage`` of a warning line: the lead was sent, without the optional fields its ``errors`` name
+STAGE_WARNING = "warning"
 
 _KEYS = frozenset({"field", "code", "reason", "position"})
 
@@ -128,7 +138,8 @@ def rejected_line(
     ``{"stage", "row", ["batch",] "field", "code", "reason", "errors": [...], "record": <record_text>}``: the
     top-level ``field``/``code``/``reason`` are the first rejection's, ``errors`` holds every rejection's JSON form.
 
-    :param stage: :data:`STAGE_VALIDATION` or :data:`STAGE_API`.
+    :param stage: :data:`STAGE_VALIDATION`, :data:`STAGE_API` or :data:`STAGE_WARNING` (a lead sent without the
+        invalid optional fields ``rejections`` name).
     :param row: the record's 1-based row in the source.
     :param rejections: the record's rejections, at least one.
     :param record_text: the original record as JSON text (see the upload engine's spool).
@@ -147,6 +158,7 @@ __all__ = [
     "REJECTION_CODES",
     "STAGE_API",
     "STAGE_VALIDATION",
+    "STAGE_WARNING",
     "Rejection",
     "RejectionCode",
     "rejected_line",

@@ -18,20 +18,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 from zoneinfo import available_timezones
 
 from airflow_provider_carecycle.leads.fields import (
     AT_LEAST_ONE_OF,
     CUSTOM_FIELD_KEY_MAX_LENGTH,
-    DATE_OF_BIRTH_MIN_YEAR,
+    DATE_OF_BIRTH_MAX_AGE_YEARS,
     LEAD_FIELDS,
     LEAD_FIELDS_BY_NAME,
     FieldKind,
     FieldSpec,
 )
+from airflow_provider_carecycle.leads.phone import PhoneError, PhoneRule, default_phone_rule
 from airflow_provider_carecycle.leads.rejection import Rejection, RejectionCode
+from airflow_provider_carecycle.leads.text import ascii_digits
 from airflow_provider_carecycle.records import MalformedRow, lookup_path
 from airflow_provider_carecycle.vocabulary import MAX_CUSTOM_FIELDS, TIMEZONE_ABBREVIATIONS
 
@@ -42,10 +44,13 @@ class ValidationResult:
 
     :param lead: the normalised careCycle record, or ``None`` when there is any rejection.
     :param rejections: every problem found in the record (empty when the record is valid).
+    :param dropped: for a valid record, the problems of the optional fields left out of :attr:`lead` (see
+        ``invalid_optional``); each is a warning, not a rejection.
     """
 
     lead: dict[str, Any] | None
     rejections: list[Rejection] = field(default_factory=list)
+    dropped: list[Rejection] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -130,68 +135,47 @@ def _format_bound(bound: float) -> str:
 
 # ----------------------------------------------------------------------------------------------- phone
 
-_PHONE_CHARS = re.compile(r"^\+?[\d\s().\-]+$")
 
-
-def _phone(value: Any, name: str = "phoneNumber") -> str:
+def _phone(value: Any, name: str = "phoneNumber", rule: PhoneRule | None = None) -> str:
     if _is_absent(value):
         raise LeadFieldError(name, RejectionCode.REQUIRED, "required but missing or empty")
     if isinstance(value, str):
-        text = value.strip()
+        text = value
     elif (number := _integral(value)) is not None:
         if number < 0:
             raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "a phone number cannot be negative")
         text = str(number)
     else:
         raise LeadFieldError(name, RejectionCode.INVALID_TYPE, f"expected text or digits, got {_type_name(value)}")
-    if not _PHONE_CHARS.match(text):
-        raise LeadFieldError(
-            name,
-            RejectionCode.INVALID_FORMAT,
-            "may contain only digits, spaces, dots, dashes, parentheses and a leading +",
-        )
-    digits = re.sub(r"\D", "", text)
-    if text.startswith("+") and not digits.startswith("1"):
-        raise LeadFieldError(
-            name, RejectionCode.INVALID_FORMAT, "country code is not +1: only US/NANP numbers are accepted"
-        )
-    if len(digits) == 11 and digits.startswith("1"):
-        national = digits[1:]
-    elif len(digits) == 10 and not text.startswith("+"):
-        national = digits
-    else:
-        raise LeadFieldError(
-            name,
-            RejectionCode.INVALID_FORMAT,
-            f"expected a 10-digit US/NANP number (optionally with 1 or +1 in front), found {len(digits)} digits",
-        )
-    if national[0] in "01":
-        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "area code cannot start with 0 or 1")
-    if national[3] in "01":
-        raise LeadFieldError(name, RejectionCode.INVALID_FORMAT, "exchange code cannot start with 0 or 1")
-    return "+1" + national
+    try:
+        return (rule or default_phone_rule()).normalize(text)
+    except PhoneError as error:
+        raise LeadFieldError(name, error.code, error.detail) from None
 
 
-def normalize_phone(value: Any) -> str:
-    """Normalise a US/NANP phone number to careCycle's canonical ``+1XXXXXXXXXX``.
+def normalize_phone(value: Any, *, rule: PhoneRule | None = None) -> str:
+    """Normalise a phone number careCycle may dial to its E.164 form ``+1XXXXXXXXXX``.
 
-    Accepts ``+1XXXXXXXXXX``, ``XXXXXXXXXX``, ``(XXX) XXX-XXXX`` and variants with spaces, dots, dashes,
-    parentheses, a leading ``1`` or ``+1``, and non-negative ints.
+    Accepts every form ``phonenumbers`` reads with the US as the default region (``(212) 555-0142``,
+    ``212/555-0142``, ``+1 212 555 0142``, ``212-555-0142 x12``: the extension is dropped, ``tel:+1-212-555-0142``),
+    Unicode digits (converted to ASCII first) and non-negative ints. See :mod:`~.phone` for what is refused.
 
     :param value: the phone number.
-    :return: ``"+1"`` followed by the 10-digit national number.
-    :raises LeadFieldError: (a ``ValueError``) with a message that never contains the value.
+    :param rule: the regions and number types allowed (default: the US and its territories; fixed-line and mobile).
+    :return: the number in E.164 form.
+    :raises LeadFieldError: (a ``ValueError``) with a message that never contains a digit of the value.
     """
-    return _phone(value)
+    return _phone(value, rule=rule)
 
 
 # -------------------------------------------------------------------------------------------- date of birth
 
-_US_DATE = re.compile(r"^(\d{1,2})([-/])(\d{1,2})\2(\d{4})$")
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}.*)?$")
+_US_DATE = re.compile(r"^([0-9]{1,2})([-/])([0-9]{1,2})\2([0-9]{4})$")
+_ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ][0-9]{2}:[0-9]{2}.*)?$")
 
 
 def _parse_date_text(text: str, name: str) -> date:
+    text = ascii_digits(text)
     if match := _US_DATE.match(text):
         month, day, year = int(match[1]), int(match[3]), int(match[4])
     elif match := _ISO_DATE.match(text):
@@ -208,6 +192,14 @@ def _parse_date_text(text: str, name: str) -> date:
         ) from None
 
 
+def _years_before(day: date, years: int) -> date:
+    """The same day ``years`` years before ``day`` (29 February: the 28th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
 def _date_of_birth(value: Any, name: str = "dateOfBirth", today: date | None = None) -> str:
     if _is_absent(value):
         raise LeadFieldError(name, RejectionCode.REQUIRED, "required but missing or empty")
@@ -219,10 +211,13 @@ def _date_of_birth(value: Any, name: str = "dateOfBirth", today: date | None = N
         born = _parse_date_text(value.strip(), name)
     else:
         raise LeadFieldError(name, RejectionCode.INVALID_TYPE, f"expected a date or text, got {_type_name(value)}")
-    if born.year < DATE_OF_BIRTH_MIN_YEAR:
-        raise LeadFieldError(name, RejectionCode.OUT_OF_RANGE, f"date is before {DATE_OF_BIRTH_MIN_YEAR}")
-    if born > (today or date.today()):
+    today = today or date.today()
+    if born > today:
         raise LeadFieldError(name, RejectionCode.OUT_OF_RANGE, "date is in the future")
+    if born < _years_before(today, DATE_OF_BIRTH_MAX_AGE_YEARS):
+        raise LeadFieldError(
+            name, RejectionCode.OUT_OF_RANGE, f"date is more than {DATE_OF_BIRTH_MAX_AGE_YEARS} years ago"
+        )
     return f"{born.month:02d}-{born.day:02d}-{born.year:04d}"
 
 
@@ -230,8 +225,8 @@ def normalize_date_of_birth(value: Any, *, today: date | None = None) -> str:
     """Normalise a date of birth to careCycle's ``MM-DD-YYYY``.
 
     Accepts ``MM-DD-YYYY``, ``MM/DD/YYYY`` (one-digit month/day too), ISO ``YYYY-MM-DD`` or the date part of an
-    ISO datetime, and ``datetime.date``/``datetime.datetime``. Impossible dates, dates before 1900 and dates
-    in the future are rejected.
+    ISO datetime, and ``datetime.date``/``datetime.datetime``; Unicode digits are read as ASCII. Impossible dates,
+    dates more than 120 years ago and dates in the future are rejected.
 
     :param value: the date of birth.
     :param today: the reference date for "in the future" (default: the local date today).
@@ -286,18 +281,30 @@ def _string(value: Any, spec: FieldSpec) -> str:
     return text
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
-
-
 def _email(value: Any, spec: FieldSpec) -> str:
     text = _string(value, spec)
-    if not _EMAIL.match(text):
+    return _checked_email(text, spec.name)
+
+
+@lru_cache(maxsize=1)
+def _email_validator() -> Callable[..., Any]:
+    """``email_validator.validate_email``, imported at the first e-mail (not when a DAG file imports the operators)."""
+    from email_validator import validate_email
+
+    return validate_email
+
+
+def _checked_email(text: str, name: str) -> str:
+    """The address as ``email-validator`` normalises it (the domain in lower case), checked for syntax only: no DNS
+    lookup, so the same input gives the same answer offline. The library's own message may quote characters of the
+    address, so the reason is ours."""
+    validate = _email_validator()
+    try:
+        return str(validate(text, check_deliverability=False).normalized)
+    except ValueError:  # email_validator.EmailNotValidError
         raise LeadFieldError(
-            spec.name,
-            RejectionCode.INVALID_FORMAT,
-            "not an email address (needs one @ and a dot in the domain)",
-        )
-    return text
+            name, RejectionCode.INVALID_FORMAT, "not a valid e-mail address (syntax checked by email-validator)"
+        ) from None
 
 
 def _enum_key(text: str) -> str:
@@ -402,17 +409,19 @@ def _describe_bool(value: Any) -> str:
     return "another number" if isinstance(value, (int, float, Decimal)) else _type_name(value)
 
 
-_ZIP5 = re.compile(r"^\d{5}$")
-_ZIP9 = re.compile(r"^(\d{5})-?\d{4}$")
+_ZIP5 = re.compile(r"^[0-9]{5}$")
+_ZIP9 = re.compile(r"^([0-9]{5})-?[0-9]{4}$")
+#: no ZIP code starts with these three digits (the lowest in use is 005, Holtsville NY's IRS codes)
+_NO_ZIP_PREFIXES = frozenset({"000", "001", "002", "003", "004"})
 
 
 def _postal(value: Any, spec: FieldSpec) -> str:
     if isinstance(value, str):
-        text = value.strip()
+        text = ascii_digits(value.strip())
         if _ZIP5.match(text):
-            return text
+            return _assigned_zip(text, spec)
         if match := _ZIP9.match(text):
-            return match[1]
+            return _assigned_zip(match[1], spec)
         raise LeadFieldError(
             spec.name,
             RejectionCode.INVALID_FORMAT,
@@ -422,10 +431,18 @@ def _postal(value: Any, spec: FieldSpec) -> str:
     if number is None:
         raise LeadFieldError(spec.name, RejectionCode.INVALID_TYPE, f"expected text, got {_type_name(value)}")
     if 100 <= number <= 99_999:  # an int lost its leading zeros (e.g. a 4-digit New England ZIP)
-        return f"{number:05d}"
+        return _assigned_zip(f"{number:05d}", spec)
     if 10_000_000 <= number <= 999_999_999:  # ZIP+4 as an int
-        return f"{number:09d}"[:5]
+        return _assigned_zip(f"{number:09d}"[:5], spec)
     raise LeadFieldError(spec.name, RejectionCode.INVALID_FORMAT, "number is not a 5-digit ZIP code or ZIP+4")
+
+
+def _assigned_zip(zip5: str, spec: FieldSpec) -> str:
+    if zip5[:3] in _NO_ZIP_PREFIXES:
+        raise LeadFieldError(
+            spec.name, RejectionCode.INVALID_POSTAL_CODE, "not a ZIP code in use (all zeros, or a prefix no ZIP has)"
+        )
+    return zip5
 
 
 _TIMEZONE_PATTERN = re.compile(r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)+$")
@@ -463,8 +480,8 @@ def _date_field(value: Any, spec: FieldSpec) -> str:
     return _date_of_birth(value, spec.name)
 
 
-def _phone_field(value: Any, spec: FieldSpec) -> str:
-    return _phone(value, spec.name)
+def _phone_field(value: Any, spec: FieldSpec, rule: PhoneRule | None = None) -> str:
+    return _phone(value, spec.name, rule)
 
 
 # ------------------------------------------------------------------------------------------ custom fields
@@ -622,7 +639,25 @@ def check_field_mapping(field_mapping: Mapping[str, Any], argument: str) -> None
 
 #: how :meth:`LeadValidator.identity` starts for a lead with an ``externalId`` (the rest is the ``externalId``)
 EXTERNAL_ID_IDENTITY = "ext:"
-#: how it starts for a lead identified by its phone number (the rest is the number as ``+1XXXXXXXXXX``)
+#: ``invalid_optional`` values: leave an invalid optional field out and send the lead, or reject the lead
+INVALID_OPTIONAL_DROP = "drop"
+INVALID_OPTIONAL_REJECT = "reject"
+INVALID_OPTIONAL_CHOICES = (INVALID_OPTIONAL_DROP, INVALID_OPTIONAL_REJECT)
+#: the fields ``invalid_optional`` applies to (``droppable`` in the field table)
+DROPPABLE_FIELDS: tuple[str, ...] = tuple(spec.name for spec in LEAD_FIELDS if spec.droppable)
+
+
+def check_invalid_optional(value: Any) -> str:
+    """A rendered ``invalid_optional``: ``"drop"`` or ``"reject"``.
+
+    :raises ValueError: naming the argument.
+    """
+    if value not in INVALID_OPTIONAL_CHOICES:
+        raise ValueError(f"invalid_optional must be 'drop' or 'reject', got {value!r}.")
+    return str(value)
+
+
+#: how it starts for a lead identified by its phone number (the rest is the number in E.164 form, ``+1XXXXXXXXXX``)
 PHONE_IDENTITY = "phone:"
 
 
@@ -637,6 +672,13 @@ class LeadValidator:
         (None, blank text, NaN). Defaults are validated once, here.
     :param drop_unknown_fields: silently drop top-level source keys that are neither mapped nor careCycle
         fields, instead of rejecting the record with ``unknown_field``.
+    :param phone_rule: the regions and number types a phone number may have (default
+        :func:`~airflow_provider_carecycle.leads.phone.default_phone_rule`: the US and its territories; fixed-line,
+        mobile, fixed-line-or-mobile).
+    :param invalid_optional: what an invalid value of an optional field of :data:`DROPPABLE_FIELDS` (``email``,
+        ``dateOfBirth``, ``gender``, ``maritalStatus``) does: ``"drop"`` (default) leaves the field out and the lead
+        valid, with the problem in :attr:`ValidationResult.dropped`, so a bad e-mail does not cost the call;
+        ``"reject"`` rejects the lead as any other problem does.
     :raises ValueError: when ``field_mapping`` or ``defaults`` name unknown careCycle fields, a mapping path is
         empty, or a default breaks its field's rule.
     """
@@ -646,8 +688,16 @@ class LeadValidator:
         field_mapping: Mapping[str, str] | None = None,
         defaults: Mapping[str, Any] | None = None,
         drop_unknown_fields: bool = False,
+        phone_rule: PhoneRule | None = None,
+        invalid_optional: str = INVALID_OPTIONAL_DROP,
     ) -> None:
         self.field_mapping: dict[str, str] = dict(field_mapping or {})
+        self.invalid_optional = check_invalid_optional(invalid_optional)
+        self.phone_rule = phone_rule or default_phone_rule()
+        self._normalizers: dict[FieldKind, Normalizer] = {
+            **_NORMALIZERS,
+            FieldKind.PHONE: partial(_phone_field, rule=self.phone_rule),
+        }
         self.defaults: dict[str, Any] = dict(defaults or {})
         self.drop_unknown_fields = drop_unknown_fields
         check_field_mapping(self.field_mapping, "field_mapping")
@@ -679,12 +729,15 @@ class LeadValidator:
             rejection = Rejection(None, f"record: {record.problem}", RejectionCode.INVALID_FORMAT)
             return ValidationResult(lead=None, rejections=[rejection])
         rejections = [] if self.drop_unknown_fields else self._unknown_fields(record)
-        lead, field_rejections = self._normalize(self._extract(record))
+        lead, field_rejections, dropped = self._normalize(self._extract(record))
         rejections.extend(field_rejections)
-        return ValidationResult(lead=None if rejections else lead, rejections=rejections)
+        if len(rejections) == len(dropped):  # nothing but droppable problems: the lead goes without those fields
+            return ValidationResult(lead=lead, dropped=dropped)
+        return ValidationResult(lead=None, rejections=rejections)
 
     def identity(self, lead: Mapping[str, Any]) -> str:
-        """The dedupe key of a lead: ``"ext:<externalId>"`` when it has one, else ``"phone:<+1XXXXXXXXXX>"``.
+        """The dedupe key of a lead: ``"ext:<externalId>"`` when it has one, else ``"phone:<E.164 number>"``, so every
+        written form of one number is one lead.
 
         The key contains identifiers (PHI): use it for deduplication, do not log it.
 
@@ -698,7 +751,7 @@ class LeadValidator:
         phone = lead.get("phoneNumber")
         if _is_absent(phone):
             raise ValueError("lead has neither externalId nor phoneNumber: no identity")
-        return f"{PHONE_IDENTITY}{normalize_phone(phone)}"
+        return f"{PHONE_IDENTITY}{normalize_phone(phone, rule=self.phone_rule)}"
 
     def _unknown_fields(self, record: Mapping[Any, Any]) -> list[Rejection]:
         return [
@@ -731,9 +784,12 @@ class LeadValidator:
                 values[name] = value
         return values
 
-    def _normalize(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Rejection]]:
+    def _normalize(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Rejection], list[Rejection]]:
+        """The lead, every rejection in table order, and those of them that only drop their field."""
         lead: dict[str, Any] = {}
         rejections: list[Rejection] = []
+        dropped: list[Rejection] = []
+        drop = self.invalid_optional == INVALID_OPTIONAL_DROP
         for spec in LEAD_FIELDS:
             if spec.name not in values:
                 if spec.required:
@@ -741,19 +797,23 @@ class LeadValidator:
                     rejections.append(LeadFieldError(spec.name, RejectionCode.REQUIRED, detail).to_rejection())
                 continue
             normalized, errors = self._normalize_one(spec, values[spec.name])
-            rejections.extend(error.to_rejection() for error in errors)
+            found = [error.to_rejection() for error in errors]
+            rejections.extend(found)
+            if drop and spec.droppable:
+                dropped.extend(found)
             if not errors and normalized != []:
                 lead[spec.name] = normalized
         for group in AT_LEAST_ONE_OF:
             if not any(name in values for name in group.fields):
                 error = LeadFieldError(group.label, RejectionCode.REQUIRED, group.reason)
                 rejections.append(error.to_rejection())
-        return lead, rejections
+        return lead, rejections, dropped
 
-    @staticmethod
-    def _normalize_one(spec: FieldSpec, value: Any, raise_errors: bool = False) -> tuple[Any, list[LeadFieldError]]:
+    def _normalize_one(
+        self, spec: FieldSpec, value: Any, raise_errors: bool = False
+    ) -> tuple[Any, list[LeadFieldError]]:
         try:
-            return _NORMALIZERS[spec.kind](value, spec), []
+            return self._normalizers[spec.kind](value, spec), []
         except LeadFieldError as error:
             errors = [error]
         except _LeadFieldErrors as many:

@@ -11,13 +11,25 @@ here in :class:`CareCycleLeadUploadBaseOperator`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_carecycle import lineage
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.leads.validation import LeadValidator, check_field_names
+from airflow_provider_carecycle.leads.phone import (
+    DEFAULT_ALLOWED_NUMBER_TYPES,
+    DEFAULT_ALLOWED_REGIONS,
+    PhoneRule,
+    check_allowed_number_types,
+    check_allowed_regions,
+)
+from airflow_provider_carecycle.leads.validation import (
+    INVALID_OPTIONAL_DROP,
+    LeadValidator,
+    check_field_names,
+    check_invalid_optional,
+)
 from airflow_provider_carecycle.operators.base import CareCycleBaseOperator, rendered_arguments, rendered_path
 from airflow_provider_carecycle.outcome import Outcome, record_outcome
 from airflow_provider_carecycle.storage import FORMATS, iter_records
@@ -91,6 +103,17 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
     :param defaults: careCycle field -> value used when a record lacks the field (e.g. ``sourceId``, ``timezone``).
     :param drop_unknown_fields: drop source keys that are neither mapped nor careCycle fields instead of
         rejecting the record.
+    :param allowed_regions: the regions whose phone numbers are dialled (region codes sharing +1, a list or
+        comma-separated text; templated). Default the US and its territories: ``US, PR, VI, GU, AS, MP``; add ``CA``
+        for Canada. Other numbers are rejected with ``region_not_allowed``.
+    :param allowed_number_types: the phone number types dialled (templated). Default ``fixed_line``, ``mobile``,
+        ``fixed_line_or_mobile``; add ``toll_free``, ``premium_rate``, ``shared_cost``, ``voip``,
+        ``personal_number``, ``pager``, ``uan`` or ``voicemail`` to dial those too. Other numbers are rejected
+        with ``number_type_not_allowed``.
+    :param invalid_optional: what an invalid ``email``, ``dateOfBirth``, ``gender`` or ``maritalStatus`` does
+        (templated): ``"drop"`` (default) sends the lead without that field, counts it in the summary's
+        ``fields_dropped`` and writes a ``warning`` line to ``rejected_path``, so a bad e-mail does not cost the
+        call; ``"reject"`` rejects the lead.
     :param rejected_path: JSON Lines file (object storage URI) receiving every rejected record with its stage
         (``validation``/``api``), field, reason and source row number. Written even when empty.
     :param max_rejected_ratio: the task fails (after uploading every valid lead and writing the rejected file)
@@ -127,6 +150,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         "checkpoint_path",
         "sync_state_path",
         "full_sync",
+        "allowed_regions",
+        "allowed_number_types",
+        "invalid_optional",
     )
     template_fields_renderers = {"field_mapping": "json", "defaults": "json"}
     #: a source whose consent rules say who may not be called (the CareCloud CRM transfer) turns this on: a
@@ -151,6 +177,9 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         sync_state_path: str | None = None,
         full_sync: bool | str = False,
         resend_after: timedelta | float | None = None,
+        allowed_regions: str | Sequence[str] = DEFAULT_ALLOWED_REGIONS,
+        allowed_number_types: str | Sequence[str] = DEFAULT_ALLOWED_NUMBER_TYPES,
+        invalid_optional: str = INVALID_OPTIONAL_DROP,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -178,14 +207,34 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.full_sync = full_sync
         self.resend_after = resend_after
         check_resend_after(resend_after)
+        self.allowed_regions = allowed_regions
+        self.allowed_number_types = allowed_number_types
+        self.invalid_optional = invalid_optional
+        self._phone_rule: PhoneRule | None = None
 
     def iter_source(self, context: Context) -> Iterable[Any]:
         """The source records, as a stream. Subclasses implement it."""
         raise NotImplementedError
 
     def lead_validator(self) -> LeadValidator:
-        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields``."""
-        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields)
+        """The validator the source records go through: ``field_mapping``, ``defaults``, ``drop_unknown_fields`` and
+        the :meth:`validation_options`."""
+        return LeadValidator(self.field_mapping, self.defaults, self.drop_unknown_fields, **self.validation_options())
+
+    def validation_options(self) -> dict[str, Any]:
+        """The validator's policies from the rendered arguments (``allowed_regions``, ``allowed_number_types``,
+        ``invalid_optional``), as :class:`LeadValidator` keyword arguments; every lead validator of the upload family
+        is built with them."""
+        return {
+            "phone_rule": self._phone_rule or self._checked_phone_rule(),
+            "invalid_optional": check_invalid_optional(self.invalid_optional),
+        }
+
+    def _checked_phone_rule(self) -> PhoneRule:
+        """:raises ValueError: naming ``allowed_regions`` or ``allowed_number_types``."""
+        return PhoneRule(
+            check_allowed_regions(self.allowed_regions), check_allowed_number_types(self.allowed_number_types)
+        )
 
     def check_rendered_arguments(self) -> None:
         """Check the rendered templated arguments before anything is read or sent; subclasses add theirs.
@@ -201,6 +250,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         self.checkpoint_path = rendered_path("checkpoint_path", self.checkpoint_path, optional=True)
         self.sync_state_path = _sync_state_path(self.sync_state_path)
         self.full_sync = _flag("full_sync", self.full_sync)
+        self._phone_rule = self._checked_phone_rule()
+        self.invalid_optional = check_invalid_optional(self.invalid_optional)
 
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
@@ -293,6 +344,8 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
         )
         for reason, count in summary.top_reasons():
             self.log.info("Rejected x%d: %s", count, reason)
+        for reason, count in summary.fields_dropped.most_common():
+            self.log.info("Sent without an invalid optional field x%d: %s", count, reason)
         if summary.rejected and summary.rejected_path:
             self.log.info("Rejected records with their reasons: %s", summary.rejected_path)
         hook = self.__dict__.get("hook")
@@ -310,13 +363,13 @@ class CareCycleLeadUploadBaseOperator(CareCycleBaseOperator):
 class CareCycleUploadLeadsOperator(CareCycleLeadUploadBaseOperator):
     """Upload leads to careCycle from records or a file, so every record is either uploaded once or rejected.
 
-    Records are validated and normalised before any request (phone to ``+1XXXXXXXXXX``, dates of birth to
+    Records are validated and normalised before any request (phone to E.164 ``+1XXXXXXXXXX``, dates of birth to
     ``MM-DD-YYYY``, enums to their canonical spelling, ...), merged by ``externalId`` (else phone; the last
     record wins), uploaded in batches at the API's rate limit, and every rejected record is written to
     ``rejected_path`` with its reason. Returns a small summary dict (``total``, ``valid``, ``uploaded``,
     ``rejected``, ``duplicates``, ``batches``, ``skipped_batches``, ``rejected_path``, ``elapsed_s``,
-    ``dry_run``, ``top_reasons``: the five most frequent reasons with counts); record contents never reach XCom
-    or the logs.
+    ``dry_run``, ``top_reasons``: the five most frequent reasons with counts, ``fields_dropped``: invalid optional
+    fields left out of leads that were sent, per reason); record contents never reach XCom or the logs.
 
     .. seealso:: ``docs/operators/upload-leads.md``
 

@@ -59,6 +59,7 @@ from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleVa
 from airflow_provider_carecycle.leads.rejection import (
     STAGE_API,
     STAGE_VALIDATION,
+    STAGE_WARNING,
     Rejection,
     rejected_line,
 )
@@ -321,6 +322,8 @@ class LeadUploader:
                 self._reject_validation(row, record, result.rejections, summary, writer)
                 continue
             summary.valid += 1
+            if result.dropped:
+                self._warn_dropped(row, record, result.dropped, summary, writer)
             lead = result.lead or {}
             item = LeadItem.of(row, self.validator.identity(lead), lead, record_text(record), spool.hasher)
             if spool.add(item):
@@ -339,6 +342,14 @@ class LeadUploader:
         summary.rejected += 1
         summary.reasons[f"validation: {rejections[0].reason}"] += 1
         writer.write_json_text(rejected_line(STAGE_VALIDATION, row, rejections, record_text(record)))
+
+    @staticmethod
+    def _warn_dropped(
+        row: int, record: Any, dropped: list[Rejection], summary: UploadSummary, writer: RecordSink
+    ) -> None:
+        """A lead that goes without its invalid optional fields: counted per reason, a warning line in the file."""
+        summary.fields_dropped.update(rejection.reason for rejection in dropped)
+        writer.write_json_text(rejected_line(STAGE_WARNING, row, dropped, record_text(record)))
 
     # -- stage 2: upload -----------------------------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ class UploadSummary:
     :param dry_run: nothing was sent.
     :param crm_rows: the CRM customers read, for the CareCloud CRM transfer (``None``, and not in XCom, otherwise).
     :param watermark: the CRM watermark the transfer wrote (ISO 8601), or ``None`` (then not in XCom).
+    :param fields_dropped: invalid optional fields left out of leads that were sent (``invalid_optional="drop"``),
+        counted per PHI-free reason (which starts with the field: ``"email: not a valid e-mail address ..."``).
     """
 
     total: int = 0
@@ -58,6 +60,7 @@ class UploadSummary:
     refused_rows: list[int] = field(default_factory=list, repr=False)
     crm_rows: int | None = None
     watermark: str | None = None
+    fields_dropped: Counter[str] = field(default_factory=Counter, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The XCom value: the counts and the most frequent (PHI-free) rejection reasons; for the CRM transfer,
@@ -76,6 +79,7 @@ class UploadSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "dry_run": self.dry_run,
             "top_reasons": [[reason, count] for reason, count in self.top_reasons()],
+            "fields_dropped": dict(self.fields_dropped.most_common()),
         }
         if self.crm_rows is not None:
             out["crm_rows"] = self.crm_rows

@@ -273,7 +273,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
 
     def lead_validator(self) -> LeadValidator:
         """The validator of the mapped CRM rows: they are in careCycle's field names already, so it maps nothing."""
-        return LeadValidator(None, self.defaults, self.drop_unknown_fields)
+        return LeadValidator(None, self.defaults, self.drop_unknown_fields, **self.validation_options())
 
     def iter_source(self, context: Context) -> Iterator[dict[str, Any]]:
         since, before = self.interval(context)

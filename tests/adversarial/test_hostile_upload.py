@@ -27,6 +27,7 @@ from airflow_provider_carecycle.sync.engine import LeadUploader, UnsettledBatchE
 from airflow_provider_carecycle.sync.spool import LeadItem, LeadSpool
 from airflow_provider_carecycle.sync.summary import UploadSummary
 from carecycle_emulator import TEST_API_KEY
+from carecycle_emulator.phones import us_phone
 from tests.adversarial.hostile_server import (
     Forward,
     ForwardThenDrop,
@@ -48,7 +49,7 @@ def leads(n: int, prefix: str = "h", **fields: Any) -> list[dict[str, Any]]:
     return [
         {
             "externalId": f"{prefix}-{i}",
-            "phoneNumber": f"{200 + i // 10000:03d}555{i % 10000:04d}",
+            "phoneNumber": us_phone(i),
             "postalCode": "33101",
             **fields,
         }

@@ -52,13 +52,13 @@ def test_first_level_state_does_not_leak_into_carecycle_state():
 
 
 def test_czech_phone_is_rejected_by_the_validator_with_a_reason():
-    result = validate_customer(customer(phone="420523828931", zip_code="10001"))
+    result = validate_customer(customer(phone="420601123456", zip_code="10001"))
     assert result.lead is None
     [rejection] = result.rejections
     assert rejection.field == "phoneNumber"
-    assert rejection.code == RejectionCode.INVALID_FORMAT
-    assert "country code is not +1" in rejection.reason
-    assert "420523828931" not in rejection.reason
+    assert rejection.code == RejectionCode.REGION_NOT_ALLOWED
+    assert "region CZ is not allowed" in rejection.reason
+    assert "601123456" not in rejection.reason
 
 
 def test_missing_zip_is_rejected_unless_a_timezone_default_is_given():

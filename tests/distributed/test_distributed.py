@@ -52,6 +52,7 @@ from typing import Any
 
 import pytest
 
+from carecycle_emulator.phones import us_phone
 from tests.deployment.test_real_deployment import (
     START_TIMEOUT_S,
     Deployment,
@@ -272,7 +273,7 @@ def write_leads(folder: Path) -> list[str]:
                 ids.append(f"dist-{i:05d}")
                 lead = {
                     "externalId": ids[-1],
-                    "phoneNumber": f"{200 + i // 10_000:03d}555{i % 10_000:04d}",
+                    "phoneNumber": us_phone(i),
                     "postalCode": "33101",
                     "firstName": f"First{i}",
                     "lastName": "Distributed",

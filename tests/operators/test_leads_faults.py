@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_carecycle.operators.leads import CareCycleUploadLeadsOperator
+from carecycle_emulator.phones import us_phone
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def leads(n: int, bad_every: int = 0) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
-        phone = "0000" if bad_every and i % bad_every == bad_every - 1 else f"{200 + i // 10000:03d}555{i % 10000:04d}"
+        phone = "0000" if bad_every and i % bad_every == bad_every - 1 else us_phone(i)
         out.append({"externalId": f"lead-{i}", "phoneNumber": phone, "postalCode": "33101", "firstName": f"N{i}"})
     return out
 

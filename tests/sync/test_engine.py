@@ -189,3 +189,77 @@ def test_summary_accounts_for_every_record(tmp_path):
     assert list(summary.as_dict()) == SUMMARY_KEYS
     assert summary.as_dict()["top_reasons"] == [[reason, count] for reason, count in summary.top_reasons()]
     assert len(summary.as_dict()["top_reasons"]) == summary.rejected
+
+
+# -- issue 23: invalid optional fields, and one lead per number however it is written ----------------------------
+
+
+def test_an_invalid_email_is_dropped_counted_and_written_as_a_warning_line(tmp_path):
+    hook = StubHook()
+    records = [
+        {**lead(0), "email": "jane,doe@example.com"},
+        {**lead(1), "email": "ok@example.com"},
+        {**lead(2), "email": "a..b@example.com", "gender": "robot"},
+        {**lead(3, with_id=False), "phoneNumber": "(911) 555-0142", "email": "x@example..com"},
+    ]
+
+    summary = run(hook, records, tmp_path, batch_size=10)
+
+    assert (summary.total, summary.uploaded, summary.rejected) == (4, 3, 1)
+    assert summary.as_dict()["fields_dropped"] == {
+        "email: not a valid e-mail address (syntax checked by email-validator)": 2,
+        "gender: not an allowed value; expected one of: Male, Female, Non-Binary, Other, Prefer Not to Say": 1,
+    }
+    assert sorted(hook.accepted) == ["e0", "e1", "e2"]
+    lines = rejected(tmp_path)
+    assert [(line["stage"], line["row"], line["field"]) for line in lines] == [
+        ("warning", 1, "email"),
+        ("warning", 3, "email"),
+        ("validation", 4, "phoneNumber"),
+    ]
+    assert [e["field"] for e in lines[1]["errors"]] == ["email", "gender"]
+    assert lines[0]["record"]["email"] == "jane,doe@example.com"  # the rejected file keeps the record as it was
+    assert "jane" not in json.dumps(summary.as_dict())
+
+
+def test_invalid_optional_reject_counts_no_drop(tmp_path):
+    records = [{**lead(0), "email": "jane,doe@example.com"}]
+    summary = LeadUploader(
+        StubHook(), LeadValidator(invalid_optional="reject"), rejected_path=str(tmp_path / "rejected.jsonl")
+    ).run(records)
+    assert (summary.uploaded, summary.rejected, summary.as_dict()["fields_dropped"]) == (0, 1, {})
+    assert [line["stage"] for line in rejected(tmp_path)] == ["validation"]
+
+
+WRITTEN_FORMS = [
+    "(212) 555-0142",
+    "+1 212 555 0142",
+    "212/555-0142 x12",
+    "tel:+1-212-555-0142",
+    "\uff12\uff11\uff12\uff15\uff15\uff15\uff10\uff11\uff14\uff12",
+    "\u0662\u0661\u0662\u0665\u0665\u0665\u0660\u0661\u0664\u0662",
+]
+
+
+def test_every_written_form_of_one_number_is_one_lead(tmp_path):
+    hook = StubHook()
+    records = [
+        {"phoneNumber": form, "postalCode": "10001", "firstName": f"v{n}"} for n, form in enumerate(WRITTEN_FORMS)
+    ]
+
+    summary = run(hook, records, tmp_path)
+
+    assert (summary.valid, summary.duplicates, summary.uploaded) == (6, 5, 1)
+    [[sent]] = hook.sent
+    assert sent is None  # no externalId: identified by the number
+
+
+def test_the_ledger_hash_is_the_e164_forms_so_a_number_written_another_way_is_unchanged(tmp_path):
+    ledger = str(tmp_path / "ledger")
+    first = run(StubHook(), [{"externalId": "e1", "phoneNumber": WRITTEN_FORMS[0], "postalCode": "10001"}], tmp_path,
+                sync_state_path=ledger)  # fmt: skip
+    assert first.uploaded == 1
+    for form in WRITTEN_FORMS[1:]:
+        again = run(StubHook(), [{"externalId": "e1", "phoneNumber": form, "postalCode": "10001"}], tmp_path,
+                    sync_state_path=ledger)  # fmt: skip
+        assert (again.unchanged, again.uploaded) == (1, 0), form

@@ -21,6 +21,7 @@ KEYS = [
     "elapsed_s",
     "dry_run",
     "top_reasons",
+    "fields_dropped",
 ]
 
 

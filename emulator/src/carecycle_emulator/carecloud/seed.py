@@ -16,6 +16,8 @@ import random
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from carecycle_emulator.phones import AREA_CODES
+
 #: how CareCloud writes ``last_change`` and token expiry (project-local time)
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: ``customer_source_id`` values, in turn
@@ -67,7 +69,9 @@ def _hex_id(rng: random.Random) -> str:
 
 
 def _nanp(rng: random.Random) -> str:
-    return f"1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+    """A US number with a real area code (a CRM's numbers are numbers that exist; the foreign ones are on purpose)."""
+    area = AREA_CODES[rng.randint(201, 989) % len(AREA_CODES)]
+    return f"1{area}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
 
 
 def seed_customers(count: int, seed: int, anchor: datetime, days: float) -> list[dict[str, Any]]:
