@@ -116,9 +116,10 @@ def rendered_text(name: str, value: Any) -> str:
     return value.strip()
 
 
-#: one name per concept in the operators' arguments: a name the provider used before -> the one it uses now (the
-#: careCycle API's own ``perPage``)
-RENAMED_ARGUMENTS = {"page_size": "per_page"}
+#: one name per concept in the operators' arguments: a name the provider used before -> the one it uses now (a page
+#: size is ``per_page`` after the careCycle API's own ``perPage``, for the CRM too; every lead upload maps its fields
+#: with ``field_mapping``)
+RENAMED_ARGUMENTS = {"page_size": "per_page", "crm_field_mapping": "field_mapping"}
 
 
 def refuse_renamed_arguments(operator: str, given: Mapping[str, Any], renamed: Mapping[str, str]) -> None:

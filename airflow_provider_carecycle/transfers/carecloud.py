@@ -18,12 +18,17 @@ from airflow_provider_carecycle.carecloud.hook import DEFAULT_PAGE_SIZE, CareClo
 from airflow_provider_carecycle.carecloud.local_time import as_instant, changed_instant
 from airflow_provider_carecycle.carecloud.mapping import CARECLOUD_FIELD_MAPPING, CrmMapping
 from airflow_provider_carecycle.leads.validation import LeadValidator
-from airflow_provider_carecycle.operators.base import context_interval, rendered_arguments
+from airflow_provider_carecycle.operators.base import (
+    RENAMED_ARGUMENTS,
+    context_interval,
+    refuse_renamed_arguments,
+    rendered_arguments,
+)
 from airflow_provider_carecycle.operators.leads import CareCycleLeadUploadBaseOperator
 from airflow_provider_carecycle.outcome import Outcome
 from airflow_provider_carecycle.sync.state_store import crm_watermark, declares_leads_asset
 from airflow_provider_carecycle.sync.watermark import MAX_RETRY_IDS, SyncWatermark, WatermarkState
-from airflow_provider_carecycle.values import parse_iso_datetime
+from airflow_provider_carecycle.values import page_size, parse_iso_datetime
 
 
 def as_datetime(name: str, value: Any) -> datetime:
@@ -104,7 +109,8 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         before its ``run_after``; see :func:`~airflow_provider_carecycle.operators.base.run_interval`).
     :param changed_before: the interval's end, exclusive (templated; default: the run's ``data_interval_end``, or
         midnight UTC of the ``run_after`` day).
-    :param page_size: CRM customers per request.
+    :param per_page: CRM customers per request (CareCloud's ``count``; earlier releases called it ``page_size``:
+        that name is refused, naming this one).
     :param extra_params: more CareCloud ``GET /customers`` query parameters (filters combine with AND); templated.
     :param incremental: read from a **watermark** rather than from the data interval's start: the highest
         ``last_change`` a successful run read, kept per feed (:func:`watermark_key`: the CRM connection, the query's
@@ -156,7 +162,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         carecloud_hook_params: Mapping[str, Any] | None = None,
         changed_since: datetime | str | None = None,
         changed_before: datetime | str | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        per_page: int = DEFAULT_PAGE_SIZE,
         extra_params: Mapping[str, Any] | None = None,
         incremental: bool = False,
         overlap: timedelta | float = timedelta(minutes=5),
@@ -166,19 +172,15 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         suppress_new_do_not_call: bool = True,
         **kwargs: Any,
     ) -> None:
-        if "crm_field_mapping" in kwargs:  # one name per concept: every lead upload takes field_mapping
-            raise TypeError(
-                f"{type(self).__name__} has no argument 'crm_field_mapping': it is called 'field_mapping'; pass "
-                "field_mapping=... instead (careCycle lead field -> dotted path into a CareCloud customer)."
-            )
+        # one name per concept: every lead upload takes field_mapping, every paged read per_page
+        refuse_renamed_arguments(type(self).__name__, kwargs, RENAMED_ARGUMENTS)
         super().__init__(**kwargs)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ValueError(f"page_size must be a positive integer, got {page_size!r}.")
+        page_size("per_page", per_page)
         self.carecloud_crm_conn_id = carecloud_crm_conn_id
         self.carecloud_hook_params = dict(carecloud_hook_params or {})
         self.changed_since = changed_since
         self.changed_before = changed_before
-        self.page_size = page_size
+        self.per_page = per_page
         self.extra_params = extra_params
         self.incremental = incremental
         if incremental and not kwargs.get("sync_state_path") and not declares_leads_asset(self.outlets):
@@ -292,7 +294,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         if since < before:
             self.log.info("Reading CareCloud CRM customers changed in [%s, %s).", since.isoformat(), before.isoformat())
             rows = self.carecloud_hook.iter_changed_rows(
-                since, before, count=self.page_size, extra_params=self.extra_params, read=self._read
+                since, before, count=self.per_page, extra_params=self.extra_params, read=self._read
             )
             for customer, changed in rows:
                 yield self._source_row(customer, changed, mapping, track)
@@ -302,7 +304,7 @@ class CareCloudCrmToCareCycleLeadsOperator(CareCycleLeadUploadBaseOperator):
         if pending:
             self.log.info("Fetching again %d CRM customer(s) careCycle refused in an earlier run.", len(pending))
             again = self.carecloud_hook.iter_customers(
-                customer_ids=pending, extra_params=self.extra_params, count=self.page_size
+                customer_ids=pending, extra_params=self.extra_params, count=self.per_page
             )
             tz = self.carecloud_hook.project_tz
             for customer in again:  # not read by last_change: its change time is read here, once

@@ -174,10 +174,10 @@ def test_rows_deleted_above_the_page_boundary_mid_run_never_let_the_watermark_pa
     carecloud_emulator.reset(customers=400)  # forget the read above
     carecloud_emulator.delete_after_pages(1, [newest_first[1]["customer_id"], newest_first[2]["customer_id"]])
 
-    first = feed(tmp_path, page_size=page, **window(since, before)).execute({})
+    first = feed(tmp_path, per_page=page, **window(since, before)).execute({})
     assert skipped not in first_names(carecycle_emulator)  # the rows moved up by two: it slipped past unread
 
-    feed(tmp_path, page_size=page, **window(since, before + DAY)).execute({})
+    feed(tmp_path, per_page=page, **window(since, before + DAY)).execute({})
     assert skipped in first_names(carecycle_emulator), "the row skipped while paging was never read"
     assert missing(carecloud_emulator, carecycle_emulator, since, before) == []
     assert "the rows moved while they were paged" in captured_logs()

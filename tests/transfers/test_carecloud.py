@@ -107,6 +107,11 @@ def test_no_dag_run_asks_for_explicit_bounds(tmp_path):
         make_operator(tmp_path).interval({})
 
 
+def test_the_old_name_of_the_page_size_is_refused_naming_the_new_one(tmp_path):
+    with pytest.raises(TypeError, match=r"no argument 'page_size': it is called 'per_page'; pass per_page="):
+        make_operator(tmp_path, page_size=50)
+
+
 def test_the_old_name_of_the_crm_mapping_is_refused_naming_the_new_one(tmp_path):
     with pytest.raises(TypeError, match=r"no argument 'crm_field_mapping': it is called 'field_mapping'; pass field_"):
         make_operator(tmp_path, crm_field_mapping={"firstName": "personal_information.first_name"})
@@ -115,7 +120,8 @@ def test_the_old_name_of_the_crm_mapping_is_refused_naming_the_new_one(tmp_path)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"page_size": 0}, "page_size must be a positive integer"),
+        ({"per_page": 0}, "per_page must be an integer of at least 1"),
+        ({"per_page": True}, "per_page must be an integer of at least 1"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(tmp_path, kwargs, message):
