@@ -443,10 +443,12 @@ class Store:
                     caller["test_customer"],
                 ),
             )
+            # a call placed back in time (the dialer's ``at``) does not move the last call backwards
             self.db.execute(
-                "UPDATE customers SET total_calls = total_calls + 1, last_call_date = ?, last_call_disposition = ?, "
-                "updated_at = ? WHERE id = ?",
-                (created_at, disposition, created_at, customer_id),
+                "UPDATE customers SET total_calls = total_calls + 1, "
+                "last_call_disposition = CASE WHEN last_call_date > ? THEN last_call_disposition ELSE ? END, "
+                "last_call_date = MAX(COALESCE(last_call_date, ''), ?), updated_at = MAX(updated_at, ?) WHERE id = ?",
+                (created_at, disposition, created_at, created_at, customer_id),
             )
 
     # -- lead upsert ----------------------------------------------------------------------------------------
