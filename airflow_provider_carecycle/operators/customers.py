@@ -28,7 +28,11 @@ from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_carecycle import lineage, metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
-from airflow_provider_carecycle.exceptions import CareCycleNotFoundError, TaskKilledError
+from airflow_provider_carecycle.exceptions import (
+    CareCycleMalformedAnswerError,
+    CareCycleNotFoundError,
+    TaskKilledError,
+)
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook, Page
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.ids import is_uuid
@@ -52,6 +56,9 @@ PREFETCH_PAGES = 2
 #: the customer order used when the user gives none: oldest first, so customers created during the export land
 #: on pages not yet read instead of shifting the pages still to come
 DEFAULT_CUSTOMER_SORT = {"sort_by": "createdAt", "sort_direction": "asc"}
+#: how the calls export picks its customers: the ones given (``customer_ids``/``customer_ids_path``), or the ones
+#: careCycle lists as called on or after ``since`` (``placed``: the calls placed in ``[since, until)``)
+CALL_MODES = ("customers", "placed")
 #: how often (seconds) an export waiting for its next page looks for a stop (``on_kill``)
 _STOP_POLL_S = 0.1
 _T = TypeVar("_T")
@@ -89,12 +96,13 @@ def _parse_timestamp(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-def _parse_since(value: Any) -> dt.datetime | None:
+def _parse_bound(name: str, value: Any) -> dt.datetime | None:
+    """``since``/``until`` as an aware datetime (naive means UTC); None when not given or rendered empty."""
     if value is None or value == "":
         return None
     parsed = _parse_timestamp(value)
     if parsed is None:
-        raise ValueError(f"since must be a date, a datetime or ISO-8601 text, got {value!r}.")
+        raise ValueError(f"{name} must be a date, a datetime or ISO-8601 text, got {value!r}.")
     return parsed
 
 
@@ -116,13 +124,43 @@ def _project(item: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
     return {column: lookup_path(item, column) for column in columns}
 
 
-def _newer_than(rows: list[dict[str, Any]], since: dt.datetime) -> tuple[list[dict[str, Any]], bool]:
-    """The leading rows created at or after ``since`` (rows sorted newest first), and whether an older row came."""
-    for index, row in enumerate(rows):
-        created = _parse_timestamp(row.get("createdAt"))
-        if created is not None and created < since:
-            return rows[:index], True
-    return rows, False
+class _Window:
+    """The calls created in ``[since, until)``, read newest first: what to keep, and where to stop paging.
+
+    :param since: keep calls created at or after this; the first older call ends the customer's calls.
+    :param until: skip calls created at or after this (newer ones come first).
+    """
+
+    def __init__(self, since: dt.datetime | None, until: dt.datetime | None) -> None:
+        self.since = since
+        self.until = until
+        self._previous: dt.datetime | None = None
+
+    def start_customer(self) -> None:
+        self._previous = None
+
+    def cut(self, customer_id: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """The rows of one page (newest first) inside the window, and whether an older row came (stop paging).
+
+        :raises CareCycleMalformedAnswerError: for a call without a readable ``createdAt`` or out of the newest-first
+            order: either would put a call in the wrong day's file, or in none.
+        """
+        kept: list[dict[str, Any]] = []
+        for row in rows:
+            created = _parse_timestamp(row.get("createdAt"))
+            if created is None or (self._previous is not None and created > self._previous):
+                what = "has no readable createdAt" if created is None else "is newer than the call before it"
+                raise CareCycleMalformedAnswerError(
+                    f"careCycle API GET /v2/customers/{customer_id}/calls: call {row.get('id')} {what}, so the "
+                    "calls are not newest first and cannot be cut at since/until.",
+                    status=200,
+                )
+            self._previous = created
+            if self.since is not None and created < self.since:
+                return kept, True
+            if self.until is None or created < self.until:
+                kept.append(row)
+        return kept, False
 
 
 def _customer_id(value: Any, position: int) -> str:
@@ -519,36 +557,52 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
 class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
     """Export the calls of many customers to one file on object storage, as a stream, with ``customerId`` on each row.
 
-    The customers are ``customer_ids`` (a list of UUIDs, or an XComArg giving one) or the ``id`` column of
-    ``customer_ids_path`` (a file written by :class:`CareCycleExtractCustomersOperator`, e.g.
-    ``export.output["path"]``). Each customer's calls are paged through in turn. A customer that no longer exists
-    (404) is logged by id, counted as ``missing_customers`` and skipped; every other error follows the hook's
-    retry rules.
+    Two modes pick the customers:
+
+    * ``mode="customers"`` (the default): ``customer_ids`` (a list of UUIDs, or an XComArg giving one) or the ``id``
+      column of ``customer_ids_path`` (a file written by :class:`CareCycleExtractCustomersOperator`, e.g.
+      ``export.output["path"]``).
+    * ``mode="placed"``: the calls placed in ``[since, until)``, whoever they went to. The operator lists the
+      customers whose last call is on or after ``since``'s day (``lastCallStartDate``, oldest customer first), pages
+      each one's calls newest first, skips those created at or after ``until``, keeps the rest and stops at the first
+      call older than ``since``. Calls never change once placed, so consecutive runs over consecutive intervals
+      write every call exactly once, and a rerun or backfill writes the same rows as the first run (a call deleted in
+      careCycle's web app since is the exception: it is gone from the rerun's file). Test customers are left out, as
+      the customer list leaves them out.
+
+    Each customer's calls are paged through in turn. A customer that no longer exists (404, e.g. deleted between
+    the listing and its calls) is logged by id, counted as ``missing_customers`` and skipped; every other error
+    follows the hook's retry rules.
 
     :param output_path: where to write; templated. See :class:`_CareCycleExtractOperator` for ``format``,
         ``fields``, ``per_page`` and ``return_records``.
+    :param mode: ``customers`` or ``placed`` (see above).
     :param customer_ids: the customers' UUIDs (or customer objects with an ``id``); templated.
     :param customer_ids_path: a customers export to read the ids from, streamed; templated.
     :param sort_by: ``createdAt``, ``disposition`` or ``duration``.
     :param sort_direction: ``asc`` or ``desc``.
     :param since: keep only calls created at or after this (date, datetime or ISO text; naive means UTC), and stop
-        paging a customer's calls at the first older one. Needs the default ``createdAt`` descending order;
-        templated.
+        paging a customer's calls at the first older one. Needs the default ``createdAt`` descending order; required
+        with ``mode="placed"``; templated (``"{{ data_interval_start }}"``).
+    :param until: keep only calls created before this (same forms; the newer calls are read and skipped). Needs the
+        same order; templated (``"{{ data_interval_end }}"``).
     :return: the summary of :class:`CareCycleExtractCustomersOperator` plus ``customers`` (ids read) and
         ``missing_customers``.
     """
 
-    template_fields: Sequence[str] = ("output_path", "customer_ids", "customer_ids_path", "since")
+    template_fields: Sequence[str] = ("output_path", "customer_ids", "customer_ids_path", "since", "until")
 
     def __init__(
         self,
         *,
         output_path: str,
+        mode: str = "customers",
         customer_ids: Iterable[str] | None = None,
         customer_ids_path: str | None = None,
         sort_by: str = "createdAt",
         sort_direction: str = "desc",
         since: str | dt.date | None = None,
+        until: str | dt.date | None = None,
         format: str | None = None,
         fields: Sequence[str] | None = None,
         per_page: int = MAX_PER_PAGE,
@@ -564,17 +618,25 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             **kwargs,
         )
         # whether each argument was given (None or not) is known now; templated values are checked in execute
-        if (customer_ids is None) == (customer_ids_path is None):
+        _check_choice("mode", mode, CALL_MODES)
+        if mode == "placed":
+            if customer_ids is not None or customer_ids_path is not None:
+                raise ValueError("mode='placed' finds the customers itself: drop customer_ids and customer_ids_path.")
+            if since is None:
+                raise ValueError("mode='placed' needs since (the start of the calls to export, e.g. the interval's).")
+        elif (customer_ids is None) == (customer_ids_path is None):
             raise ValueError("Pass exactly one of customer_ids (a list or XComArg) and customer_ids_path (a file).")
         _check_choice("sort_by", sort_by, CALL_SORT_FIELDS)
         _check_choice("sort_direction", sort_direction, SORT_DIRECTIONS)
-        if since is not None and (sort_by, sort_direction) != ("createdAt", "desc"):
-            raise ValueError("since needs the calls newest first: sort_by='createdAt', sort_direction='desc'.")
+        if (since is not None or until is not None) and (sort_by, sort_direction) != ("createdAt", "desc"):
+            raise ValueError("since and until need the calls newest first: sort_by='createdAt', sort_direction='desc'.")
+        self.mode = mode
         self.customer_ids = customer_ids
         self.customer_ids_path = customer_ids_path
         self.sort_by = sort_by
         self.sort_direction = sort_direction
         self.since = since
+        self.until = until
 
     def _iter_customer_ids(self) -> Iterator[str]:
         """The customer ids to export, streamed from the file or de-duplicated from the list."""
@@ -592,12 +654,23 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
             raise ValueError(f"customer_ids must render to a list of customer UUIDs, got {type(ids).__name__}.")
         yield from dict.fromkeys(_customer_id(value, n) for n, value in enumerate(ids, start=1))
 
-    def _call_pages(
-        self, customer_ids: Iterable[str], since: dt.datetime | None, counts: _CallCounts
-    ) -> Iterator[Page]:
-        """Each customer's call pages in turn, rows tagged with ``customerId``, cut at ``since``."""
+    def _called_customer_ids(self, since: dt.datetime) -> Iterator[str]:
+        """The customers whose last call is on or after ``since``'s (UTC) day, oldest customer first, each once.
+
+        careCycle's last-call filter takes whole days, so it may list customers called earlier on that day; their
+        calls are cut at ``since``. Customers called again since are listed too: their newer calls are skipped.
+        """
+        filters = {**DEFAULT_CUSTOMER_SORT, "last_call_start_date": since.astimezone(dt.timezone.utc).date()}
+        for page in self.hook.customer_pages(filters, per_page=MAX_PER_PAGE):
+            for number, item in enumerate(page.items, start=1):
+                yield _customer_id(item, (page.number - 1) * MAX_PER_PAGE + number)
+
+    def _call_pages(self, customer_ids: Iterable[str], window: _Window | None, counts: _CallCounts) -> Iterator[Page]:
+        """Each customer's call pages in turn, rows tagged with ``customerId``, cut to the window."""
         for customer_id in customer_ids:
             counts.customers += 1
+            if window is not None:
+                window.start_customer()
             try:
                 pages = self.hook.call_pages(
                     customer_id, sort_by=self.sort_by, sort_direction=self.sort_direction, per_page=self.per_page
@@ -605,8 +678,8 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
                 for page in pages:
                     rows = [{"customerId": customer_id, **call} for call in page.items]
                     older = False
-                    if since is not None:
-                        rows, older = _newer_than(rows, since)
+                    if window is not None:
+                        rows, older = window.cut(customer_id, rows)
                     yield Page(items=rows, number=page.number, items_total=None)
                     if older:
                         counts.stopped_early += 1
@@ -619,16 +692,26 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
         with rendered_arguments():
             rendered_path("output_path", self.output_path)
             rendered_path("customer_ids_path", self.customer_ids_path, optional=True)
-            since = _parse_since(self.since)
+            since = _parse_bound("since", self.since)
+            until = _parse_bound("until", self.until)
+            if self.mode == "placed" and since is None:
+                raise ValueError("since rendered to an empty value: mode='placed' needs the start of its calls.")
+            if since is not None and until is not None and until <= since:
+                raise ValueError(f"until ({until.isoformat()}) must be later than since ({since.isoformat()}).")
         counts = _CallCounts()
-        pages = self._call_pages(self._iter_customer_ids(), since, counts)
+        window = _Window(since, until) if since is not None or until is not None else None
+        customer_ids = (
+            self._called_customer_ids(since) if self.mode == "placed" and since else self._iter_customer_ids()
+        )
+        pages = self._call_pages(customer_ids, window, counts)
         written = self._export(pages, unit="calls", leading=("customerId",))
         self.log.info(
-            "Calls of %d customers exported (%d missing, %d stopped early at since=%s).",
+            "Calls of %d customers exported (%d missing, %d stopped early at since=%s, until=%s).",
             counts.customers,
             counts.missing,
             counts.stopped_early,
             since.isoformat() if since else None,
+            until.isoformat() if until else None,
         )
         outcome = CallsExport(**written, customers=counts.customers, missing_customers=counts.missing)
         self.outcome = outcome
@@ -640,8 +723,11 @@ class CareCycleExtractCustomerCallsOperator(_CareCycleExtractOperator):
         ``customers/calls`` and the file written, with the rows exported."""
         done = outcome if isinstance(outcome, CallsExport) else None
         rows = None if done is None else done.count
+        namespace = lineage.carecycle_namespace(self.hook.base_url)
         inputs = []
         if self.customer_ids_path:
             inputs.append(lineage.file_input(self.customer_ids_path, None if done is None else done.customers))
-        inputs.append(lineage.input_dataset(lineage.carecycle_namespace(self.hook.base_url), lineage.CALLS, rows))
+        if self.mode == "placed":  # the called customers are listed from careCycle
+            inputs.append(lineage.input_dataset(namespace, lineage.CUSTOMERS, None if done is None else done.customers))
+        inputs.append(lineage.input_dataset(namespace, lineage.CALLS, rows))
         return inputs, [lineage.file_output(self.output_path, rows)]

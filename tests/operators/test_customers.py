@@ -158,7 +158,7 @@ def test_templated_customers_arguments_are_checked_once_rendered_before_any_requ
         ({"customer_ids": [UNKNOWN_ID], "customer_ids_path": "/c.jsonl"}, "exactly one of customer_ids"),
         ({"customer_ids": [UNKNOWN_ID], "sort_by": "length"}, "sort_by must be one of"),
         ({"customer_ids": [UNKNOWN_ID], "sort_direction": "up"}, "sort_direction must be one of"),
-        ({"customer_ids": [UNKNOWN_ID], "since": "2026-01-01", "sort_direction": "asc"}, "since needs the calls"),
+        ({"customer_ids": [UNKNOWN_ID], "since": "2026-01-01", "sort_direction": "asc"}, "until need the calls"),
     ],
 )
 def test_calls_arguments_are_checked_in_the_constructor(kwargs, message):
