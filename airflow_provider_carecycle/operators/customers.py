@@ -19,15 +19,24 @@ outcome, the failure policy) and differ only in their source; apart they would i
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_carecycle import lineage, metrics
 from airflow_provider_carecycle._compat import AirflowFailException, Context
+from airflow_provider_carecycle.customer_changes import (
+    CHANGE_TYPE,
+    CHANGED_MODES,
+    EXTRACTED_AT,
+    CustomerDiff,
+    TouchedWindow,
+    extraction_time,
+)
 from airflow_provider_carecycle.exceptions import (
     CareCycleMalformedAnswerError,
     CareCycleNotFoundError,
@@ -151,7 +160,7 @@ class _Window:
             if created is None or (self._previous is not None and created > self._previous):
                 what = "has no readable createdAt" if created is None else "is newer than the call before it"
                 raise CareCycleMalformedAnswerError(
-                    f"careCycle API GET /v2/customers/{customer_id}/calls: call {row.get('id')} {what}, so the "
+                    f"careCycle's calls of customer {customer_id}: call {row.get('id')} {what}, so the "
                     "calls are not newest first and cannot be cut at since/until.",
                     status=200,
                 )
@@ -272,10 +281,30 @@ class ExportOutcome(FileOutcome):
 
 @dataclass(frozen=True, kw_only=True)
 class CustomersExport(ExportOutcome):
-    """The outcome of :class:`CareCycleExtractCustomersOperator`."""
+    """The outcome of :class:`CareCycleExtractCustomersOperator`: an export's, plus what ``changed`` found.
+
+    :param changed: ``touched``, ``diff`` or ``None`` (every matching customer).
+    :param changes: with ``touched``: ``created`` and ``called`` (called, not created, in the interval); with
+        ``diff``: ``new``, ``changed``, ``unchanged`` (not written) and ``disappeared`` (written as ids).
+    """
 
     kind: ClassVar[str] = "customers"
     metric: ClassVar[str | None] = metrics.CUSTOMERS_EXPORTED
+
+    changed: str | None = None
+    changes: Mapping[str, int] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The export's summary, plus ``changed`` and its counts when ``changed`` was given."""
+        summary = super().as_dict()
+        if self.changed is not None:
+            summary["changed"] = self.changed
+            summary.update(self.changes or {})
+        return summary
+
+    def asset_extra(self) -> dict[str, int]:
+        """The rows and pages, plus the ``changed`` counts."""
+        return {**super().asset_extra(), **(self.changes or {})}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,6 +402,12 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             self._killed: threading.Event | None = killed
         killed.set()
 
+    def _write_row(self, writer: RecordWriter, row: Mapping[str, Any], records: list[dict[str, Any]] | None) -> None:
+        writer.write(row)
+        if records is not None:
+            self._check_return_cap(writer.count)
+            records.append(dict(row))
+
     def _check_return_cap(self, rows: int) -> None:
         if self.return_records and rows > MAX_RETURN_RECORDS:
             raise AirflowFailException(
@@ -380,18 +415,30 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
                 f"{rows:,}. Set return_records=False and read the file at the returned path instead."
             )
 
-    def _export(self, pages: Iterable[Page], *, unit: str, leading: Sequence[str] = ()) -> dict[str, Any]:
+    def _export(
+        self,
+        pages: Iterable[Page],
+        *,
+        unit: str,
+        leading: Sequence[str] = (),
+        trailing: Sequence[str] = (),
+        row: Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any] | None] | None = None,
+        closing: Callable[[], Iterable[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
         """Write every row of ``pages`` to ``output_path`` as one stream; return the :class:`ExportOutcome` fields.
 
         :param pages: the pages to write; a page's ``items_total`` (if any) becomes the progress total.
         :param unit: what a row is, for log lines (``customers``, ``calls``).
         :param leading: columns that always come first (e.g. ``customerId``), projection or not.
+        :param trailing: columns that always come last (e.g. ``extractedAt``), set by ``row``.
+        :param row: given the API's item and its (projected) row, the row to write, or ``None`` to skip it.
+        :param closing: rows to write after the last page's (e.g. the ids that disappeared).
         """
         output_path = rendered_path("output_path", self.output_path)
         hook: CareCycleHook = self.hook
         stats = hook.stats
         requests_before, limited_before = stats.requests, stats.rate_limited
-        columns = list(dict.fromkeys([*leading, *self.fields])) if self.fields else None
+        columns = list(dict.fromkeys([*leading, *self.fields, *trailing])) if self.fields else None
         fmt = _output_format(output_path, self.format)
         progress = Progress(self.log, unit)
         records: list[dict[str, Any]] | None = [] if self.return_records else None
@@ -411,12 +458,13 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
                         self._check_return_cap(page.items_total)
                     for item in page.items:
                         _raise_if_killed(killed)
-                        row = _project(item, columns) if columns else item
-                        writer.write(row)
-                        if records is not None:
-                            self._check_return_cap(writer.count)
-                            records.append(row)
+                        projected = _project(item, columns) if columns else item
+                        written = projected if row is None else row(item, dict(projected))
+                        if written is not None:
+                            self._write_row(writer, written, records)
                     progress.add(len(page.items))
+                for last in closing() if closing is not None else ():
+                    self._write_row(writer, last, records)
         finally:
             self._killed = None  # a kill after the export is a no-op
         path = str(writer.path)
@@ -470,16 +518,31 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
             fields=["id", "status", "state", "campaigns", "lastCallDisposition", "totalCalls"],
         )
 
+    ``changed`` exports only the customers that changed (:mod:`~airflow_provider_carecycle.customer_changes`), each
+    row with ``extractedAt`` (when the export started, UTC) as its last column, so daily files build a history table:
+
+    * ``changed="touched"``: the customers created or called in ``[since, until)`` (two listings merged by id, each
+      customer once). Cheap; misses edits made by hand in careCycle's web app, and a customer called in the interval
+      and again after it (run it on time rather than as a late backfill).
+    * ``changed="diff"``: every matching customer, compared with the previous run through ``state_path`` (per id a
+      keyed hash of the exported fields, no value in clear): the file holds the new and changed customers
+      (``changeType`` ``new``/``changed``) and a row per id that disappeared (``changeType`` ``deleted``, other
+      columns empty). Complete; costs a full listing.
+
     :param output_path: where to write; templated. See :class:`_CareCycleExtractOperator` for ``format``,
         ``fields``, ``per_page`` and ``return_records``.
     :param filters: the customer filters, by snake_case name; templated.
     :param extra_params: raw ``GET /v2/customers`` query parameters, passed through unchanged (they win over the
         filters); templated.
+    :param changed: ``None`` (every matching customer), ``touched`` or ``diff``.
+    :param since: ``touched``: the interval's start (date, datetime or ISO text; naive means UTC); templated.
+    :param until: ``touched``: the interval's end; templated.
+    :param state_path: ``diff``: the state file (e.g. ``s3://bucket/state/customers.jsonl.gz``); templated.
     :return: ``{"path", "format", "count", "pages", "requests", "rate_limited", "elapsed_s"}`` (plus ``records``
-        with ``return_records=True``).
+        with ``return_records=True``; plus ``changed`` and its counts, see :class:`CustomersExport`).
     """
 
-    template_fields: Sequence[str] = ("output_path", "filters", "extra_params")
+    template_fields: Sequence[str] = ("output_path", "filters", "extra_params", "since", "until", "state_path")
     template_fields_renderers = {"filters": "json", "extra_params": "json"}
 
     def __init__(
@@ -492,6 +555,10 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
         fields: Sequence[str] | None = None,
         per_page: int = MAX_PER_PAGE,
         return_records: bool = False,
+        changed: str | None = None,
+        since: str | dt.date | None = None,
+        until: str | dt.date | None = None,
+        state_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -502,8 +569,22 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
             return_records=return_records,
             **kwargs,
         )
+        if changed is not None:
+            _check_choice("changed", changed, CHANGED_MODES)
+        if changed == "touched" and (since is None or until is None):
+            raise ValueError("changed='touched' needs since and until (the interval, e.g. the data interval's).")
+        if changed != "touched" and (since is not None or until is not None):
+            raise ValueError("since and until choose the interval of changed='touched'; use filters otherwise.")
+        if (changed == "diff") != (state_path is not None):
+            raise ValueError(
+                "changed='diff' needs state_path (where the previous export's hashes are kept), and only it."
+            )
         self.filters = filters
         self.extra_params = extra_params
+        self.changed = changed
+        self.since = since
+        self.until = until
+        self.state_path = state_path
 
     def _rendered_filters(self) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
         """The rendered ``filters`` (oldest first unless they give an order) and ``extra_params``.
@@ -536,8 +617,64 @@ class CareCycleExtractCustomersOperator(_CareCycleExtractOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with rendered_arguments():
             rendered_path("output_path", self.output_path)
+            if self.changed == "touched":
+                return self._finish(context, *self._export_touched())
+            if self.changed == "diff":
+                return self._finish(context, *self._export_diff())
             pages = self.customer_pages()
-        outcome = CustomersExport(**self._export(pages, unit="customers"))
+        return self._finish(context, self._export(pages, unit="customers"), None)
+
+    def _export_touched(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """The customers created or called in ``[since, until)``, each once, with ``extractedAt``."""
+        since, until = _parse_bound("since", self.since), _parse_bound("until", self.until)
+        if since is None or until is None or until <= since:
+            raise ValueError("changed='touched' needs since and until, until later than since.")
+        window = TouchedWindow(since, until)
+        filters, extra_params = self._rendered_filters()
+        listings = [
+            self.hook.customer_pages(listing, extra_params=extra_params, per_page=self.per_page)
+            for listing in window.listings(filters)
+        ]  # both checked now, before any request
+        stamp = extraction_time()
+
+        def row(item: Mapping[str, Any], written: dict[str, Any]) -> dict[str, Any] | None:
+            return {**written, EXTRACTED_AT: stamp} if window.keep(item) else None
+
+        pages = itertools.chain.from_iterable(listings)
+        written = self._export(pages, unit="customers", trailing=(EXTRACTED_AT,), row=row)
+        return written, {"created": window.created, "called": window.called}
+
+    def _export_diff(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """The new and changed customers since the previous run's state, and the ids that disappeared."""
+        state_path = rendered_path("state_path", self.state_path)
+        pages = self.customer_pages()
+        columns = list(dict.fromkeys(["id", *self.fields])) if self.fields else None
+        diff = CustomerDiff(state_path, self.hook.destination_id, columns).load()
+        stamp = extraction_time()
+
+        def row(item: Mapping[str, Any], written: dict[str, Any]) -> dict[str, Any] | None:
+            change = diff.change(_customer_id(item, 0), written)
+            return None if change is None else {**written, CHANGE_TYPE: change, EXTRACTED_AT: stamp}
+
+        def closing() -> Iterator[dict[str, Any]]:
+            blank = dict.fromkeys(columns or ["id"])
+            for customer_id in diff.disappeared():
+                yield {**blank, "id": customer_id, CHANGE_TYPE: "deleted", EXTRACTED_AT: stamp}
+
+        written = self._export(
+            pages, unit="customers", leading=("id",), trailing=(CHANGE_TYPE, EXTRACTED_AT), row=row, closing=closing
+        )
+        diff.save()  # only once the file is in place: a failure before exports the same changes again
+        counts = diff.counts
+        return written, {
+            "new": counts.new,
+            "changed": counts.changed,
+            "unchanged": counts.unchanged,
+            "disappeared": counts.disappeared,
+        }
+
+    def _finish(self, context: Context, written: dict[str, Any], changes: dict[str, int] | None) -> dict[str, Any]:
+        outcome = CustomersExport(**written, changed=self.changed, changes=changes)
         self.outcome = outcome
         record_outcome(self, context, outcome)  # metrics and the asset event
         return outcome.as_dict()
