@@ -54,7 +54,15 @@ from airflow_provider_carecycle.operators.base import (
 )
 from airflow_provider_carecycle.outcome import FileOutcome, Outcome, record_outcome
 from airflow_provider_carecycle.progress import Progress
-from airflow_provider_carecycle.storage import FORMATS, RecordWriter, detect_format, iter_records, lookup_path, to_path
+from airflow_provider_carecycle.schemas import export_schema
+from airflow_provider_carecycle.storage import (
+    ALL_FORMATS,
+    RecordWriter,
+    detect_format,
+    iter_records,
+    lookup_path,
+    to_path,
+)
 from airflow_provider_carecycle.values import page_size, parse_iso_datetime
 from airflow_provider_carecycle.vocabulary import CALL_SORT_FIELDS, MAX_PER_PAGE, SORT_DIRECTIONS
 
@@ -243,7 +251,7 @@ class ExportOutcome(FileOutcome):
 
     :param path: the file written, as its ``ObjectStoragePath`` URI.
     :param count: the rows written.
-    :param format: ``jsonl``, ``csv`` or ``json``.
+    :param format: ``jsonl``, ``csv``, ``json`` or ``parquet``.
     :param pages: the pages read.
     :param requests: the requests the hook sent for them (retries included).
     :param rate_limited: the 429 answers among them.
@@ -346,8 +354,9 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
     """What both extract operators share: the output file, projection, page size and the streaming export.
 
     :param output_path: where to write (``ObjectStoragePath``-style URI or a local path); templated.
-    :param format: ``jsonl``, ``csv`` or ``json``; default from the name's suffix, else ``jsonl``. A name ending
-        ``.gz`` is gzipped.
+    :param format: ``jsonl``, ``csv``, ``json`` or ``parquet``; default from the name's suffix, else ``jsonl``. A
+        name ending ``.gz`` is gzipped. ``parquet`` (the ``parquet`` extra) types the columns from the entity's
+        schema (:mod:`~airflow_provider_carecycle.schemas`) and writes them in row groups.
     :param fields: export only these fields (keys or dotted paths such as ``source.name``), as flat columns in
         this order; default: whole records. Exporting less means less PHI at rest.
     :param per_page: page size, 1-100.
@@ -380,7 +389,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if format is not None:
-            _check_choice("format", format, FORMATS)
+            _check_choice("format", format, ALL_FORMATS)
         page_size("per_page", per_page, MAX_PER_PAGE)
         self.output_path = output_path
         self.format = format
@@ -428,7 +437,8 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         """Write every row of ``pages`` to ``output_path`` as one stream; return the :class:`ExportOutcome` fields.
 
         :param pages: the pages to write; a page's ``items_total`` (if any) becomes the progress total.
-        :param unit: what a row is, for log lines (``customers``, ``calls``).
+        :param unit: what a row is (``customers``, ``calls``): for log lines, and the Parquet schema
+            (:mod:`~airflow_provider_carecycle.schemas`).
         :param leading: columns that always come first (e.g. ``customerId``), projection or not.
         :param trailing: columns that always come last (e.g. ``extractedAt``), set by ``row``.
         :param row: given the API's item and its (projected) row, the row to write, or ``None`` to skip it.
@@ -440,6 +450,7 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
         requests_before, limited_before = stats.requests, stats.rate_limited
         columns = list(dict.fromkeys([*leading, *self.fields, *trailing])) if self.fields else None
         fmt = _output_format(output_path, self.format)
+        schema = export_schema(unit, columns, trailing) if fmt == "parquet" else None
         progress = Progress(self.log, unit)
         records: list[dict[str, Any]] | None = [] if self.return_records else None
         page_count = 0
@@ -448,7 +459,11 @@ class _CareCycleExtractOperator(CareCycleBaseOperator):
             self._killed = killed = threading.Event()
         try:
             with RecordWriter(
-                output_path, format=fmt, fieldnames=columns, csv_formula_escape=self.csv_formula_escape
+                output_path,
+                format=fmt,
+                fieldnames=columns,
+                csv_formula_escape=self.csv_formula_escape,
+                schema=schema,
             ) as writer:
                 for page in _prefetched(pages, killed=killed):
                     _raise_if_killed(killed)
