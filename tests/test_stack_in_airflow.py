@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_carecycle import metrics
-from tests.example_dags.test_example_dags import CRM_FEED, CUSTOMER_EXPORT, DAY, busiest_creation_day
+from tests.example_dags.test_example_dags import CRM_FEED, CUSTOMER_EXPORT, DAY
 
 ROOT = Path(__file__).resolve().parents[1]
 STATSD_PREFIX = "airflow"
@@ -97,7 +97,10 @@ def test_lineage_metrics_assets_and_links_from_the_example_dags(carecycle_emulat
     carecycle_emulator.reset(customers=400)  # as the export test: a day with several customers and calls
     campaign = carecycle_emulator.add_campaign(name="Stack test", takes_new_leads=True)
     carecycle_emulator.configure(dialer_speed=20)
-    export_day = busiest_creation_day(carecycle_emulator, not_before=datetime(2026, 1, 1))
+    # the seed's last day of calls: the export lists only the customers called on or after it (each call request
+    # waits a second here), and its calls and touched customers are not empty
+    last_call = max(c["lastCallDate"] for c in carecycle_emulator.query_customers({}) if c["lastCallDate"])
+    export_day = datetime.fromisoformat(last_call[:10]).replace(tzinfo=timezone.utc)
     phi = _phi_values(carecycle_emulator, carecloud_emulator) | {"cc_test_key"}
     # one request a second on the server: back-to-back requests get a 429 with retryAfter=1, so the hooks retry
     # and wait (the client-side limiter is set far higher by the fixture)
