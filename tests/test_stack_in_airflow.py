@@ -97,10 +97,10 @@ def test_lineage_metrics_assets_and_links_from_the_example_dags(carecycle_emulat
     carecycle_emulator.reset(customers=400)  # as the export test: a day with several customers and calls
     campaign = carecycle_emulator.add_campaign(name="Stack test", takes_new_leads=True)
     carecycle_emulator.configure(dialer_speed=20)
-    # the seed's last day of calls: the export lists only the customers called on or after it (each call request
-    # waits a second here), and its calls and touched customers are not empty
-    last_call = max(c["lastCallDate"] for c in carecycle_emulator.query_customers({}) if c["lastCallDate"])
-    export_day = datetime.fromisoformat(last_call[:10]).replace(tzinfo=timezone.utc)
+    # the exported day: calls placed on a day after every other call (the dialer's background calls are placed now),
+    # so the export lists only the customers called on it (each call request waits a second here)
+    export_day = datetime(2031, 5, 1, tzinfo=timezone.utc)
+    assert carecycle_emulator.tick_dialer(1, at=export_day + timedelta(hours=9)) > 0
     phi = _phi_values(carecycle_emulator, carecloud_emulator) | {"cc_test_key"}
     # one request a second on the server: back-to-back requests get a 429 with retryAfter=1, so the hooks retry
     # and wait (the client-side limiter is set far higher by the fixture)

@@ -103,7 +103,7 @@ def test_start_date_is_the_tasks_own_argument_again():
     [
         ({"per_page": 0}, "per_page must be an integer from 1 to 100"),
         ({"per_page": 101}, "per_page must be an integer from 1 to 100"),
-        ({"format": "parquet"}, "format must be one of"),
+        ({"format": "xlsx"}, "format must be one of"),
         ({"fields": []}, "fields must be a non-empty list"),
         ({"fields": "id"}, "fields must be a non-empty list"),
         ({"return_records": True}, r"pass fields=\[\.\.\.\]"),
