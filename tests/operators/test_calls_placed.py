@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import requests
 
 from airflow_provider_carecycle.exceptions import CareCycleMalformedAnswerError
 from airflow_provider_carecycle.operators.customers import CareCycleExtractCustomerCallsOperator
@@ -18,7 +19,7 @@ H = {"x-api-key": "cc_test_key"}
 FIRST_DAY = dt.datetime(2031, 5, 1, tzinfo=dt.timezone.utc)
 DAYS = [FIRST_DAY + dt.timedelta(days=n) for n in range(9)]
 #: when, on each day, the dialer ticks: the first tick is on the stroke of midnight (it belongs to that day)
-TICKS = [dt.timedelta(0), dt.timedelta(hours=9), dt.timedelta(hours=14), dt.timedelta(hours=23, minutes=59, seconds=59)]
+TICKS = [dt.timedelta(0), dt.timedelta(hours=13), dt.timedelta(hours=23, minutes=59, seconds=59)]
 
 
 def export_day(tmp_path, day, name=None, **kwargs):
@@ -54,8 +55,6 @@ def dialing(carecycle_emulator):
     emu = carecycle_emulator
     emu.add_campaign(name="Daily history", status="active", takes_new_leads=True, max_attempts=9)
     records = [{"phoneNumber": f"555333{i:04d}", "postalCode": "85001", "externalId": f"p-{i}"} for i in range(40)]
-    import requests
-
     assert requests.post(f"{emu.url}/v2/leads/upload", headers=H, json={"records": records}, timeout=10).ok
     return emu
 
