@@ -49,7 +49,7 @@ LINES ?= $(basename $(AIRFLOW_VERSION)) $(basename $(AIRFLOW2_VERSION)) $(SMOKE_
 # `emulator` extra pins. The emulator is not on PyPI: it is always installed from its folder, and the extra resolves
 # to that install (a version mismatch between the two fails here).
 # `make typecheck` (mypy) runs in $(VENV) only, so only its line gets the typecheck extra (and pins it).
-EXTRAS := dev,emulator
+EXTRAS := dev,emulator,parquet
 EXTRAS_$(basename $(AIRFLOW_VERSION)) := $(EXTRAS),typecheck
 install = -e ./emulator -e ".[$(or $(EXTRAS_$(1)),$(EXTRAS))]"
 

@@ -2,9 +2,11 @@
 
 Paths are ``ObjectStoragePath``-style URIs (``file://``, ``s3://``, ``gs://``, ...; a plain local path works too).
 The format follows the name: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (one JSON array), ``.csv``, each
-optionally ending ``.gz``. Readers yield one record at a time; writers write one at a time and only move the
-finished file to its final name (or, appending to a local file, add its bytes to the end) when the ``with`` block
-ends cleanly, so a failed or killed task never leaves a truncated file where a downstream task would read it.
+optionally ending ``.gz``, or ``.parquet`` (typed columns from a schema, written in row groups by
+:mod:`~airflow_provider_carecycle.parquet`; the ``parquet`` extra). Readers yield one record at a time; writers
+write one at a time and only move the finished file to its final name (or, appending to a local file, add its bytes
+to the end) when the ``with`` block ends cleanly, so a failed or killed task never leaves a truncated file where a
+downstream task would read it.
 
 Why one module of this size: every format's reader and writer shares the path handling, the private-file and
 atomic-rename rules and the error wording (file and line); split by format, each would repeat them.
@@ -23,7 +25,7 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, TypeAlias
 
 from fsspec.implementations.local import LocalFileSystem
@@ -35,8 +37,11 @@ from airflow_provider_carecycle.scratch import anonymous_file, link_into_place, 
 
 log = logging.getLogger(__name__)
 
+#: the text formats
 FORMATS = ("jsonl", "json", "csv")
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+#: every format: the text ones and Parquet (its columns typed from a schema; the ``parquet`` extra)
+ALL_FORMATS = (*FORMATS, "parquet")
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _READ_CHUNK = 1 << 16
 #: CSV injection (OWASP): where a spreadsheet may start a cell inside a text cell (after a list separator: ``,``, the
 #: ``;`` of de/fr/es/it/pt-BR locales, tab, or a line break), blanks and a double quote it may skip, and the
@@ -66,7 +71,7 @@ def detect_format(path: ObjectStoragePath | str, format: str | None = None) -> t
     """``(format, gzipped)`` from an explicit format or from the file name.
 
     :param path: the file.
-    :param format: ``jsonl``, ``json`` or ``csv`` to override the name.
+    :param format: ``jsonl``, ``json``, ``csv`` or ``parquet`` to override the name.
     """
     name = to_path(path).name.lower()
     gzipped = name.endswith(".gz")
@@ -77,10 +82,14 @@ def detect_format(path: ObjectStoragePath | str, format: str | None = None) -> t
         if format is None:
             raise ValueError(
                 f"Cannot tell the format of {to_path(path).name!r}: name it .jsonl, .json or .csv "
-                "(optionally .gz), or pass the format explicitly."
+                "(optionally .gz), or .parquet, or pass the format explicitly."
             )
-    if format not in FORMATS:
-        raise ValueError(f"Unknown format {format!r}; use one of {', '.join(FORMATS)}.")
+    if format not in ALL_FORMATS:
+        raise ValueError(f"Unknown format {format!r}; use one of {', '.join(ALL_FORMATS)}.")
+    if format == "parquet" and gzipped:
+        raise ValueError(
+            f"{to_path(path).name!r}: a Parquet file compresses its own pages; drop the .gz from the name."
+        )
     return format, gzipped
 
 
@@ -315,6 +324,12 @@ def iter_records(uri: str | ObjectStoragePath, *, format: str | None = None) -> 
     """
     path = to_path(uri)
     fmt, gzipped = detect_format(path, format)
+    if fmt == "parquet":
+        from airflow_provider_carecycle.parquet import iter_parquet  # pyarrow only when Parquet is read
+
+        with path.open("rb") as source:
+            yield from iter_parquet(source, path.name)
+        return
     text, handles = _open_text(path, "r", gzipped)
     lines = _Lines(text, path.name)
     array = _JsonArray(text, path.name) if fmt == "json" else None
@@ -353,7 +368,10 @@ class RecordWriter:
                 writer.write(row)
 
     :param uri: the final file.
-    :param format: ``jsonl``, ``json`` or ``csv``; default from the name.
+    :param format: ``jsonl``, ``json``, ``csv`` or ``parquet``; default from the name.
+    :param schema: Parquet only, and required there: the columns and their types
+        (:func:`~airflow_provider_carecycle.schemas.export_schema`); keys of a record outside it are dropped with a
+        warning naming them.
     :param fieldnames: CSV columns; default the keys of the first record (later keys are dropped with a warning),
         or, when appending, the existing file's header. Nested values are written to CSV cells as JSON text.
     :param append: keep the rows already in the file and add the new ones after them, for time series. JSON Lines
@@ -392,9 +410,15 @@ class RecordWriter:
         fieldnames: Iterable[str] | None = None,
         append: bool = False,
         csv_formula_escape: bool = True,
+        schema: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         self.path = to_path(uri)
         self.format, self.gzipped = detect_format(self.path, format)
+        if self.format == "parquet" and (append or schema is None):
+            what = "cannot be appended to" if append else "needs a schema (its columns' types)"
+            raise ValueError(f"{self.path.name!r}: a Parquet file {what}; the extract operators write Parquet.")
+        self.schema = list(schema) if schema is not None else None
+        self._parquet: Any = None
         if append and self.format == "json":
             raise ValueError(
                 f"Cannot append to {self.path.name!r}: a .json file is one JSON array, which only grows by being "
@@ -423,6 +447,9 @@ class RecordWriter:
         elif copy_old and _is_nonempty_regular_file(self.path.path):
             copy_old = not self._can_append_in_place()
             self._append_in_place = not copy_old
+        if self.format == "parquet":
+            self._open_parquet()
+            return self
         self._text, self._handles = self._open_rows()
         if self.format == "json":
             self._text.write("[")
@@ -439,6 +466,32 @@ class RecordWriter:
             return _open_text(self._tmp, "w", self.gzipped)
         self._anonymous = os.dup(fd)
         return _text_stack(os.fdopen(fd, "w+b"), "w", self.gzipped)
+
+    def _open_parquet(self) -> None:
+        """The Parquet rows over the binary file the rows go to (unnamed, else the ``.partial``)."""
+        from airflow_provider_carecycle.parquet import ParquetRows  # pyarrow only when Parquet is written
+
+        assert self.schema is not None
+        fd = anonymous_file(os.path.dirname(self.path.path)) if _is_local(self.path) else None
+        if fd is None:
+            if _is_local(self._tmp):
+                _create_private(self._tmp)
+            raw: Any = self._tmp.open("wb")
+        else:
+            self._anonymous = os.dup(fd)
+            raw = os.fdopen(fd, "w+b")
+        self._handles = [raw]
+        self._text = raw
+        try:
+            self._parquet = ParquetRows(raw, self.schema, name=self.path.name)
+        except BaseException:
+            raw.close()
+            if self._anonymous is not None:
+                os.close(self._anonymous)
+                self._anonymous = None
+            elif _is_local(self._tmp):
+                self._tmp.unlink(missing_ok=True)
+            raise
 
     def _can_append_in_place(self) -> bool:
         """Whether the new rows can go after the file's bytes: always for JSON Lines; for CSV when the header
@@ -466,6 +519,10 @@ class RecordWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         """Write one record."""
         assert self._text is not None, "use RecordWriter in a with block"
+        if self._parquet is not None:
+            self._parquet.write(record)
+            self.count += 1
+            return
         if self.format != "csv":
             self.write_json_text(_dumps(record))
             return
@@ -480,8 +537,8 @@ class RecordWriter:
         :raises ValueError: for a CSV file (a CSV row is built from the record's fields).
         """
         assert self._text is not None, "use RecordWriter in a with block"
-        if self.format == "csv":
-            raise ValueError(f"Cannot write JSON text to the CSV file {self.path.name!r}: write records instead.")
+        if self.format in ("csv", "parquet"):
+            raise ValueError(f"Cannot write JSON text to the {self.format} file {self.path.name!r}: write records.")
         if self.format == "json":
             self._text.write(("," if self.count else "") + "\n" + text)
         else:
@@ -519,7 +576,9 @@ class RecordWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None and self.format == "json" and self._text is not None:
+            if self._parquet is not None:
+                self._close_parquet(failed=exc_type is not None)
+            elif exc_type is None and self.format == "json" and self._text is not None:
                 self._text.write("\n]\n")
         finally:
             for handle in self._handles:
@@ -543,6 +602,17 @@ class RecordWriter:
         finally:
             if anonymous is not None:
                 os.close(anonymous)  # an unnamed file that was not linked is gone now
+
+    def _close_parquet(self, *, failed: bool) -> None:
+        rows, self._parquet = self._parquet, None
+        if failed:
+            rows.abort()
+            return
+        rows.close()
+        if rows.extra_keys:
+            log.warning(
+                "Parquet %s has no column for %s; pass fields to keep them.", self.path.name, sorted(rows.extra_keys)
+            )
 
 
 def neutralise_formulas(text: str, *, json_text: bool = False) -> str:

@@ -10,7 +10,16 @@ export (``tracemalloc``, in a second run with the limit lifted; goal: the 100,00
 run). The emulator runs in its own process (the ``carecycle-emulator`` CLI), so neither its CPU nor its memory is
 counted against the export.
 
-Run with ``make bench`` or ``python -m benchmarks.bench_extract``.
+The calls mode (``mode="placed"``): an emulator of ``CALLS_CUSTOMERS`` (100,000) customers, ``CALLED`` (10,000) of
+them called one to three times on one day (on top of their seeded history), at ``CALLS_RATE_LIMIT`` requests per
+``CALLS_WINDOW_S`` seconds (1,200 a minute: the operator's pacing, not the real limit's hours, is measured). Prints
+the requests used against the floor (one request per called customer plus the listing's pages), the calls per
+request, and the run's time as a ratio of that floor at the limit's rate (goal <= 1.05). Then the peak memory of a
+Parquet export of all 100,000 customers, whole records, above the interpreter's (resident set size before the
+export, pyarrow not yet imported; goal <= 150 MB).
+
+Run with ``make bench`` or ``python -m benchmarks.bench_extract`` (``python -m benchmarks.bench_extract calls``: the
+calls mode only).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,33 +47,28 @@ CEILING_ROWS_PER_MIN = RATE_LIMIT * PER_PAGE * 60 / WINDOW_S
 SIZES = (10_000, 100_000)
 GOAL_RATIO = 0.95
 GOAL_MEMORY_GROWTH_MB = 20.0
+MAX_PER_PAGE_LISTING = 100  # the calls mode lists the called customers 100 to a page
 API_KEY = "cc_bench_key"
 CONN_ID = "carecycle_bench"
 
 
 @contextmanager
-def emulator(customers: int, workdir: Path) -> Iterator[str]:
-    """A ``carecycle-emulator`` subprocess seeded with ``customers``; yields its URL."""
-    port_file = workdir / f"port-{customers}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "carecycle_emulator.carecycle.cli",
-        "--customers",
-        str(customers),
-        "--rate-limit",
-        str(RATE_LIMIT),
-        "--rate-window",
-        str(WINDOW_S),
-        "--api-key",
-        API_KEY,
-        "--port-file",
-        str(port_file),
-        "--quiet",
-    ]
+def emulator(
+    customers: int,
+    workdir: Path,
+    *,
+    program: tuple[str, ...] = ("carecycle_emulator.carecycle.cli",),
+    rate_limit: int = RATE_LIMIT,
+    window_s: float = WINDOW_S,
+) -> Iterator[str]:
+    """An emulator subprocess seeded with ``customers`` (``python -m <program> <carecycle-emulator options>``);
+    yields its URL."""
+    port_file = workdir / f"port-{customers}-{'-'.join(program)}"
+    cmd = [sys.executable, "-m", *program, "--customers", str(customers), "--rate-limit", str(rate_limit)]
+    cmd += ["--rate-window", str(window_s), "--api-key", API_KEY, "--port-file", str(port_file), "--quiet"]
     proc = subprocess.Popen(cmd)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while not port_file.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the emulator did not start (exit code {proc.returncode})")
@@ -164,6 +168,135 @@ def run_export(url: str, customers: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+# -- the calls mode -------------------------------------------------------------------------------------------------
+
+CALLS_CUSTOMERS = 100_000
+CALLED = 10_000
+CALLS_RATE_LIMIT = 40  # requests per window
+CALLS_WINDOW_S = 2.0  # so 1,200 requests a minute
+CALL_DAY = datetime(2031, 5, 1, tzinfo=timezone.utc)  # after the seeded history: only the bench's calls are on it
+GOAL_CALLS_TIME_RATIO = 1.05
+GOAL_PARQUET_MB = 150.0
+
+
+def serve_called(argv: list[str]) -> int:
+    """The emulator process of the calls mode: seeded, ``CALLED`` customers called on ``CALL_DAY``, then served.
+
+    ``python -m benchmarks.bench_extract serve-called <carecycle-emulator options>``.
+    """
+    import random
+
+    from carecycle_emulator.carecycle.cli import build_parser
+    from carecycle_emulator.carecycle.seed import rng_uuid
+    from carecycle_emulator.carecycle.server import CareCycleEmulator
+    from carecycle_emulator.carecycle.store import iso
+    from carecycle_emulator.cli import serve, server_settings
+
+    args = build_parser().parse_args(argv)
+    emu = CareCycleEmulator(api_keys=tuple(args.api_keys), **server_settings(args))
+    rng = random.Random("bench-calls")
+    ids = [row[0] for row in emu.store.db.execute("SELECT id FROM customers WHERE test_customer = 0 ORDER BY seq")]
+    placed = 0
+    for customer_id in rng.sample(ids, CALLED):
+        for _ in range(rng.randint(1, 3)):
+            placed += 1
+            emu.store.add_call(
+                call_id=rng_uuid(rng),
+                customer_id=customer_id,
+                campaign_id=None,
+                created_at=iso(CALL_DAY + timedelta(seconds=rng.randint(0, 86_399), milliseconds=placed % 1000)),
+                disposition="answered",
+                duration_ms=rng.randint(3_000, 900_000),
+                summary="bench",
+                success="true",
+            )
+    return serve(emu, args, lambda: f"{placed} calls placed", "bench emulator")
+
+
+def run_calls_mode(url: str, workdir: Path) -> dict[str, Any]:
+    """Export the calls placed on ``CALL_DAY`` at the limit; return the summary and the figures."""
+    from airflow_provider_carecycle.operators.customers import CareCycleExtractCustomerCallsOperator
+
+    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+        {"conn_type": "carecycle", "host": url, "password": API_KEY}
+    )
+    time.sleep(CALLS_WINDOW_S + 1)  # a fresh window
+    export = CareCycleExtractCustomerCallsOperator(
+        task_id="calls_placed",
+        mode="placed",
+        since=CALL_DAY,
+        until=CALL_DAY + timedelta(days=1),
+        carecycle_conn_id=CONN_ID,
+        hook_params={"requests_per_minute": CALLS_RATE_LIMIT, "rate_limit_window": CALLS_WINDOW_S},
+        output_path=str(workdir / "calls.jsonl.gz"),
+        fields=["id", "createdAt", "disposition", "durationMs"],
+    )
+    started = time.monotonic()
+    summary = export.execute({})
+    elapsed = time.monotonic() - started
+    listing_pages = -(-summary["customers"] // MAX_PER_PAGE_LISTING)
+    floor = summary["customers"] + listing_pages
+    floor_s = floor * CALLS_WINDOW_S / CALLS_RATE_LIMIT
+    return {**summary, "floor": floor, "elapsed": elapsed, "floor_s": floor_s, "time_ratio": elapsed / floor_s}
+
+
+def run_parquet_memory(url: str, workdir: Path) -> dict[str, float]:
+    """Peak RSS of a Parquet export of every customer (whole records), limit lifted, above the RSS before it."""
+    from benchmarks._memory import PeakRss
+
+    admin(url, "config", {"rate_limit": UNLIMITED})
+    export = make_export(url, CALLS_CUSTOMERS, workdir, UNLIMITED)
+    export.output_path = str(workdir / "customers.parquet")
+    export.format = "parquet"
+    with PeakRss() as peak:
+        summary = export.execute({})
+    if summary["count"] != CALLS_CUSTOMERS:
+        raise RuntimeError(f"exported {summary['count']} customers, expected {CALLS_CUSTOMERS}")
+    size_mb = (workdir / "customers.parquet").stat().st_size / 2**20
+    return {"rows": summary["count"], "above_mb": peak.peak_mb - peak.before_mb, "file_mb": size_mb}
+
+
+def main_calls() -> dict[str, Any]:
+    """The calls mode and the Parquet memory figure, printed with their ratios to the goals."""
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="carecycle-bench-home-"))
+    workdir = Path(tempfile.mkdtemp(prefix="carecycle-bench-calls-"))
+    try:
+        serve = ("benchmarks.bench_extract", "serve-called")  # seeded, then the day's calls placed
+        with emulator(
+            CALLS_CUSTOMERS, workdir, program=serve, rate_limit=CALLS_RATE_LIMIT, window_s=CALLS_WINDOW_S
+        ) as url:
+            calls = run_calls_mode(url, workdir)
+            print(
+                f"bench_extract calls mode: {CALLED:,} of {CALLS_CUSTOMERS:,} customers called on {CALL_DAY:%Y-%m-%d}, "
+                f"limit {CALLS_RATE_LIMIT} requests per {CALLS_WINDOW_S:g} s"
+            )
+            print(
+                f"  {calls['count']:,} calls from {calls['customers']:,} customers in {calls['requests']:,} requests "
+                f"(floor {calls['floor']:,}: {calls['requests'] / calls['floor']:.3f} of it), "
+                f"{calls['count'] / calls['requests']:.2f} calls per request, "
+                f"{calls['missing_customers']} missing, {calls['rate_limited']} answers 429"
+            )
+            print(
+                f"  time {calls['elapsed']:.1f} s; the floor's requests at the limit take {calls['floor_s']:.1f} s: "
+                f"{calls['time_ratio']:.3f} of the floor (goal <= {GOAL_CALLS_TIME_RATIO}: "
+                f"{calls['time_ratio'] / GOAL_CALLS_TIME_RATIO:.2f} of the goal)"
+            )
+            print(
+                f"  {calls['elapsed'] * 1000 / calls['requests']:.0f} ms a request, one at a time: the limit binds "
+                f"(and the floor holds) below {calls['requests'] * 60 / calls['elapsed']:,.0f} requests a minute; "
+                "careCycle allows 60"
+            )
+            memory = run_parquet_memory(url, workdir)
+            print(
+                f"  Parquet, {memory['rows']:,} whole customers: peak RSS {memory['above_mb']:.1f} MB above the "
+                f"interpreter's (goal <= {GOAL_PARQUET_MB:.0f} MB: {memory['above_mb'] / GOAL_PARQUET_MB:.2f} of the "
+                f"budget), file {memory['file_mb']:.1f} MB"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"calls": calls, "parquet": memory}
+
+
 def main() -> dict[str, Any]:
     """Run both exports and print each figure with its ratio to the goal; return the figures."""
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="carecycle-bench-home-"))
@@ -206,4 +339,8 @@ def main() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve-called"]:
+        sys.exit(serve_called(sys.argv[2:]))
+    if sys.argv[1:2] != ["calls"]:
+        main()
+    main_calls()

@@ -1,9 +1,10 @@
-"""Downstream of the customer export: runs whenever a daily careCycle customer file has landed.
+"""Downstream of the customer export: runs whenever a careCycle export file has landed.
 
-``carecycle_customer_export``'s ``export_customers`` task declares ``outlets=[AssetAlias("carecycle_customer_export")]``
-and, once the file is complete, adds an asset event for the file it wrote (the rendered URI, e.g.
-``s3://analytics/carecycle/customers/2026-03-01.jsonl``) with its row count in the event's extra. This DAG is
-scheduled on that alias, so it starts after each export, and reads which file landed from its triggering events.
+The exports of ``carecycle_customer_export.py`` (the day's calls, the customers touched on the day, and the weekly
+customers diff) declare ``outlets=[AssetAlias("carecycle_customer_export")]`` and, once a file is complete, add an
+asset event for the file written (the rendered URI, e.g. ``s3://analytics/carecycle/calls/2026-03-01.jsonl``) with
+its row counts in the event's extra. This DAG is scheduled on that alias, so it starts after each export, and reads
+which files landed from its triggering events (a warehouse load would pick its table by the file's folder).
 
 On Airflow 2.10/2.11 the same works with ``DatasetAlias`` (imported below under the Airflow 3 name).
 """
@@ -23,7 +24,7 @@ except ImportError:  # Airflow 2.10/2.11
 
 with DAG(
     dag_id="carecycle_customer_export_consumer",
-    description="Runs after each careCycle customer export landed",
+    description="Runs after each careCycle export file landed",
     schedule=[AssetAlias("carecycle_customer_export")],
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -33,7 +34,7 @@ with DAG(
 ) as dag:
 
     @task
-    def load_new_customer_files(**context: Any) -> list[str]:
+    def load_new_customer_files(**context: Any) -> list[str]:  # the task id the deployment tests know
         """The files that triggered this run (counts only are in the events: no patient data)."""
         triggering = context.get("triggering_asset_events") or context.get("triggering_dataset_events") or {}
         files = []

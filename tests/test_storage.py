@@ -109,8 +109,9 @@ def test_bad_jsonl_line_is_reported_without_content(tmp_path):
 def test_format_detection():
     assert detect_format("s3://b/x.JSONL.GZ") == ("jsonl", True)
     assert detect_format("/tmp/x.data", "csv") == ("csv", False)
+    assert detect_format("/tmp/x.parquet") == ("parquet", False)
     with pytest.raises(ValueError, match="Cannot tell the format"):
-        detect_format("/tmp/x.parquet")
+        detect_format("/tmp/x.xlsx")
 
 
 # -- appending ------------------------------------------------------------------------------------------------

@@ -52,6 +52,45 @@ def test_dialer_progresses_active_campaign(carecycle_emulator):
     assert camp["id"] in {c["campaignId"] for c in calls["items"]}
 
 
+def test_dialer_places_calls_on_given_days_that_never_change_and_the_last_call_filters_see_them(carecycle_emulator):
+    emu = carecycle_emulator
+    for camp in emu.list_campaigns():
+        emu.set_campaign_status(camp["id"], "paused")
+    camp = emu.add_campaign(name="History", status="active", max_attempts=9)
+    records = [{"phoneNumber": f"555888{i:04d}", "postalCode": "85001", "externalId": f"h-{i}"} for i in range(12)]
+    assert requests.post(f"{emu.url}/v2/leads/upload", headers=H, json={"records": records}, timeout=10).ok
+    ids = {c["id"] for c in campaign_members(emu, camp["id"])}
+
+    def calls_of(cid):
+        return requests.get(f"{emu.url}/v2/customers/{cid}/calls", headers=H, timeout=10).json()["items"]
+
+    assert emu.tick_dialer(2, at="2031-05-03T09:00:00Z") > 0  # day 3 first ...
+    before = {cid: calls_of(cid) for cid in ids}
+    assert emu.tick_dialer(2, at="2031-05-01T10:00:00Z") > 0  # ... then day 1, back in time
+    requests.post(f"{emu.url}/_emulator/dialer/tick", json={"steps": 1, "at": "2031-05-02T11:00:00Z"}, timeout=10)
+    history = {cid: calls_of(cid) for cid in ids}
+    for cid, calls in history.items():
+        stamps = [c["createdAt"] for c in calls]
+        assert stamps == sorted(stamps, reverse=True)  # newest first, by default
+        assert {s[:10] for s in stamps} <= {"2031-05-01", "2031-05-02", "2031-05-03"}
+        assert [c for c in calls if c["id"] in {b["id"] for b in before[cid]}] == before[cid]  # unchanged
+    last = {cid: max((c["createdAt"] for c in calls), default=None) for cid, calls in history.items()}
+    customers = {c["id"]: c for c in campaign_members(emu, camp["id"])}
+    assert {cid: customers[cid]["lastCallDate"] for cid in ids} == last  # a call back in time does not move it
+
+    def listed(**params):
+        found = emu.query_customers({"campaignIds": camp["id"], **params})
+        over_http = requests.get(
+            f"{emu.url}/v2/customers", headers=H, params={"campaignIds": camp["id"], **params}, timeout=10
+        ).json()["items"]
+        assert {c["id"] for c in over_http} == {c["id"] for c in found}
+        return {c["id"] for c in found}
+
+    assert listed(lastCallStartDate="2031-05-03") == {cid for cid, at in last.items() if at and at >= "2031-05-03"}
+    assert listed(lastCallEndDate="2031-05-02") == {cid for cid, at in last.items() if at and at < "2031-05-03"}
+    assert listed(lastCallStartDate="2031-05-04") == set()
+
+
 def test_paused_and_cancelled_campaigns_do_not_dial(carecycle_emulator):
     emu = carecycle_emulator
     for camp in emu.list_campaigns():

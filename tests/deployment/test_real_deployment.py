@@ -83,11 +83,13 @@ CRM_FEED = "carecycle_crm_lead_feed"
 WAREHOUSE_FEED = "carecycle_warehouse_lead_feed"
 EXPORT = "carecycle_customer_export"
 CONSUMER = "carecycle_customer_export_consumer"
+DIFF = "carecycle_customer_diff"
 #: every example DAG and its tasks
 DAG_TASKS = {
     CRM_FEED: ("snapshot_before", "crm_to_leads", "do_not_call_to_crm", "snapshot_after", "wait_for_first_calls"),
     WAREHOUSE_FEED: ("warehouse_to_leads",),
-    EXPORT: ("export_customers", "export_calls", "campaign_stats"),
+    EXPORT: ("export_calls", "export_customers", "campaign_stats"),
+    DIFF: ("customers_diff",),
     CONSUMER: ("load_new_customer_files",),
 }
 SENSOR = "wait_for_first_calls"
@@ -433,6 +435,7 @@ def runs(deployment, emulators, tmp_path_factory) -> dict[tuple[str, str], Run]:
         CRM_FEED: {"output_root": (out / "crm").as_uri()},
         WAREHOUSE_FEED: {"output_root": (out / "warehouse").as_uri()},
         EXPORT: {"output_root": (out / "export").as_uri()},
+        DIFF: {"output_root": (out / "diff").as_uri()},
         CONSUMER: {},
     }
     started = time.monotonic()
@@ -533,7 +536,9 @@ def test_what_the_runs_did(runs, deployment, emulators):
 
     export = SUMMARY["outputs"] / "export"
     assert (export / "customers" / f"{day:%Y-%m-%d}.jsonl").is_file()
+    assert (export / "calls" / f"{day:%Y-%m-%d}.jsonl").is_file()
     assert (export / "campaign_stats" / f"{day:%Y-%m}.csv").is_file()
+    assert (SUMMARY["outputs"] / "diff" / "state" / "customers_diff.jsonl.gz").is_file()
 
 
 def test_the_triggerer_is_alive_and_its_log_is_clean(runs, deployment):

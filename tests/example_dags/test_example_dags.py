@@ -19,7 +19,6 @@ import pytest
 
 from airflow_provider_carecycle._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_carecycle.carecloud.hook import parse_carecloud_datetime
-from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.storage import iter_records
 from dev.dag_loader import task_states
 
@@ -27,7 +26,12 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 CRM_FEED = EXAMPLE_DAGS / "carecycle_crm_lead_feed.py"
 WAREHOUSE_FEED = EXAMPLE_DAGS / "carecycle_warehouse_lead_feed.py"
 CUSTOMER_EXPORT = EXAMPLE_DAGS / "carecycle_customer_export.py"
-DAG_IDS = {"carecycle_crm_lead_feed", "carecycle_warehouse_lead_feed", "carecycle_customer_export"}
+DAG_IDS = {
+    "carecycle_crm_lead_feed",
+    "carecycle_warehouse_lead_feed",
+    "carecycle_customer_export",
+    "carecycle_customer_diff",
+}
 #: example DAGs without careCycle tasks (scheduled on the export's asset)
 DOWNSTREAM_DAG_IDS = {"carecycle_customer_export_consumer"}
 
@@ -258,46 +262,73 @@ def busiest_creation_day(emulator, not_before: datetime) -> datetime:
     return datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
 
 
+def calls_placed(emulator, day: datetime) -> set[str]:
+    """The ids of the calls the emulator holds placed on ``day`` (test numbers left out, as the API lists them)."""
+    low, high = (f"{d:%Y-%m-%d}T00:00:00.000Z" for d in (day, day + timedelta(days=1)))
+    rows = emulator.store.db.execute(
+        "SELECT c.id FROM calls c JOIN customers k ON k.id = c.customer_id "
+        "WHERE c.created_at >= ? AND c.created_at < ? AND k.test_customer = 0",
+        (low, high),
+    )
+    return {row[0] for row in rows}
+
+
+def touched_on(emulator, day: datetime) -> set[str]:
+    """The ids of the customers created or last called on ``day``."""
+    text = day.date().isoformat()
+    return {
+        c["id"]
+        for c in emulator.query_customers({})
+        if c["createdAt"][:10] == text or (c["lastCallDate"] or "")[:10] == text
+    }
+
+
+def diff_path(dag_run) -> str:
+    """The file the weekly diff run wrote (its name is the end of its week)."""
+    return dag_run.get_task_instance("customers_diff").xcom_pull(task_ids="customers_diff")["path"]
+
+
 @pytest.mark.airflow_dag
 @pytest.mark.parametrize("mode", RUN_MODES)
-def test_customer_export_writes_the_days_customers_their_calls_and_campaign_stats(
+def test_customer_export_writes_every_call_and_the_touched_customers_of_three_days_and_a_weekly_diff(
     run_dag_file, carecycle_emulator, tmp_path, mode
 ):
-    carecycle_emulator.reset(customers=400)
-    day = busiest_creation_day(carecycle_emulator, not_before=datetime(2026, 1, 1))  # the DAG's start_date
-    run_date = manual_run(day, mode)
-    expected = carecycle_emulator.query_customers(
-        {"dateField": "createdAt", "startDate": day.date().isoformat(), "endDate": day.date().isoformat()}
-    )
-    assert expected
+    emu = carecycle_emulator
+    emu.reset(customers=150)
+    first = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    days = [first + timedelta(days=n) for n in range(3 if mode == "with_logical_date" else 1)]
+    conf = {"output_root": tmp_path.as_uri()}
+    before = run_dag_file(CUSTOMER_EXPORT, dag_id="carecycle_customer_diff", **manual_run(days[0], mode), run_conf=conf)
+    assert task_states(before) == {"customers_diff": "success"}
+    total_calls = {c["id"]: c["totalCalls"] for c in emu.query_customers({})}
+    assert {r["id"] for r in iter_records(diff_path(before))} == set(total_calls)  # the first diff: all new
 
-    dag_run = run_dag_file(CUSTOMER_EXPORT, **run_date, run_conf={"output_root": tmp_path.as_uri()})
-    check_run_interval(dag_run, mode, day)
+    held = []
+    for day in days:  # the dialer calls on each day, and the day's run follows
+        assert sum(emu.tick_dialer(1, at=day + timedelta(hours=h)) for h in (9, 13, 17)) > 0
+        expected_calls, expected_customers = calls_placed(emu, day), touched_on(emu, day)
+        dag_run = run_dag_file(
+            CUSTOMER_EXPORT, dag_id="carecycle_customer_export", **manual_run(day, mode), run_conf=conf
+        )
+        check_run_interval(dag_run, mode, day)
+        assert task_states(dag_run) == dict.fromkeys(["export_calls", "export_customers", "campaign_stats"], "success")
+        calls = jsonl(tmp_path / "calls" / f"{day.date()}.jsonl")
+        assert [c["id"] for c in calls if c["id"] in expected_calls] == [c["id"] for c in calls]  # no other day's
+        assert len(calls) == len(expected_calls) > 0 and all("transcript" not in c and c["customerId"] for c in calls)
+        customers = jsonl(tmp_path / "customers" / f"{day.date()}.jsonl")
+        assert sorted(c["id"] for c in customers) == sorted(expected_customers)
+        assert all(c["extractedAt"] for c in customers)
+        held.append((len(calls), len(customers)))
+    stats = list(iter_records(tmp_path / "campaign_stats" / f"{days[0]:%Y-%m}.csv"))
+    active = [c["id"] for c in emu.list_campaigns() if c["status"] == "active"]
+    assert {row["id"] for row in stats} == set(active)
 
-    assert task_states(dag_run) == {
-        "export_customers": "success",
-        "export_calls": "success",
-        "campaign_stats": "success",
-    }
-    customers = jsonl(tmp_path / "customers" / f"{day.date()}.jsonl")
-    assert sorted(c["id"] for c in customers) == sorted(c["id"] for c in expected)
-    assert set(customers[0]) == {
-        "id",
-        "createdAt",
-        "status",
-        "state",
-        "source.name",
-        "totalCalls",
-        "lastCallDisposition",
-    }
-    hook = CareCycleHook("carecycle_default", requests_per_minute=6000)
-    expected_calls = {call["id"] for c in expected for call in hook.iter_customer_calls(c["id"])}
-    calls = jsonl(tmp_path / "calls" / f"{day.date()}.jsonl")
-    assert expected_calls and {call["id"] for call in calls} == expected_calls
-    assert all("transcript" not in call and call["customerId"] for call in calls)
-    stats = list(iter_records(tmp_path / "campaign_stats" / f"{day:%Y-%m}.csv"))
-    active = [c["id"] for c in carecycle_emulator.list_campaigns() if c["status"] == "active"]
-    assert sorted(row["id"] for row in stats) == sorted(active)
+    after = run_dag_file(CUSTOMER_EXPORT, dag_id="carecycle_customer_diff", **manual_run(days[0], mode), run_conf=conf)
+    assert task_states(after) == {"customers_diff": "success"}
+    changes = list(iter_records(diff_path(after)))
+    called = {c["id"] for c in emu.query_customers({}) if c["totalCalls"] != total_calls[c["id"]]}
+    assert {c["id"] for c in changes} == called and {c["changeType"] for c in changes} == {"changed"}
+    print(f"three-day run: (calls, customers touched) per day {held}; weekly diff: {len(changes)} changed")
 
 
 def test_the_crm_feed_keeps_its_production_poke_interval_and_the_harness_shortens_it():

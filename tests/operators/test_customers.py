@@ -103,7 +103,7 @@ def test_start_date_is_the_tasks_own_argument_again():
     [
         ({"per_page": 0}, "per_page must be an integer from 1 to 100"),
         ({"per_page": 101}, "per_page must be an integer from 1 to 100"),
-        ({"format": "parquet"}, "format must be one of"),
+        ({"format": "xlsx"}, "format must be one of"),
         ({"fields": []}, "fields must be a non-empty list"),
         ({"fields": "id"}, "fields must be a non-empty list"),
         ({"return_records": True}, r"pass fields=\[\.\.\.\]"),
@@ -158,7 +158,7 @@ def test_templated_customers_arguments_are_checked_once_rendered_before_any_requ
         ({"customer_ids": [UNKNOWN_ID], "customer_ids_path": "/c.jsonl"}, "exactly one of customer_ids"),
         ({"customer_ids": [UNKNOWN_ID], "sort_by": "length"}, "sort_by must be one of"),
         ({"customer_ids": [UNKNOWN_ID], "sort_direction": "up"}, "sort_direction must be one of"),
-        ({"customer_ids": [UNKNOWN_ID], "since": "2026-01-01", "sort_direction": "asc"}, "since needs the calls"),
+        ({"customer_ids": [UNKNOWN_ID], "since": "2026-01-01", "sort_direction": "asc"}, "until need the calls"),
     ],
 )
 def test_calls_arguments_are_checked_in_the_constructor(kwargs, message):

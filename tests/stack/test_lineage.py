@@ -87,14 +87,9 @@ def _rows(datasets, facets, statistics):
     return [getattr(d, facets)[statistics].rowCount if statistics in getattr(d, facets) else None for d in datasets]
 
 
-def test_a_calls_export_reads_the_customers_file_and_the_calls_and_writes_its_file(carecycle_connection):
-    carecycle_connection(host="https://api.carecycle.ai")
-    op = CareCycleExtractCustomerCallsOperator(
-        task_id="calls", customer_ids_path="s3://in/customers.jsonl", output_path="s3://out/calls.jsonl"
-    )
-
-    start = op.get_openlineage_facets_on_start()
-    op.outcome = CallsExport(
+def calls_export(missing_customers: int) -> CallsExport:
+    """A calls export's outcome: 40 calls of 5 customers."""
+    return CallsExport(
         path="s3://out/calls.jsonl",
         count=40,
         format="jsonl",
@@ -103,8 +98,30 @@ def test_a_calls_export_reads_the_customers_file_and_the_calls_and_writes_its_fi
         rate_limited=0,
         elapsed_s=1.0,
         customers=5,
-        missing_customers=1,
+        missing_customers=missing_customers,
     )
+
+
+def test_a_placed_calls_export_reads_careCycles_customers_and_calls(carecycle_connection):
+    carecycle_connection(host="https://api.carecycle.ai")
+    op = CareCycleExtractCustomerCallsOperator(
+        task_id="calls", mode="placed", since="2026-03-01", output_path="s3://out/calls.jsonl"
+    )
+    op.outcome = calls_export(missing_customers=0)
+    complete = op.get_openlineage_facets_on_complete(None)
+    namespace = "carecycle://api.carecycle.ai"
+    assert _names(complete.inputs) == [(namespace, "customers"), (namespace, "customers/calls")]
+    assert _rows(complete.inputs, "inputFacets", "inputStatistics") == [5, 40]
+
+
+def test_a_calls_export_reads_the_customers_file_and_the_calls_and_writes_its_file(carecycle_connection):
+    carecycle_connection(host="https://api.carecycle.ai")
+    op = CareCycleExtractCustomerCallsOperator(
+        task_id="calls", customer_ids_path="s3://in/customers.jsonl", output_path="s3://out/calls.jsonl"
+    )
+
+    start = op.get_openlineage_facets_on_start()
+    op.outcome = calls_export(missing_customers=1)
     complete = op.get_openlineage_facets_on_complete(None)
 
     assert _names(start.inputs) == [("s3://in", "customers.jsonl"), ("carecycle://api.carecycle.ai", "customers/calls")]

@@ -7,15 +7,19 @@ call row and moves the customer: connected -> ``completed``, refused -> ``failed
 dialed: the tick moves them to ``skipped`` instead; a call that ends ``"Do Not Call"`` sets the customer's
 ``doNotCall`` (:meth:`~carecycle_emulator.carecycle.store.Store.add_call`). Outcomes come from an RNG seeded with the
 emulator's seed, so manual ``tick()`` sequences are deterministic. Campaigns in any other status do not dial.
+
+``tick(at=...)`` places the tick's calls on a given day and time instead of now (one millisecond apart, in dialing
+order), so tests can build a call history over several days. A call, once placed, never changes.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from datetime import datetime, timedelta, timezone
 
 from carecycle_emulator.carecycle.seed import FAILURE, NO_ANSWER, SUCCESS, rng_uuid
-from carecycle_emulator.carecycle.store import Store, now_iso
+from carecycle_emulator.carecycle.store import Store, iso, now_iso
 
 CALLS_PER_TICK = 3
 P_COMPLETED = 0.35
@@ -35,19 +39,24 @@ class Dialer:
         with self.store.lock:
             self._rng = random.Random(f"dialer:{seed}")
 
-    def tick(self, steps: int = 1) -> int:
-        """Advance ``steps`` ticks; return the number of calls placed."""
+    def tick(self, steps: int = 1, at: datetime | None = None) -> int:
+        """Advance ``steps`` ticks; return the number of calls placed.
+
+        :param at: when the calls are placed (aware, or naive meaning UTC), each one millisecond after the one
+            before; default: now.
+        """
         placed = 0
         for _ in range(int(steps)):
             with self.store.lock:
                 for campaign in self.store.active_campaigns():
                     self.store.skip_do_not_call(campaign["id"], now_iso())
                     for member in self.store.dialable_members(campaign["id"], CALLS_PER_TICK):
-                        self._dial(campaign, member)
+                        when = None if at is None else iso(_utc(at) + timedelta(milliseconds=placed))
+                        self._dial(campaign, member, when)
                         placed += 1
         return placed
 
-    def _dial(self, campaign, member) -> None:
+    def _dial(self, campaign, member, when: str | None = None) -> None:
         rng = self._rng
         attempts = member["total_calls"] + 1
         r = rng.random()
@@ -58,7 +67,7 @@ class Dialer:
         else:
             disposition, duration = rng.choice(NO_ANSWER), rng.randint(3_000, 35_000)
             status = "exceeded_max_calls" if attempts >= campaign["max_attempts"] else "in_progress"
-        ts = now_iso()
+        ts = when or now_iso()
         self.store.add_call(
             call_id=rng_uuid(rng),
             customer_id=member["customer_id"],
@@ -105,3 +114,7 @@ class Dialer:
                 self.tick(1)
             except Exception:  # the store may be mid-reset; try again next tick
                 continue
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)

@@ -15,6 +15,9 @@ filter names                            ``customerCampaignStatuses``, ``hasPrior
 ``states`` / ``counties``               case-insensitive exact match
 ``search``                              substring of first/last/full name, email, phone, city, state, county
 ``dateField=effectiveDate|enrollment``  some policy's date within ``startDate``..``endDate`` (inclusive)
+``lastCallStartDate``/``EndDate``       ``lastCallDate`` (the newest call's ``createdAt``) within the bounds; a date
+                                        alone covers its whole UTC day (both bounds inclusive)
+calls                                   never change once placed (only a deletion in the web app removes one)
 unknown query parameters                ignored
 unrecognised lead fields                rejected; issue path ``["records", i, "<field>"]``
 lead upsert identity                    ``externalId`` when given, else the phone's 10 digits
@@ -362,9 +365,14 @@ class CareCycleEmulator(EmulatorBase):
             )
         return self.store.customers_by_ids([customer_id])[0]
 
-    def tick_dialer(self, steps: int = 1) -> int:
-        """Advance the dialer ``steps`` ticks; return the number of calls placed."""
-        return self.dialer.tick(steps)
+    def tick_dialer(self, steps: int = 1, at: datetime | str | None = None) -> int:
+        """Advance the dialer ``steps`` ticks; return the number of calls placed.
+
+        :param at: place the calls then (a datetime or ISO text; naive means UTC) instead of now, to build a call
+            history over several days.
+        """
+        when = datetime.fromisoformat(at.replace("Z", "+00:00")) if isinstance(at, str) else at
+        return self.dialer.tick(steps, at=when)
 
     def add_campaign(
         self,
@@ -455,8 +463,9 @@ class CareCycleEmulator(EmulatorBase):
                 return Response(404, {"message": str(err)})
 
         def tick(req: Request) -> Response:
-            steps = int(self.admin_body(req).get("steps", 1))
-            return Response(200, {"calls": self.tick_dialer(steps), "counts": self.counts()})
+            body = self.admin_body(req)
+            placed = self.tick_dialer(int(body.get("steps", 1)), at=body.get("at"))
+            return Response(200, {"calls": placed, "counts": self.counts()})
 
         def add(req: Request) -> Response:
             body = self.admin_body(req)

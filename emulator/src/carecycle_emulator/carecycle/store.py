@@ -458,10 +458,20 @@ class Store:
                     caller["test_customer"],
                 ),
             )
+            # a call placed back in time (the dialer's ``at``) does not move the last call backwards
             self.db.execute(
-                "UPDATE customers SET total_calls = total_calls + 1, last_call_date = ?, last_call_disposition = ?, "
-                "updated_at = ?, do_not_call = MAX(do_not_call, ?) WHERE id = ?",
-                (created_at, disposition, created_at, int(disposition == DO_NOT_CALL_DISPOSITION), customer_id),
+                "UPDATE customers SET total_calls = total_calls + 1, "
+                "last_call_disposition = CASE WHEN last_call_date > ? THEN last_call_disposition ELSE ? END, "
+                "last_call_date = MAX(COALESCE(last_call_date, ''), ?), updated_at = MAX(updated_at, ?), "
+                "do_not_call = MAX(do_not_call, ?) WHERE id = ?",
+                (
+                    created_at,
+                    disposition,
+                    created_at,
+                    created_at,
+                    int(disposition == DO_NOT_CALL_DISPOSITION),
+                    customer_id,
+                ),
             )
             if disposition == DO_NOT_CALL_DISPOSITION:  # no campaign dials them again
                 self.db.execute(
