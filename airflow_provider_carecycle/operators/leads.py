@@ -5,6 +5,9 @@
 same engine (:class:`~airflow_provider_carecycle.sync.engine.LeadUploader`) with the same options, defined once
 here in :class:`CareCycleLeadUploadBaseOperator`.
 
+Why one module of this size: the upload family's options (validation policies, batching, checkpoint, ledger, rejected
+file), their checks once rendered and their wiring into the engine are one contract that every lead upload shares.
+
 .. seealso:: ``docs/operators/upload-leads.md``
 """
 

@@ -317,10 +317,20 @@ def test_names_with_nul_or_bidi_controls_are_rejected_without_the_value(field, c
     assert rule in rejection.reason and "Zel" not in rejection.reason
 
 
-@pytest.mark.parametrize("field", ["city", "address", "medicaidNumber", "email"])
+@pytest.mark.parametrize("field", ["city", "address", "medicaidNumber"])
 def test_a_nul_is_rejected_in_any_text_field(field):
     result = LeadValidator().validate(lead(1, **{field: "a\x00b@example.com"}))
     assert [(r.field, r.code) for r in result.rejections] == [(field, "invalid_format")]
+
+
+def test_a_nul_in_an_optional_email_never_reaches_carecycle():
+    """An invalid optional field does not cost the call (``invalid_optional="drop"``, the default): the e-mail with
+    the NUL is dropped, not sent; with ``invalid_optional="reject"`` the lead is rejected as before."""
+    dropped = LeadValidator().validate(lead(1, email="a\x00b@example.com"))
+    assert dropped.ok and dropped.lead is not None and "email" not in dropped.lead
+    assert [(r.field, r.code) for r in dropped.dropped] == [("email", "invalid_format")]
+    rejected = LeadValidator(invalid_optional="reject").validate(lead(1, email="a\x00b@example.com"))
+    assert [(r.field, r.code) for r in rejected.rejections] == [("email", "invalid_format")]
 
 
 def test_names_in_other_scripts_are_still_accepted():

@@ -75,6 +75,7 @@ BUILD_KWARGS = {
     },
     "SqlToCareCycleLeadsOperator": {"sql": "SELECT * FROM leads", "sql_conn_id": "warehouse_default"},
     "CareCloudCrmToCareCycleLeadsOperator": {},
+    "CareCycleDoNotCallToCareCloudOperator": {"state_path": "file:///tmp/consent/state.json"},
 }
 
 
