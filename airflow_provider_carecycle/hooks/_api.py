@@ -296,7 +296,7 @@ class ApiHook(BaseHook):
 
     # -- the async transport (triggers) ---------------------------------------------------------------------------
 
-    def prepare_async(self, limiter: AsyncLimiter | None = None) -> AsyncHttpSender:
+    def prepare_async(self, wrap: Callable[[AsyncLimiter], AsyncLimiter] | None = None) -> AsyncHttpSender:
         """Read the connection, build the limiter and the TLS setting, and return the hook's
         :class:`~airflow_provider_carecycle.hooks._async_http.AsyncHttpSender` (made once).
 
@@ -304,8 +304,8 @@ class ApiHook(BaseHook):
         trigger calls it once, off the event loop (``sync_to_async``); :meth:`arequest` then blocks nothing. No
         ``requests.Session`` is built.
 
-        :param limiter: the async limiter to wait for (default: the hook's own :attr:`limiter`), e.g. one that
-            spreads many triggers' polls over the key's budget.
+        :param wrap: wraps the hook's own :attr:`limiter` in the one the sender waits for, e.g. one that spreads many
+            triggers' polls over the key's budget (the same budget).
         """
         if self.__dict__.get("_async_sender") is None:
             from airflow_provider_carecycle.hooks._async_http import AsyncHttpSender, tls_context
@@ -324,7 +324,7 @@ class ApiHook(BaseHook):
             self.__dict__["_async_sender"] = AsyncHttpSender(
                 self._session_headers(),
                 s["base_url"],
-                limiter or own,
+                wrap(own) if wrap is not None else own,
                 proxies=resolved_proxies(s["base_url"], s["proxies"]),
                 verify=s["verify"],
                 sleep=recorded_sleep if retry_sleep is not None else None,

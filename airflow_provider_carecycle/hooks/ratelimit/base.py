@@ -118,7 +118,11 @@ class AsyncLimiter(Limiter, Protocol):
 
 #: the async sleep every limiter uses unless a test injects one
 AsyncSleep = Callable[[float], Awaitable[None]]
-DEFAULT_ASYNC_SLEEP: AsyncSleep = asyncio.sleep
+
+
+async def DEFAULT_ASYNC_SLEEP(seconds: float) -> None:
+    """``asyncio.sleep``, looked up when called."""
+    await asyncio.sleep(seconds)
 
 
 async def claim_when_free(
