@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read", "sync", "import")
+BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "triggerer", "read", "sync", "import")
 
 
 def main(argv: list[str]) -> int:

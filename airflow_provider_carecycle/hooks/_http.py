@@ -1,6 +1,8 @@
 """A small, vendor-neutral HTTP sender for the provider's hooks.
 
-:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter`,
+:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter`
+(what it decides, it shares with the trigger's async sender, :mod:`~airflow_provider_carecycle.hooks._async_http`,
+through :class:`SenderRules`),
 with a timeout, and retries it with tenacity while the error raised for the answer says it is retryable
 (:attr:`~airflow_provider_carecycle.exceptions.ApiError.retryable`: 429, 5xx, no answer). It belongs to no vendor:
 a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` (which classes to raise) and
