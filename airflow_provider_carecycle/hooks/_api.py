@@ -275,23 +275,25 @@ class ApiHook(BaseHook):
         s = self._settings
         return new_session(self._session_headers(), base_url=s["base_url"], proxies=s["proxies"], verify=s["verify"])
 
+    def _sender_rules(self) -> dict[str, Any]:
+        """The keyword arguments both senders take (:class:`~airflow_provider_carecycle.hooks._http.SenderRules`)."""
+        s = self._settings
+        return {
+            "timeout": s["timeout"],
+            "max_retries": s["max_retries"],
+            "errors": self.errors,
+            "error_for": self._error_for,
+            "no_answer": self._no_answer,
+            "backoff": self.retry_backoff,
+            "log": self.log,
+            "stats": self.stats,
+            "max_retry_after": s["max_retry_after"],
+        }
+
     @cached_property
     def _sender(self) -> HttpSender:
-        s = self._settings
         return HttpSender(
-            self._session,
-            s["base_url"],
-            self.limiter,
-            timeout=s["timeout"],
-            max_retries=s["max_retries"],
-            errors=self.errors,
-            error_for=self._error_for,
-            no_answer=self._no_answer,
-            backoff=self.retry_backoff,
-            log=self.log,
-            stats=self.stats,
-            sleep=self._retry_sleep,
-            max_retry_after=s["max_retry_after"],
+            self._session, self._settings["base_url"], self.limiter, sleep=self._retry_sleep, **self._sender_rules()
         )
 
     # -- the async transport (triggers) ---------------------------------------------------------------------------
@@ -328,15 +330,7 @@ class ApiHook(BaseHook):
                 proxies=resolved_proxies(s["base_url"], s["proxies"]),
                 verify=s["verify"],
                 sleep=recorded_sleep if retry_sleep is not None else None,
-                timeout=s["timeout"],
-                max_retries=s["max_retries"],
-                errors=self.errors,
-                error_for=self._error_for,
-                no_answer=self._no_answer,
-                backoff=self.retry_backoff,
-                log=self.log,
-                stats=self.stats,
-                max_retry_after=s["max_retry_after"],
+                **self._sender_rules(),
             )
         return self.__dict__["_async_sender"]
 

@@ -284,17 +284,19 @@ class RedisRateLimiter:
             return None
         import redis
 
-        token = uuid.uuid4().hex
-        hold = max(0.0, bounded_wait(hold_s, self._horizon))
+        token, args = self._claim_args(hold_s)
         try:
-            answer = self._claim(
-                keys=self._keys, args=[self.limit, self._span, token, self._now(), hold, self._horizon]
-            )
+            answer = self._claim(keys=self._keys, args=args)
         except redis.RedisError as error:
             self._failed(error)
             return None
-        delay = float(answer)
-        return (0.0, token) if delay <= 0 else (delay, None)
+        return _claimed(answer, token)
+
+    def _claim_args(self, hold_s: float) -> tuple[str, list[Any]]:
+        """A new claim's id and the claim script's arguments."""
+        token = uuid.uuid4().hex
+        hold = max(0.0, bounded_wait(hold_s, self._horizon))
+        return token, [self.limit, self._span, token, self._now(), hold, self._horizon]
 
     def claim(self, hold_s: float) -> Slot:
         """Wait for a free slot and claim it, in Redis or in the fallback (see
@@ -369,17 +371,13 @@ class RedisRateLimiter:
             return None
         import redis
 
-        token = uuid.uuid4().hex
-        hold = max(0.0, bounded_wait(hold_s, self._horizon))
+        token, args = self._claim_args(hold_s)
         try:
-            answer = await self._scripts_on_loop()[0](
-                keys=self._keys, args=[self.limit, self._span, token, self._now(), hold, self._horizon]
-            )
+            answer = await self._scripts_on_loop()[0](keys=self._keys, args=args)
         except redis.RedisError as error:
             self._failed(error)
             return None
-        delay = float(answer)
-        return (0.0, token) if delay <= 0 else (delay, None)
+        return _claimed(answer, token)
 
     async def aclaim(self, hold_s: float) -> Slot:
         """:meth:`claim` on the event loop: the waits are the async sleep, no thread is held."""
@@ -439,6 +437,12 @@ class RedisRateLimiter:
         """Adapt the fallback's pace while it is in use (with Redis a 429 means a client outside it: pause only)."""
         if self.using_fallback:
             self.fallback.on_rate_limited(retry_after)
+
+
+def _claimed(answer: Any, token: str) -> tuple[float, str | None]:
+    """The claim script's answer: ``(0.0, token)`` when the claim was added, else ``(seconds to wait, None)``."""
+    delay = float(answer)
+    return (0.0, token) if delay <= 0 else (delay, None)
 
 
 def redis_limiter(
