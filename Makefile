@@ -159,14 +159,33 @@ $(PROVIDER_WHEEL): $(UV) pyproject.toml README.md LICENSE $(call sources,airflow
 $(EMULATOR_WHEEL): $(UV) $(call sources,emulator/pyproject.toml emulator/README.md emulator/LICENSE emulator/src)
 	$(UV) build --quiet --wheel --out-dir $(DEPLOY_DIST) emulator
 
+# .venv-deploy-<line> with the built wheels (make test-deployment-<line>, make test-triggerer)
+deploy_venv = test -x .venv-deploy-$(1)/bin/python || $(PYTHON) -m venv --without-pip .venv-deploy-$(1); \
+	$(UV) pip install --quiet --python .venv-deploy-$(1)/bin/python -c constraints/airflow-$(1).txt \
+		--reinstall-package airflow-provider-carecycle --reinstall-package carecycle-emulator \
+		"apache-airflow==$(AIRFLOW_$(1))" "$(PROVIDER_WHEEL)[emulator]" $(EMULATOR_WHEEL) apache-airflow-providers-sqlite pytest
+
 # One line, e.g. `make test-deployment-3.1`.
 $(DEPLOY_TESTS): test-deployment-%: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constraints/airflow-%.txt
-	test -x .venv-deploy-$*/bin/python || $(PYTHON) -m venv --without-pip .venv-deploy-$*
-	$(UV) pip install --quiet --python .venv-deploy-$*/bin/python -c constraints/airflow-$*.txt \
-		--reinstall-package airflow-provider-carecycle --reinstall-package carecycle-emulator \
-		"apache-airflow==$(AIRFLOW_$*)" "$(PROVIDER_WHEEL)[emulator]" $(EMULATOR_WHEEL) apache-airflow-providers-sqlite pytest
+	$(call deploy_venv,$*)
 	CARECYCLE_TEST_DEPLOYMENT=1 .venv-deploy-$*/bin/python -m pytest -p no:cacheprovider -s \
 		--confcutdir=tests/deployment tests/deployment/test_real_deployment.py $(PYTEST_ARGS)
+
+# -- make test-triggerer: a real Airflow triggerer full of careCycle sensors (issue 25) -----------------------------
+# One deployment of the newest line from the built wheels (as make test-deployment), 500 deferred campaign sensors on
+# one key started straight in the triggerer, next to a canary trigger calling asyncio.to_thread once a second: the
+# stats trigger as it was (polls in threads) and today's, one after the other (FIGURES_FLAVOURS=async: today's only,
+# as .ci/run does, about 4 minutes). Prints the figures of docs/operators/campaigns.md and fails when today's trigger
+# misses a goal that is behaviour (429s, requests per window, starvation, blocked loop, canary wait)
+# (tests/deployment/test_triggerer_figures.py).
+TRIGGERER_LINE := $(basename $(AIRFLOW_VERSION))
+FIGURES_FLAVOURS ?= threaded async
+
+.PHONY: test-triggerer
+test-triggerer: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constraints/airflow-$(TRIGGERER_LINE).txt
+	$(call deploy_venv,$(TRIGGERER_LINE))
+	CARECYCLE_TEST_TRIGGERER=1 FIGURES_FLAVOURS="$(FIGURES_FLAVOURS)" .venv-deploy-$(TRIGGERER_LINE)/bin/python -m pytest -p no:cacheprovider -s \
+		--confcutdir=tests/deployment tests/deployment/test_triggerer_figures.py $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) -m dev.demo

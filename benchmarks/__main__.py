@@ -9,7 +9,18 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("hook", "upload", "extract", "campaign_stats", "read", "sync", "validate", "consent", "import")
+BENCHMARKS = (
+    "hook",
+    "upload",
+    "extract",
+    "campaign_stats",
+    "triggerer",
+    "read",
+    "sync",
+    "validate",
+    "consent",
+    "import",
+)
 
 
 def main(argv: list[str]) -> int:

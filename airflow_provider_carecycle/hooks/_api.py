@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_carecycle._compat import AirflowProviderDeprecationWarning, BaseHook, get_connection
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
 from airflow_provider_carecycle.hooks._http import (
+    Answer,
     HttpSender,
     RequestStats,
     check_transport_settings,
@@ -34,16 +35,19 @@ from airflow_provider_carecycle.hooks._http import (
     json_answer,
     new_session,
     redirect_refused,
+    resolved_proxies,
     status_phrase,
     tested_connection_message,
 )
 from airflow_provider_carecycle.hooks.ratelimit import Limiter, limiter_for
+from airflow_provider_carecycle.hooks.ratelimit.base import AsyncLimiter
 from airflow_provider_carecycle.metrics import request_listener
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_provider_carecycle.connection_forms import ConnectionForm
+    from airflow_provider_carecycle.hooks._async_http import AsyncHttpSender
 
 #: 5xx answers worth retrying.
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -67,7 +71,7 @@ class ErrorAnswer:
 
 
 def error_for_answer(
-    errors: ErrorFamily, where: str, response: requests.Response, answer: ErrorAnswer, auth_advice: str
+    errors: ErrorFamily, where: str, response: Answer, answer: ErrorAnswer, auth_advice: str
 ) -> ApiError:
     """The exception for an error answer (3xx or >= 400), of the vendor's family.
 
@@ -208,8 +212,9 @@ class ApiHook(BaseHook):
         """Headers every request of the session carries (auth, language)."""
         return {}
 
-    def _read_error(self, response: requests.Response) -> ErrorAnswer:
-        """The PHI-free parts of an error answer's body."""
+    def _read_error(self, response: Any) -> ErrorAnswer:
+        """The PHI-free parts of an error answer's body (an :data:`~airflow_provider_carecycle.hooks._http.Answer`
+        of either transport; typed loosely so a vendor that only ever sends synchronously may name its own)."""
         return ErrorAnswer()
 
     def _auth_advice(self, status: int) -> str:
@@ -270,31 +275,95 @@ class ApiHook(BaseHook):
         s = self._settings
         return new_session(self._session_headers(), base_url=s["base_url"], proxies=s["proxies"], verify=s["verify"])
 
+    def _sender_rules(self) -> dict[str, Any]:
+        """The keyword arguments both senders take (:class:`~airflow_provider_carecycle.hooks._http.SenderRules`)."""
+        s = self._settings
+        return {
+            "timeout": s["timeout"],
+            "max_retries": s["max_retries"],
+            "errors": self.errors,
+            "error_for": self._error_for,
+            "no_answer": self._no_answer,
+            "backoff": self.retry_backoff,
+            "log": self.log,
+            "stats": self.stats,
+            "max_retry_after": s["max_retry_after"],
+        }
+
     @cached_property
     def _sender(self) -> HttpSender:
-        s = self._settings
         return HttpSender(
-            self._session,
-            s["base_url"],
-            self.limiter,
-            timeout=s["timeout"],
-            max_retries=s["max_retries"],
-            errors=self.errors,
-            error_for=self._error_for,
-            no_answer=self._no_answer,
-            backoff=self.retry_backoff,
-            log=self.log,
-            stats=self.stats,
-            sleep=self._retry_sleep,
-            max_retry_after=s["max_retry_after"],
+            self._session, self._settings["base_url"], self.limiter, sleep=self._retry_sleep, **self._sender_rules()
         )
+
+    # -- the async transport (triggers) ---------------------------------------------------------------------------
+
+    def prepare_async(self, wrap: Callable[[AsyncLimiter], AsyncLimiter] | None = None) -> AsyncHttpSender:
+        """Read the connection, build the limiter and the TLS setting, and return the hook's
+        :class:`~airflow_provider_carecycle.hooks._async_http.AsyncHttpSender` (made once).
+
+        Everything here may block (the connection lookup, a CA bundle's loading, the limiter's state folder), so a
+        trigger calls it once, off the event loop (``sync_to_async``); :meth:`arequest` then blocks nothing. No
+        ``requests.Session`` is built.
+
+        :param wrap: wraps the hook's own :attr:`limiter` in the one the sender waits for, e.g. one that spreads many
+            triggers' polls over the key's budget (the same budget).
+        """
+        if self.__dict__.get("_async_sender") is None:
+            from airflow_provider_carecycle.hooks._async_http import AsyncHttpSender, tls_context
+
+            s = self._settings
+            own = self.limiter
+            if not isinstance(own, AsyncLimiter):
+                raise TypeError(f"The rate limiter {type(own).__name__} has no async half (aclaim, asettle, ...).")
+            tls_context(s["verify"])  # loads the CA bundle here, not on the event loop
+            retry_sleep = self._retry_sleep
+
+            async def recorded_sleep(seconds: float) -> None:
+                assert retry_sleep is not None
+                retry_sleep(seconds)
+
+            self.__dict__["_async_sender"] = AsyncHttpSender(
+                self._session_headers(),
+                s["base_url"],
+                wrap(own) if wrap is not None else own,
+                proxies=resolved_proxies(s["base_url"], s["proxies"]),
+                verify=s["verify"],
+                sleep=recorded_sleep if retry_sleep is not None else None,
+                **self._sender_rules(),
+            )
+        return self.__dict__["_async_sender"]
+
+    async def arequest(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        max_retries: int | None = None,
+    ) -> Any:
+        """:meth:`request` on the event loop (after :meth:`prepare_async`): the decoded JSON body of a success answer.
+
+        :param method: the HTTP method.
+        :param path: the path under the base URL.
+        :param params: query parameters.
+        :param json: a JSON body.
+        :param max_retries: retries for this request only.
+        :raises RuntimeError: when :meth:`prepare_async` was not called (it must not run on the event loop).
+        """
+        sender = self.__dict__.get("_async_sender")
+        if sender is None:
+            raise RuntimeError("arequest() needs prepare_async() first, called off the event loop.")
+        response = await sender.send(method, path, params=params, json=json, max_retries=max_retries)
+        return self._json(response, method, path)
 
     # -- answers -------------------------------------------------------------------------------------------------
 
     def _where(self, method: str, path: str) -> str:
         return f"{self.errors.api} {method} {path}"
 
-    def _error_for(self, method: str, path: str, response: requests.Response) -> ApiError:
+    def _error_for(self, method: str, path: str, response: Answer) -> ApiError:
         return error_for_answer(
             self.errors,
             self._where(method, path),
@@ -306,7 +375,7 @@ class ApiHook(BaseHook):
     def _no_answer(self, method: str, path: str, error: Exception) -> ApiError:
         return self.errors.server(f"{self._where(method, path)}: {describe_no_answer(error)} from {self.base_url}.")
 
-    def _json(self, response: requests.Response, method: str, path: str) -> Any:
+    def _json(self, response: Answer, method: str, path: str) -> Any:
         """The JSON body of a success answer; an empty or non-JSON body raises the family's malformed error."""
         return json_answer(response, self._where(method, path), self.errors.malformed)
 

@@ -1,6 +1,8 @@
 """A small, vendor-neutral HTTP sender for the provider's hooks.
 
-:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter`,
+:class:`HttpSender` sends one request through a :class:`~airflow_provider_carecycle.hooks.ratelimit.base.Limiter`
+(what it decides, it shares with the trigger's async sender, :mod:`~airflow_provider_carecycle.hooks._async_http`,
+through :class:`SenderRules`),
 with a timeout, and retries it with tenacity while the error raised for the answer says it is retryable
 (:attr:`~airflow_provider_carecycle.exceptions.ApiError.retryable`: 429, 5xx, no answer). It belongs to no vendor:
 a hook supplies its :class:`~airflow_provider_carecycle.exceptions.ErrorFamily` (which classes to raise) and
@@ -53,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from airflow_provider_carecycle import __version__
@@ -61,6 +63,7 @@ from airflow_provider_carecycle.connection_forms import DEFAULT_MAX_RETRY_AFTER_
 from airflow_provider_carecycle.exceptions import ApiError, ErrorFamily
 
 if TYPE_CHECKING:
+    import httpx
     import requests
     import tenacity
 
@@ -73,7 +76,10 @@ JITTER = 0.2
 #: times ``timeout`` (connecting, then the answer), then one window more.
 CLAIM_HOLD_TIMEOUTS = 2
 
-ErrorForResponse = Callable[[str, str, "requests.Response"], ApiError]
+#: an answer of either transport: a ``requests.Response`` (sync) or an ``httpx.Response`` (async), read whole; the
+#: error and JSON rules below use only what both have (``status_code``, ``headers``, ``content``, ``json()``, ``url``)
+Answer = Union["requests.Response", "httpx.Response"]
+ErrorForResponse = Callable[[str, str, Answer], ApiError]
 ErrorForNoAnswer = Callable[[str, str, Exception], ApiError]
 
 #: Default of the ``max_retry_after`` extra: the longest ``retryAfter`` a worker sleeps through.
@@ -142,14 +148,14 @@ def status_phrase(status: int) -> str:
         return "Unknown status"
 
 
-def redirect_refused(where: str, response: requests.Response) -> str:
+def redirect_refused(where: str, response: Answer) -> str:
     """The message for a 3xx: its status and the target's host (not its path or query), and what to do.
 
     :param where: ``"careCycle API POST /v2/leads/upload"``.
     :param response: the 3xx response.
     """
     location = response.headers.get("Location")
-    host = urlsplit(urljoin(response.url or "", location)).hostname if location else None
+    host = urlsplit(urljoin(str(response.url or ""), location)).hostname if location else None
     host = re.sub(r"[^A-Za-z0-9.:\[\]-]", "?", host or "")[:100]
     target = f"to host {host!r}" if host else "without a usable Location"
     return (
@@ -159,7 +165,7 @@ def redirect_refused(where: str, response: requests.Response) -> str:
     )
 
 
-def json_answer(response: requests.Response, where: str, error_class: type[ApiError]) -> Any:
+def json_answer(response: Answer, where: str, error_class: type[ApiError]) -> Any:
     """The JSON body of a success answer; an empty or non-JSON body raises ``error_class``.
 
     :param response: the (status < 300) response.
@@ -289,11 +295,24 @@ def new_session(
     session = requests.Session()
     session.trust_env = False
     session.headers.update({"Accept": "application/json", "User-Agent": user_agent(), **headers})
-    if proxies is None:
-        proxies = requests.utils.get_environ_proxies(base_url)
-    session.proxies.update({scheme: url for scheme, url in proxies.items() if scheme != "no"})
+    session.proxies.update(resolved_proxies(base_url, proxies))
     session.verify = verify
     return session
+
+
+def resolved_proxies(base_url: str, proxies: Mapping[str, str] | None) -> dict[str, str]:
+    """The proxies a request to ``base_url`` goes through: the connection's as given (``{}``: none), or, when it
+    names none, the environment's ``HTTP(S)_PROXY``/``ALL_PROXY`` with ``NO_PROXY`` for ``base_url`` (read by
+    ``requests``' own rule, for both transports).
+
+    :param base_url: the API's base URL.
+    :param proxies: the connection's ``proxies`` extra, or ``None``.
+    """
+    if proxies is None:
+        import requests
+
+        proxies = requests.utils.get_environ_proxies(base_url)
+    return {scheme: url for scheme, url in proxies.items() if scheme != "no"}
 
 
 def check_transport_settings(conn_id: str, settings: dict[str, Any]) -> None:
@@ -419,12 +438,13 @@ def backoff_with_jitter(attempt: int, backoff: float, max_backoff: float, rng: r
     return step * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
-class HttpSender:
-    """Send requests with a limiter, a timeout and status-aware retries.
+class SenderRules:
+    """What both senders (:class:`HttpSender`, and the async
+    :class:`~airflow_provider_carecycle.hooks._async_http.AsyncHttpSender`) decide alike: the settings, which answer
+    is an error, when a 429's ``retry_after`` is too long to sleep through, which errors are retried and after how
+    long, and what a retry counts and logs. Each sender only sends and waits its own way.
 
-    :param session: the ``requests.Session`` to send with (auth headers may also be passed per request).
     :param base_url: prefix of every ``path``.
-    :param limiter: the rate limiter every attempt waits for.
     :param timeout: seconds each attempt may take, from sending the request to the last byte of the answer.
     :param max_retries: retries after the first attempt.
     :param errors: the vendor's exception classes (its rate-limit and retry-after-too-long kinds are used here).
@@ -434,15 +454,12 @@ class HttpSender:
     :param max_backoff: the largest backoff step in seconds.
     :param log: where retries are logged (method, path, status and wait only).
     :param stats: counters to update (a fresh :class:`RequestStats` by default).
-    :param sleep: the sleep function (default ``tenacity.nap.sleep``).
     :param max_retry_after: the longest ``retry_after`` slept through; a longer one is raised at once.
     """
 
     def __init__(
         self,
-        session: requests.Session,
         base_url: str,
-        limiter: Limiter,
         *,
         timeout: float,
         max_retries: int,
@@ -453,14 +470,11 @@ class HttpSender:
         max_backoff: float = 30.0,
         log: TaskLog | None = None,
         stats: RequestStats | None = None,
-        sleep: Callable[[float], None] | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER_S,
     ) -> None:
         if timeout <= 0 or max_retries < 0 or backoff < 0 or max_backoff < 0 or not max_retry_after >= 0:
             raise ValueError("timeout must be > 0; max_retries, backoff, max_backoff and max_retry_after must be >= 0.")
-        self.session = session
         self.base_url = base_url.rstrip("/")
-        self.limiter = limiter
         self.timeout = timeout
         self.max_retries = max_retries
         self.errors = errors
@@ -470,8 +484,78 @@ class HttpSender:
         self.max_backoff = max_backoff
         self.log = log or logging.getLogger(__name__)
         self.stats = stats if stats is not None else RequestStats()
-        self._sleep_fn = sleep or _tenacity_sleep
         self.max_retry_after = max_retry_after
+
+    def _judge(self, method: str, path: str, response: Answer) -> ApiError | None:
+        """Count the answer's status; ``None`` for a success (< 300), else the exception for it (what the limiter's
+        feedback is given, before :meth:`_to_raise`)."""
+        status = response.status_code
+        self.stats.add(status=status)
+        return None if status < 300 else self.error_for(method, path, response)
+
+    def _rate_limited(self, error: ApiError) -> bool:
+        return isinstance(error, self.errors.rate_limit)
+
+    def _to_raise(self, error: ApiError) -> ApiError:
+        """``error``, or the family's ``retry_after_too_long`` error when it is a 429 asking for a longer wait than
+        ``max_retry_after`` (not slept through: the task fails now and Airflow's task retries take over)."""
+        if self._rate_limited(error) and (error.retry_after or 0) > self.max_retry_after:
+            return self.errors.retry_after_too_long(
+                f"{error.message} That is more than the connection's max_retry_after ({self.max_retry_after:g} s), "
+                "so the worker does not sleep through it: the task fails now and Airflow's task retries take over "
+                "(give the task a retry_delay of at least that long).",
+                status=error.status,
+                code=error.code,
+                retry_after=error.retry_after,
+            )
+        return error
+
+    def _retry_wait(self, error: BaseException | None, attempt: int) -> float:
+        """The wait before the retry after failed attempt number ``attempt``: the error's ``retry_after`` when the
+        API gave one, else exponential backoff with jitter."""
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return backoff_with_jitter(attempt, self.backoff, self.max_backoff)
+
+    def _note_retry(self, error: BaseException | None, wait: float, attempt: int) -> bool:
+        """Count and log a retry about to wait ``wait`` s; return whether it follows a 429 (the limiter is then
+        paused for the wait, so every caller sharing it backs off together)."""
+        rate_limited = isinstance(error, self.errors.rate_limit)
+        self.stats.add(retries=1, rate_limited=int(rate_limited))
+        self.log.info("%s Waiting %.1f s before attempt %d.", getattr(error, "message", error), wait, attempt + 1)
+        return rate_limited
+
+    def _retry_in_worker(self, error: BaseException) -> bool:
+        """Whether the sender retries ``error`` itself (a retryable API error that is not left to task retries)."""
+        return (
+            isinstance(error, ApiError) and error.retryable and not isinstance(error, self.errors.retry_after_too_long)
+        )
+
+
+class HttpSender(SenderRules):
+    """Send requests with a limiter, a timeout and status-aware retries (see :class:`SenderRules` for the rest).
+
+    :param session: the ``requests.Session`` to send with (auth headers may also be passed per request).
+    :param base_url: prefix of every ``path``.
+    :param limiter: the rate limiter every attempt waits for.
+    :param sleep: the sleep function (default ``tenacity.nap.sleep``).
+    :param settings: the keyword arguments of :class:`SenderRules`.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        limiter: Limiter,
+        *,
+        sleep: Callable[[float], None] | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(base_url, **settings)
+        self.session = session
+        self.limiter = limiter
+        self._sleep_fn = sleep or _tenacity_sleep
 
     def send(
         self,
@@ -548,52 +632,27 @@ class HttpSender:
             raise self.no_answer(method, path, err) from None
         finally:
             response.close()
-        status = response.status_code
-        self.stats.add(status=status)
-        if status < 300:
+        error = self._judge(method, path, response)
+        if error is None:
             self.limiter.on_success()
             return response
-        error = self.error_for(method, path, response)
-        if isinstance(error, self.errors.rate_limit):
+        if self._rate_limited(error):
             self.limiter.on_rate_limited(error.retry_after)
-        if isinstance(error, self.errors.rate_limit) and (error.retry_after or 0) > self.max_retry_after:
-            raise self.errors.retry_after_too_long(
-                f"{error.message} That is more than the connection's max_retry_after ({self.max_retry_after:g} s), "
-                "so the worker does not sleep through it: the task fails now and Airflow's task retries take over "
-                "(give the task a retry_delay of at least that long).",
-                status=error.status,
-                code=error.code,
-                retry_after=error.retry_after,
-            )
-        raise error
+        raise self._to_raise(error)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return float(retry_after)
-        return backoff_with_jitter(state.attempt_number, self.backoff, self.max_backoff)
+        return self._retry_wait(error, state.attempt_number)
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        rate_limited = isinstance(error, self.errors.rate_limit)
-        self.stats.add(retries=1, rate_limited=int(rate_limited))
-        if rate_limited:
+        if self._note_retry(error, wait, state.attempt_number):
             self.limiter.pause(wait)
-        self.log.info(
-            "%s Waiting %.1f s before attempt %d.", getattr(error, "message", error), wait, state.attempt_number + 1
-        )
 
     def _sleep(self, seconds: float) -> None:
         self.stats.add(waited_s=seconds)
         self._sleep_fn(seconds)
-
-    def _retry_in_worker(self, error: BaseException) -> bool:
-        """Whether the sender retries ``error`` itself (a retryable API error that is not left to task retries)."""
-        return (
-            isinstance(error, ApiError) and error.retryable and not isinstance(error, self.errors.retry_after_too_long)
-        )
 
 
 def _tenacity_sleep(seconds: float) -> None:

@@ -1,4 +1,8 @@
-"""The careCycle hook: authentication, retries, client-side rate limiting and pagination for the careCycle v2 API."""
+"""The careCycle hook: authentication, retries, client-side rate limiting and pagination for the careCycle v2 API.
+
+Why one module of this size: the hook owns every endpoint path of the API (and the async poll of a campaign the
+trigger sends), so each endpoint's request and answer rules sit next to the others'.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from airflow_provider_carecycle.exceptions import (
     api_token,
 )
 from airflow_provider_carecycle.hooks._api import ApiHook, ErrorAnswer, connection_base_url
+from airflow_provider_carecycle.hooks._http import Answer as HttpAnswer
 from airflow_provider_carecycle.hooks._http import header_safe
 from airflow_provider_carecycle.hooks.customer_filters import customer_query_params
 from airflow_provider_carecycle.hooks.paging import Answer, DriftSafePages
@@ -37,7 +42,7 @@ from airflow_provider_carecycle.vocabulary import (
 )
 
 if TYPE_CHECKING:
-    import requests
+    pass
 
 DEFAULT_BASE_URL = CARECYCLE_DEFAULT_BASE_URL
 API_KEY_PREFIX = "cc_"
@@ -184,7 +189,7 @@ class CareCycleHook(ApiHook):
             "permission for this endpoint."
         )
 
-    def _read_error(self, response: requests.Response) -> ErrorAnswer:
+    def _read_error(self, response: HttpAnswer) -> ErrorAnswer:
         """The ``{code, errors, failedRecords, retryAfter}`` of an error answer. The API's free-text ``message`` is
         not kept (it may echo a value, ``Invalid search 'Jane Doe'``)."""
         try:
@@ -419,12 +424,17 @@ class CareCycleHook(ApiHook):
 
         :param campaign_id: the campaign's UUID.
         """
-        path = f"/v2/campaigns/{require_uuid('campaign_id', campaign_id)}"
-        body = self.request("GET", path)
-        campaign = body.get("campaign", body) if isinstance(body, dict) else None
-        if not isinstance(campaign, dict):
-            raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a campaign.", status=200)
-        return campaign
+        path = _campaign_path(campaign_id)
+        return _campaign_in(path, self.request("GET", path))
+
+    async def aget_campaign(self, campaign_id: str) -> dict[str, Any]:
+        """:meth:`get_campaign` on the event loop, through the async transport (after :meth:`prepare_async`, which
+        reads the connection off the loop): no thread is held while it waits for the key's budget or a retry.
+
+        :param campaign_id: the campaign's UUID.
+        """
+        path = _campaign_path(campaign_id)
+        return _campaign_in(path, await self.arequest("GET", path))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key and URL with the cheapest call (one customer); return ``(ok, message)``."""
@@ -447,3 +457,15 @@ class CareCycleHook(ApiHook):
 
         digest = hashlib.sha256(f"{self._settings['base_url']}\n{self._settings['api_key']}".encode())
         return digest.hexdigest()[:32]
+
+
+def _campaign_path(campaign_id: str) -> str:
+    return f"/v2/campaigns/{require_uuid('campaign_id', campaign_id)}"
+
+
+def _campaign_in(path: str, body: Any) -> dict[str, Any]:
+    """The campaign of a ``GET /v2/campaigns/{id}`` answer (``{"campaign": {...}}`` or the campaign itself)."""
+    campaign = body.get("campaign", body) if isinstance(body, dict) else None
+    if not isinstance(campaign, dict):
+        raise CareCycleMalformedAnswerError(f"careCycle API GET {path}: the answer is not a campaign.", status=200)
+    return campaign

@@ -24,6 +24,8 @@ from airflow_provider_carecycle.campaign_stats import (
 )
 from airflow_provider_carecycle.exceptions import CareCycleAPIError, CareCycleNotFoundError
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
+from airflow_provider_carecycle.hooks.ratelimit.base import AsyncLimiter
+from airflow_provider_carecycle.triggers.pacing import KeyPacer, PacedLimiter, pacer_for
 from airflow_provider_carecycle.vocabulary import DEFAULT_REQUESTS_PER_MINUTE
 
 
@@ -48,9 +50,13 @@ def min_poll_interval(hook_params: Mapping[str, Any], hook: CareCycleHook | None
 class CareCycleCampaignStatsTrigger(BaseTrigger):
     """Poll one campaign's ``customerStats`` until a threshold holds, the campaign ends, or ``end_time`` passes.
 
-    Each poll is one ``GET /v2/campaigns/{id}``, sent from a worker thread so that the HTTP call never blocks the
-    triggerer's event loop. The hook is made ready before the first poll, in ``sync_to_async`` (see
-    :meth:`_ready_hook`): the connection lookup talks to the triggerer's supervisor, which a plain thread must not.
+    Each poll is one ``GET /v2/campaigns/{id}`` through the hook's async transport: the HTTP exchange, the wait for
+    the key's budget, the backoff and a 429's ``retryAfter`` all wait on the event loop, so a poll never holds one of
+    the triggerer's threads (other triggers need them). The hook is made ready once per trigger, before the first
+    poll, in ``sync_to_async`` (see :meth:`_ready_hook`): the connection lookup talks to the triggerer's supervisor,
+    which a plain thread must not. Every trigger of the triggerer on one key takes its turn at the key's
+    :class:`~airflow_provider_carecycle.triggers.pacing.KeyPacer`, so polls are spread over the key's budget and no
+    sensor starves; when the sensors outnumber the budget, their poll intervals stretch to it.
     Events: ``{"status": "success", "stats": ...}``,
     ``{"status": "terminal", "stats": ..., "message": ...}``, ``{"status": "timeout", "stats": ..., "message": ...}``
     and ``{"status": "error", "message": ..., "retryable": bool}``. ``stats`` is the campaign's id, name, status
@@ -89,6 +95,7 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         self.fail_on_terminal = bool(fail_on_terminal)
         self.terminal_statuses = tuple(terminal_statuses)
         self._hook: CareCycleHook | None = None
+        self._pacer: KeyPacer | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The classpath and JSON-friendly keyword arguments."""
@@ -115,55 +122,77 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         triggerer's trigger runner dies, taking every deferred task with it. Airflow's providers read a trigger's
         connection with ``BaseHook.aget_connection`` where the line has it (3.1+) and with
         ``sync_to_async(BaseHook.get_connection)`` otherwise; this step also masks the key (another message), so it
-        runs whole in ``sync_to_async``, the one way that is safe on every line. :meth:`_poll`'s plain thread then
-        only sends the HTTP request.
+        runs whole in ``sync_to_async``, the one way that is safe on every line, once per trigger instance: the same
+        step builds everything else that may block (the limiter's state folder, the CA bundle), so :meth:`_poll`
+        blocks nothing on the loop.
         """
         if self._hook is None:
-            self._hook = await sync_to_async(self._new_hook)()
+            self._hook = await sync_to_async(self._new_hook)(asyncio.get_running_loop())
         return self._hook
 
-    def _new_hook(self) -> CareCycleHook:
+    def _new_hook(self, loop: asyncio.AbstractEventLoop) -> CareCycleHook:
         hook = CareCycleHook(self.carecycle_conn_id, **self.hook_params)
-        hook.get_conn()  # reads the connection (masking its key) and checks its settings
+        # reads the connection (masking its key), checks its settings and builds the async sender, whose claims take
+        # their turn at the key's pacer on the triggerer's loop
+        hook.prepare_async(wrap=lambda limiter: self._paced(limiter, loop))
         return hook
 
-    def _poll(self) -> Evaluation:
-        """One request for the campaign, and the threshold checked on it. Runs in a worker thread, with the hook
-        :meth:`_ready_hook` made: nothing here talks to the triggerer's supervisor."""
+    def _paced(self, limiter: AsyncLimiter, loop: asyncio.AbstractEventLoop) -> AsyncLimiter:
+        self._pacer = pacer_for(limiter, loop)
+        return PacedLimiter(self._pacer)
+
+    async def _poll(self) -> Evaluation:
+        """One request for the campaign, and the threshold checked on it, on the event loop, with the hook
+        :meth:`_ready_hook` made: nothing here talks to the triggerer's supervisor or blocks the loop."""
         if self._hook is None:
             raise RuntimeError("_poll() needs the hook of _ready_hook() (it must not read the connection itself).")
-        campaign = self._hook.get_campaign(self.campaign_id)
+        campaign = await self._hook.aget_campaign(self.campaign_id)
         # a malformed answer raises CareCycleMalformedAnswerError: a retryable error event, never "success"
         return evaluate(campaign, self.conditions, self.terminal_statuses, campaign_id=self.campaign_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until there is something to report, then yield one event."""
-        while True:
-            try:
-                await self._ready_hook()
-                result = await asyncio.to_thread(self._poll)
-            except CareCycleNotFoundError:
-                yield TriggerEvent(error_event(f"careCycle campaign {self.campaign_id} was not found (404).", False))
-                return
-            except Exception as err:
-                retryable = is_retryable(err)
-                if not isinstance(err, CareCycleAPIError):
-                    # not an API answer (a connection lookup, a secrets backend, ...): keep the traceback here
-                    self.log.warning(
-                        "Polling careCycle campaign %s failed (%s).",
-                        self.campaign_id,
-                        type(err).__name__,
-                        exc_info=True,
+        try:
+            while True:
+                try:
+                    await self._ready_hook()
+                    if self._pacer is not None:
+                        self._pacer.join(self, self.poll_interval)
+                    result = await self._poll()
+                except CareCycleNotFoundError:
+                    yield TriggerEvent(
+                        error_event(f"careCycle campaign {self.campaign_id} was not found (404).", False)
                     )
-                yield TriggerEvent(error_event(self._failure_message(err, retryable), retryable))
-                return
-            event = self._event_for(result)
-            if event is not None:
-                yield TriggerEvent(event)
-                return
-            delay = self._next_delay()
-            self.log.info("careCycle campaign %s: %s. Next poll in %.3g s.", self.campaign_id, result.describe(), delay)
-            await asyncio.sleep(delay)
+                    return
+                except Exception as err:
+                    retryable = is_retryable(err)
+                    if not isinstance(err, CareCycleAPIError):
+                        # not an API answer (a connection lookup, a secrets backend, ...): keep the traceback here
+                        self.log.warning(
+                            "Polling careCycle campaign %s failed (%s).",
+                            self.campaign_id,
+                            type(err).__name__,
+                            exc_info=True,
+                        )
+                    yield TriggerEvent(error_event(self._failure_message(err, retryable), retryable))
+                    return
+                event = self._event_for(result)
+                if event is not None:
+                    yield TriggerEvent(event)
+                    return
+                delay = self._next_delay()
+                expected = self._pacer.interval(delay) if self._pacer is not None else delay
+                self.log.info(
+                    "careCycle campaign %s: %s. Next poll in about %.3g s.",
+                    self.campaign_id,
+                    result.describe(),
+                    expected,
+                )
+                # its own interval, then its turn on the key (where the budget stretches it, if it must)
+                await asyncio.sleep(delay)
+        finally:
+            if self._pacer is not None:
+                self._pacer.leave(self)
 
     def _failure_message(self, err: Exception, retryable: bool) -> str:
         """The error event's message: what failed, and whether a task retry may help.

@@ -6,6 +6,7 @@ Each test drives the real hooks over real HTTP against :class:`~tests.adversaria
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -61,9 +62,28 @@ def carecycle_at(carecycle_connection):
         hook = CareCycleHook(conn_id, retry_backoff=0.001, sleep=sleeps.append, **(hook_kwargs or {}))
         hook.sleeps = sleeps
         hook.limiter.pause = lambda seconds: None  # the shared limiter is not what these tests are about
+        hook.limiter.apause = _no_pause
         return hook
 
     return make
+
+
+async def _no_pause(seconds):
+    return None
+
+
+@pytest.fixture(params=["sync", "async"])
+def transport(request):
+    """Both transports: the workers' (requests) and the trigger's (httpx on the event loop)."""
+    return request.param
+
+
+def get_campaign(hook, transport, campaign_id=CAMPAIGN_ID):
+    """``GET /v2/campaigns/{id}`` through ``transport``: ``hook.get_campaign`` or the trigger's ``aget_campaign``."""
+    if transport == "sync":
+        return hook.get_campaign(campaign_id)
+    hook.prepare_async()
+    return asyncio.run(hook.aget_campaign(campaign_id))
 
 
 @pytest.fixture
@@ -113,6 +133,17 @@ def test_a_redirect_is_an_error_and_its_target_gets_nothing(hostile_server, care
     assert len(api.requests) == 1  # not retried
 
 
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirected_campaign_poll_is_an_error_on_both_transports(hostile_server, carecycle_at, status, transport):
+    api, target = hostile_server(), hostile_server()
+    api.queue(Redirect(status, f"{target.url}/collect?session=s3cr3t"))
+    target.queue(Reply(200, {"campaign": {"id": CAMPAIGN_ID}}))
+    with pytest.raises(CareCycleAPIError) as err:
+        get_campaign(carecycle_at(api.url), transport)
+    assert str(status) in str(err.value) and "'127.0.0.1'" in str(err.value) and "s3cr3t" not in str(err.value)
+    assert not err.value.retryable and target.requests == [] and len(api.requests) == 1
+
+
 def test_a_redirected_carecloud_login_sends_the_password_nowhere(hostile_server, carecloud_at):
     api, target = hostile_server(), hostile_server()
     api.queue(Redirect(307, f"{target.url}{CRM_ROOT}/users/actions/login"))
@@ -132,39 +163,46 @@ def clean_proxy_env(monkeypatch):
     return monkeypatch
 
 
-def test_the_connections_proxy_wins_over_the_environments(hostile_server, carecycle_at, clean_proxy_env):
+CAMPAIGN = Reply(200, {"campaign": {"id": CAMPAIGN_ID}})
+
+
+def test_the_connections_proxy_wins_over_the_environments(hostile_server, carecycle_at, clean_proxy_env, transport):
     env_proxy, conn_proxy = hostile_server(), hostile_server()
     clean_proxy_env.setenv("HTTP_PROXY", env_proxy.url)
-    conn_proxy.queue(Reply(200, envelope([{"id": 1}])))
+    conn_proxy.queue(CAMPAIGN)
     hook = carecycle_at("http://api.carecycle.invalid", proxies={"http": conn_proxy.url}, allow_insecure_http=True)
-    assert list(hook.iter_campaigns()) == [{"id": 1}]
+    assert get_campaign(hook, transport) == {"id": CAMPAIGN_ID}
     assert env_proxy.requests == []
-    assert conn_proxy.requests[0].path.startswith("http://api.carecycle.invalid/v2/campaigns?")  # absolute URI
+    assert conn_proxy.requests[0].path == f"http://api.carecycle.invalid/v2/campaigns/{CAMPAIGN_ID}"  # absolute URI
     assert conn_proxy.requests[0].headers["x-api-key"] == KEY
 
 
-def test_an_empty_proxies_mapping_means_direct(hostile_server, carecycle_at, clean_proxy_env):
+def test_an_empty_proxies_mapping_means_direct(hostile_server, carecycle_at, clean_proxy_env, transport):
     env_proxy, api = hostile_server(), hostile_server()
     clean_proxy_env.setenv("HTTP_PROXY", env_proxy.url)
-    api.queue(Reply(200, envelope([{"id": 1}])))
-    assert list(carecycle_at(api.url, proxies={}).iter_campaigns()) == [{"id": 1}]
+    api.queue(CAMPAIGN)
+    assert get_campaign(carecycle_at(api.url, proxies={}), transport) == {"id": CAMPAIGN_ID}
     assert env_proxy.requests == [] and len(api.requests) == 1
 
 
-def test_without_proxies_in_the_connection_the_environment_applies(hostile_server, carecycle_at, clean_proxy_env):
+def test_without_proxies_in_the_connection_the_environment_applies(
+    hostile_server, carecycle_at, clean_proxy_env, transport
+):
     env_proxy, api = hostile_server(), hostile_server()
     clean_proxy_env.setenv("HTTP_PROXY", env_proxy.url)
-    env_proxy.queue(Reply(200, envelope([{"id": 1}])))
-    assert list(carecycle_at("http://api.carecycle.invalid", allow_insecure_http=True).iter_campaigns())
+    env_proxy.queue(CAMPAIGN)
+    assert get_campaign(carecycle_at("http://api.carecycle.invalid", allow_insecure_http=True), transport)
     assert env_proxy.requests[0].path.startswith("http://api.carecycle.invalid/")
     # ... and so does NO_PROXY
     clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
-    api.queue(Reply(200, envelope([{"id": 2}])))
-    assert list(carecycle_at(api.url, conn_id="direct").iter_campaigns()) == [{"id": 2}]
+    api.queue(CAMPAIGN)
+    assert get_campaign(carecycle_at(api.url, conn_id="direct"), transport) == {"id": CAMPAIGN_ID}
     assert len(env_proxy.requests) == 1 and len(api.requests) == 1
 
 
-def test_the_connections_verify_wins_over_the_environments_ca_bundle(hostile_server, carecycle_at, clean_proxy_env):
+def test_the_connections_verify_wins_over_the_environments_ca_bundle(
+    hostile_server, carecycle_at, clean_proxy_env, transport
+):
     plain = hostile_server()  # speaks plain HTTP: a TLS handshake with it fails
     clean_proxy_env.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca-bundle.pem")
     hook = carecycle_at(plain.url.replace("http://", "https://"), verify=False, hook_kwargs={"max_retries": 0})
@@ -172,7 +210,7 @@ def test_the_connections_verify_wins_over_the_environments_ca_bundle(hostile_ser
     # the environment's bundle would raise OSError("invalid path") before connecting; the connection's verify=False
     # lets the request go out, and the failed handshake is an ordinary "no answer"
     with pytest.raises(CareCycleServerError, match="no answer"):
-        hook.get_campaign(CAMPAIGN_ID)
+        get_campaign(hook, transport)
 
 
 def test_without_verify_in_the_connection_the_environments_ca_bundle_applies(carecycle_at, clean_proxy_env, tmp_path):
@@ -192,11 +230,13 @@ def test_a_verify_path_that_does_not_exist_is_refused(carecycle_at):
 
 
 @pytest.mark.parametrize("key", ["cc_abc\r\nX-Injected: 1", "cc_abc\ndef", "cc_cl\u00e9_42", "cc_a\x00b"])
-def test_a_key_a_header_cannot_carry_is_refused_without_showing_it(hostile_server, carecycle_connection, key):
+def test_a_key_a_header_cannot_carry_is_refused_without_showing_it(
+    hostile_server, carecycle_connection, key, transport
+):
     api = hostile_server()
     carecycle_connection("bad_key", host=api.url, password=key)
     with pytest.raises(CareCycleAuthError) as err:
-        list(CareCycleHook("bad_key").iter_campaigns())
+        get_campaign(CareCycleHook("bad_key"), transport)
     message = str(err.value)
     assert "'bad_key'" in message and "header" in message
     assert key not in message and key.split("_", 1)[1][:3] not in message.replace("cc_", "")
@@ -211,6 +251,13 @@ def test_plain_http_to_a_remote_host_is_refused(carecycle_connection, host):
     carecycle_connection("insecure", host=host, schema="http")
     with pytest.raises(ValueError, match=r"'insecure'.*allow_insecure_http"):
         _ = CareCycleHook("insecure").base_url
+
+
+@pytest.mark.parametrize("host", ["http://api.carecycle.ai", "http://10.0.0.7:8080"])
+def test_plain_http_to_a_remote_host_is_refused_before_the_async_transport_is_built(carecycle_connection, host):
+    carecycle_connection("insecure", host=host, schema="http")
+    with pytest.raises(ValueError, match=r"'insecure'.*allow_insecure_http"):
+        CareCycleHook("insecure").prepare_async()
 
 
 @pytest.mark.parametrize("host", ["http://127.0.0.1:8080", "http://127.5.0.1", "http://localhost:9", "http://[::1]:9"])
@@ -306,13 +353,13 @@ def test_echoed_values_stay_out_of_validation_errors_and_logs(hostile_server, ca
 
 @pytest.mark.parametrize("code", ["SOME_CODE", None, f"{NAME} not found"])
 @pytest.mark.parametrize("status", [401, 404, 409, 503])
-def test_echoed_values_stay_out_of_other_errors(hostile_server, carecycle_at, captured_logs, status, code):
+def test_echoed_values_stay_out_of_other_errors(hostile_server, carecycle_at, captured_logs, status, code, transport):
     api = hostile_server()
     answer = {"message": f"No customer named {NAME}", "code": code}
     api.queue(Reply(status, answer), Reply(status, answer))
     hook = carecycle_at(api.url, hook_kwargs={"max_retries": 1})
     with pytest.raises(CareCycleAPIError) as err:
-        hook.get_campaign(CAMPAIGN_ID)
+        get_campaign(hook, transport)
     assert err.value.status == status and str(status) in str(err.value)
     assert "Quackenbush" not in str(err.value) + repr(err.value) + captured_logs()
     assert err.value.code == (code if code == "SOME_CODE" else None)
@@ -349,23 +396,23 @@ def test_carecloud_echoed_values_stay_out_of_errors(hostile_server, carecloud_at
 
 
 @pytest.mark.parametrize("retry_after", [-5, float("nan"), float("inf"), "soon", None, True, [], "-1"])
-def test_an_unusable_retry_after_waits_the_default(hostile_server, carecycle_at, retry_after):
+def test_an_unusable_retry_after_waits_the_default(hostile_server, carecycle_at, retry_after, transport):
     api = hostile_server()
     body = {"message": "Rate limit exceeded", "code": "RATE_LIMIT_EXCEEDED"}
     if retry_after is not None:
         body["retryAfter"] = retry_after
     api.queue(Reply(429, body), Reply(200, {"campaign": {"id": CAMPAIGN_ID}}))
     hook = carecycle_at(api.url)
-    assert hook.get_campaign(CAMPAIGN_ID) == {"id": CAMPAIGN_ID}
+    assert get_campaign(hook, transport) == {"id": CAMPAIGN_ID}
     assert hook.sleeps == [60.0]
 
 
-def test_a_retry_after_over_the_maximum_is_left_to_task_retries(hostile_server, carecycle_at):
+def test_a_retry_after_over_the_maximum_is_left_to_task_retries(hostile_server, carecycle_at, transport):
     api = hostile_server()
     api.queue(Reply(429, {"code": "RATE_LIMIT_EXCEEDED", "retryAfter": 86400}), Reply(200, {"campaign": {}}))
     hook = carecycle_at(api.url)
     with pytest.raises(CareCycleRetryAfterTooLongError) as err:
-        hook.get_campaign(CAMPAIGN_ID)
+        get_campaign(hook, transport)
     assert isinstance(err.value, CareCycleRateLimitError) and err.value.retryable
     assert (
         err.value.retry_after == 86400 and "86400 s" in str(err.value) and "max_retry_after (300 s)" in str(err.value)
@@ -373,13 +420,13 @@ def test_a_retry_after_over_the_maximum_is_left_to_task_retries(hostile_server, 
     assert hook.sleeps == [] and len(api.requests) == 1
 
 
-def test_max_retry_after_is_a_connection_extra(hostile_server, carecycle_at):
+def test_max_retry_after_is_a_connection_extra(hostile_server, carecycle_at, transport):
     api = hostile_server()
     api.queue(Reply(429, {"retryAfter": 10}), Reply(200, {"campaign": {}}), Reply(429, {"retryAfter": 11}))
     hook = carecycle_at(api.url, max_retry_after="10")
-    assert hook.get_campaign(CAMPAIGN_ID) == {}
+    assert get_campaign(hook, transport) == {}
     with pytest.raises(CareCycleRetryAfterTooLongError, match=r"max_retry_after \(10 s\)"):
-        hook.get_campaign(CAMPAIGN_ID)
+        get_campaign(hook, transport)
     assert hook.sleeps == [10.0]
 
 
@@ -395,6 +442,25 @@ def test_an_answer_dropped_mid_body_is_retried(hostile_server, carecycle_at, cal
     result = list(hook.iter_campaigns()) if call == "list" else hook.upload_leads([LEAD])
     assert result == ([{"id": 1}] if call == "list" else answer)
     assert len(api.requests) == 2 and hook.stats.retries == 1
+
+
+def test_a_campaign_answer_dropped_mid_body_is_retried_on_both_transports(hostile_server, carecycle_at, transport):
+    api = hostile_server()
+    answer = {"campaign": {"id": CAMPAIGN_ID}}
+    api.queue(DropMidBody(body=answer, sent=5), Reply(200, answer))
+    hook = carecycle_at(api.url)
+    assert get_campaign(hook, transport) == {"id": CAMPAIGN_ID}
+    assert len(api.requests) == 2 and hook.stats.retries == 1
+
+
+def test_a_trickling_campaign_answer_hits_the_deadline_on_both_transports(hostile_server, carecycle_at, transport):
+    api = hostile_server()
+    trickle = Trickle(body={"campaign": {"id": CAMPAIGN_ID, "padding": "x" * 400}}, every_s=0.02)
+    api.queue(trickle, Reply(200, {"campaign": {"id": CAMPAIGN_ID}}))
+    hook = carecycle_at(api.url, timeout=1, hook_kwargs={"max_retries": 0})
+    with pytest.raises(CareCycleServerError, match="did not arrive completely within 1 s"):
+        get_campaign(hook, transport)
+    assert trickle.written < len(json.dumps(trickle.body))
 
 
 def test_a_carecloud_answer_dropped_mid_body_is_retried(hostile_server, carecloud_at):
@@ -503,6 +569,24 @@ def test_an_empty_or_non_json_answer_is_an_error(hostile_server, carecycle_at, c
     with pytest.raises(CareCloudMalformedAnswerError, match=problem):
         list(carecloud_at(api.url).iter_customers())
     assert len(api.requests) == 5  # a success answer is not sent again
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (Reply(200, None), "empty body"),
+        (Reply(200, "<html>login</html>"), "is not JSON"),
+        (Reply(200, ["not", "a", "campaign"]), "not a campaign"),
+    ],
+)
+def test_a_malformed_campaign_answer_is_an_error_on_both_transports(
+    hostile_server, carecycle_at, answer, problem, transport
+):
+    api = hostile_server()
+    api.queue(answer)
+    with pytest.raises(CareCycleMalformedAnswerError, match=problem):
+        get_campaign(carecycle_at(api.url), transport)
+    assert len(api.requests) == 1  # a success answer is not sent again
 
 
 def test_an_empty_carecloud_login_answer_is_an_error(hostile_server, carecloud_at):

@@ -46,10 +46,14 @@ def test_a_deferred_sensors_polls_count_against_the_same_budget(carecycle_emulat
     trigger = CareCycleCampaignStatsTrigger(
         campaign_id=campaign["id"], threshold={"total": 10**9}, end_time=2e9, hook_params={"requests_per_minute": 2}
     )
-    asyncio.run(trigger._ready_hook())  # the connection, read in sync_to_async as the triggerer does
-    trigger._poll()  # what the triggerer runs in a worker thread, one request
+
+    async def ready_and_poll():
+        await trigger._ready_hook()  # the connection, read in sync_to_async as the triggerer does
+        await trigger._poll()  # one request, through the async transport on the event loop
+
+    asyncio.run(ready_and_poll())
     task_hook = CareCycleHook(requests_per_minute=2)
-    assert task_hook.limiter is trigger._hook.limiter  # a triggerer's threads share one limiter ...
+    assert task_hook.limiter is trigger._hook.limiter  # a worker's hooks and the trigger share one limiter ...
     other_process = HostRateLimiter(state_file(tmp_path, carecycle_emulator.url, TEST_API_KEY, 60.0), 2)
     assert other_process.try_acquire() == 0.0  # ... and the host's other processes see the poll: one slot left
     assert other_process.try_acquire() > 0

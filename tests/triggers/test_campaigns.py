@@ -37,9 +37,9 @@ def counting_polls(trigger):
     polls = []
     poll = trigger._poll
 
-    def counted():
+    async def counted():
         polls.append(1)
-        return poll()
+        return await poll()
 
     trigger._poll = counted
     return polls
@@ -192,7 +192,7 @@ def test_server_errors_after_retries_are_retryable_error_events(carecycle_emulat
 
 
 def test_polling_never_blocks_the_event_loop(carecycle_emulator):
-    """Slow HTTP answers (0.4 s each) run in a worker thread: a 10 ms heartbeat on the loop keeps beating."""
+    """Slow HTTP answers (0.4 s each) are awaited on the loop (async HTTP): a 10 ms heartbeat keeps beating."""
     carecycle_emulator.configure(latency_ms=400)
     campaign = first_campaign(carecycle_emulator)
     trigger = make_trigger(campaign["id"], {"total": 10_000}, end_in=1.0, poll_interval=0.01)
@@ -259,8 +259,12 @@ def test_the_poll_floor_counts_the_connections_rate_limit_as_the_sensors_does(ca
     carecycle_connection("slow", **conn)
     trigger = make_trigger(campaign["id"], {"total": 10**9}, carecycle_conn_id="slow", hook_params={}, end_in=0.1)
     assert trigger.poll_interval == 1.0  # before any request only hook_params are known (no lookup in the loop)
-    asyncio.run(trigger._ready_hook())
-    trigger._poll()
+
+    async def ready_and_poll():
+        await trigger._ready_hook()
+        await trigger._poll()
+
+    asyncio.run(ready_and_poll())
     trigger.end_time = time.time() - 1
     assert trigger._next_delay() == 2.0 == min_poll_interval({}, trigger._hook)
     op = CareCycleCampaignStatsSensor(
@@ -407,3 +411,56 @@ def test_the_sensor_turns_error_events_into_the_right_failure(carecycle_emulator
     with pytest.raises(AirflowException, match="SecretsBackendUnavailable") as raised:
         sensor.execute_complete({}, blip)
     assert not isinstance(raised.value, AirflowFailException)
+
+
+# -- issue 25: a good citizen in a full triggerer ------------------------------------------------------------------
+
+
+def test_polls_hold_no_thread_and_read_the_connection_once(carecycle_emulator, monkeypatch):
+    """Many polls, one connection lookup (in sync_to_async), and no ``asyncio.to_thread``/executor use at all: the
+    waits and the HTTP exchange are on the loop, so the triggerer's few threads stay free for other triggers."""
+    lookups = []
+    lookup = CareCycleHook.get_connection
+    monkeypatch.setattr(CareCycleHook, "get_connection", staticmethod(lambda c: lookups.append(c) or lookup(c)))
+
+    def no_threads(*args, **kwargs):
+        raise AssertionError("the trigger handed work to a thread")
+
+    campaign = first_campaign(carecycle_emulator)
+    trigger = make_trigger(campaign["id"], {"total": 10**9}, end_in=1.5, poll_interval=0.05)
+    polls = counting_polls(trigger)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        await trigger._ready_hook()  # the one sync_to_async step
+        trigger.end_time = time.time() + 1.0
+        monkeypatch.setattr(asyncio, "to_thread", no_threads)
+        monkeypatch.setattr(loop, "run_in_executor", no_threads)
+        return await first_event(trigger)
+
+    assert asyncio.run(run())["status"] == "timeout"
+    assert len(polls) >= 3 and lookups == ["carecycle_default"]
+
+
+def test_a_429s_retry_after_is_waited_on_the_loop_and_pauses_the_key(carecycle_emulator, monkeypatch):
+    emu = carecycle_emulator
+    campaign_id = first_campaign(emu)["id"]
+    emu.configure(rate_limit=1)
+    CareCycleHook(**FAST).get_campaign(campaign_id)  # the emulator's one request a minute is used up
+    trigger = make_trigger(campaign_id, {"total": 1}, hook_params={**FAST, "max_retries": 1})
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(seconds, *args, **kwargs):
+        slept.append(seconds)
+        emu.configure(rate_limit=6000)  # the window "passed"
+        await real_sleep(0)
+
+    async def run():
+        await trigger._ready_hook()
+        monkeypatch.setattr(asyncio, "sleep", record)
+        return await first_event(trigger)
+
+    assert asyncio.run(run())["status"] == "success"
+    assert slept and 0 < slept[0] <= 60  # the API's retryAfter, slept as asyncio.sleep on the loop
+    assert [r["status"] for r in campaign_gets(emu, campaign_id)] == [200, 429, 200]

@@ -16,14 +16,20 @@ Nothing read from state shared with other processes may hold a caller back witho
 claim ending further ahead than the limiter's ``max_wait_s`` (the connection's ``max_retry_after``, at least one
 window), or not finite, is clamped to it, and a request time in the future (the clock was set back) to now.
 
+Every limiter also has the async half of the interface (:class:`AsyncLimiter`: ``aclaim``, ``asettle``,
+``apause``, ``aon_rate_limited``) on the **same state**, so a trigger's polls and a worker's synchronous requests
+count against one budget. Its waits are ``asyncio.sleep``s on the event loop, never a thread held: a triggerer runs
+hundreds of triggers in one loop, next to other providers' triggers that need its few threads.
+
 Every backend module imports this one and nothing imports it back (see the package's docstring for the layout).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,6 +88,60 @@ class Limiter(Protocol):
     def on_rate_limited(self, retry_after: float | None) -> None:
         """A 429 arrived; ``retry_after`` is the API's wait in seconds, if it gave one."""
         ...
+
+
+@runtime_checkable
+class AsyncLimiter(Limiter, Protocol):
+    """A :class:`Limiter` that can also be waited for on an event loop
+    (:class:`~airflow_provider_carecycle.hooks._async_http.AsyncHttpSender` needs it).
+
+    The async methods act on the same state as the synchronous ones (one budget), wait with the limiter's async
+    sleep (``asyncio.sleep`` by default) and never block the loop on a lock another thread or process holds.
+    """
+
+    async def aclaim(self, hold_s: float) -> Slot:
+        """:meth:`Limiter.claim`, waiting on the event loop."""
+        ...
+
+    async def asettle(self, slot: Slot) -> None:
+        """:meth:`Limiter.settle` from the event loop."""
+        ...
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`Limiter.pause` from the event loop."""
+        ...
+
+    async def aon_rate_limited(self, retry_after: float | None) -> None:
+        """:meth:`Limiter.on_rate_limited` from the event loop."""
+        ...
+
+
+#: the async sleep every limiter uses unless a test injects one
+AsyncSleep = Callable[[float], Awaitable[None]]
+
+
+async def DEFAULT_ASYNC_SLEEP(seconds: float) -> None:
+    """``asyncio.sleep``, looked up when called."""
+    await asyncio.sleep(seconds)
+
+
+async def claim_when_free(
+    try_claim: Callable[[], Awaitable[tuple[float, Any]]], limit_s: Callable[[], float], sleep: AsyncSleep
+) -> Slot:
+    """Claim a slot, sleeping on the event loop until one is free: the async claim loop of every backend.
+
+    :param try_claim: claims a slot if one is free now: ``(0.0, token)``, else ``(seconds until one may be, None)``.
+    :param limit_s: the longest single sleep (the limiter's horizon).
+    :param sleep: the async sleep.
+    """
+    waited = 0.0
+    while True:
+        delay, token = await try_claim()
+        if token is not None:
+            return Slot(waited, token)
+        delay = bounded_wait(delay, limit_s())
+        await sleep(delay)
+        waited += delay
 
 
 def window_span(window_s: float) -> float:

@@ -13,6 +13,12 @@ refused, and so is a state file that is not a regular file of this user's closed
 the base URL and a hash of the key, never the key; it holds request times, nothing else. Times are wall-clock
 (``time.time``), which every process of a host reads alike, also after a reboot; a value read from the file further
 ahead than the limiter allows (the clock was set back, the file was damaged) is clamped, and a warning says so.
+
+The async methods (a trigger's polls) act on the same file; they never wait for its lock on the event loop: a lock
+another thread or process holds is tried again after a short ``asyncio.sleep``.
+
+Why one module of this size: the file's format, its locking, the bounds on what it may say and the limiter's
+synchronous and async halves on it change together.
 """
 
 from __future__ import annotations
@@ -33,13 +39,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from airflow_provider_carecycle.hooks.ratelimit.adaptive import Aimd
 from airflow_provider_carecycle.hooks.ratelimit.base import (
+    DEFAULT_ASYNC_SLEEP,
     DEFAULT_MAX_WAIT_S,
+    AsyncSleep,
     Slot,
     bounded_wait,
     check_rate,
+    claim_when_free,
     horizon,
     key_digest,
     registered,
@@ -48,6 +58,16 @@ from airflow_provider_carecycle.hooks.ratelimit.base import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: How long an async caller waits before trying the state file's lock again when another thread or process holds it
+#: (a holder keeps it for one read and write of a small file: well under a millisecond).
+LOCK_RETRY_S = 0.002
+
+
+class _Busy(Exception):
+    """The state file's lock is held by another thread or process (raised instead of blocking the event loop)."""
+
 
 #: magic, paused_until, the AIMD state (base, cut_at, hold_until), the last claim's time, number of request times,
 #: number of claims; then the request times (doubles), then the claims in flight (token, claimed at, counted as made
@@ -163,6 +183,7 @@ class HostRateLimiter:
         caller back (the connection's ``max_retry_after``; at least one window); further ahead is clamped.
     :param clock: a wall clock every process of the host shares (injectable for tests).
     :param sleep: the sleep function (injectable for tests).
+    :param async_sleep: the event loop's sleep for the async methods (injectable for tests).
     """
 
     def __init__(
@@ -175,8 +196,10 @@ class HostRateLimiter:
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        async_sleep: AsyncSleep = DEFAULT_ASYNC_SLEEP,
     ) -> None:
         self.path = Path(path)
+        self._async_sleep = async_sleep
         self.window_s = window_s
         self.adaptive = adaptive
         self._span = window_span(window_s)
@@ -195,15 +218,21 @@ class HostRateLimiter:
     # -- the shared state ----------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _state(self, *, write: bool = True) -> Iterator[tuple[_State, float]]:
+    def _state(self, *, write: bool = True, blocking: bool = True) -> Iterator[tuple[_State, float]]:
         """Lock the file (threads by a lock, processes by ``flock`` on a fresh descriptor: fork-safe), read it,
-        bound it, yield it with the time, and write it back."""
+        bound it, yield it with the time, and write it back. Without ``blocking``, raise :class:`_Busy` instead of
+        waiting for a lock another thread or process holds (the event loop's callers)."""
         if self._pid != os.getpid():  # a forked child (Celery prefork): a lock held by a parent thread stays held
             self._lock, self._pid = threading.Lock(), os.getpid()
-        with self._lock:
+        if not self._lock.acquire(blocking=blocking):
+            raise _Busy
+        try:
             fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise _Busy from None
                 state = self._read(fd)
                 now = self._clock()
                 self._bound(state, now)
@@ -213,6 +242,20 @@ class HostRateLimiter:
                     os.ftruncate(fd, _HEADER.size + 8 * len(state.sent) + _CLAIM.size * len(state.claims))
             finally:
                 os.close(fd)  # releases the flock
+        finally:
+            self._lock.release()
+
+    async def _on_loop(self, action: Callable[[bool], _T]) -> _T:
+        """Run ``action(blocking=False)`` on the event loop, retrying after a short async sleep while another
+        thread or process holds the state file's lock: the loop never waits for a lock.
+
+        :param action: one step on the state (``_try_claim``, ``settle``, ...), taking ``blocking``.
+        """
+        while True:
+            try:
+                return action(False)
+            except _Busy:
+                await self._async_sleep(LOCK_RETRY_S)
 
     def _open(self) -> int:
         """The state file's descriptor, refused unless it is a regular file of this user's closed to others."""
@@ -324,9 +367,9 @@ class HostRateLimiter:
     def _allowed(self, state: _State, now: float) -> int:
         return state.aimd.allowed(self.limit, self.window_s, now) if self.adaptive else self.limit
 
-    def _try_claim(self, hold_s: float) -> tuple[float, int | None]:
+    def _try_claim(self, hold_s: float, blocking: bool = True) -> tuple[float, int | None]:
         """Claim a slot if one is free now: ``(0.0, token)``; else ``(seconds until one may be, None)``."""
-        with self._state() as (state, now):
+        with self._state(blocking=blocking) as (state, now):
             allowed = self._allowed(state, now)
             delay = window_delay(state.sent, allowed, self._span, now, state.paused_until, len(state.claims))
             if allowed < self.limit:
@@ -358,31 +401,51 @@ class HostRateLimiter:
             self._sleep(delay)
             waited += delay
 
-    def settle(self, slot: Slot) -> None:
+    async def aclaim(self, hold_s: float) -> Slot:
+        """:meth:`claim` on the event loop: the waits are the async sleep, no thread is held."""
+
+        async def attempt() -> tuple[float, int | None]:
+            return await self._on_loop(lambda blocking: self._try_claim(hold_s, blocking))
+
+        return await claim_when_free(attempt, lambda: self._horizon, self._async_sleep)
+
+    def settle(self, slot: Slot, blocking: bool = True) -> None:
         """Record the claim's request now (its answer arrived): it holds its slot for one window from here."""
-        with self._state() as (state, now):
+        with self._state(blocking=blocking) as (state, now):
             state.claims.pop(slot.token, None)
             state.sent.append(now)
+
+    async def asettle(self, slot: Slot) -> None:
+        """:meth:`settle` from the event loop."""
+        await self._on_loop(lambda blocking: self.settle(slot, blocking))
 
     def acquire(self) -> float:
         """Wait for a free slot and claim it, recorded at once (a request counted when it starts); return the wait."""
         return self.claim(0.0).waited
 
-    def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float, blocking: bool = True) -> None:
         """Hold every process of the host back for ``seconds`` (at most ``max_wait_s``: the API said to wait)."""
-        with self._state() as (state, now):
+        with self._state(blocking=blocking) as (state, now):
             state.paused_until = max(state.paused_until, now + bounded_wait(seconds, self._horizon))
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause` from the event loop."""
+        await self._on_loop(lambda blocking: self.pause(seconds, blocking))
 
     def on_success(self) -> None:
         """Nothing to record: the allowance recovers with time since the last cut."""
 
-    def on_rate_limited(self, retry_after: float | None) -> None:
+    def on_rate_limited(self, retry_after: float | None, blocking: bool = True) -> None:
         """Cut the host's allowance (adaptive mode), unless this 429 belongs to the last cut's congestion. A
         ``retry_after`` longer than ``max_wait_s`` holds the cut for ``max_wait_s`` only."""
         if self.adaptive:
             hold = None if retry_after is None else bounded_wait(retry_after, self._horizon)
-            with self._state() as (state, now):
+            with self._state(blocking=blocking) as (state, now):
                 state.aimd.cut(self.limit, self.window_s, now, hold)
+
+    async def aon_rate_limited(self, retry_after: float | None) -> None:
+        """:meth:`on_rate_limited` from the event loop."""
+        await self._on_loop(lambda blocking: self.on_rate_limited(retry_after, blocking))
 
 
 _dirs_used: set[Path] = set()

@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 
 from airflow_provider_carecycle.hooks.ratelimit.base import (
+    DEFAULT_ASYNC_SLEEP,
     DEFAULT_MAX_WAIT_S,
+    AsyncSleep,
     Slot,
     bounded_wait,
     check_rate,
+    claim_when_free,
     horizon,
     key_digest,
     registered,
@@ -33,6 +36,7 @@ class RateLimiter:
     :param max_wait_s: the longest pause or claim hold (at least one window).
     :param clock: a monotonic clock (injectable for tests).
     :param sleep: the sleep function (injectable for tests).
+    :param async_sleep: the event loop's sleep for the async methods (injectable for tests).
     """
 
     def __init__(
@@ -43,10 +47,12 @@ class RateLimiter:
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        async_sleep: AsyncSleep = DEFAULT_ASYNC_SLEEP,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
+        self._async_sleep = async_sleep
         self._sent: list[float] = []  # request times (answers' arrivals), oldest first
         self._in_flight: dict[int, float] = {}  # claim -> when it counts as made if never settled
         self._tokens = itertools.count(1)
@@ -71,24 +77,38 @@ class RateLimiter:
                 bisect.insort(self._sent, deadline)
         del self._sent[: bisect.bisect_right(self._sent, now - self._span)]
 
+    def _try_claim(self, hold_s: float) -> tuple[float, int | None]:
+        """Claim a slot if one is free now: ``(0.0, token)``; else ``(seconds until one may be, None)``."""
+        with self._lock:  # held for arithmetic only: never across a wait
+            now = self._clock()
+            self._prune(now)
+            delay = window_delay(self._sent, self.limit, self._span, now, self._paused_until, len(self._in_flight))
+            if delay > 0:
+                return bounded_wait(delay, self._horizon), None
+            token = next(self._tokens)
+            if hold_s > 0:
+                self._in_flight[token] = now + min(hold_s, self._horizon)
+            else:
+                bisect.insort(self._sent, now)
+            return 0.0, token
+
     def claim(self, hold_s: float) -> Slot:
         """Wait for a free slot and claim it (see :meth:`Limiter.claim`)."""
         waited = 0.0
         while True:
-            with self._lock:
-                now = self._clock()
-                self._prune(now)
-                delay = window_delay(self._sent, self.limit, self._span, now, self._paused_until, len(self._in_flight))
-                if delay <= 0:
-                    token = next(self._tokens)
-                    if hold_s > 0:
-                        self._in_flight[token] = now + min(hold_s, self._horizon)
-                    else:
-                        bisect.insort(self._sent, now)
-                    return Slot(waited, token)
-                delay = bounded_wait(delay, self._horizon)
+            delay, token = self._try_claim(hold_s)
+            if token is not None:
+                return Slot(waited, token)
             self._sleep(delay)
             waited += delay
+
+    async def aclaim(self, hold_s: float) -> Slot:
+        """:meth:`claim` on the event loop: the waits are the async sleep, no thread is held."""
+
+        async def attempt() -> tuple[float, int | None]:
+            return self._try_claim(hold_s)
+
+        return await claim_when_free(attempt, lambda: self._horizon, self._async_sleep)
 
     def settle(self, slot: Slot) -> None:
         """Record the claim's request now (its answer arrived)."""
@@ -105,6 +125,17 @@ class RateLimiter:
         with self._lock:
             pause = bounded_wait(seconds, self._horizon)
             self._paused_until = max(self._paused_until, self._clock() + pause)
+
+    async def asettle(self, slot: Slot) -> None:
+        """:meth:`settle` (in memory: nothing to wait for)."""
+        self.settle(slot)
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause` (in memory: nothing to wait for)."""
+        self.pause(seconds)
+
+    async def aon_rate_limited(self, retry_after: float | None) -> None:
+        """Nothing to record (see :meth:`on_rate_limited`)."""
 
     def on_success(self) -> None:
         """No feedback needed: this limiter does not adapt."""

@@ -15,6 +15,12 @@ when a connection asks for this backend. The URL's password is given to Airflow'
 would misread (a password with an unencoded ``/``, ``#``, ``?``) is refused without showing any part of it. If the
 server cannot be reached (or answers an error), the limiter falls back to the host-wide limiter with adaptive
 pacing, logs that once (the URL without credentials), and tries Redis again after a window.
+
+The async methods (a trigger's polls) run the same scripts on the same keys through ``redis.asyncio``, one client
+per event loop, so the triggerer's requests and the workers' share the key's window.
+
+Why one module of this size: the Lua scripts, the URL rules that keep the password out of sight, and the limiter's
+synchronous and async halves (with their fallback) run the same scripts on the same keys.
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_provider_carecycle.hooks._http import url_authority
 from airflow_provider_carecycle.hooks.ratelimit.base import (
+    DEFAULT_ASYNC_SLEEP,
     DEFAULT_MAX_WAIT_S,
+    AsyncLimiter,
+    AsyncSleep,
     Limiter,
     Slot,
     bounded_wait,
@@ -198,6 +208,8 @@ class RedisRateLimiter:
     :param clock: a clock passed to the scripts instead of the server's ``TIME`` (for tests); ``None``: server time.
     :param sleep: the sleep function (injectable for tests).
     :param fallback_clock: the clock deciding when to try Redis again after a failure.
+    :param async_client: makes a ``redis.asyncio.Redis`` client for the async methods (one per event loop).
+    :param async_sleep: the event loop's sleep for the async methods (injectable for tests).
     """
 
     def __init__(
@@ -213,8 +225,13 @@ class RedisRateLimiter:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         fallback_clock: Callable[[], float] = time.monotonic,
+        async_client: Callable[[], Any] | None = None,
+        async_sleep: AsyncSleep = DEFAULT_ASYNC_SLEEP,
     ) -> None:
         self.window_s = window_s
+        self._async_client = async_client
+        self._async_sleep = async_sleep
+        self._async_scripts: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
         self.fallback = fallback
         self._client = client
         self._keys = [f"carecycle:rl:{name}", f"carecycle:rl:{name}:pause"]
@@ -267,17 +284,19 @@ class RedisRateLimiter:
             return None
         import redis
 
-        token = uuid.uuid4().hex
-        hold = max(0.0, bounded_wait(hold_s, self._horizon))
+        token, args = self._claim_args(hold_s)
         try:
-            answer = self._claim(
-                keys=self._keys, args=[self.limit, self._span, token, self._now(), hold, self._horizon]
-            )
+            answer = self._claim(keys=self._keys, args=args)
         except redis.RedisError as error:
             self._failed(error)
             return None
-        delay = float(answer)
-        return (0.0, token) if delay <= 0 else (delay, None)
+        return _claimed(answer, token)
+
+    def _claim_args(self, hold_s: float) -> tuple[str, list[Any]]:
+        """A new claim's id and the claim script's arguments."""
+        token = uuid.uuid4().hex
+        hold = max(0.0, bounded_wait(hold_s, self._horizon))
+        return token, [self.limit, self._span, token, self._now(), hold, self._horizon]
 
     def claim(self, hold_s: float) -> Slot:
         """Wait for a free slot and claim it, in Redis or in the fallback (see
@@ -326,6 +345,89 @@ class RedisRateLimiter:
         except redis.RedisError as error:
             self._failed(error)
 
+    # -- on the event loop ----------------------------------------------------------------------------------------
+
+    def _scripts_on_loop(self) -> tuple[Any, Any, Any]:
+        """The claim, settle and pause scripts on this event loop's ``redis.asyncio`` client (made once per loop)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        scripts = self._async_scripts.get(loop)
+        if scripts is None:
+            if self._async_client is None:
+                raise ValueError("This Redis limiter was built without an async client (async_client).")
+            client = self._async_client()
+            scripts = (
+                client.register_script(CLAIM_SCRIPT),
+                client.register_script(SETTLE_SCRIPT),
+                client.register_script(PAUSE_SCRIPT),
+            )
+            self._async_scripts[loop] = scripts
+        return scripts
+
+    async def atry_claim(self, hold_s: float) -> tuple[float, str | None] | None:
+        """:meth:`try_claim` from the event loop."""
+        if self.using_fallback:
+            return None
+        import redis
+
+        token, args = self._claim_args(hold_s)
+        try:
+            answer = await self._scripts_on_loop()[0](keys=self._keys, args=args)
+        except redis.RedisError as error:
+            self._failed(error)
+            return None
+        return _claimed(answer, token)
+
+    async def aclaim(self, hold_s: float) -> Slot:
+        """:meth:`claim` on the event loop: the waits are the async sleep, no thread is held."""
+        waited = 0.0
+        while True:
+            answer = await self.atry_claim(hold_s)
+            if answer is None:
+                assert isinstance(self.fallback, AsyncLimiter)
+                slot = await self.fallback.aclaim(hold_s)
+                return Slot(waited + slot.waited, slot)
+            delay, token = answer
+            if token is not None:
+                return Slot(waited, token)
+            delay = bounded_wait(delay, self._horizon)
+            await self._async_sleep(delay)
+            waited += delay
+
+    async def asettle(self, slot: Slot) -> None:
+        """:meth:`settle` from the event loop."""
+        if isinstance(slot.token, Slot):
+            assert isinstance(self.fallback, AsyncLimiter)
+            await self.fallback.asettle(slot.token)
+            return
+        import redis
+
+        try:
+            await self._scripts_on_loop()[1](keys=self._keys[:1], args=[slot.token, self._now(), self._span])
+        except redis.RedisError as error:
+            self._failed(error)
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause` from the event loop."""
+        seconds = bounded_wait(seconds, self._horizon)
+        assert isinstance(self.fallback, AsyncLimiter)
+        await self.fallback.apause(seconds)
+        if self.using_fallback:
+            return
+        import redis
+
+        try:
+            await self._scripts_on_loop()[2](keys=self._keys[1:], args=[seconds, self._now()])
+        except redis.RedisError as error:
+            self._failed(error)
+
+    async def aon_rate_limited(self, retry_after: float | None) -> None:
+        """:meth:`on_rate_limited` from the event loop."""
+        if self.using_fallback:
+            assert isinstance(self.fallback, AsyncLimiter)
+            await self.fallback.aon_rate_limited(retry_after)
+
     def on_success(self) -> None:
         """Nothing to adapt while Redis keeps the window."""
         if self.using_fallback:
@@ -335,6 +437,12 @@ class RedisRateLimiter:
         """Adapt the fallback's pace while it is in use (with Redis a 429 means a client outside it: pause only)."""
         if self.using_fallback:
             self.fallback.on_rate_limited(retry_after)
+
+
+def _claimed(answer: Any, token: str) -> tuple[float, str | None]:
+    """The claim script's answer: ``(0.0, token)`` when the claim was added, else ``(seconds to wait, None)``."""
+    delay = float(answer)
+    return (0.0, token) if delay <= 0 else (delay, None)
 
 
 def redis_limiter(
@@ -370,6 +478,7 @@ def redis_limiter(
     check_redis_url(url, conn_id)
     try:
         import redis
+        import redis.asyncio
     except ImportError:
         raise ValueError(
             f"Airflow connection {conn_id!r}: extra 'rate_limit_backend' names a Redis server, but the 'redis' "
@@ -398,8 +507,19 @@ def redis_limiter(
                 "(not shown: it may hold a password). Check its scheme, host, port and database number, and "
                 "percent-encode special characters of the user name and password."
             )
+
+        def async_client() -> Any:
+            return redis.asyncio.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+
         return RedisRateLimiter(
-            client, digest, requests_per_window, window_s, fallback=fallback, url=url, max_wait_s=max_wait_s
+            client,
+            digest,
+            requests_per_window,
+            window_s,
+            fallback=fallback,
+            url=url,
+            max_wait_s=max_wait_s,
+            async_client=async_client,
         )
 
     where = f"{hashlib.sha256(url.encode()).hexdigest()}|{fallback.path}"

@@ -23,6 +23,10 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += seconds
 
+    async def asleep(self, seconds: float) -> None:
+        """The async limiters' sleep: the same record, no waiting (nothing else runs on the loop meanwhile)."""
+        self.sleep(seconds)
+
 
 def acquire_from_threads(limiter: Any, threads: int = 8, each: int = 6) -> list[float]:
     """Start ``threads`` threads at once, each acquiring ``each`` slots; return every wait they reported."""

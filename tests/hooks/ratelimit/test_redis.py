@@ -104,7 +104,9 @@ def host(redis_url, tmp_path, clock, limit, window_s=60.0, name="k", **kwargs) -
     """One 'host': its own Redis client and its own host-wide fallback folder."""
     folder = tmp_path / f"host-{id(clock)}-{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
-    fallback = HostRateLimiter(folder / "k.window", limit, window_s, clock=clock, sleep=clock.sleep)
+    fallback = HostRateLimiter(
+        folder / "k.window", limit, window_s, clock=clock, sleep=clock.sleep, async_sleep=clock.asleep
+    )
     return RedisRateLimiter(
         redis.Redis.from_url(redis_url),
         name,
@@ -114,6 +116,8 @@ def host(redis_url, tmp_path, clock, limit, window_s=60.0, name="k", **kwargs) -
         url=redis_url,
         clock=clock,
         sleep=clock.sleep,
+        async_client=lambda: redis.asyncio.Redis.from_url(redis_url),
+        async_sleep=clock.asleep,
         **kwargs,
     )
 
@@ -254,3 +258,43 @@ def test_a_percent_encoded_password_with_special_characters_reaches_redis(tmp_pa
         assert redis.Redis.from_url(url).zcard(limiter._keys[0]) == 1
     finally:
         stop_redis(process)
+
+
+# -- the async half (a trigger's polls) ------------------------------------------------------------------------------
+
+
+def test_async_claims_share_the_window_with_sync_claims_and_wait_on_the_loop(redis_url, redis_client, tmp_path):
+    import asyncio
+
+    clock = FakeClock()
+    worker, triggerer = host(redis_url, tmp_path, clock, 3), host(redis_url, tmp_path, clock, 3)
+    worker.acquire()
+    worker.acquire()
+
+    async def polls() -> list[float]:
+        waits = []
+        for _ in range(2):
+            slot = await triggerer.aclaim(30.0)
+            await triggerer.asettle(slot)
+            waits.append(slot.waited)
+        await triggerer.apause(7.0)
+        return waits
+
+    assert asyncio.run(polls()) == [0.0, pytest.approx(60.5)]  # the third slot was the key's last in the window
+    assert clock.sleeps == [pytest.approx(60.5)]  # slept with the injected async sleep: no thread held
+    assert worker.try_claim(0.0)[0] == pytest.approx(7.0)  # the async pause holds the worker back too
+
+
+def test_async_claims_fall_back_to_the_host_file_when_redis_is_down(tmp_path):
+    import asyncio
+
+    clock, monotonic = FakeClock(), FakeClock(0.0)
+    limiter = host(f"redis://127.0.0.1:{free_port()}/0", tmp_path, clock, 1, fallback_clock=monotonic)
+
+    async def poll() -> None:
+        slot = await limiter.aclaim(30.0)
+        await limiter.asettle(slot)
+        await limiter.aon_rate_limited(5.0)
+
+    asyncio.run(poll())
+    assert limiter.using_fallback and limiter.fallback.try_acquire() > 0  # counted, and cut, in the fallback
