@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,6 +28,9 @@ from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.hooks.ratelimit.base import AsyncLimiter
 from airflow_provider_carecycle.triggers.pacing import KeyPacer, PacedLimiter, pacer_for
 from airflow_provider_carecycle.vocabulary import DEFAULT_REQUESTS_PER_MINUTE
+
+#: seconds after which an unchanged poll is said at INFO again (a sign of life in the task's log)
+UNCHANGED_INFO_EVERY_S = 600.0
 
 
 def min_poll_interval(hook_params: Mapping[str, Any], hook: CareCycleHook | None = None) -> float:
@@ -96,6 +100,7 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         self.terminal_statuses = tuple(terminal_statuses)
         self._hook: CareCycleHook | None = None
         self._pacer: KeyPacer | None = None
+        self._last_said: tuple[str, float] | None = None  # the last poll said at INFO: (its account, when)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The classpath and JSON-friendly keyword arguments."""
@@ -182,10 +187,12 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
                     return
                 delay = self._next_delay()
                 expected = self._pacer.interval(delay) if self._pacer is not None else delay
-                self.log.info(
+                account = result.describe()
+                self.log.log(
+                    self._level_for(account),
                     "careCycle campaign %s: %s. Next poll in about %.3g s.",
                     self.campaign_id,
-                    result.describe(),
+                    account,
                     expected,
                 )
                 # its own interval, then its turn on the key (where the budget stretches it, if it must)
@@ -193,6 +200,22 @@ class CareCycleCampaignStatsTrigger(BaseTrigger):
         finally:
             if self._pacer is not None:
                 self._pacer.leave(self)
+
+    def _level_for(self, account: str) -> int:
+        """INFO for a poll whose account differs from the last one said at INFO (the first poll's included) or
+        when that one is ``UNCHANGED_INFO_EVERY_S`` old, DEBUG otherwise: the task's log shows every change, and
+        hundreds of sensors waiting on quiet campaigns do not flood the triggerer with one line per poll (Airflow 3
+        writes each trigger's lines through the triggerer's supervisor, and a triggerer whose log pipe is full
+        stalls its event loop).
+
+        :param account: this poll's :meth:`~airflow_provider_carecycle.campaign_stats.Evaluation.describe`.
+        """
+        now = time.monotonic()
+        if self._last_said is not None and self._last_said[0] == account:
+            if now - self._last_said[1] < UNCHANGED_INFO_EVERY_S:
+                return logging.DEBUG
+        self._last_said = (account, now)
+        return logging.INFO
 
     def _failure_message(self, err: Exception, retryable: bool) -> str:
         """The error event's message: what failed, and whether a task retry may help.

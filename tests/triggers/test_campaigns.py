@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import logging
 import threading
 import time
 
@@ -14,6 +15,7 @@ import pytest
 from airflow_provider_carecycle._compat import AirflowException, AirflowFailException
 from airflow_provider_carecycle.hooks.carecycle import CareCycleHook
 from airflow_provider_carecycle.sensors.campaigns import CareCycleCampaignStatsSensor
+from airflow_provider_carecycle.triggers import campaigns as campaigns_module
 from airflow_provider_carecycle.triggers.campaigns import CareCycleCampaignStatsTrigger, min_poll_interval
 
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
@@ -159,6 +161,61 @@ def test_never_reached_threshold_times_out_at_the_end_time(carecycle_emulator):
     assert late_by < 2.0  # and not a poll interval (or more) after it
     assert 3 <= len(polls) <= 7  # about one poll per interval
     assert len(campaign_gets(carecycle_emulator, campaign["id"])) == len(polls)
+
+
+class Said(logging.Handler):
+    """The records of one logger of its own (the trigger's lines, whichever logging Airflow set up)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.logger = logging.getLogger(f"tests.said.{id(self)}")
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_each_change_is_said_at_info_and_unchanged_polls_at_debug(carecycle_emulator):
+    emu = carecycle_emulator
+    campaign = first_campaign(emu)
+    trigger = make_trigger(campaign["id"], {"total": 10**9}, fail_on_terminal=False)
+    polls = counting_polls(trigger)
+    logged = Said()
+    trigger._log = logged.logger
+
+    async def watch():
+        waiting = asyncio.ensure_future(first_event(trigger))
+        for changed_at in (4, 8):  # four polls of one account, then of another, then of a third
+            while len(polls) < changed_at:
+                await asyncio.sleep(0.005)
+            emu.set_campaign_status(campaign["id"], "paused" if changed_at == 4 else "active")
+        while len(polls) < 12:
+            await asyncio.sleep(0.005)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(watch())
+    said = [(r.levelno, r.getMessage()) for r in logged.records if "Next poll in about" in r.getMessage()]
+    info = [message for level, message in said if level == logging.INFO]
+    assert len(said) >= 11, said  # one line per poll
+    assert [m.split(": ", 1)[1].split(";")[0] for m in info] == ["status=active", "status=paused", "status=active"]
+    assert all(level == logging.DEBUG for level, message in said if message not in info)
+
+
+def test_an_unchanged_account_is_said_at_info_again_every_ten_minutes(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(campaigns_module.time, "monotonic", lambda: now[0])
+    trigger = make_trigger(UNKNOWN_ID, {"total": 1})
+    levels = []
+    for step in (0, 1, campaigns_module.UNCHANGED_INFO_EVERY_S - 2, 1, 1):
+        now[0] += step
+        levels.append(trigger._level_for("status=active; unmet: total >= 1 (now 0)"))
+    assert levels == [logging.INFO, logging.DEBUG, logging.DEBUG, logging.INFO, logging.DEBUG]
+    assert trigger._level_for("status=paused; unmet: total >= 1 (now 0)") == logging.INFO
 
 
 def test_unknown_campaign_is_a_non_retryable_error_naming_the_id(carecycle_emulator):
