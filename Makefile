@@ -172,14 +172,16 @@ $(DEPLOY_TESTS): test-deployment-%: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constrai
 		--confcutdir=tests/deployment tests/deployment/test_real_deployment.py $(PYTEST_ARGS)
 
 # -- make test-triggerer: a real Airflow triggerer full of careCycle sensors (issue 25) -----------------------------
-# One deployment of the newest line from the built wheels (as make test-deployment), 500 deferred campaign sensors on
-# one key started straight in the triggerer, next to a canary trigger calling asyncio.to_thread once a second: the
-# stats trigger as it was (polls in threads) and today's, one after the other (FIGURES_FLAVOURS=async: today's only,
-# as .ci/run does, about 4 minutes). Prints the figures of docs/operators/campaigns.md and fails when today's trigger
-# misses a goal that is behaviour (429s, requests per window, starvation, blocked loop, canary wait)
+# One deployment of the newest line from the built wheels (as make test-deployment): per flavour, a DAG run whose 500
+# mapped campaign sensors on one key and a canary trigger (asyncio.to_thread once a second) are deferred into the
+# triggerer as a worker defers them; the flavours run one after the other: Airflow's own DateTimeTrigger as a
+# control (no careCycle), the stats trigger as it was (polls in threads), and today's (FIGURES_FLAVOURS=async:
+# today's only, as .ci/run does, about 4 minutes). A probe records the trigger runner's full garbage collections.
+# Prints the figures of docs/operators/campaigns.md and fails when today's trigger misses a goal that is behaviour
+# (429s, requests per window, starvation, a blocked loop no garbage collection explains, canary wait, one INFO line)
 # (tests/deployment/test_triggerer_figures.py).
 TRIGGERER_LINE := $(basename $(AIRFLOW_VERSION))
-FIGURES_FLAVOURS ?= threaded async
+FIGURES_FLAVOURS ?= control threaded async
 
 .PHONY: test-triggerer
 test-triggerer: $(PROVIDER_WHEEL) $(EMULATOR_WHEEL) constraints/airflow-$(TRIGGERER_LINE).txt

@@ -1,59 +1,37 @@
-"""The triggerer figures run's DAGs: N campaign sensors started straight in the triggerer, plus a canary."""
+"""The triggerer figures run's DAGs: per flavour, one DAG of a canary and a campaign sensor mapped over N campaigns
+(the shape of a DAG that watches many campaigns: ``.partial(...).expand(campaign_id=...)``).
+
+The tasks never run on a worker: the figures run defers each one straight into the triggerer (``defer.py``), as a
+worker's ``TaskDeferred`` does, so no worker process starts per sensor and the triggerer gets what a deferred
+``CareCycleCampaignStatsSensor(deferrable=True)`` gives it. The DAGs stay paused: the scheduler never queues them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from datetime import timedelta
 
 from airflow.sdk import DAG, BaseOperator
-from airflow.triggers.base import StartTriggerArgs
 
 CAMPAIGNS = json.loads(os.environ.get("FIGURES_CAMPAIGNS", "[]"))
-CANARY_FILE = os.environ.get("FIGURES_CANARY_FILE", "/dev/null")
-WINDOW_S = float(os.environ.get("FIGURES_WINDOW_S", "3"))
-PHASE_S = float(os.environ.get("FIGURES_PHASE_S", "60"))
 
 
-class StartedInTheTriggerer(BaseOperator):
-    """A task that starts deferred (``start_from_trigger``): no worker process for each of hundreds of sensors."""
+class DeferredByTheFigures(BaseOperator):
+    """A task the figures run defers into the triggerer itself; it resumes in ``execute_complete`` only."""
 
-    start_from_trigger = True
-
-    def __init__(self, *, trigger_cls: str, trigger_kwargs: dict, **kwargs) -> None:
+    def __init__(self, *, campaign_id: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.start_trigger_args = StartTriggerArgs(
-            trigger_cls=trigger_cls,
-            trigger_kwargs=trigger_kwargs,
-            next_method="execute_complete",
-            timeout=timedelta(hours=2),
-        )
+        self.campaign_id = campaign_id
+
+    def execute(self, context):
+        raise RuntimeError("the figures run defers this task itself: it never starts on a worker")
 
     def execute_complete(self, context, event=None):
         return None
 
 
-for flavour, classpath in (
-    ("threaded", "figures_triggers.ThreadedStatsTrigger"),
-    ("async", "airflow_provider_carecycle.triggers.campaigns.CareCycleCampaignStatsTrigger"),
-):
+for flavour in ("threaded", "async", "control"):
     with DAG(f"figures_{flavour}", schedule=None, catchup=False) as dag:
-        StartedInTheTriggerer(
-            task_id="canary",
-            trigger_cls="figures_triggers.CanaryTrigger",
-            trigger_kwargs={"path": f"{CANARY_FILE}.{flavour}", "seconds": 3600},
-        )
-        for n, campaign_id in enumerate(CAMPAIGNS):
-            StartedInTheTriggerer(
-                task_id=f"sensor_{n}",
-                trigger_cls=classpath,
-                trigger_kwargs={
-                    "campaign_id": campaign_id,
-                    "threshold": {"total": [">=", 10**9]},
-                    "end_time": time.time() + 7200,
-                    "hook_params": {"rate_limit_window": WINDOW_S},
-                    "poll_interval": WINDOW_S,
-                },
-            )
+        DeferredByTheFigures(task_id="canary")
+        DeferredByTheFigures.partial(task_id="sensor").expand(campaign_id=CAMPAIGNS)
     globals()[f"dag_{flavour}"] = dag
