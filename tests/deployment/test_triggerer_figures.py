@@ -101,15 +101,17 @@ def blocked_figures(
     }
 
 
+def trigger_logs(home: Path, dag_id: str) -> list[str]:
+    """The trigger logs of ``dag_id``'s tasks (Airflow 3 writes what a trigger logs there, one file per task)."""
+    return [path.read_text(errors="replace") for path in (home / "logs" / f"dag_id={dag_id}").rglob("*.trigger.*")]
+
+
 def stretch_lines(home: Path, dag_id: str) -> int:
     """The pacer's "stretched" INFO lines in the trigger logs of ``dag_id``'s tasks."""
-    return sum(
-        path.read_text(errors="replace").count("are stretched to that")
-        for path in (home / "logs" / f"dag_id={dag_id}").rglob("*.trigger.*")
-    )
+    return sum(text.count("are stretched to that") for text in trigger_logs(home, dag_id))
 
 
-def figures(emu, campaigns: list[str], canary_file: Path, rss_added: float) -> dict[str, float]:
+def figures(emu, campaigns: list[str], canary_file: Path) -> dict[str, float]:
     log = campaign_requests(emu)
     at = {id(r): datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp() for r in log}
     ok = sorted(at[id(r)] for r in log if r["status"] == 200)
@@ -126,7 +128,6 @@ def figures(emu, campaigns: list[str], canary_file: Path, rss_added: float) -> d
         "429s": sum(1 for r in log if r["status"] == 429),
         "gap_ratio": max(gaps, default=float("nan")) / (len(campaigns) * WINDOW_S / LIMIT),
         "sensors_polled": sum(1 for c in campaigns if len(polls.get(c, [])) >= 2),
-        "rss_added_mb": rss_added,
     }
 
 
@@ -197,8 +198,7 @@ def test_a_triggerer_full_of_carecycle_sensors(tmp_path):
                 return len({r["path"] for r in campaign_requests(emu)}) >= SENSORS
 
             def every_trigger_started(dag_id: str = dag_id) -> bool:  # the control's triggers send no request
-                logs = (home / "logs" / f"dag_id={dag_id}").rglob("*.trigger.*")
-                return sum(1 for path in logs if " starting" in path.read_text(errors="replace")) >= SENSORS + 1
+                return sum(1 for text in trigger_logs(home, dag_id) if " starting" in text) >= SENSORS + 1
 
             loaded = every_trigger_started if flavour == "control" else every_sensor_polled
             wait_for(f"{SENSORS} sensors' first polls", loaded, deployment, 900, every=2)
@@ -213,7 +213,7 @@ def test_a_triggerer_full_of_carecycle_sensors(tmp_path):
             time.sleep(PHASE_S)
             pauses = full_collections(probe, runner)
             results[flavour] = {
-                **figures(emu, campaigns, canary_file, 0.0),
+                **figures(emu, campaigns, canary_file),
                 **blocked_figures(
                     blocked(deployment.output("triggerer")[out_steady:]), pauses, "", steady_at, time.time()
                 ),
